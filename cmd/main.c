@@ -1,0 +1,66 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: command dispatch. Started as `sentry` (argv[0]) it is `picket sentry`, so that Dapr's
+ * documented command lines (./sentry --issuer-credentials ...) work unchanged. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/commands.h"
+#include "common/compiler.h"
+
+struct command {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+};
+
+static const struct command commands[] = {
+        {"sentry", pk_cmd_sentry, "run a Sentry-compatible certificate authority"},
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: picket <command> [options]\n\ncommands:\n");
+    for (size_t i = 0; i < PK_ARRAY_LEN(commands); i++) {
+        fprintf(out, "  %-8s %s\n", commands[i].name, commands[i].summary);
+    }
+    fprintf(out, "  %-8s %s\n", "version", "print the version");
+    fprintf(out, "\nRun `picket <command> --help` for a command's options.\n");
+}
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash != NULL ? slash + 1 : path;
+}
+
+int main(int argc, char **argv)
+{
+    /* A peer that goes away must never kill the process: writes report EPIPE instead. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (argc > 0 && strcmp(base_name(argv[0]), "sentry") == 0) {
+        return pk_cmd_sentry(argc, argv);
+    }
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "version") == 0 || strcmp(argv[1], "--version") == 0) {
+        printf("picket %s\n", PK_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < PK_ARRAY_LEN(commands); i++) {
+        if (strcmp(argv[1], commands[i].name) == 0) {
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "picket: unknown command `%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
