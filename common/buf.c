@@ -126,6 +126,19 @@ void pk_buf_consume(struct pk_buf *buf, size_t n)
     buf->data[buf->len] = '\0';
 }
 
+void pk_buf_truncate(struct pk_buf *buf, size_t n)
+{
+    PK_ASSERT(n <= buf->len);
+    if (buf->data == NULL) {
+        return;
+    }
+    if (buf->_secret) {
+        pk_wipe(buf->data + n, buf->len - n);
+    }
+    buf->len = n;
+    buf->data[n] = '\0';
+}
+
 void pk_buf_reset(struct pk_buf *buf)
 {
     if (buf->data != NULL) {

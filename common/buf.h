@@ -55,6 +55,9 @@ void pk_buf_commit(struct pk_buf *buf, size_t n);
 /* Drop the first n bytes (n <= len). */
 void pk_buf_consume(struct pk_buf *buf, size_t n);
 
+/* Shorten the content to n bytes (n <= len), wiping the dropped tail if secret. */
+void pk_buf_truncate(struct pk_buf *buf, size_t n);
+
 /* Empty the buffer but keep its memory (wiped first if secret). */
 void pk_buf_reset(struct pk_buf *buf);
 

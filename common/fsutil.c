@@ -1,0 +1,170 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: bounded file reads and atomic, durable file writes. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+
+int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_err *err)
+{
+    struct stat st;
+    uint8_t *dst;
+    size_t done = 0;
+    size_t start_len = out->len;
+    int fd;
+    int r;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        r = errno;
+        if (r == ENOENT) {
+            return pk_err_set(err, PK_E_NOTFOUND, "%s: file does not exist", path);
+        }
+        return pk_err_set(err, -r, "%s: cannot open: %s", path, strerror(r));
+    }
+    if (fstat(fd, &st) != 0) {
+        r = pk_err_set(err, -errno, "%s: cannot stat: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        r = pk_err_set(err, PK_E_INVALID, "%s: not a regular file", path);
+        goto out;
+    }
+    if ((uint64_t)st.st_size > max) {
+        r = pk_err_set(err, PK_E_TOOBIG, "%s: file is %lld bytes, more than the %zu allowed", path,
+                       (long long)st.st_size, max);
+        goto out;
+    }
+    /* Read until EOF rather than trusting st_size, so a file that grew after fstat is caught by
+     * the cap instead of being cut short. */
+    for (;;) {
+        size_t chunk = PK_MIN(PK_MIN((size_t)65536, max - done + 1), pk_buf_space(out));
+        ssize_t n;
+
+        if (chunk == 0 || pk_buf_reserve(out, chunk, &dst) != 0) {
+            r = pk_err_set(err, PK_E_TOOBIG, "%s: file is larger than the %zu bytes allowed", path,
+                           max);
+            goto out;
+        }
+        n = read(fd, dst, chunk);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            r = pk_err_set(err, -errno, "%s: read failed: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0) {
+            break;
+        }
+        pk_buf_commit(out, (size_t)n);
+        done += (size_t)n;
+        if (done > max) {
+            r = pk_err_set(err, PK_E_TOOBIG, "%s: file is larger than the %zu bytes allowed", path,
+                           max);
+            goto out;
+        }
+    }
+    r = 0;
+out:
+    if (r != 0) {
+        /* Leave out as it was: nothing half-read is handed back. */
+        pk_buf_truncate(out, start_len);
+    }
+    close(fd);
+    return r;
+}
+
+int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
+                       struct pk_err *err)
+{
+    char tmp[PATH_MAX];
+    char dir_copy[PATH_MAX];
+    const uint8_t *p = data;
+    size_t done = 0;
+    int fd = -1;
+    int dfd = -1;
+    int r;
+
+    if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp-XXXXXX", path) >= sizeof(tmp) ||
+        (size_t)snprintf(dir_copy, sizeof(dir_copy), "%s", path) >= sizeof(dir_copy)) {
+        return pk_err_set(err, PK_E_TOOBIG, "%s: path too long", path);
+    }
+    /* mkostemp creates the file 0600; fchmod only ever narrows or keeps that for key files. */
+    fd = mkostemp(tmp, O_CLOEXEC);
+    if (fd < 0) {
+        return pk_err_set(err, -errno, "%s: cannot create temporary file: %s", path,
+                          strerror(errno));
+    }
+    if (fchmod(fd, mode) != 0) {
+        r = pk_err_set(err, -errno, "%s: cannot set mode: %s", path, strerror(errno));
+        goto fail;
+    }
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            r = pk_err_set(err, -errno, "%s: write failed: %s", path, strerror(errno));
+            goto fail;
+        }
+        done += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        r = pk_err_set(err, -errno, "%s: fsync failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        r = pk_err_set(err, -errno, "%s: close failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if (rename(tmp, path) != 0) {
+        r = pk_err_set(err, -errno, "%s: rename failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    /* Make the rename itself durable. */
+    dfd = open(dirname(dir_copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        (void)fsync(dfd);
+        close(dfd);
+    }
+    return 0;
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    unlink(tmp);
+    return r;
+}
+
+bool pk_fs_exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+int pk_fs_join(char *out, size_t out_len, const char *dir, const char *name)
+{
+    int n;
+
+    if (name[0] == '/') {
+        n = snprintf(out, out_len, "%s", name);
+    } else {
+        size_t dl = strlen(dir);
+        n = snprintf(out, out_len, "%s%s%s", dir, (dl > 0 && dir[dl - 1] == '/') ? "" : "/", name);
+    }
+    if (n < 0 || (size_t)n >= out_len) {
+        return PK_E_TOOBIG;
+    }
+    return 0;
+}
