@@ -5,15 +5,15 @@
 
 #include <stddef.h>
 
-#define PK_MUST_USE      __attribute__((warn_unused_result))
-#define PK_PRINTF(f, a)  __attribute__((format(printf, f, a)))
-#define PK_NORETURN      __attribute__((noreturn))
-#define PK_UNUSED        __attribute__((unused))
-#define PK_ARRAY_LEN(a)  (sizeof(a) / sizeof((a)[0]))
-#define PK_MIN(a, b)     ((a) < (b) ? (a) : (b))
-#define PK_MAX(a, b)     ((a) > (b) ? (a) : (b))
-#define PK_LIKELY(x)     __builtin_expect(!!(x), 1)
-#define PK_UNLIKELY(x)   __builtin_expect(!!(x), 0)
+#define PK_MUST_USE     __attribute__((warn_unused_result))
+#define PK_PRINTF(f, a) __attribute__((format(printf, f, a)))
+#define PK_NORETURN     __attribute__((noreturn))
+#define PK_UNUSED       __attribute__((unused))
+#define PK_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+#define PK_MIN(a, b)    ((a) < (b) ? (a) : (b))
+#define PK_MAX(a, b)    ((a) > (b) ? (a) : (b))
+#define PK_LIKELY(x)    __builtin_expect(!!(x), 1)
+#define PK_UNLIKELY(x)  __builtin_expect(!!(x), 0)
 
 /* Always-on invariant check: logs file:line and aborts. Never compiled out. */
 PK_NORETURN void pk__assert_fail(const char *expr, const char *file, int line);

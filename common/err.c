@@ -1,15 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: error codes and human-readable error messages. */
+#include "err.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "err.h"
-
-static const char *const pk_err_texts[] = {
-        [PK_OK] = "success",
+static const char *const pk_err_texts[] = {[PK_OK] = "success",
 #define PK_ERR(name, text) [PK_E_##name] = text,
-        PK_ERR_TABLE
+                                           PK_ERR_TABLE
 #undef PK_ERR
 };
 
@@ -39,7 +38,7 @@ int pk_err_set(struct pk_err *err, int code, const char *fmt, ...)
 
 int pk_err_prefix(struct pk_err *err, int code, const char *fmt, ...)
 {
-    char prefix[160];
+    char prefix[480];
     char old[sizeof(err->msg) - sizeof(prefix) - 2];
     va_list ap;
 

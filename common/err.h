@@ -38,12 +38,12 @@ enum pk_err_code {
 #define PK_ERR(name, text) PK_E_##name,
     PK_ERR_TABLE
 #undef PK_ERR
-        PK_E__COUNT
+            PK_E__COUNT
 };
 
 /* A message for a person. Fixed size so it can live on the stack and never fails to allocate. */
 struct pk_err {
-    char msg[512];
+    char msg[1024];
 };
 
 /* Short static text for a return code (positive PK_E_*, negative -errno, or 0). */

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: bounded file reads and atomic, durable file writes. */
+#include "fsutil.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -9,8 +11,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-#include "fsutil.h"
 
 int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_err *err)
 {
@@ -45,9 +45,26 @@ int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_
     /* Read until EOF rather than trusting st_size, so a file that grew after fstat is caught by
      * the cap instead of being cut short. */
     for (;;) {
-        size_t chunk = PK_MIN(PK_MIN((size_t)65536, max - done + 1), pk_buf_space(out));
+        size_t chunk = PK_MIN((size_t)65536, max - done);
+        uint8_t probe;
         ssize_t n;
 
+        if (chunk == 0) {
+            /* Exactly max bytes so far: one more byte means the file is too big. The probe
+             * lives outside out, whose capacity may be exactly max. */
+            n = read(fd, &probe, 1);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n == 0) {
+                break;
+            }
+            r = n < 0 ? pk_err_set(err, -errno, "%s: read failed: %s", path, strerror(errno))
+                      : pk_err_set(err, PK_E_TOOBIG,
+                                   "%s: file is larger than the %zu bytes allowed", path, max);
+            goto out;
+        }
+        chunk = PK_MIN(chunk, pk_buf_space(out));
         if (chunk == 0 || pk_buf_reserve(out, chunk, &dst) != 0) {
             r = pk_err_set(err, PK_E_TOOBIG, "%s: file is larger than the %zu bytes allowed", path,
                            max);

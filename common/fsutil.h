@@ -19,8 +19,8 @@
 /* Read a whole regular file of at most max bytes into out (appended; pass a secret buffer for
  * keys). PK_E_NOTFOUND when it does not exist, PK_E_TOOBIG, PK_E_INVALID for a non-regular file,
  * -errno otherwise; err names the path. */
-int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out,
-                    struct pk_err *err) PK_MUST_USE;
+int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_err *err)
+        PK_MUST_USE;
 
 /* Atomically replace path with len bytes of data, created with mode (e.g. 0600). */
 int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,

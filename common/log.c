@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: logging to stderr as key=value lines or JSON objects. */
+#include "log.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +11,6 @@
 #include <unistd.h>
 
 #include "err.h"
-#include "log.h"
 
 static enum pk_log_level log_threshold = PK_LOG_LEVEL_INFO;
 static bool log_json;
@@ -57,6 +58,29 @@ static void json_escape(char *dst, size_t *len, size_t cap, const char *src)
         }
     }
     dst[*len] = '\0';
+}
+
+const char *pk_log_escape(char *buf, size_t buf_len, const char *text)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t len = 0;
+
+    if (buf_len == 0) {
+        return buf;
+    }
+    for (; *text != '\0' && len + 5 < buf_len; text++) {
+        unsigned char c = (unsigned char)*text;
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            buf[len++] = (char)c;
+        } else {
+            buf[len++] = '\\';
+            buf[len++] = 'x';
+            buf[len++] = hex[c >> 4];
+            buf[len++] = hex[c & 15];
+        }
+    }
+    buf[len] = '\0';
+    return buf;
 }
 
 void pk__log(enum pk_log_level level, const char *file, int line, const char *fmt, ...)

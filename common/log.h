@@ -29,6 +29,10 @@ int pk_log_level_parse(const char *text, enum pk_log_level *out) PK_MUST_USE;
 /* Current threshold, so callers can skip expensive argument preparation. */
 bool pk_log_enabled(enum pk_log_level level);
 
+/* Copy untrusted text into buf for a log line: quotes, backslashes and bytes outside printable
+ * ASCII become \xNN, so a peer cannot forge fields or lines. Returns buf (always terminated). */
+const char *pk_log_escape(char *buf, size_t buf_len, const char *text);
+
 void pk__log(enum pk_log_level level, const char *file, int line, const char *fmt, ...)
         PK_PRINTF(4, 5);
 

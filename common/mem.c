@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: allocation that aborts on failure, and wiping of secrets. */
+#include "mem.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "compiler.h"
-#include "mem.h"
 
 PK_NORETURN static void out_of_memory(size_t size)
 {

@@ -7,7 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first. */
+/* clang-format off */
 #include <cmocka.h>
+/* clang-format on */
 
 #include "common/buf.h"
 #include "common/err.h"

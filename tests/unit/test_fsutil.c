@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Unit tests for common/fsutil: bounded reads at and around the cap, atomic writes and modes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* cmocka.h needs setjmp.h, stdarg.h and stddef.h first. */
+/* clang-format off */
+#include <cmocka.h>
+/* clang-format on */
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "common/fsutil.h"
+
+static char dir[256];
+
+static int make_dir(void **state)
+{
+    (void)state;
+    const char *base = getenv("PICKET_TEST_TMP");
+    snprintf(dir, sizeof(dir), "%s/fsutil-XXXXXX", base != NULL ? base : "/tmp");
+    return mkdtemp(dir) == NULL ? -1 : 0;
+}
+
+static void write_n(const char *path, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        fputc('a' + (int)(i % 26), f);
+    }
+    fclose(f);
+}
+
+/* A file of exactly the cap fits a buffer whose capacity is exactly the cap. */
+static void test_read_exactly_max(void **state)
+{
+    (void)state;
+    char path[512];
+    struct pk_buf out;
+    struct pk_err err;
+
+    snprintf(path, sizeof(path), "%s/exact", dir);
+    write_n(path, 100);
+    pk_buf_init(&out, 100);
+    assert_int_equal(pk_fs_read_file(path, 100, &out, &err), 0);
+    assert_int_equal(out.len, 100);
+    assert_int_equal(out.data[99], 'a' + 99 % 26);
+    pk_buf_free(&out);
+}
+
+/* One byte over the cap is refused, and the buffer is left as it was. */
+static void test_read_one_over_max(void **state)
+{
+    (void)state;
+    char path[512];
+    struct pk_buf out;
+    struct pk_err err;
+
+    snprintf(path, sizeof(path), "%s/over", dir);
+    write_n(path, 101);
+    pk_buf_init(&out, 1000);
+    assert_int_equal(pk_buf_append(&out, "xy", 2), 0);
+    assert_int_equal(pk_fs_read_file(path, 100, &out, &err), PK_E_TOOBIG);
+    assert_non_null(strstr(err.msg, path));
+    assert_int_equal(out.len, 2);
+    pk_buf_free(&out);
+}
+
+static void test_read_missing_and_directory(void **state)
+{
+    (void)state;
+    char path[512];
+    struct pk_buf out;
+    struct pk_err err;
+
+    snprintf(path, sizeof(path), "%s/missing", dir);
+    pk_buf_init(&out, 100);
+    assert_int_equal(pk_fs_read_file(path, 100, &out, &err), PK_E_NOTFOUND);
+    assert_non_null(strstr(err.msg, "does not exist"));
+    assert_int_equal(pk_fs_read_file(dir, 100, &out, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    pk_buf_free(&out);
+}
+
+static void test_write_atomic_mode(void **state)
+{
+    (void)state;
+    char path[512];
+    struct stat st;
+    struct pk_err err;
+
+    snprintf(path, sizeof(path), "%s/secret", dir);
+    assert_int_equal(pk_fs_write_atomic(path, "k1", 2, 0600, &err), 0);
+    assert_int_equal(pk_fs_write_atomic(path, "key2", 4, 0600, &err), 0);
+    assert_int_equal(stat(path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(st.st_size, 4);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_read_exactly_max),
+            cmocka_unit_test(test_read_one_over_max),
+            cmocka_unit_test(test_read_missing_and_directory),
+            cmocka_unit_test(test_write_atomic_mode),
+    };
+    return cmocka_run_group_tests(tests, make_dir, NULL);
+}
