@@ -19,9 +19,9 @@
 #define PK_SPIFFE_MAX_TD_LEN 255
 
 struct pk_spiffe_id {
-    char uri[PK_SPIFFE_MAX_LEN + 1];               /* the whole ID as given */
+    char uri[PK_SPIFFE_MAX_LEN + 1]; /* the whole ID as given */
     char trust_domain[PK_SPIFFE_MAX_TD_LEN + 1];
-    const char *path;                              /* points into uri: "" or "/seg/..." */
+    const char *path; /* points into uri: "" or "/seg/..." */
     /* Set only when the path is exactly /ns/<namespace>/<app-id> (Dapr's workload form). */
     bool is_workload;
     char namespace_[256];
@@ -29,8 +29,8 @@ struct pk_spiffe_id {
 };
 
 /* Parse and validate an ID of len bytes (not NUL-terminated necessarily). 0 or PK_E_INVALID. */
-int pk_spiffe_parse(const char *text, size_t len, struct pk_spiffe_id *out,
-                    struct pk_err *err) PK_MUST_USE;
+int pk_spiffe_parse(const char *text, size_t len, struct pk_spiffe_id *out, struct pk_err *err)
+        PK_MUST_USE;
 
 /* Check a trust domain name alone ("example.org"). 0 or PK_E_INVALID. */
 int pk_spiffe_check_trust_domain(const char *td, struct pk_err *err) PK_MUST_USE;

@@ -34,15 +34,22 @@
 
 struct pk_cert;
 
-/* Parse one certificate from DER (borrowed; the cert keeps its own copy). */
+/* Parse one certificate from DER (borrowed; exactly len bytes, at most PK_PEM_MAX_DER; the cert
+ * keeps its own copy). what (borrowed) names it in errors. The validity dates are decoded but not
+ * compared with the clock. *out takes the certificate. PK_E_INVALID (malformed, serial not
+ * positive or over 20 octets, duplicate or unsupported critical extension, more than
+ * PK_CERT_MAX_URIS URI SANs), PK_E_TOOBIG. */
 int pk_cert_parse_der(const uint8_t *der, size_t len, const char *what, struct pk_cert **out,
                       struct pk_err *err) PK_MUST_USE;
+/* Takes cert. NULL is fine. Returns NULL. */
 struct pk_cert *pk_cert_free(struct pk_cert *cert);
+
+/* Accessors: all borrow cert, and returned strings and slices are borrowed from it. */
 
 struct pk_slice pk_cert_der(const struct pk_cert *cert);
 time_t pk_cert_not_before(const struct pk_cert *cert);
 time_t pk_cert_not_after(const struct pk_cert *cert);
-/* Serial as lower-case hex without leading zeros ("0" for zero) into out. */
+/* Serial as lower-case hex without leading zeros into out (always NUL-terminated, cut to fit). */
 void pk_cert_serial_hex(const struct pk_cert *cert, char *out, size_t out_len);
 /* One-line subject and issuer, e.g. "O=example.test" or "" for an empty name. */
 const char *pk_cert_subject(const struct pk_cert *cert);
@@ -59,18 +66,20 @@ bool pk_cert_has_basic_constraints(const struct pk_cert *cert);
 bool pk_cert_is_ca(const struct pk_cert *cert);
 int pk_cert_path_len(const struct pk_cert *cert); /* -1 when absent */
 bool pk_cert_has_key_usage(const struct pk_cert *cert);
-unsigned pk_cert_key_usage(const struct pk_cert *cert);     /* PK_KU_* */
+unsigned pk_cert_key_usage(const struct pk_cert *cert); /* PK_KU_* */
 bool pk_cert_has_ext_key_usage(const struct pk_cert *cert);
 unsigned pk_cert_ext_key_usage(const struct pk_cert *cert); /* PK_EKU_* */
 enum pk_key_type pk_cert_key_type(const struct pk_cert *cert);
-struct pk_slice pk_cert_spki(const struct pk_cert *cert);   /* SubjectPublicKeyInfo DER */
+struct pk_slice pk_cert_spki(const struct pk_cert *cert); /* SubjectPublicKeyInfo DER */
+/* The subject key identifier's bytes; an empty slice when the extension is absent. */
+struct pk_slice pk_cert_skid(const struct pk_cert *cert);
 
-/* True when cert's signature verifies with issuer's public key and cert's issuer name equals
- * issuer's subject name. */
+/* True when cert's signature (ECDSA with SHA-256/384/512, or Ed25519) verifies with issuer's
+ * public key and cert's issuer name equals issuer's subject name byte for byte. Borrows both. */
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer);
 /* True for a self-signed certificate (issuer == subject and signature verifies with own key). */
 bool pk_cert_self_signed(const struct pk_cert *cert);
-/* True when key is the private half of cert's public key. */
+/* True when key is the private half of cert's public key. Borrows both. */
 bool pk_cert_matches_key(const struct pk_cert *cert, const struct pk_key *key);
 
 /* An ordered list of certificates. */
@@ -79,41 +88,51 @@ struct pk_certs {
     size_t n;
 };
 
-/* Parse every CERTIFICATE block of a PEM text (borrowed). Other block types, a malformed block or
- * no certificate at all are errors naming `what` and the block's ordinal. */
+/* Parse every CERTIFICATE block of a PEM text (borrowed) and, on success only, append them to
+ * out in order (start with an empty list). Other block types, a malformed block or no certificate
+ * at all are PK_E_INVALID errors naming `what` and the block's ordinal. */
 int pk_certs_parse_pem(const uint8_t *pem, size_t len, const char *what, struct pk_certs *out,
                        struct pk_err *err) PK_MUST_USE;
-/* Append a copy (a new reference-free clone) of cert. */
+/* Append a copy (a new reference-free clone) of cert (borrowed). Always 0. */
 int pk_certs_push_copy(struct pk_certs *certs, const struct pk_cert *cert) PK_MUST_USE;
+/* Free every certificate and the array; the list is empty afterwards. */
 void pk_certs_clear(struct pk_certs *certs);
-/* Append each certificate as a PEM block to out. */
+/* Append each certificate as a PEM block to out; PK_E_TOOBIG leaves out unchanged. */
 int pk_certs_to_pem(const struct pk_certs *certs, struct pk_buf *out) PK_MUST_USE;
 
-/* Verify that leaf chains to one of roots, through intermediates (any order), at the current
- * time, using wolfSSL's certificate manager (signatures, validity of every element, CA flags,
- * path length, name constraints). PK_E_UNTRUSTED / PK_E_EXPIRED / PK_E_NOTYETVALID with err
- * saying which certificate failed and why. */
+/* Verify that leaf chains to one of roots, through intermediates (any order; NULL for none), at
+ * the current time, using wolfSSL's certificate manager (signatures, validity of every element,
+ * CA flags, path length, name constraints) and then our own walk of the path (validity of every
+ * element roots included, CA flag, keyCertSign, pathLenConstraint). Roots that cannot be loaded
+ * (expired, not a CA) are skipped unless the leaf needs them. Borrows everything; a new
+ * certificate manager per call, so it is safe from any thread. PK_E_UNTRUSTED / PK_E_EXPIRED /
+ * PK_E_NOTYETVALID with err saying which certificate failed and why, PK_E_CRYPTO. */
 int pk_x509_verify_chain(const struct pk_cert *leaf, const struct pk_certs *intermediates,
                          const struct pk_certs *roots, struct pk_err *err) PK_MUST_USE;
 
 /* What to put in a certificate that pk_cert_issue signs. */
 struct pk_cert_template {
-    const char *subject_cn;   /* NULL: no CN */
-    const char *subject_o;    /* NULL: no O. With neither, the subject is empty */
+    const char *subject_cn; /* NULL: no CN */
+    const char *subject_o;  /* NULL: no O. With neither, the subject is empty */
     time_t not_before;
     time_t not_after;
-    bool is_ca;               /* true: BasicConstraints critical CA:TRUE; false: no extension */
-    int path_len;             /* with is_ca: -1 for none */
-    unsigned key_usage;       /* PK_KU_*, emitted critical; 0 for none */
-    unsigned ext_key_usage;   /* PK_EKU_SERVER_AUTH|PK_EKU_CLIENT_AUTH; 0 for none */
-    const char *uri_san;      /* NULL: no SAN. Marked critical when the subject is empty */
-    bool subject_key_id;      /* add an SKID (CA certificates) */
+    bool is_ca;             /* true: BasicConstraints critical CA:TRUE; false: no extension */
+    int path_len;           /* with is_ca: -1 for none */
+    unsigned key_usage;     /* PK_KU_*, emitted critical; 0 for none */
+    unsigned ext_key_usage; /* PK_EKU_SERVER_AUTH|PK_EKU_CLIENT_AUTH; 0 for none */
+    const char *uri_san;    /* NULL: no SAN. Marked critical when the subject is empty */
+    bool subject_key_id;    /* add an SKID (CA certificates) */
 };
 
 /* Issue a certificate for subject_key, signed by issuer_key (ECDSA-SHA256 for P-256,
  * PureEd25519 for Ed25519). issuer NULL means self-signed (subject_key must be issuer_key's
  * public half). The serial is a fresh random 128-bit positive number. The AKI is the issuer's
- * SKID when it has one. */
+ * SKID when it has one (none for self-signed). Times are written at second precision, UTCTime
+ * for 1950-2049 and GeneralizedTime otherwise; names use PrintableString when they can, else
+ * UTF8String, O before CN. The result is parsed back and checked against tmpl before it is
+ * returned. Borrows everything; *out takes the certificate. PK_E_INVALID (template, or issuer
+ * not a CA with keyCertSign), PK_E_MISMATCH (issuer_key does not fit issuer / subject_key),
+ * PK_E_UNSUPPORTED, PK_E_CRYPTO. Thread-safe (serialised on the DRBG lock). */
 int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *subject_key,
                   const struct pk_cert *issuer, const struct pk_key *issuer_key,
                   struct pk_cert **out, struct pk_err *err) PK_MUST_USE;
