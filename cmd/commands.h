@@ -5,5 +5,6 @@
 #define PK_CMD_COMMANDS_H
 
 int pk_cmd_sentry(int argc, char **argv);
+int pk_cmd_cert(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ struct command {
 
 static const struct command commands[] = {
         {"sentry", pk_cmd_sentry, "run a Sentry-compatible certificate authority"},
+        {"cert", pk_cmd_cert, "certificate tools: fetch a workload certificate from Sentry"},
 };
 
 static void usage(FILE *out)

@@ -1,11 +1,226 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: `picket sentry`, the Sentry-compatible CA. */
+/* picket: `picket sentry`, a CA with the flags, files and defaults of Dapr's Sentry. */
+#include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 
 #include "cmd/commands.h"
+#include "cmd/flags.h"
+#include "common/log.h"
+#include "sentry/server.h"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: picket sentry [flags]   (also: sentry [flags], as Dapr's binary)\n"
+            "\n"
+            "A Sentry-compatible certificate authority: serves dapr.proto.sentry.v1.CA/"
+            "SignCertificate\nover gRPC (TLS, ALPN h2) and signs SPIFFE workload certificates.\n"
+            "\n"
+            "flags (`--flag value`, `--flag=value` and `-flag value` are all accepted):\n"
+            "  --issuer-credentials DIR         credentials directory "
+            "(default /var/run/secrets/dapr.io/credentials)\n"
+            "  --issuer-ca-filename NAME        trust anchors file (default ca.crt)\n"
+            "  --issuer-certificate-filename N  issuer certificate file (default issuer.crt)\n"
+            "  --issuer-key-filename NAME       issuer key file (default issuer.key)\n"
+            "                                   (an absolute file name overrides the directory)\n"
+            "  --trust-domain TD                trust domain of Sentry's own identity and of a\n"
+            "                                   generated root (default localhost)\n"
+            "  --config FILE                    Dapr Configuration YAML (spec.mtls: "
+            "workloadCertTTL,\n"
+            "                                   allowedClockSkew, tokenValidators); without it "
+            "the\n"
+            "                                   defaults 24h and 15m apply\n"
+            "  --port N                         gRPC port (default 50001)\n"
+            "  --listen-address ADDR            gRPC listen address (default: all interfaces)\n"
+            "  --healthz-port N                 /healthz port (default 8080)\n"
+            "  --healthz-listen-address ADDR    (default: all interfaces)\n"
+            "  --enable-metrics[=BOOL]          serve Prometheus /metrics (default true)\n"
+            "  --metrics-port N                 /metrics port (default 9090)\n"
+            "  --metrics-listen-address ADDR    (default: all interfaces)\n"
+            "  --mode standalone                Kubernetes mode is not supported\n"
+            "  --key-type ecdsa|ed25519         key type of a generated root and issuer "
+            "(default ecdsa, P-256)\n"
+            "  --log-level LEVEL                debug, info, warn, error (default info)\n"
+            "  --log-as-json[=BOOL]             JSON log lines (default false)\n"
+            "\n"
+            "environment: NAMESPACE (default \"default\"): the namespace of Sentry's own "
+            "identity,\nspiffe://<trust-domain>/ns/<NAMESPACE>/dapr-sentry.\n"
+            "\n"
+            "When any of the three credential files is missing, a new root and issuer are "
+            "generated\n(one year, like Dapr's) and written with mode 0600. When the files "
+            "change, they are\nre-validated and reloaded; a bad set is refused and the old one "
+            "keeps serving.\n");
+}
+
+enum {
+    OPT_CREDS = 256,
+    OPT_CA_FILE,
+    OPT_CERT_FILE,
+    OPT_KEY_FILE,
+    OPT_TRUST_DOMAIN,
+    OPT_CONFIG,
+    OPT_PORT,
+    OPT_LISTEN,
+    OPT_HEALTHZ_PORT,
+    OPT_HEALTHZ_LISTEN,
+    OPT_ENABLE_METRICS,
+    OPT_METRICS_PORT,
+    OPT_METRICS_LISTEN,
+    OPT_MODE,
+    OPT_KEY_TYPE,
+    OPT_LOG_LEVEL,
+    OPT_LOG_JSON,
+    OPT_HELP,
+};
 
 int pk_cmd_sentry(int argc, char **argv)
 {
-    fprintf(stderr, "picket sentry: being built\n");
-    return 1;
+    static const struct option options[] = {
+            {"issuer-credentials", required_argument, NULL, OPT_CREDS},
+            {"issuer-ca-filename", required_argument, NULL, OPT_CA_FILE},
+            {"issuer-certificate-filename", required_argument, NULL, OPT_CERT_FILE},
+            {"issuer-key-filename", required_argument, NULL, OPT_KEY_FILE},
+            {"trust-domain", required_argument, NULL, OPT_TRUST_DOMAIN},
+            {"config", required_argument, NULL, OPT_CONFIG},
+            {"port", required_argument, NULL, OPT_PORT},
+            {"listen-address", required_argument, NULL, OPT_LISTEN},
+            {"healthz-port", required_argument, NULL, OPT_HEALTHZ_PORT},
+            {"healthz-listen-address", required_argument, NULL, OPT_HEALTHZ_LISTEN},
+            {"enable-metrics", optional_argument, NULL, OPT_ENABLE_METRICS},
+            {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
+            {"metrics-listen-address", required_argument, NULL, OPT_METRICS_LISTEN},
+            {"mode", required_argument, NULL, OPT_MODE},
+            {"key-type", required_argument, NULL, OPT_KEY_TYPE},
+            {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+            {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
+            {"help", no_argument, NULL, OPT_HELP},
+            {NULL, 0, NULL, 0},
+    };
+    const char *ns = getenv("NAMESPACE");
+    struct pk_sentry_options opts = {
+            .credentials_dir = "/var/run/secrets/dapr.io/credentials",
+            .ca_filename = "ca.crt",
+            .cert_filename = "issuer.crt",
+            .key_filename = "issuer.key",
+            .trust_domain = "localhost",
+            .namespace_ = (ns != NULL && ns[0] != '\0') ? ns : "default",
+            .listen_address = "",
+            .port = 50001,
+            .healthz_address = "",
+            .healthz_port = 8080,
+            .enable_metrics = true,
+            .metrics_address = "",
+            .metrics_port = 9090,
+            .key_type = PK_KEY_P256,
+            .reload_delay = 1.0,
+    };
+    enum pk_log_level level = PK_LOG_LEVEL_INFO;
+    bool json = false;
+    int c;
+
+    opterr = 0;
+    optind = 1;
+    while ((c = getopt_long_only(argc, argv, "", options, NULL)) != -1) {
+        const char *name = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        switch (c) {
+        case OPT_CREDS:
+            opts.credentials_dir = optarg;
+            break;
+        case OPT_CA_FILE:
+            opts.ca_filename = optarg;
+            break;
+        case OPT_CERT_FILE:
+            opts.cert_filename = optarg;
+            break;
+        case OPT_KEY_FILE:
+            opts.key_filename = optarg;
+            break;
+        case OPT_TRUST_DOMAIN:
+            opts.trust_domain = optarg;
+            break;
+        case OPT_CONFIG:
+            opts.config_path = optarg;
+            break;
+        case OPT_PORT:
+            if (pk_flag_port("--port", optarg, &opts.port) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_LISTEN:
+            opts.listen_address = optarg;
+            break;
+        case OPT_HEALTHZ_PORT:
+            if (pk_flag_port("--healthz-port", optarg, &opts.healthz_port) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_HEALTHZ_LISTEN:
+            opts.healthz_address = optarg;
+            break;
+        case OPT_ENABLE_METRICS:
+            if (pk_flag_bool("--enable-metrics", optarg, &opts.enable_metrics) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_METRICS_PORT:
+            if (pk_flag_port("--metrics-port", optarg, &opts.metrics_port) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_METRICS_LISTEN:
+            opts.metrics_address = optarg;
+            break;
+        case OPT_MODE:
+            if (strcmp(optarg, "standalone") != 0) {
+                fprintf(stderr,
+                        "picket sentry: --mode %s is not supported: picket sentry runs in "
+                        "standalone mode (credentials from files; in Kubernetes mount the "
+                        "dapr-trust-bundle Secret as files)\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_KEY_TYPE:
+            if (strcasecmp(optarg, "ecdsa") == 0 || strcasecmp(optarg, "p256") == 0 ||
+                strcasecmp(optarg, "p-256") == 0) {
+                opts.key_type = PK_KEY_P256;
+            } else if (strcasecmp(optarg, "ed25519") == 0) {
+                opts.key_type = PK_KEY_ED25519;
+            } else {
+                fprintf(stderr, "picket sentry: --key-type: `%s' is not ecdsa or ed25519\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_LOG_LEVEL:
+            if (pk_log_level_parse(optarg, &level) != 0) {
+                fprintf(stderr,
+                        "picket sentry: --log-level: `%s' is not debug, info, warn or error\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        case OPT_LOG_JSON:
+            if (pk_flag_bool("--log-as-json", optarg, &json) != 0) {
+                return 2;
+            }
+            break;
+        case OPT_HELP:
+            usage(stdout);
+            return 0;
+        default:
+            fprintf(stderr, "picket sentry: unknown flag or missing value: `%s'\n", name);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "picket sentry: unexpected argument `%s'\n", argv[optind]);
+        return 2;
+    }
+    pk_log_setup(level, json);
+    return pk_sentry_run(&opts);
 }

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: strict parsing of command-line flag values. Each prints a message naming the flag and
+ * the bad value to stderr and returns PK_E_INVALID on error. */
+#ifndef PK_CMD_FLAGS_H
+#define PK_CMD_FLAGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/compiler.h"
+
+/* A TCP port, 0 to 65535. */
+int pk_flag_port(const char *flag, const char *value, uint16_t *out) PK_MUST_USE;
+
+/* A boolean as Go's flag package spells it; NULL (the flag alone) means true. */
+int pk_flag_bool(const char *flag, const char *value, bool *out) PK_MUST_USE;
+
+/* A Go duration ("10s", "1m30s") in seconds as a double. */
+int pk_flag_duration(const char *flag, const char *value, double *out) PK_MUST_USE;
+
+#endif

@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: the `picket sentry` process — a Sentry-compatible CA on one libev loop.
+ *
+ * Implementation notes. Everything runs on libev's default loop: gRPC calls, HTTP requests,
+ * file-change events, the server-certificate renewal timer and signals. A SignCertificate call
+ * runs to completion inside one callback, so swapping the credentials between callbacks can never
+ * affect a call in flight. Rotating Sentry's own TLS context only changes what new handshakes
+ * use: each connection holds a reference to the context it started with. */
+#include "sentry/server.h"
+
+#include <ev.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fsutil.h"
+#include "common/grpc.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/spiffe.h"
+#include "common/tls.h"
+#include "rpc/grpc_server.h"
+#include "rpc/http_server.h"
+#include "sentry/config.h"
+#include "sentry/creds.h"
+#include "sentry/issue.h"
+#include "sentry/jwks.h"
+#include "sentry/service.h"
+
+#define SIGN_METHOD "/dapr.proto.sentry.v1.CA/SignCertificate"
+/* Dapr's self-generated root and issuer live one year. */
+#define GENERATED_CA_TTL (365L * 24 * 3600)
+/* After a failed renewal of the server certificate, try again this soon. */
+#define SERVER_CERT_RETRY 10.0
+
+struct sentry {
+    const struct pk_sentry_options *opts;
+    struct ev_loop *loop;
+    struct pk_sentry_creds_paths paths;
+    struct pk_sentry_service *svc;
+    struct pk_rpc_server *rpc;
+    struct pk_http_server *healthz;
+    struct pk_http_server *metrics;
+    int64_t ttl_seconds;
+    int64_t skew_seconds;
+    time_t server_cert_not_after;
+    bool serving;
+    ev_stat watch[3];
+    ev_timer reload_timer;
+    ev_timer renew_timer;
+    ev_signal sigterm, sigint, sighup;
+};
+
+static int64_t seconds_of(int64_t ns)
+{
+    return ns / 1000000000;
+}
+
+/* Issue Sentry's own certificate from the current credentials and hand new handshakes a TLS
+ * context built on it. The key is made here and lives only inside the TLS context. */
+static int renew_server_cert(struct sentry *s, struct pk_err *err)
+{
+    const struct pk_sentry_creds *creds = pk_sentry_service_creds(s->svc);
+    struct pk_key *key = NULL;
+    struct pk_pubkey *pub = NULL;
+    struct pk_tls_ctx *tls = NULL;
+    struct pk_sentry_issued issued = {0};
+    struct pk_buf spki, key_der;
+    time_t now = time(NULL);
+    double life, next;
+    int r;
+
+    pk_buf_init(&spki, 4096);
+    pk_buf_init_secret(&key_der, 8192);
+    r = pk_key_generate(PK_KEY_P256, &key, err);
+    if (r == 0) {
+        r = pk_key_public_spki(key, &spki);
+    }
+    if (r == 0) {
+        r = pk_pubkey_from_spki(spki.data, spki.len, &pub, err);
+    }
+    if (r == 0) {
+        r = pk_sentry_issue_workload(creds, pub, pk_sentry_service_id(s->svc), now, s->ttl_seconds,
+                                     s->skew_seconds, &issued, err);
+    }
+    if (r == 0) {
+        r = pk_key_to_der(key, &key_der);
+    }
+    if (r == 0) {
+        struct pk_tls_config cfg = {
+                .server = true,
+                .chain_pem = issued.chain_pem.data,
+                .chain_pem_len = issued.chain_pem.len,
+                .key_der = key_der.data,
+                .key_der_len = key_der.len,
+                .alpn = "h2",
+                /* daprd and grpc-go accept TLS 1.2 with AEAD suites; so do we. */
+                .allow_tls12 = true,
+        };
+        r = pk_tls_ctx_new(&cfg, &tls, err);
+    }
+    if (r != 0) {
+        pk_sentry_service_count_servercert_failure(s->svc);
+        goto out;
+    }
+    pk_rpc_server_set_tls(s->rpc, tls);
+    s->server_cert_not_after = issued.not_after;
+    /* Renew at half the certificate's life, as Dapr's Sentry does. */
+    life = difftime(issued.not_after, issued.not_before);
+    next = difftime(issued.not_before, now) + life / 2;
+    if (next < 1.0) {
+        next = 1.0;
+    }
+    ev_timer_stop(s->loop, &s->renew_timer);
+    ev_timer_set(&s->renew_timer, next, 0.0);
+    ev_timer_start(s->loop, &s->renew_timer);
+    PK_LOG_INFO("server certificate issued spiffe_id=%s serial=%s not_after=%lld "
+                "next_renewal_in=%.0fs",
+                pk_sentry_service_id(s->svc), issued.serial_hex, (long long)issued.not_after, next);
+out:
+    pk_tls_ctx_unref(tls);
+    pk_buf_free(&issued.chain_pem);
+    pk_buf_free(&spki);
+    pk_buf_free(&key_der);
+    pk_pubkey_free(pub);
+    pk_key_free(key);
+    return r;
+}
+
+static void renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct sentry *s = w->data;
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (renew_server_cert(s, &err) != 0) {
+        PK_LOG_ERR("server certificate renewal failed error=\"%s\" retry_in=%.0fs", err.msg,
+                   SERVER_CERT_RETRY);
+        ev_timer_set(&s->renew_timer, SERVER_CERT_RETRY, 0.0);
+        ev_timer_start(loop, &s->renew_timer);
+    }
+}
+
+/* Re-read the credentials; on success swap them in and re-issue the server certificate. */
+static void reload_creds(struct sentry *s, const char *why)
+{
+    struct pk_sentry_creds *creds = NULL;
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (pk_sentry_creds_load(&s->paths, &creds, &err) != 0) {
+        PK_LOG_ERR("credentials reload refused (still serving the previous set) trigger=%s "
+                   "error=\"%s\"",
+                   why, err.msg);
+        return;
+    }
+    pk_sentry_service_set_creds(s->svc, creds);
+    pk_sentry_service_count_issuer_changed(s->svc);
+    PK_LOG_INFO("credentials reloaded trigger=%s issuer_not_after=%lld", why,
+                (long long)creds->issuer_not_after);
+    pk_err_clear(&err);
+    if (renew_server_cert(s, &err) != 0) {
+        PK_LOG_ERR("server certificate re-issue after reload failed error=\"%s\"", err.msg);
+        ev_timer_stop(s->loop, &s->renew_timer);
+        ev_timer_set(&s->renew_timer, SERVER_CERT_RETRY, 0.0);
+        ev_timer_start(s->loop, &s->renew_timer);
+    }
+}
+
+static void reload_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    reload_creds(w->data, "file-change");
+}
+
+/* A file changed: wait for a quiet moment, since an update usually touches several files. */
+static void watch_cb(struct ev_loop *loop, ev_stat *w, int revents)
+{
+    struct sentry *s = w->data;
+    ev_timer_stop(loop, &s->reload_timer);
+    ev_timer_set(&s->reload_timer, s->opts->reload_delay, 0.0);
+    ev_timer_start(loop, &s->reload_timer);
+}
+
+static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
+{
+    struct sentry *s = w->data;
+    if (w->signum == SIGHUP) {
+        reload_creds(s, "SIGHUP");
+        return;
+    }
+    PK_LOG_INFO("stopping signal=%d", w->signum);
+    s->serving = false;
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void sign_handler(void *ctx, const struct pk_rpc_request *req, struct pk_rpc_reply *reply)
+{
+    struct sentry *s = ctx;
+    pk_sentry_service_sign(s->svc, req->message, time(NULL), &reply->status, reply->message,
+                           sizeof(reply->message), &reply->body);
+}
+
+static int healthz_handler(void *ctx, const struct pk_http1_request *req,
+                           struct pk_http_reply *reply)
+{
+    struct sentry *s = ctx;
+    bool ok = s->serving && s->server_cert_not_after > time(NULL);
+    reply->status = ok ? 200 : 503;
+    return pk_buf_append_str(&reply->body, ok ? "ok\n" : "not serving\n");
+}
+
+static int metric(struct pk_buf *out, const char *name, const char *type, const char *help,
+                  const char *labels, double value)
+{
+    return pk_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s%s %.17g\n", name, help, name, type,
+                         name, labels, value);
+}
+
+static int metrics_handler(void *ctx, const struct pk_http1_request *req,
+                           struct pk_http_reply *reply)
+{
+    struct sentry *s = ctx;
+    const struct pk_sentry_creds *creds = pk_sentry_service_creds(s->svc);
+    struct pk_sentry_metrics m;
+    struct pk_buf *out = &reply->body;
+    int r = 0;
+
+    pk_sentry_service_metrics(s->svc, &m);
+    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r |= metric(out, "dapr_sentry_cert_sign_request_received_total", "counter",
+                "Certificate signing requests received.", "", (double)m.sign_request_received);
+    r |= metric(out, "dapr_sentry_cert_sign_success_total", "counter",
+                "Certificates signed successfully.", "", (double)m.sign_success);
+    r |= metric(out, "dapr_sentry_cert_sign_failure_total", "counter",
+                "Certificate signing requests that failed.", "{reason=\"sign\"}",
+                (double)m.sign_failure);
+    r |= metric(out, "dapr_sentry_servercert_issue_failed_total", "counter",
+                "Failures to issue Sentry's own server certificate.", "",
+                (double)m.servercert_issue_failed);
+    r |= metric(out, "dapr_sentry_issuercert_changed_total", "counter",
+                "Reloads of changed issuer credentials.", "", (double)m.issuercert_changed);
+    r |= metric(out, "dapr_sentry_issuercert_expiry_timestamp", "gauge",
+                "Expiry of the issuer certificate, in Unix seconds.", "",
+                (double)creds->issuer_not_after);
+    r |= metric(out, "picket_sentry_root_cert_expiry_timestamp", "gauge",
+                "Earliest expiry among the trust anchors (ca.crt), in Unix seconds.", "",
+                (double)creds->roots_not_after);
+    r |= metric(out, "picket_sentry_server_cert_expiry_timestamp", "gauge",
+                "Expiry of Sentry's own serving certificate, in Unix seconds.", "",
+                (double)s->server_cert_not_after);
+    return r != 0 ? PK_E_TOOBIG : 0;
+}
+
+/* Load the configuration file, or take Dapr's defaults when there is none. */
+static int load_config(struct sentry *s, struct pk_jwks **jwks, struct pk_err *err)
+{
+    struct pk_sentry_config *cfg = NULL;
+    int r;
+
+    if (s->opts->config_path != NULL) {
+        r = pk_sentry_config_load(s->opts->config_path, &cfg, err);
+    } else {
+        cfg = pk_sentry_config_new();
+        r = 0;
+    }
+    if (r != 0) {
+        return r;
+    }
+    s->ttl_seconds = seconds_of(cfg->ttl_ns);
+    s->skew_seconds = seconds_of(cfg->skew_ns);
+    if (s->ttl_seconds < 1) {
+        r = pk_err_set(err, PK_E_INVALID, "%s: workloadCertTTL must be at least one second",
+                       s->opts->config_path);
+        goto out;
+    }
+    if (cfg->jwks_enabled) {
+        r = pk_jwks_load(cfg->jwks.source, jwks, err);
+        if (r != 0) {
+            pk_err_prefix(err, r, "%s: tokenValidators jwks", s->opts->config_path);
+            goto out;
+        }
+    }
+    PK_LOG_INFO("configuration loaded file=%s workload_cert_ttl=%llds allowed_clock_skew=%llds "
+                "validator=%s",
+                s->opts->config_path != NULL ? s->opts->config_path : "(defaults)",
+                (long long)s->ttl_seconds, (long long)s->skew_seconds,
+                *jwks != NULL ? "jwks" : "insecure");
+out:
+    pk_sentry_config_free(cfg);
+    return r;
+}
+
+static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out,
+                                  struct pk_err *err)
+{
+    struct pk_sentry_creds_gen gen = {
+            .trust_domain = s->opts->trust_domain,
+            .namespace_ = s->opts->namespace_,
+            .key_type = s->opts->key_type,
+            .now = time(NULL),
+            .skew_seconds = (long)s->skew_seconds,
+            .ttl_seconds = GENERATED_CA_TTL,
+    };
+    int r;
+
+    if (!pk_sentry_creds_missing(&s->paths)) {
+        return pk_sentry_creds_load(&s->paths, out, err);
+    }
+    if (pk_fs_exists(s->paths.ca) || pk_fs_exists(s->paths.issuer_cert) ||
+        pk_fs_exists(s->paths.issuer_key)) {
+        PK_LOG_WARN("some credential files are missing: generating a new root and issuer and "
+                    "replacing ca=%s cert=%s key=%s",
+                    s->paths.ca, s->paths.issuer_cert, s->paths.issuer_key);
+    }
+    r = pk_sentry_creds_generate(&s->paths, &gen, out, err);
+    if (r == 0) {
+        PK_LOG_INFO("generated a new root and issuer trust_domain=%s key_type=%s dir=%s",
+                    gen.trust_domain, pk_key_type_name(gen.key_type), s->opts->credentials_dir);
+    }
+    return r;
+}
+
+static int start_http(struct sentry *s, const char *address, uint16_t port,
+                      struct pk_http_server **out, const char *what, struct pk_err *err)
+{
+    struct pk_http_server_opts hopts = {.host = address, .port = port};
+    int r = pk_http_server_new(s->loop, &hopts, out, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "%s listener", what);
+    }
+    return r;
+}
+
+static void watch_file(struct sentry *s, ev_stat *w, const char *path)
+{
+    ev_stat_init(w, watch_cb, path, 1.0);
+    w->data = s;
+    ev_stat_start(s->loop, w);
+}
+
+int pk_sentry_run(const struct pk_sentry_options *opts)
+{
+    struct sentry s = {.opts = opts, .loop = ev_default_loop(EVFLAG_AUTO)};
+    struct pk_sentry_creds *creds = NULL;
+    struct pk_jwks *jwks = NULL;
+    struct pk_err err;
+    int status = 1;
+    int r;
+
+    pk_err_clear(&err);
+    if (s.loop == NULL) {
+        PK_LOG_ERR("cannot initialise the event loop");
+        return 1;
+    }
+    r = pk_spiffe_check_trust_domain(opts->trust_domain, &err);
+    if (r == 0) {
+        r = pk_spiffe_check_segment(opts->namespace_, "namespace (NAMESPACE)", &err);
+    }
+    if (r != 0) {
+        pk_err_prefix(&err, r, "--trust-domain/NAMESPACE");
+        goto out;
+    }
+    r = load_config(&s, &jwks, &err);
+    if (r != 0) {
+        goto out;
+    }
+    if (pk_sentry_creds_paths_init(&s.paths, opts->credentials_dir, opts->ca_filename,
+                                   opts->cert_filename, opts->key_filename) != 0) {
+        r = pk_err_set(&err, PK_E_TOOBIG, "--issuer-credentials: path too long");
+        goto out;
+    }
+    r = load_or_generate_creds(&s, &creds, &err);
+    if (r != 0) {
+        goto out;
+    }
+    {
+        struct pk_sentry_service_config scfg = {
+                .trust_domain = opts->trust_domain,
+                .namespace_ = opts->namespace_,
+                .ttl_seconds = s.ttl_seconds,
+                .skew_seconds = s.skew_seconds,
+        };
+        r = pk_sentry_service_new(&scfg, creds, jwks, &s.svc);
+        if (r != 0) {
+            pk_err_set(&err, r, "cannot create the signing service");
+            goto out;
+        }
+        creds = NULL;
+        jwks = NULL;
+    }
+
+    {
+        struct pk_rpc_server_config rcfg = {
+                .listen_address = opts->listen_address,
+                .port = opts->port,
+                .max_message = PK_SENTRY_MAX_REQUEST,
+                .handshake_timeout = 10.0,
+                .idle_timeout = 120.0,
+                .max_connections = 1024,
+        };
+        r = pk_rpc_server_new(s.loop, &rcfg, &s.rpc, &err);
+        if (r != 0) {
+            goto out;
+        }
+        r = pk_rpc_server_add_method(s.rpc, SIGN_METHOD, sign_handler, &s);
+        if (r != 0) {
+            pk_err_set(&err, r, "cannot register %s", SIGN_METHOD);
+            goto out;
+        }
+    }
+    ev_timer_init(&s.renew_timer, renew_cb, 0.0, 0.0);
+    s.renew_timer.data = &s;
+    ev_timer_init(&s.reload_timer, reload_timer_cb, 0.0, 0.0);
+    s.reload_timer.data = &s;
+    r = renew_server_cert(&s, &err);
+    if (r != 0) {
+        pk_err_prefix(&err, r, "issuing Sentry's own server certificate");
+        goto out;
+    }
+    r = pk_rpc_server_start(s.rpc, &err);
+    if (r != 0) {
+        goto out;
+    }
+    r = start_http(&s, opts->healthz_address, opts->healthz_port, &s.healthz, "healthz", &err);
+    if (r != 0) {
+        goto out;
+    }
+    r = pk_http_server_route(s.healthz, "/healthz", healthz_handler, &s);
+    if (r != 0) {
+        goto out;
+    }
+    if (opts->enable_metrics) {
+        if (opts->metrics_port == opts->healthz_port && opts->metrics_port != 0) {
+            r = pk_http_server_route(s.healthz, "/metrics", metrics_handler, &s);
+        } else {
+            r = start_http(&s, opts->metrics_address, opts->metrics_port, &s.metrics, "metrics",
+                           &err);
+            if (r == 0) {
+                r = pk_http_server_route(s.metrics, "/metrics", metrics_handler, &s);
+            }
+        }
+        if (r != 0) {
+            goto out;
+        }
+    }
+
+    watch_file(&s, &s.watch[0], s.paths.ca);
+    watch_file(&s, &s.watch[1], s.paths.issuer_cert);
+    watch_file(&s, &s.watch[2], s.paths.issuer_key);
+    ev_signal_init(&s.sigterm, signal_cb, SIGTERM);
+    ev_signal_init(&s.sigint, signal_cb, SIGINT);
+    ev_signal_init(&s.sighup, signal_cb, SIGHUP);
+    s.sigterm.data = s.sigint.data = s.sighup.data = &s;
+    ev_signal_start(s.loop, &s.sigterm);
+    ev_signal_start(s.loop, &s.sigint);
+    ev_signal_start(s.loop, &s.sighup);
+
+    s.serving = true;
+    PK_LOG_INFO(
+            "sentry serving spiffe_id=%s grpc_port=%u healthz_port=%u metrics_port=%u",
+            pk_sentry_service_id(s.svc), pk_rpc_server_port(s.rpc), pk_http_server_port(s.healthz),
+            s.metrics != NULL ? pk_http_server_port(s.metrics) : pk_http_server_port(s.healthz));
+    ev_run(s.loop, 0);
+    status = 0;
+
+out:
+    if (status != 0) {
+        fprintf(stderr, "picket sentry: %s\n",
+                err.msg[0] != '\0' ? err.msg : "start-up failed (see the log above)");
+    }
+    for (size_t i = 0; i < PK_ARRAY_LEN(s.watch); i++) {
+        if (s.watch[i].data != NULL) {
+            ev_stat_stop(s.loop, &s.watch[i]);
+        }
+    }
+    if (s.sigterm.data != NULL) {
+        ev_signal_stop(s.loop, &s.sigterm);
+        ev_signal_stop(s.loop, &s.sigint);
+        ev_signal_stop(s.loop, &s.sighup);
+    }
+    ev_timer_stop(s.loop, &s.renew_timer);
+    ev_timer_stop(s.loop, &s.reload_timer);
+    pk_http_server_free(s.metrics);
+    pk_http_server_free(s.healthz);
+    pk_rpc_server_free(s.rpc);
+    pk_sentry_service_free(s.svc);
+    pk_sentry_creds_free(creds);
+    pk_jwks_free(jwks);
+    return status;
+}

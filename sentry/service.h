@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: the dapr.proto.sentry.v1.CA/SignCertificate method, without I/O.
+ *
+ * The processing order and the gRPC status codes follow Dapr's Sentry 1.12+ (SENTRY-PROTOCOL.md
+ * §4): choose the validator (INVALID_ARGUMENT), validate the request and token
+ * (PERMISSION_DENIED), decode and check the CSR (INVALID_ARGUMENT), sign (INTERNAL). The
+ * identity comes from the request as the validator approved it, never from the CSR, whose public
+ * key is all that is used. Where Dapr is looser than it should be, picket refuses at the
+ * validation step and says why: namespace and app id must be valid SPIFFE path segments and the
+ * trust domain a valid SPIFFE trust domain. */
+#ifndef PK_SENTRY_SERVICE_H
+#define PK_SENTRY_SERVICE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "common/buf.h"
+#include "common/compiler.h"
+#include "sentry/creds.h"
+
+struct pk_jwks;
+
+/* The largest SignCertificateRequest accepted (a CSR plus a token fits in a few KiB). */
+#define PK_SENTRY_MAX_REQUEST (64u * 1024u)
+
+/* Counters, named after Dapr's Sentry metrics. */
+struct pk_sentry_metrics {
+    uint64_t sign_request_received;
+    uint64_t sign_success;
+    uint64_t sign_failure;
+    uint64_t servercert_issue_failed;
+    uint64_t issuercert_changed;
+};
+
+struct pk_sentry_service_config {
+    const char *trust_domain; /* Sentry's own (--trust-domain) */
+    const char *namespace_;   /* Sentry's own (NAMESPACE) */
+    int64_t ttl_seconds;      /* workloadCertTTL */
+    int64_t skew_seconds;     /* allowedClockSkew */
+};
+
+struct pk_sentry_service;
+
+/* Create a service. creds is taken; jwks (may be NULL: the INSECURE validator is then the
+ * default and only one, as in self-hosted Dapr) is taken. */
+int pk_sentry_service_new(const struct pk_sentry_service_config *cfg, struct pk_sentry_creds *creds,
+                          struct pk_jwks *jwks, struct pk_sentry_service **out) PK_MUST_USE;
+struct pk_sentry_service *pk_sentry_service_free(struct pk_sentry_service *svc);
+
+/* Replace the credentials (takes creds; the old set is freed). Calls being handled on the same
+ * thread are never affected: a call runs to completion before this can run. */
+void pk_sentry_service_set_creds(struct pk_sentry_service *svc, struct pk_sentry_creds *creds);
+const struct pk_sentry_creds *pk_sentry_service_creds(const struct pk_sentry_service *svc);
+
+/* Handle one SignCertificate call: request is the serialized SignCertificateRequest (borrowed).
+ * On return *status is a gRPC status code; on OK the serialized SignCertificateResponse is
+ * appended to response, otherwise message holds the status message. */
+void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
+                            int *status, char *message, size_t message_len,
+                            struct pk_buf *response);
+
+/* Sentry's own SPIFFE ID, spiffe://<td>/ns/<namespace>/dapr-sentry. */
+const char *pk_sentry_service_id(const struct pk_sentry_service *svc);
+
+/* A snapshot of the counters. */
+void pk_sentry_service_metrics(const struct pk_sentry_service *svc, struct pk_sentry_metrics *out);
+/* Count a failed renewal of Sentry's own server certificate / a credentials reload. */
+void pk_sentry_service_count_servercert_failure(struct pk_sentry_service *svc);
+void pk_sentry_service_count_issuer_changed(struct pk_sentry_service *svc);
+
+#endif
