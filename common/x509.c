@@ -44,8 +44,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+/* wolfssl/options.h must come before every other wolfSSL header. */
+/* clang-format off */
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
+#include <wolfssl/error-ssl.h>
+/* clang-format on */
 #include <wolfssl/wolfcrypt/asn.h>
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
@@ -629,6 +633,16 @@ static int cert_decode(struct pk_cert *cert, struct pk_err *err)
         }
         cert->uris[cert->n_uris++] = pk_xstrndup(e->name, (size_t)e->len);
     }
+    /* wolfSSL appends names in certificate order only in builds with OPENSSL_EXTRA (or
+     * WOLFSSL_ASN_ALL) and without WOLFSSL_ALT_NAMES_NO_REV; other builds, such as the fast one,
+     * prepend, so the list comes out reversed. Keep the certificate's order either way. */
+#if !((defined(WOLFSSL_ASN_ALL) || defined(OPENSSL_EXTRA)) && !defined(WOLFSSL_ALT_NAMES_NO_REV))
+    for (size_t i = 0; i < cert->n_uris / 2; i++) {
+        char *t = cert->uris[i];
+        cert->uris[i] = cert->uris[cert->n_uris - 1 - i];
+        cert->uris[cert->n_uris - 1 - i] = t;
+    }
+#endif
     cert->san_critical = dc.extSubjAltNameSet && dc.extSubjAltNameCrit;
     cert->has_bc = dc.extBasicConstSet;
     cert->is_ca = dc.extBasicConstSet && dc.isCA;
