@@ -21,6 +21,7 @@
 #include "common/mem.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
+#include "rpc/filewatch.h"
 #include "rpc/grpc_server.h"
 #include "rpc/http_server.h"
 #include "sentry/config.h"
@@ -47,8 +48,7 @@ struct sentry {
     int64_t skew_seconds;
     time_t server_cert_not_after;
     bool serving;
-    ev_stat watch[3];
-    ev_timer reload_timer;
+    struct pk_filewatch *watch;
     ev_timer renew_timer;
     ev_signal sigterm, sigint, sighup;
 };
@@ -143,6 +143,19 @@ static void renew_cb(struct ev_loop *loop, ev_timer *w, int revents)
     }
 }
 
+static bool slices_equal(struct pk_slice a, struct pk_slice b)
+{
+    return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+/* Same roots and same issuer chain (the key was checked to match the issuer certificate). */
+static bool creds_equal(const struct pk_sentry_creds *a, const struct pk_sentry_creds *b)
+{
+    return slices_equal(pk_buf_slice(&a->roots_pem), pk_buf_slice(&b->roots_pem)) &&
+           slices_equal(pk_buf_slice(&a->chain_pem), pk_buf_slice(&b->chain_pem)) &&
+           slices_equal(pk_cert_der(a->issuer_chain.v[0]), pk_cert_der(b->issuer_chain.v[0]));
+}
+
 /* Re-read the credentials; on success swap them in and re-issue the server certificate. */
 static void reload_creds(struct sentry *s, const char *why)
 {
@@ -154,6 +167,11 @@ static void reload_creds(struct sentry *s, const char *why)
         PK_LOG_ERR("credentials reload refused (still serving the previous set) trigger=%s "
                    "error=\"%s\"",
                    why, err.msg);
+        return;
+    }
+    if (creds_equal(creds, pk_sentry_service_creds(s->svc))) {
+        PK_LOG_DEBUG("credentials unchanged trigger=%s", why);
+        pk_sentry_creds_free(creds);
         return;
     }
     pk_sentry_service_set_creds(s->svc, creds);
@@ -169,18 +187,9 @@ static void reload_creds(struct sentry *s, const char *why)
     }
 }
 
-static void reload_timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void files_changed(void *ctx)
 {
-    reload_creds(w->data, "file-change");
-}
-
-/* A file changed: wait for a quiet moment, since an update usually touches several files. */
-static void watch_cb(struct ev_loop *loop, ev_stat *w, int revents)
-{
-    struct sentry *s = w->data;
-    ev_timer_stop(loop, &s->reload_timer);
-    ev_timer_set(&s->reload_timer, s->opts->reload_delay, 0.0);
-    ev_timer_start(loop, &s->reload_timer);
+    reload_creds(ctx, "file-change");
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -333,13 +342,6 @@ static int start_http(struct sentry *s, const char *address, uint16_t port,
     return r;
 }
 
-static void watch_file(struct sentry *s, ev_stat *w, const char *path)
-{
-    ev_stat_init(w, watch_cb, path, 1.0);
-    w->data = s;
-    ev_stat_start(s->loop, w);
-}
-
 int pk_sentry_run(const struct pk_sentry_options *opts)
 {
     struct sentry s = {.opts = opts, .loop = ev_default_loop(EVFLAG_AUTO)};
@@ -412,8 +414,6 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     }
     ev_timer_init(&s.renew_timer, renew_cb, 0.0, 0.0);
     s.renew_timer.data = &s;
-    ev_timer_init(&s.reload_timer, reload_timer_cb, 0.0, 0.0);
-    s.reload_timer.data = &s;
     r = renew_server_cert(&s, &err);
     if (r != 0) {
         pk_err_prefix(&err, r, "issuing Sentry's own server certificate");
@@ -446,9 +446,14 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
         }
     }
 
-    watch_file(&s, &s.watch[0], s.paths.ca);
-    watch_file(&s, &s.watch[1], s.paths.issuer_cert);
-    watch_file(&s, &s.watch[2], s.paths.issuer_key);
+    {
+        const char *files[] = {s.paths.ca, s.paths.issuer_cert, s.paths.issuer_key};
+        r = pk_filewatch_start(s.loop, files, PK_ARRAY_LEN(files), opts->reload_delay,
+                               files_changed, &s, &s.watch, &err);
+        if (r != 0) {
+            goto out;
+        }
+    }
     ev_signal_init(&s.sigterm, signal_cb, SIGTERM);
     ev_signal_init(&s.sigint, signal_cb, SIGINT);
     ev_signal_init(&s.sighup, signal_cb, SIGHUP);
@@ -470,18 +475,13 @@ out:
         fprintf(stderr, "picket sentry: %s\n",
                 err.msg[0] != '\0' ? err.msg : "start-up failed (see the log above)");
     }
-    for (size_t i = 0; i < PK_ARRAY_LEN(s.watch); i++) {
-        if (s.watch[i].data != NULL) {
-            ev_stat_stop(s.loop, &s.watch[i]);
-        }
-    }
+    pk_filewatch_stop(s.watch);
     if (s.sigterm.data != NULL) {
         ev_signal_stop(s.loop, &s.sigterm);
         ev_signal_stop(s.loop, &s.sigint);
         ev_signal_stop(s.loop, &s.sighup);
     }
     ev_timer_stop(s.loop, &s.renew_timer);
-    ev_timer_stop(s.loop, &s.reload_timer);
     pk_http_server_free(s.metrics);
     pk_http_server_free(s.healthz);
     pk_rpc_server_free(s.rpc);
