@@ -125,3 +125,23 @@ def pytest_runtest_makereport(item, call):
                 report.sections.append((f"log of {' '.join(p.args[:2])}", p.output()[-6000:]))
             except OSError:
                 pass
+
+
+@pytest.fixture
+def py_sentry(tmp_path):
+    """An independent Sentry on grpcio (tests/integration/py_sentry.py). A factory:
+    py_sentry(ttl=5, key_type="p256", trust_domain="localhost", namespace="default", **kw)
+    returns a started PySentry whose trust bundle is already in .ca_file; stopped at teardown."""
+    import py_sentry as py_sentry_module
+    made = []
+
+    def make(ttl=5, key_type="p256", trust_domain="localhost", namespace="default", **kw):
+        s = py_sentry_module.PySentry(ttl=ttl, key_type=key_type, trust_domain=trust_domain,
+                                      namespace=namespace, **kw)
+        made.append(s)
+        s.write_ca(tmp_path / f"py-sentry-{len(made)}-ca.crt")
+        return s.start()
+
+    yield make
+    for s in made:
+        s.stop()

@@ -109,6 +109,29 @@ def make_issuer(root, root_key, subject="spiffe://example.test/ns/default/dapr-s
     return cert, key
 
 
+def make_leaf(issuer, issuer_key, uri, key=None, not_before=None, not_after=None, uris=None,
+              ca=False):
+    """A workload certificate in Dapr's 1.14+ profile: empty subject, one critical URI SAN,
+    KU digitalSignature, EKU serverAuth + clientAuth, no BasicConstraints (unless ca)."""
+    key = key or new_key()
+    nb = not_before or now() - datetime.timedelta(minutes=1)
+    na = not_after or nb + datetime.timedelta(hours=1)
+    names = [x509.UniformResourceIdentifier(u) for u in (uris if uris is not None else [uri])]
+    b = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(issuer.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(nb).not_valid_after(na)
+         .add_extension(x509.SubjectAlternativeName(names), critical=True)
+         .add_extension(x509.KeyUsage(True, False, False, False, False, ca, ca, False, False),
+                        critical=True)
+         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                               ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
+             issuer_key.public_key()), False))
+    if ca:
+        b = b.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+    return b.sign(issuer_key, sig_hash(issuer_key))
+
+
 def write_creds(directory, root, issuer, issuer_key, key_fmt="pkcs8", extra_roots=()):
     os.makedirs(directory, exist_ok=True)
     with open(os.path.join(directory, "ca.crt"), "wb") as f:
