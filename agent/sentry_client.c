@@ -326,3 +326,140 @@ out:
     pk_tls_ctx_unref(tls);
     return r;
 }
+
+struct pk_sentry_fetch {
+    struct pk_sentry_client_config cfg; /* strings below are owned copies */
+    char *strings[7];
+    struct pk_buf anchors_pem;
+    struct pk_certs anchors;
+    struct pk_tls_ctx *tls;
+    struct pk_key *key;
+    struct pk_rpc_call *call;
+    pk_sentry_fetch_fn done;
+    void *ctx;
+};
+
+static const char *own(struct pk_sentry_fetch *f, size_t i, const char *s)
+{
+    f->strings[i] = s != NULL ? pk_xstrdup(s) : NULL;
+    return f->strings[i];
+}
+
+static void fetch_free(struct pk_sentry_fetch *f)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(f->strings); i++) {
+        free(f->strings[i]);
+    }
+    pk_buf_free(&f->anchors_pem);
+    pk_certs_clear(&f->anchors);
+    pk_tls_ctx_unref(f->tls);
+    pk_key_free(f->key);
+    free(f);
+}
+
+static void fetch_done(void *ctx, const struct pk_rpc_result *res)
+{
+    struct pk_sentry_fetch *f = ctx;
+    struct pk_sentry_fetch_result out = {.grpc_status = res->status};
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    f->call = NULL;
+    if (res->status != PK_GRPC_OK) {
+        out.result = pk_err_set(&err, PK_E_DENIED, "Sentry at %s answered %s: %s", f->cfg.address,
+                                pk_grpc_status_name(res->status), res->message);
+    } else {
+        out.result = pk_sentry_response_check(&f->cfg, f->key, res->response, &f->anchors,
+                                              time(NULL), &out.svid, &err);
+        f->key = NULL; /* taken by the check */
+        out.response_rejected = out.result != 0;
+    }
+    out.err = &err;
+    f->done(f->ctx, &out);
+    fetch_free(f);
+}
+
+int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_config *cfg,
+                          pk_sentry_fetch_fn done, void *ctx, struct pk_sentry_fetch **out,
+                          struct pk_err *err)
+{
+    struct pk_sentry_fetch *f = pk_xcalloc(1, sizeof(*f));
+    struct pk_buf request;
+    int r;
+
+    pk_buf_init_secret(&request, 256 * 1024); /* it carries the token */
+    pk_buf_init(&f->anchors_pem, MAX_RESPONSE);
+    f->done = done;
+    f->ctx = ctx;
+    f->cfg = *cfg;
+    f->cfg.address = own(f, 0, cfg->address);
+    f->cfg.control_plane_trust_domain = own(f, 1, cfg->control_plane_trust_domain);
+    f->cfg.control_plane_namespace = own(f, 2, cfg->control_plane_namespace);
+    f->cfg.app_id = own(f, 3, cfg->app_id);
+    f->cfg.namespace_ = own(f, 4, cfg->namespace_);
+    f->cfg.trust_domain = own(f, 5, cfg->trust_domain);
+    f->cfg.token_file = own(f, 6, cfg->token_file);
+    r = pk_buf_append(&f->anchors_pem, cfg->anchors_pem, cfg->anchors_pem_len);
+    if (r != 0) {
+        r = pk_err_set(err, r, "trust anchors: more than %u bytes", MAX_RESPONSE);
+        goto fail;
+    }
+    f->cfg.anchors_pem = f->anchors_pem.data;
+    f->cfg.anchors_pem_len = f->anchors_pem.len;
+    r = pk_certs_parse_pem(f->anchors_pem.data, f->anchors_pem.len, "trust anchors", &f->anchors,
+                           err);
+    if (r != 0) {
+        goto fail;
+    }
+    {
+        struct pk_tls_config tcfg = {
+                .server = false,
+                .anchors_pem = f->anchors_pem.data,
+                .anchors_pem_len = f->anchors_pem.len,
+                .alpn = "h2",
+                .allow_tls12 = true,
+        };
+        r = pk_tls_ctx_new(&tcfg, &f->tls, err);
+        if (r != 0) {
+            goto fail;
+        }
+    }
+    r = pk_sentry_request_build(&f->cfg, &f->key, &request, err);
+    if (r != 0) {
+        goto fail;
+    }
+    {
+        struct pk_rpc_call_opts copts = {
+                .address = f->cfg.address,
+                .tls = f->tls,
+                .path = SIGN_METHOD,
+                .request = pk_buf_slice(&request),
+                .timeout = f->cfg.timeout > 0 ? f->cfg.timeout : 10.0,
+                .max_response = MAX_RESPONSE,
+                .verify_peer = pk_sentry_client_verify_server,
+                .verify_ctx = &f->cfg,
+        };
+        r = pk_rpc_call_start(loop, &copts, fetch_done, f, &f->call, err);
+        if (r != 0) {
+            goto fail;
+        }
+    }
+    pk_buf_free(&request);
+    if (out != NULL) {
+        *out = f;
+    }
+    return 0;
+fail:
+    pk_buf_free(&request);
+    fetch_free(f);
+    return r;
+}
+
+void pk_sentry_fetch_cancel(struct pk_sentry_fetch *f)
+{
+    if (f == NULL) {
+        return;
+    }
+    pk_rpc_call_cancel(f->call);
+    fetch_free(f);
+}

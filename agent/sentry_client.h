@@ -74,6 +74,33 @@ int pk_sentry_response_check(const struct pk_sentry_client_config *cfg, struct p
  * presented, the ID expected and the flag that fixes it. (The chain itself is verified by TLS.) */
 int pk_sentry_client_verify_server(void *ctx, struct pk_slice leaf_der, struct pk_err *err);
 
+/* The outcome of an asynchronous fetch, handed to its callback (on the loop). On success
+ * result is 0 and svid is the caller's; otherwise svid is NULL, grpc_status is the call's
+ * status (PK_GRPC_OK when the call worked but the response failed a check, with
+ * response_rejected set) and err says what went wrong. */
+struct pk_sentry_fetch_result {
+    int result;
+    int grpc_status;
+    bool response_rejected;
+    struct pk_svid *svid;
+    const struct pk_err *err;
+};
+typedef void (*pk_sentry_fetch_fn)(void *ctx, struct pk_sentry_fetch_result *res);
+struct pk_sentry_fetch;
+struct ev_loop;
+
+/* Start one request on loop: fresh key, CSR, call, checks against anchors_pem. cfg is copied
+ * (strings and anchors), so the caller may change its own afterwards. Errors before the call
+ * starts (bad anchors, unreadable token file) are returned at once and done is never called;
+ * otherwise done is called exactly once, never from inside this function, unless the fetch is
+ * cancelled. Blocks only in getaddrinfo for a host name. */
+int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_config *cfg,
+                          pk_sentry_fetch_fn done, void *ctx, struct pk_sentry_fetch **out,
+                          struct pk_err *err) PK_MUST_USE;
+
+/* Abandon a fetch before its callback. NULL is fine. */
+void pk_sentry_fetch_cancel(struct pk_sentry_fetch *f);
+
 /* One complete, blocking request: connect, verify Sentry, send, check the response. */
 int pk_sentry_fetch_sync(const struct pk_sentry_client_config *cfg, struct pk_svid **out,
                          struct pk_err *err) PK_MUST_USE;

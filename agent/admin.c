@@ -1,0 +1,293 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: the admin endpoint's handlers over rpc/http_server. */
+#include "agent/admin.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/grpc.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/x509.h"
+#include "rpc/http_server.h"
+
+struct pk_admin {
+    struct pk_http_server *http;
+    struct pk_agent *agent;
+};
+
+static int healthz(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
+{
+    (void)ctx;
+    (void)req;
+    return pk_buf_append_str(&reply->body, "ok\n");
+}
+
+static int readyz(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
+{
+    (void)req;
+    struct pk_admin *adm = ctx;
+    struct pk_agent_stats st;
+
+    pk_agent_stats(adm->agent, &st);
+    if (st.ready) {
+        return pk_buf_printf(&reply->body, "ready: %s serial %s\n", st.spiffe_id, st.serial);
+    }
+    reply->status = 503;
+    if (st.state == PK_AGENT_EXPIRED) {
+        return pk_buf_printf(&reply->body, "not ready: identity %s expired at %lld\n", st.spiffe_id,
+                             (long long)st.not_after);
+    }
+    return pk_buf_printf(&reply->body, "not ready: no identity yet (%u failed attempts)\n",
+                         st.failures);
+}
+
+/* Add key = value to obj; jansson copies strings and escapes them on output. */
+static void set_str(json_t *obj, const char *key, const char *value)
+{
+    json_object_set_new(obj, key, json_string(value));
+}
+
+static void set_int(json_t *obj, const char *key, long long value)
+{
+    json_object_set_new(obj, key, json_integer(value));
+}
+
+static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
+{
+    (void)req;
+    struct pk_admin *adm = ctx;
+    const struct pk_certs *anchors = pk_agent_anchors(adm->agent);
+    struct pk_agent_stats st;
+    json_t *root = json_object(), *id = json_object(), *rot = json_object(), *anc = json_array(),
+           *sentry = json_object();
+    time_t now = time(NULL);
+    char *text;
+    int r;
+
+    pk_agent_stats(adm->agent, &st);
+    set_str(root, "state", pk_agent_state_name(st.state));
+    json_object_set_new(root, "ready", json_boolean(st.ready));
+    set_int(root, "now", (long long)now);
+    if (st.spiffe_id[0] != '\0') {
+        set_str(id, "spiffe_id", st.spiffe_id);
+        set_str(id, "serial", st.serial);
+        set_int(id, "not_before", (long long)st.not_before);
+        set_int(id, "not_after", (long long)st.not_after);
+        set_str(id, "source", st.static_identity ? "static" : "sentry");
+        if (!st.static_identity) {
+            set_int(id, "renew_at", (long long)st.renew_at);
+        }
+        json_object_set_new(root, "identity", id);
+    } else {
+        json_decref(id);
+        json_object_set_new(root, "identity", json_null());
+    }
+    set_int(rot, "ok", (long long)st.rotations_ok);
+    set_int(rot, "failed", (long long)st.rotations_failed);
+    set_int(rot, "initial_failures", (long long)st.initial_failures);
+    set_int(rot, "responses_rejected", (long long)st.responses_rejected);
+    set_int(rot, "consecutive_failures", st.failures);
+    if (st.next_attempt_in >= 0) {
+        json_object_set_new(rot, "next_retry_in", json_real(st.next_attempt_in));
+    }
+    json_object_set_new(root, "rotation", rot);
+    for (int code = 0; code <= PK_GRPC_UNAUTHENTICATED; code++) {
+        if (st.sentry_requests[code] > 0) {
+            set_int(sentry, pk_grpc_status_name(code), (long long)st.sentry_requests[code]);
+        }
+    }
+    json_object_set_new(root, "sentry_requests", sentry);
+    for (size_t i = 0; i < anchors->n; i++) {
+        json_t *a = json_object();
+        char serial[80];
+        pk_cert_serial_hex(anchors->v[i], serial, sizeof(serial));
+        set_str(a, "subject", pk_cert_subject(anchors->v[i]));
+        set_str(a, "serial", serial);
+        set_int(a, "not_after", (long long)pk_cert_not_after(anchors->v[i]));
+        json_array_append_new(anc, a);
+    }
+    json_object_set_new(root, "trust_anchors", anc);
+    text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    json_decref(root);
+    if (text == NULL) {
+        return -ENOMEM;
+    }
+    reply->content_type = "application/json";
+    r = pk_buf_printf(&reply->body, "%s\n", text);
+    free(text);
+    return r;
+}
+
+static int metric_head(struct pk_buf *out, const char *name, const char *type, const char *help)
+{
+    return pk_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static int metric(struct pk_buf *out, const char *name, const char *type, const char *help,
+                  double value)
+{
+    return metric_head(out, name, type, help) | pk_buf_printf(out, "%s %.17g\n", name, value);
+}
+
+static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
+{
+    (void)req;
+    struct pk_admin *adm = ctx;
+    const struct pk_certs *anchors = pk_agent_anchors(adm->agent);
+    struct pk_buf *out = &reply->body;
+    struct pk_agent_stats st;
+    double now = (double)time(NULL);
+    int r = 0;
+
+    pk_agent_stats(adm->agent, &st);
+    reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    r |= metric(out, "picket_ready", "gauge", "1 while a valid identity is held.",
+                st.ready ? 1 : 0);
+    if (st.spiffe_id[0] != '\0') {
+        r |= metric(out, "picket_identity_not_before_timestamp_seconds", "gauge",
+                    "Start of the current identity's validity, in Unix seconds.",
+                    (double)st.not_before);
+        r |= metric(out, "picket_identity_not_after_timestamp_seconds", "gauge",
+                    "End of the current identity's validity, in Unix seconds.",
+                    (double)st.not_after);
+        r |= metric(out, "picket_identity_outage_budget_seconds", "gauge",
+                    "Seconds the current identity stays valid if Sentry cannot be reached.",
+                    st.not_after > now ? (double)st.not_after - now : 0.0);
+        if (!st.static_identity) {
+            r |= metric(out, "picket_identity_renewal_seconds", "gauge",
+                        "Seconds until the scheduled renewal (negative when overdue).",
+                        st.renew_at - now);
+        }
+    }
+    r |= metric_head(out, "picket_rotations_total", "counter",
+                     "Identity renewals by result (the first identity is not counted).");
+    r |= pk_buf_printf(out, "picket_rotations_total{result=\"ok\"} %llu\n",
+                       (unsigned long long)st.rotations_ok);
+    r |= pk_buf_printf(out, "picket_rotations_total{result=\"failed\"} %llu\n",
+                       (unsigned long long)st.rotations_failed);
+    r |= metric(out, "picket_initial_fetch_failures_total", "counter",
+                "Failed attempts to obtain the first identity.", (double)st.initial_failures);
+    r |= metric(out, "picket_sentry_responses_rejected_total", "counter",
+                "Sentry responses that failed picket's checks and were not installed.",
+                (double)st.responses_rejected);
+    r |= metric_head(out, "picket_sentry_requests_total", "counter",
+                     "SignCertificate calls by gRPC status.");
+    for (int code = 0; code <= PK_GRPC_UNAUTHENTICATED; code++) {
+        if (st.sentry_requests[code] > 0 || code == PK_GRPC_OK) {
+            r |= pk_buf_printf(out, "picket_sentry_requests_total{code=\"%s\"} %llu\n",
+                               pk_grpc_status_name(code),
+                               (unsigned long long)st.sentry_requests[code]);
+        }
+    }
+    r |= metric(out, "picket_trust_anchors", "gauge", "Trust anchors in force.",
+                (double)anchors->n);
+    r |= metric_head(out, "picket_trust_anchor_not_after_timestamp_seconds", "gauge",
+                     "Expiry of each trust anchor, in Unix seconds.");
+    for (size_t i = 0; i < anchors->n; i++) {
+        char serial[80];
+        pk_cert_serial_hex(anchors->v[i], serial, sizeof(serial));
+        r |= pk_buf_printf(out,
+                           "picket_trust_anchor_not_after_timestamp_seconds{serial=\"%s\"} %lld\n",
+                           serial, (long long)pk_cert_not_after(anchors->v[i]));
+    }
+    r |= metric_head(out, "picket_trust_anchor_updates_total", "counter",
+                     "Changes of the trust anchor set by result.");
+    r |= pk_buf_printf(out, "picket_trust_anchor_updates_total{result=\"applied\"} %llu\n",
+                       (unsigned long long)st.anchors_updates);
+    r |= pk_buf_printf(out, "picket_trust_anchor_updates_total{result=\"refused\"} %llu\n",
+                       (unsigned long long)st.anchors_refused);
+    if (st.static_identity) {
+        r |= metric(out, "picket_static_identity_refused_total", "counter",
+                    "Static certificate updates refused by the checks.", (double)st.static_refused);
+    }
+    return r != 0 ? PK_E_TOOBIG : 0;
+}
+
+/* Split "host:port" / "[v6]:port" into host (brackets removed) and port. */
+static int parse_listen(const char *listen, char *host, size_t host_len, uint16_t *port,
+                        struct pk_err *err)
+{
+    const char *colon = strrchr(listen, ':');
+    const char *h = listen;
+    size_t hl;
+    char *end;
+    long p;
+
+    if (colon == NULL) {
+        return pk_err_set(err, PK_E_INVALID, "admin listen \"%s\": expected HOST:PORT or unix:PATH",
+                          listen);
+    }
+    hl = (size_t)(colon - listen);
+    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+        h++;
+        hl -= 2;
+    }
+    p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535 || hl >= host_len) {
+        return pk_err_set(err, PK_E_INVALID, "admin listen \"%s\": bad port or host", listen);
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    *port = (uint16_t)p;
+    return 0;
+}
+
+int pk_admin_start(struct ev_loop *loop, const char *listen, struct pk_agent *agent,
+                   struct pk_admin **out, struct pk_err *err)
+{
+    struct pk_admin *adm = pk_xcalloc(1, sizeof(*adm));
+    struct pk_http_server_opts opts = {0};
+    char host[256];
+    int r;
+
+    adm->agent = agent;
+    if (strncmp(listen, "unix:", 5) == 0) {
+        opts.unix_path = listen + 5;
+        opts.unix_mode = 0660;
+    } else {
+        r = parse_listen(listen, host, sizeof(host), &opts.port, err);
+        if (r != 0) {
+            goto fail;
+        }
+        opts.host = host;
+    }
+    r = pk_http_server_new(loop, &opts, &adm->http, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "admin endpoint %s", listen);
+        goto fail;
+    }
+    r = pk_http_server_route(adm->http, "/healthz", healthz, adm);
+    r = r != 0 ? r : pk_http_server_route(adm->http, "/readyz", readyz, adm);
+    r = r != 0 ? r : pk_http_server_route(adm->http, "/status", status, adm);
+    r = r != 0 ? r : pk_http_server_route(adm->http, "/metrics", metrics, adm);
+    if (r != 0) {
+        pk_err_set(err, r, "admin endpoint: cannot register routes");
+        goto fail;
+    }
+    PK_LOG_INFO("admin endpoint listening address=%s port=%u", listen,
+                pk_http_server_port(adm->http));
+    *out = adm;
+    return 0;
+fail:
+    pk_admin_free(adm);
+    return r;
+}
+
+unsigned pk_admin_port(const struct pk_admin *adm)
+{
+    return pk_http_server_port(adm->http);
+}
+
+void pk_admin_free(struct pk_admin *adm)
+{
+    if (adm == NULL) {
+        return;
+    }
+    pk_http_server_free(adm->http);
+    free(adm);
+}

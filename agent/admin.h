@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: the sidecar's admin endpoint — /healthz, /readyz, /status (JSON) and /metrics
+ * (Prometheus text) — on a loopback address or a unix socket.
+ *
+ * /readyz is 200 only while the agent holds a valid identity; otherwise 503 with the reason in
+ * the body, so a Kubernetes probe or `curl -f` can tell why. */
+#ifndef PK_AGENT_ADMIN_H
+#define PK_AGENT_ADMIN_H
+
+#include "agent/agent.h"
+#include "common/compiler.h"
+#include "common/err.h"
+
+struct ev_loop;
+struct pk_admin;
+
+/* listen: "HOST:PORT" (numeric IPv4, "[v6]:PORT" or "localhost:PORT") or "unix:/path". */
+int pk_admin_start(struct ev_loop *loop, const char *listen, struct pk_agent *agent,
+                   struct pk_admin **out, struct pk_err *err) PK_MUST_USE;
+
+/* The bound TCP port (0 for a unix socket). */
+unsigned pk_admin_port(const struct pk_admin *admin);
+
+void pk_admin_free(struct pk_admin *admin);
+
+#endif

@@ -1,0 +1,768 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: the agent's state machine on libev. */
+#include "agent/agent.h"
+
+#include <ev.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent/export.h"
+#include "agent/schedule.h"
+#include "agent/sentry_client.h"
+#include "common/fsutil.h"
+#include "common/key.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "rpc/filewatch.h"
+
+/* The longest the agent sleeps without looking at the wall clock again. */
+#define MAX_TICK      60.0
+#define MAX_PEM_FILE  (1024u * 1024u)
+#define FILE_DEBOUNCE 0.2
+
+/* Proto enum values of SignCertificateRequest.TokenValidator. */
+#define TOKEN_VALIDATOR_UNKNOWN 0
+#define TOKEN_VALIDATOR_JWKS    3
+
+struct pk_agent {
+    struct ev_loop *loop;
+    const struct pk_agent_config *cfg;
+    struct pk_identity_slot *slot;
+    struct pk_agent_hooks hooks;
+
+    struct pk_identity *current; /* our reference; NULL until the first identity */
+    struct pk_certs anchors;     /* the set in force */
+    struct pk_buf anchors_pem;
+
+    uint64_t seed; /* jitter seed (ID + process start) */
+    uint64_t process_salt;
+    double renew_at; /* wall clock */
+    double retry_at; /* monotonic (ev_now), 0 = no retry pending */
+    unsigned failures;
+    bool expired_logged;
+    bool dead; /* gave up (fatal hook called): nothing more is started */
+
+    struct pk_sentry_fetch *fetch;
+    /* A refused anchor set waiting to be proven by a renewal against it (Sentry mode). */
+    struct pk_certs pending_anchors;
+    struct pk_buf pending_anchors_pem;
+    bool fetch_uses_pending;
+
+    ev_timer tick;
+    struct pk_filewatch *anchors_watch;
+    struct pk_filewatch *static_watch;
+
+    struct pk_agent_stats stats;
+};
+
+const char *pk_agent_state_name(enum pk_agent_state state)
+{
+    switch (state) {
+    case PK_AGENT_STARTING:
+        return "starting";
+    case PK_AGENT_FRESH:
+        return "fresh";
+    case PK_AGENT_RENEWING:
+        return "renewing";
+    case PK_AGENT_OVERDUE:
+        return "overdue";
+    case PK_AGENT_EXPIRED:
+        return "expired";
+    }
+    return "unknown";
+}
+
+static bool static_mode(const struct pk_agent *a)
+{
+    return a->cfg->sentry_address == NULL || a->cfg->sentry_address[0] == '\0';
+}
+
+static double wall_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* ---- trust anchors ---------------------------------------------------------------------- */
+
+static bool certs_equal(const struct pk_certs *a, const struct pk_certs *b)
+{
+    if (a->n != b->n) {
+        return false;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        struct pk_slice x = pk_cert_der(a->v[i]), y = pk_cert_der(b->v[i]);
+        if (x.len != y.len || memcmp(x.ptr, y.ptr, x.len) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static bool certs_contain(const struct pk_certs *set, const struct pk_cert *c)
+{
+    struct pk_slice d = pk_cert_der(c);
+    for (size_t i = 0; i < set->n; i++) {
+        struct pk_slice e = pk_cert_der(set->v[i]);
+        if (e.len == d.len && memcmp(e.ptr, d.ptr, d.len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Append every certificate of pem (named what in messages) to out, skipping duplicates. */
+static int add_anchors(struct pk_certs *out, const uint8_t *pem, size_t len, const char *what,
+                       struct pk_err *err)
+{
+    struct pk_certs parsed = {0};
+    int r = pk_certs_parse_pem(pem, len, what, &parsed, err);
+
+    for (size_t i = 0; r == 0 && i < parsed.n; i++) {
+        if (!certs_contain(out, parsed.v[i])) {
+            r = pk_certs_push_copy(out, parsed.v[i]);
+        }
+    }
+    pk_certs_clear(&parsed);
+    return r;
+}
+
+/* The configured anchor set: DAPR_TRUST_ANCHORS and the file, united. */
+static int load_anchors(const struct pk_agent_config *cfg, struct pk_certs *out,
+                        struct pk_buf *out_pem, struct pk_err *err)
+{
+    struct pk_buf file;
+    int r = 0;
+
+    pk_buf_init(&file, MAX_PEM_FILE);
+    if (cfg->trust_anchors_pem != NULL && cfg->trust_anchors_pem[0] != '\0') {
+        r = add_anchors(out, (const uint8_t *)cfg->trust_anchors_pem,
+                        strlen(cfg->trust_anchors_pem), "DAPR_TRUST_ANCHORS", err);
+    }
+    if (r == 0 && cfg->trust_anchors_file != NULL) {
+        r = pk_fs_read_file(cfg->trust_anchors_file, MAX_PEM_FILE, &file, err);
+        if (r == 0) {
+            r = add_anchors(out, file.data, file.len, cfg->trust_anchors_file, err);
+        }
+    }
+    if (r == 0 && out->n == 0) {
+        r = pk_err_set(err, PK_E_INVALID, "no trust anchors configured");
+    }
+    if (r == 0) {
+        r = pk_certs_to_pem(out, out_pem);
+        if (r != 0) {
+            pk_err_set(err, r, "trust anchors: more than %u bytes", MAX_PEM_FILE);
+        }
+    }
+    if (r != 0) {
+        pk_certs_clear(out);
+        pk_buf_truncate(out_pem, 0);
+    }
+    pk_buf_free(&file);
+    return r;
+}
+
+static void log_anchors(const char *what, const struct pk_certs *anchors)
+{
+    for (size_t i = 0; i < anchors->n; i++) {
+        char serial[80];
+        pk_cert_serial_hex(anchors->v[i], serial, sizeof(serial));
+        PK_LOG_INFO("%s index=%zu subject=\"%s\" serial=%s not_after=%lld", what, i,
+                    pk_cert_subject(anchors->v[i]), serial,
+                    (long long)pk_cert_not_after(anchors->v[i]));
+    }
+}
+
+static void set_anchors(struct pk_agent *a, struct pk_certs *anchors, struct pk_buf *pem)
+{
+    pk_certs_clear(&a->anchors);
+    a->anchors = *anchors;
+    memset(anchors, 0, sizeof(*anchors));
+    pk_buf_truncate(&a->anchors_pem, 0);
+    if (pk_buf_append(&a->anchors_pem, pem->data, pem->len) != 0) {
+        PK_ASSERT(!"anchor PEM exceeds its own cap");
+    }
+    a->stats.anchors = a->anchors.n;
+}
+
+/* ---- publishing ------------------------------------------------------------------------- */
+
+static void reschedule(struct pk_agent *a);
+
+static void export_identity(struct pk_agent *a, const struct pk_identity *id)
+{
+    const struct pk_agent_config *cfg = a->cfg;
+    struct pk_export_opts opts = {
+            .dir = cfg->export_dir,
+            .command = cfg->export_command,
+            .pid_file = cfg->export_pid_file,
+            .signal = cfg->export_signal,
+    };
+    struct pk_err err;
+
+    if (cfg->export_dir == NULL) {
+        return;
+    }
+    pk_err_clear(&err);
+    if (pk_export_write(&opts, id, &err) != 0) {
+        PK_LOG_ERR("export failed dir=%s error=\"%s\"", cfg->export_dir, err.msg);
+        return;
+    }
+    PK_LOG_INFO("identity exported dir=%s serial=%s", cfg->export_dir, pk_identity_serial_hex(id));
+    if (pk_export_notify(a->loop, &opts, &err) != 0) {
+        PK_LOG_ERR("export notification failed error=\"%s\"", err.msg);
+    }
+}
+
+/* Install id (taking its reference) as the current identity. */
+static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
+{
+    bool first = a->current == NULL;
+
+    if (!static_mode(a)) {
+        a->seed = pk_schedule_seed(pk_identity_spiffe_id(id), a->process_salt);
+        a->renew_at = pk_schedule_renew_at(pk_identity_not_before(id), pk_identity_not_after(id),
+                                           a->cfg->renew_fraction, a->cfg->renew_jitter, a->seed);
+    }
+    pk_identity_slot_publish(a->slot, pk_identity_ref(id));
+    pk_identity_unref(a->current);
+    a->current = id;
+    a->expired_logged = false;
+    if (!first && strcmp(why, "trust-anchors") != 0) {
+        a->stats.rotations_ok++;
+    }
+    PK_LOG_INFO("identity installed reason=%s spiffe_id=%s serial=%s not_before=%lld "
+                "not_after=%lld next_renewal=%.0f source=%s anchors=%zu",
+                why, pk_identity_spiffe_id(id), pk_identity_serial_hex(id),
+                (long long)pk_identity_not_before(id), (long long)pk_identity_not_after(id),
+                static_mode(a) ? 0.0 : a->renew_at, pk_identity_source(id),
+                pk_identity_anchors(id)->n);
+    export_identity(a, id);
+    if (a->hooks.published != NULL) {
+        a->hooks.published(a->hooks.ctx, id);
+    }
+}
+
+/* ---- fetching from Sentry --------------------------------------------------------------- */
+
+static void fetch_failed(struct pk_agent *a, const char *why)
+{
+    double delay;
+
+    a->failures++;
+    if (a->current == NULL) {
+        a->stats.initial_failures++;
+    } else {
+        a->stats.rotations_failed++;
+    }
+    delay = pk_schedule_backoff(a->failures - 1, a->cfg->retry_initial, a->cfg->retry_max,
+                                a->process_salt ^ a->failures);
+    a->retry_at = ev_now(a->loop) + delay;
+    PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s",
+               a->failures, why, delay,
+               a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
+    if (a->current == NULL && a->cfg->initial_attempts > 0 &&
+        a->failures >= (unsigned long)a->cfg->initial_attempts) {
+        char msg[1200];
+        snprintf(msg, sizeof(msg), "no identity after %u attempts; last error: %s", a->failures,
+                 why);
+        a->dead = true;
+        PK_LOG_ERR("giving up reason=\"%s\"", msg);
+        if (a->hooks.fatal != NULL) {
+            a->hooks.fatal(a->hooks.ctx, msg);
+        }
+    }
+}
+
+static void drop_pending_anchors(struct pk_agent *a)
+{
+    pk_certs_clear(&a->pending_anchors);
+    pk_buf_truncate(&a->pending_anchors_pem, 0);
+    a->fetch_uses_pending = false;
+}
+
+/* The anchors an identity from Sentry is built with: ours, plus Sentry's roots when adopting. */
+static int anchors_for(struct pk_agent *a, const struct pk_svid *svid, const struct pk_certs *base,
+                       struct pk_certs *out, struct pk_err *err)
+{
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < base->n; i++) {
+        r = pk_certs_push_copy(out, base->v[i]);
+    }
+    if (r == 0 && a->cfg->adopt_sentry_anchors && svid->anchors_pem.len > 0) {
+        r = add_anchors(out, svid->anchors_pem.data, svid->anchors_pem.len,
+                        "Sentry's trust_chain_certificates", err);
+    }
+    return r;
+}
+
+static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
+{
+    struct pk_agent *a = ctx;
+    bool with_pending = a->fetch_uses_pending;
+    struct pk_certs anchors = {0};
+    struct pk_identity *id = NULL;
+    struct pk_err err;
+    int r;
+
+    a->fetch = NULL;
+    if (res->grpc_status >= 0 && res->grpc_status <= PK_GRPC_UNAUTHENTICATED) {
+        a->stats.sentry_requests[res->grpc_status]++;
+    }
+    if (res->result != 0) {
+        if (res->response_rejected) {
+            a->stats.responses_rejected++;
+        }
+        if (with_pending) {
+            /* A speculative renewal: the schedule of the current identity is untouched. */
+            PK_LOG_ERR("trust anchors refused: a renewal against the new set failed, keeping "
+                       "the current set error=\"%s\"",
+                       res->err->msg);
+            a->stats.anchors_refused++;
+            drop_pending_anchors(a);
+            goto out;
+        }
+        fetch_failed(a, res->err->msg);
+        goto out;
+    }
+    pk_err_clear(&err);
+    r = anchors_for(a, res->svid, with_pending ? &a->pending_anchors : &a->anchors, &anchors, &err);
+    if (r == 0) {
+        struct pk_identity_params p = {
+                .key = res->svid->key,
+                .chain = &res->svid->chain,
+                .anchors = &anchors,
+                .allow_tls12 = a->cfg->allow_tls12,
+                .source = "sentry",
+        };
+        res->svid->key = NULL; /* taken by pk_identity_new */
+        r = pk_identity_new(&p, time(NULL), &id, &err);
+    }
+    if (r != 0) {
+        a->stats.responses_rejected++;
+        if (with_pending) {
+            PK_LOG_ERR("trust anchors refused: the identity renewed against the new set failed "
+                       "its checks, keeping the current set error=\"%s\"",
+                       err.msg);
+            a->stats.anchors_refused++;
+            drop_pending_anchors(a);
+            goto out;
+        }
+        fetch_failed(a, err.msg);
+        goto out;
+    }
+    if (with_pending) {
+        struct pk_buf pem;
+        pk_buf_init(&pem, MAX_PEM_FILE);
+        if (pk_buf_append(&pem, a->pending_anchors_pem.data, a->pending_anchors_pem.len) == 0) {
+            set_anchors(a, &a->pending_anchors, &pem);
+            a->stats.anchors_updates++;
+            log_anchors("trust anchor", &a->anchors);
+        }
+        pk_buf_free(&pem);
+        drop_pending_anchors(a);
+    }
+    a->failures = 0;
+    a->retry_at = 0;
+    publish(a, id, a->current == NULL ? "initial" : "renewal");
+out:
+    pk_certs_clear(&anchors);
+    pk_svid_free(res->svid);
+    res->svid = NULL;
+    reschedule(a);
+}
+
+static void start_fetch(struct pk_agent *a)
+{
+    const struct pk_agent_config *cfg = a->cfg;
+    const struct pk_buf *anchors =
+            a->fetch_uses_pending ? &a->pending_anchors_pem : &a->anchors_pem;
+    struct pk_sentry_client_config sc = {
+            .address = cfg->sentry_address,
+            .control_plane_trust_domain = cfg->control_plane_trust_domain,
+            .control_plane_namespace = cfg->control_plane_namespace,
+            .app_id = cfg->request_id,
+            .namespace_ = cfg->namespace_,
+            .trust_domain = cfg->trust_domain,
+            .token_file = cfg->token_file,
+            /* As daprd in self-hosted mode: JWKS with a token file, else Sentry's default. */
+            .token_validator =
+                    cfg->token_file != NULL ? TOKEN_VALIDATOR_JWKS : TOKEN_VALIDATOR_UNKNOWN,
+            .anchors_pem = anchors->data,
+            .anchors_pem_len = anchors->len,
+            .timeout = cfg->request_timeout,
+    };
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    a->retry_at = 0;
+    PK_LOG_INFO("identity fetch started sentry=%s attempt=%u holding=%s", cfg->sentry_address,
+                a->failures + 1, a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
+    if (pk_sentry_fetch_start(a->loop, &sc, fetch_done, a, &a->fetch, &err) != 0) {
+        if (a->fetch_uses_pending) {
+            PK_LOG_ERR("trust anchors refused: cannot renew against the new set error=\"%s\"",
+                       err.msg);
+            a->stats.anchors_refused++;
+            drop_pending_anchors(a);
+            return;
+        }
+        fetch_failed(a, err.msg);
+    }
+}
+
+/* ---- the clock ---------------------------------------------------------------------------- */
+
+static void update_state(struct pk_agent *a, double now)
+{
+    enum pk_agent_state st;
+
+    if (a->current == NULL) {
+        st = PK_AGENT_STARTING;
+    } else if (now >= (double)pk_identity_not_after(a->current)) {
+        st = PK_AGENT_EXPIRED;
+    } else if (static_mode(a) || now < a->renew_at) {
+        st = PK_AGENT_FRESH;
+    } else {
+        st = a->failures > 0 ? PK_AGENT_OVERDUE : PK_AGENT_RENEWING;
+    }
+    if (st == PK_AGENT_EXPIRED && !a->expired_logged) {
+        PK_LOG_ERR("identity expired spiffe_id=%s serial=%s not_after=%lld",
+                   pk_identity_spiffe_id(a->current), pk_identity_serial_hex(a->current),
+                   (long long)pk_identity_not_after(a->current));
+        a->expired_logged = true;
+    }
+    a->stats.state = st;
+}
+
+/* Decide what is due and arm the tick for the next thing (at most MAX_TICK away). */
+static void reschedule(struct pk_agent *a)
+{
+    double now = wall_now();
+    double mono = ev_now(a->loop);
+    double wait = MAX_TICK;
+
+    update_state(a, now);
+    if (a->dead) {
+        ev_timer_stop(a->loop, &a->tick);
+        return;
+    }
+    if (a->fetch != NULL) {
+        /* The call has its own deadline; the tick only keeps the state current. */
+    } else if (!static_mode(a)) {
+        double due_in;
+        if (a->retry_at > 0) {
+            due_in = a->retry_at - mono;
+        } else if (a->current == NULL) {
+            due_in = 0;
+        } else {
+            due_in = a->renew_at - now;
+        }
+        if (due_in <= 0) {
+            start_fetch(a);
+            if (a->fetch == NULL) { /* failed before the call: a retry is now scheduled */
+                due_in = a->retry_at - mono;
+            } else {
+                due_in = MAX_TICK;
+            }
+        }
+        if (due_in < wait) {
+            wait = due_in;
+        }
+    }
+    if (a->current != NULL) {
+        double expires_in = (double)pk_identity_not_after(a->current) - now;
+        if (expires_in > 0 && expires_in < wait) {
+            wait = expires_in;
+        }
+    }
+    if (wait < 0.001) {
+        wait = 0.001;
+    }
+    ev_timer_stop(a->loop, &a->tick);
+    ev_timer_set(&a->tick, wait, 0.0);
+    ev_timer_start(a->loop, &a->tick);
+}
+
+static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    reschedule(w->data);
+}
+
+/* ---- static identity ---------------------------------------------------------------------- */
+
+static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struct pk_identity **out,
+                       struct pk_err *err)
+{
+    const struct pk_agent_config *cfg = a->cfg;
+    struct pk_buf cert, key;
+    struct pk_certs chain = {0};
+    struct pk_key *k = NULL;
+    const char *cert_what = cfg->cert_pem != NULL ? "DAPR_CERT_CHAIN" : cfg->cert_file;
+    const char *key_what = cfg->key_pem != NULL ? "DAPR_CERT_KEY" : cfg->key_file;
+    int r;
+
+    pk_buf_init(&cert, MAX_PEM_FILE);
+    pk_buf_init_secret(&key, MAX_PEM_FILE);
+    if (cfg->cert_pem != NULL) {
+        r = pk_buf_append_str(&cert, cfg->cert_pem);
+    } else {
+        r = pk_fs_read_file(cfg->cert_file, MAX_PEM_FILE, &cert, err);
+    }
+    if (r == 0) {
+        if (cfg->key_pem != NULL) {
+            r = pk_buf_append_str(&key, cfg->key_pem);
+        } else {
+            r = pk_fs_read_file(cfg->key_file, MAX_PEM_FILE, &key, err);
+        }
+    }
+    if (r != 0) {
+        if (err->msg[0] == '\0') {
+            pk_err_set(err, r, "static certificate or key too large");
+        }
+        goto out;
+    }
+    r = pk_certs_parse_pem(cert.data, cert.len, cert_what, &chain, err);
+    if (r == 0) {
+        r = pk_key_load_pem(key.data, key.len, key_what, &k, err);
+    }
+    if (r == 0) {
+        struct pk_identity_params p = {
+                .key = k,
+                .chain = &chain,
+                .anchors = anchors,
+                .allow_tls12 = cfg->allow_tls12,
+                .source = "static",
+        };
+        k = NULL; /* taken */
+        r = pk_identity_new(&p, time(NULL), out, err);
+        if (r != 0) {
+            pk_err_prefix(err, r, "static identity (%s, %s)", cert_what, key_what);
+        }
+    }
+out:
+    pk_key_free(k);
+    pk_certs_clear(&chain);
+    pk_buf_free(&cert);
+    pk_buf_free(&key);
+    return r;
+}
+
+static void reload_static(struct pk_agent *a)
+{
+    struct pk_identity *id = NULL;
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (load_static(a, &a->anchors, &id, &err) != 0) {
+        a->stats.static_refused++;
+        PK_LOG_ERR("static identity update refused, keeping the current one serial=%s "
+                   "error=\"%s\"",
+                   a->current != NULL ? pk_identity_serial_hex(a->current) : "none", err.msg);
+        return;
+    }
+    if (a->current != NULL &&
+        strcmp(pk_identity_serial_hex(id), pk_identity_serial_hex(a->current)) == 0 &&
+        certs_equal(pk_identity_chain(id), pk_identity_chain(a->current))) {
+        pk_identity_unref(id); /* unchanged */
+        return;
+    }
+    publish(a, id, "static-files");
+    reschedule(a);
+}
+
+static void static_changed(void *ctx)
+{
+    reload_static(ctx);
+}
+
+/* ---- anchor changes ----------------------------------------------------------------------- */
+
+static void reload_anchors(struct pk_agent *a)
+{
+    struct pk_certs anchors = {0};
+    struct pk_buf pem;
+    struct pk_identity *id = NULL;
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    pk_buf_init(&pem, MAX_PEM_FILE);
+    if (load_anchors(a->cfg, &anchors, &pem, &err) != 0) {
+        a->stats.anchors_refused++;
+        PK_LOG_ERR("trust anchors refused, keeping the current set count=%zu error=\"%s\"",
+                   a->anchors.n, err.msg);
+        goto out;
+    }
+    if (certs_equal(&anchors, &a->anchors)) {
+        goto out;
+    }
+    if (a->current == NULL) {
+        set_anchors(a, &anchors, &pem);
+        a->stats.anchors_updates++;
+        log_anchors("trust anchor", &a->anchors);
+        goto out;
+    }
+    if (pk_identity_with_anchors(a->current, &anchors, time(NULL), &id, &err) == 0) {
+        set_anchors(a, &anchors, &pem);
+        a->stats.anchors_updates++;
+        log_anchors("trust anchor", &a->anchors);
+        publish(a, id, "trust-anchors");
+        goto out;
+    }
+    if (static_mode(a) || a->fetch != NULL) {
+        a->stats.anchors_refused++;
+        PK_LOG_ERR("trust anchors refused: the new set does not verify our own certificate, "
+                   "keeping the current set error=\"%s\"",
+                   err.msg);
+        goto out;
+    }
+    /* Perhaps Sentry already issues under the new root: renew against the new set, and adopt
+     * it only if that works. */
+    PK_LOG_WARN("new trust anchors do not verify our current certificate; renewing against "
+                "them before adopting error=\"%s\"",
+                err.msg);
+    drop_pending_anchors(a);
+    a->pending_anchors = anchors;
+    memset(&anchors, 0, sizeof(anchors));
+    if (pk_buf_append(&a->pending_anchors_pem, pem.data, pem.len) != 0) {
+        PK_ASSERT(!"anchor PEM exceeds its own cap");
+    }
+    a->fetch_uses_pending = true;
+    start_fetch(a);
+out:
+    pk_certs_clear(&anchors);
+    pk_buf_free(&pem);
+    reschedule(a);
+}
+
+static void anchors_changed(void *ctx)
+{
+    reload_anchors(ctx);
+}
+
+/* ---- life cycle --------------------------------------------------------------------------- */
+
+int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
+                 struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
+                 struct pk_agent **out, struct pk_err *err)
+{
+    struct pk_agent *a = pk_xcalloc(1, sizeof(*a));
+    struct pk_certs anchors = {0};
+    struct pk_buf pem;
+    struct timespec ts;
+    int r;
+
+    a->loop = loop;
+    a->cfg = cfg;
+    a->slot = slot;
+    if (hooks != NULL) {
+        a->hooks = *hooks;
+    }
+    clock_gettime(CLOCK_REALTIME, &ts);
+    a->process_salt =
+            ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 32);
+    pk_buf_init(&a->anchors_pem, MAX_PEM_FILE);
+    pk_buf_init(&a->pending_anchors_pem, MAX_PEM_FILE);
+    pk_buf_init(&pem, MAX_PEM_FILE);
+    ev_timer_init(&a->tick, tick_cb, 0.0, 0.0);
+    a->tick.data = a;
+    r = load_anchors(cfg, &anchors, &pem, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "trust anchors");
+        goto fail;
+    }
+    set_anchors(a, &anchors, &pem);
+    log_anchors("trust anchor", &a->anchors);
+    a->stats.static_identity = static_mode(a);
+    if (static_mode(a)) {
+        struct pk_identity *id = NULL;
+        r = load_static(a, &a->anchors, &id, err);
+        if (r != 0) {
+            goto fail;
+        }
+        publish(a, id, "static-files");
+    }
+    pk_buf_free(&pem);
+    *out = a;
+    return 0;
+fail:
+    pk_buf_free(&pem);
+    pk_certs_clear(&anchors);
+    pk_agent_free(a);
+    return r;
+}
+
+void pk_agent_start(struct pk_agent *a)
+{
+    const struct pk_agent_config *cfg = a->cfg;
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (cfg->trust_anchors_file != NULL) {
+        const char *paths[] = {cfg->trust_anchors_file};
+        if (pk_filewatch_start(a->loop, paths, 1, FILE_DEBOUNCE, anchors_changed, a,
+                               &a->anchors_watch, &err) != 0) {
+            PK_LOG_ERR("cannot watch the trust anchors file error=\"%s\"", err.msg);
+        }
+    }
+    if (static_mode(a) && cfg->cert_file != NULL && cfg->key_file != NULL) {
+        const char *paths[] = {cfg->cert_file, cfg->key_file};
+        if (pk_filewatch_start(a->loop, paths, 2, FILE_DEBOUNCE, static_changed, a,
+                               &a->static_watch, &err) != 0) {
+            PK_LOG_ERR("cannot watch the certificate files error=\"%s\"", err.msg);
+        }
+    }
+    reschedule(a);
+}
+
+void pk_agent_reload_files(struct pk_agent *a)
+{
+    reload_anchors(a);
+    if (static_mode(a) && a->cfg->cert_file != NULL) {
+        reload_static(a);
+    }
+}
+
+void pk_agent_stats(const struct pk_agent *a, struct pk_agent_stats *out)
+{
+    *out = a->stats;
+    update_state((struct pk_agent *)a, wall_now());
+    out->state = a->stats.state;
+    out->ready = a->current != NULL && out->state != PK_AGENT_EXPIRED;
+    out->next_attempt_in = a->retry_at > 0 ? a->retry_at - ev_now(a->loop) : -1;
+    out->failures = a->failures;
+    out->renew_at = static_mode(a) ? 0 : a->renew_at;
+    if (a->current != NULL) {
+        snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", pk_identity_spiffe_id(a->current));
+        snprintf(out->serial, sizeof(out->serial), "%s", pk_identity_serial_hex(a->current));
+        out->not_before = pk_identity_not_before(a->current);
+        out->not_after = pk_identity_not_after(a->current);
+    }
+}
+
+const struct pk_certs *pk_agent_anchors(const struct pk_agent *a)
+{
+    return &a->anchors;
+}
+
+void pk_agent_free(struct pk_agent *a)
+{
+    if (a == NULL) {
+        return;
+    }
+    pk_sentry_fetch_cancel(a->fetch);
+    pk_filewatch_stop(a->anchors_watch);
+    pk_filewatch_stop(a->static_watch);
+    ev_timer_stop(a->loop, &a->tick);
+    pk_identity_unref(a->current);
+    pk_certs_clear(&a->anchors);
+    pk_certs_clear(&a->pending_anchors);
+    pk_buf_free(&a->anchors_pem);
+    pk_buf_free(&a->pending_anchors_pem);
+    free(a);
+}

@@ -1,0 +1,92 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: the agent — holds a valid workload identity at all times and publishes each new one.
+ *
+ * Sources: Sentry (fresh P-256 key per request, SignCertificate, every response checked) or a
+ * static certificate and key (env DAPR_CERT_CHAIN/DAPR_CERT_KEY or files, watched). Trust
+ * anchors come from DAPR_TRUST_ANCHORS, a watched file, or both.
+ *
+ * Timing: renewal at a jittered fraction of the lifetime (agent/schedule.h), capped exponential
+ * backoff on failure, the current identity kept until it expires. Timers are monotonic (libev);
+ * validity is judged on the wall clock, re-read at least once a minute so that a jump of the
+ * wall clock is noticed within a minute.
+ *
+ * Every new identity is built complete (common/identity.h: checks and an in-memory handshake)
+ * before it is published into the slot; a failure never replaces a good identity.
+ * Runs on one libev loop (the default loop: export commands are reaped with ev_child). */
+#ifndef PK_AGENT_AGENT_H
+#define PK_AGENT_AGENT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agent/config.h"
+#include "common/compiler.h"
+#include "common/err.h"
+#include "common/grpc.h"
+#include "common/identity.h"
+
+struct ev_loop;
+struct pk_agent;
+
+enum pk_agent_state {
+    PK_AGENT_STARTING, /* no identity yet */
+    PK_AGENT_FRESH,    /* identity held, renewal not yet due */
+    PK_AGENT_RENEWING, /* renewal due, no failure yet */
+    PK_AGENT_OVERDUE,  /* renewal due and at least one attempt failed */
+    PK_AGENT_EXPIRED,  /* the identity held has expired */
+};
+
+const char *pk_agent_state_name(enum pk_agent_state state);
+
+/* What the admin endpoint shows. */
+struct pk_agent_stats {
+    enum pk_agent_state state;
+    bool ready;           /* a valid identity is held */
+    bool static_identity; /* from files/env rather than Sentry */
+    char spiffe_id[256];  /* "" without identity */
+    char serial[80];
+    time_t not_before;
+    time_t not_after;
+    double renew_at;        /* wall clock, 0 in static mode */
+    double next_attempt_in; /* seconds until the next retry, -1 when none is pending */
+    unsigned failures;      /* consecutive failed attempts */
+    uint64_t rotations_ok;  /* identities installed after the first */
+    uint64_t rotations_failed;
+    uint64_t initial_failures;
+    uint64_t responses_rejected;
+    uint64_t sentry_requests[PK_GRPC_UNAUTHENTICATED + 1]; /* by gRPC status */
+    uint64_t anchors_updates;
+    uint64_t anchors_refused;
+    uint64_t static_refused;
+    size_t anchors;
+};
+
+/* Hooks: published runs after each new identity is in the slot (id borrowed); fatal when the
+ * agent gives up (first fetch failed initial_attempts times). Either may be NULL. */
+struct pk_agent_hooks {
+    void (*published)(void *ctx, struct pk_identity *id);
+    void (*fatal)(void *ctx, const char *why);
+    void *ctx;
+};
+
+/* cfg and slot are borrowed and must outlive the agent. Loads the anchors (and, in static mode,
+ * the identity); errors there are returned. Nothing is fetched before pk_agent_start. */
+int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
+                 struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
+                 struct pk_agent **out, struct pk_err *err) PK_MUST_USE;
+
+/* Start fetching and watching. */
+void pk_agent_start(struct pk_agent *agent);
+
+/* Re-read the anchors and static files now (SIGHUP). */
+void pk_agent_reload_files(struct pk_agent *agent);
+
+void pk_agent_stats(const struct pk_agent *agent, struct pk_agent_stats *out);
+
+/* The current trust anchors (borrowed; valid until the next loop iteration). */
+const struct pk_certs *pk_agent_anchors(const struct pk_agent *agent);
+
+void pk_agent_free(struct pk_agent *agent);
+
+#endif

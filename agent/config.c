@@ -1,0 +1,1325 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: `picket run` configuration from picket.ini, Dapr's environment and daprd's flags.
+ *
+ * Implementation notes.
+ *
+ * A "layer" is one source of settings. The layers are applied in the order defaults, file,
+ * environment, flags, so a later one wins, and each checks its values as it applies them so that
+ * an error names its source. Cross-field rules that span layers run last (check_merged).
+ *
+ * The file goes through inih with our own line reader (ini_parse_stream). The reader sees each raw
+ * line before inih does, so it
+ *   - counts lines: the handler of Debian's inih gets no line number;
+ *   - refuses what inih would misread: a line longer than its buffer (inih cuts it and parses the
+ *     rest as another line), an indented line after a key (inih appends it to that key as a
+ *     continuation), a NUL byte (inih stops reading the line there), a section name longer than
+ *     inih's 50-byte section buffer (inih truncates it);
+ *   - checks each section header: inih reports a section only with its first key, so an empty
+ *     unknown section would pass unseen.
+ * inih then splits `key = value` and calls on_key, which finds the key in its section kind's
+ * table, parses the value into a scratch config and records the line. Only when the whole text is
+ * good are the keys that were set moved into the caller's config, so a bad file changes nothing.
+ *
+ * A "section kind" is a row of kinds[]: a name, whether sections of that kind carry a name
+ * ([inbound web]) and the table of keys. The proxy adds its kinds ([inbound NAME], [outbound
+ * NAME], [transparent]) there; a named kind needs a per-section target object and per-section
+ * duplicate tracking (the `seen` list is keyed by key only today). */
+#include "agent/config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <getopt.h>
+#include <ini.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/buf.h"
+#include "common/duration.h"
+#include "common/fsutil.h"
+#include "common/log.h"
+#include "common/mem.h"
+#include "common/spiffe.h"
+
+#define DEFAULT_NAMESPACE    "default"
+#define DEFAULT_CP_TD        "localhost"
+#define DEFAULT_CP_NS        "default"
+#define DEFAULT_ADMIN_LISTEN "127.0.0.1:9901"
+
+/* inih copies a section name into a 50-byte buffer (MAX_SECTION in ini.c). */
+#define INIH_MAX_SECTION 49
+/* Room for a quoted, escaped piece of user input in a message. */
+#define QUOTE_LEN 100
+/* sockaddr_un.sun_path less its NUL. */
+#define MAX_UNIX_PATH 107
+
+enum key_type {
+    K_STRING,       /* non-empty text */
+    K_SEGMENT,      /* a SPIFFE path segment: app id, namespace */
+    K_TRUST_DOMAIN, /* a SPIFFE trust domain */
+    K_ADDRESS,      /* HOST:PORT or [V6]:PORT, port 1 to 65535 */
+    K_LISTEN,       /* the admin endpoint: HOST:PORT, unix:PATH, "" or off */
+    K_BOOL,
+    K_FRACTION, /* a decimal in [min, max] */
+    K_DURATION, /* a Go duration, stored in seconds, in [min, max] */
+    K_COUNT,    /* a long in [min, max] */
+    K_SIGNAL,   /* a signal name: HUP, SIGUSR1, ... */
+    K_LOG_LEVEL,
+};
+
+struct key {
+    const char *name;
+    enum key_type type;
+    size_t offset; /* of the field in struct pk_agent_config */
+    double min, max;
+    const char *what; /* K_SEGMENT: how messages name it */
+};
+
+#define FIELD(f) offsetof(struct pk_agent_config, f)
+
+static const struct key agent_keys[] = {
+        {"app_id", K_SEGMENT, FIELD(app_id), 0, 0, "app id"},
+        {"namespace", K_SEGMENT, FIELD(namespace_), 0, 0, "namespace"},
+        {"trust_domain", K_TRUST_DOMAIN, FIELD(trust_domain), 0, 0, NULL},
+        {"renew_at", K_FRACTION, FIELD(renew_fraction), 0.05, 0.95, NULL},
+        {"renew_jitter", K_FRACTION, FIELD(renew_jitter), 0, 0.25, NULL},
+        /* Durations from 1ms (a zero wait would spin) to a day (longer is a typo). */
+        {"retry_initial", K_DURATION, FIELD(retry_initial), 0.001, 86400, NULL},
+        {"retry_max", K_DURATION, FIELD(retry_max), 0.001, 86400, NULL},
+        {"initial_attempts", K_COUNT, FIELD(initial_attempts), 0, 1000000, NULL},
+        {"request_timeout", K_DURATION, FIELD(request_timeout), 0.001, 86400, NULL},
+        {"cert_file", K_STRING, FIELD(cert_file), 0, 0, NULL},
+        {"key_file", K_STRING, FIELD(key_file), 0, 0, NULL},
+        {"allow_tls12", K_BOOL, FIELD(allow_tls12), 0, 0, NULL},
+        {"export_dir", K_STRING, FIELD(export_dir), 0, 0, NULL},
+        {"export_command", K_STRING, FIELD(export_command), 0, 0, NULL},
+        {"export_pid_file", K_STRING, FIELD(export_pid_file), 0, 0, NULL},
+        {"export_signal", K_SIGNAL, FIELD(export_signal), 0, 0, NULL},
+};
+
+static const struct key sentry_keys[] = {
+        {"address", K_ADDRESS, FIELD(sentry_address), 0, 0, NULL},
+        {"trust_anchors_file", K_STRING, FIELD(trust_anchors_file), 0, 0, NULL},
+        {"control_plane_trust_domain", K_TRUST_DOMAIN, FIELD(control_plane_trust_domain), 0, 0,
+         NULL},
+        {"control_plane_namespace", K_SEGMENT, FIELD(control_plane_namespace), 0, 0,
+         "control-plane namespace"},
+        {"token_file", K_STRING, FIELD(token_file), 0, 0, NULL},
+        {"adopt_trust_chain", K_BOOL, FIELD(adopt_sentry_anchors), 0, 0, NULL},
+};
+
+static const struct key admin_keys[] = {
+        {"listen", K_LISTEN, FIELD(admin_listen), 0, 0, NULL},
+};
+
+static const struct key log_keys[] = {
+        {"level", K_LOG_LEVEL, FIELD(log_level), 0, 0, NULL},
+        {"json", K_BOOL, FIELD(log_json), 0, 0, NULL},
+};
+
+struct section_kind {
+    const char *name;
+    bool named; /* sections of this kind are written [KIND NAME] */
+    const struct key *keys;
+    size_t n_keys;
+};
+
+static const struct section_kind kinds[] = {
+        {"agent", false, agent_keys, PK_ARRAY_LEN(agent_keys)},
+        {"sentry", false, sentry_keys, PK_ARRAY_LEN(sentry_keys)},
+        {"admin", false, admin_keys, PK_ARRAY_LEN(admin_keys)},
+        {"log", false, log_keys, PK_ARRAY_LEN(log_keys)},
+};
+
+#define KNOWN_SECTIONS "[agent], [sentry], [admin] and [log]"
+#define MAX_SEEN       64
+
+struct seen {
+    const struct section_kind *kind;
+    const struct key *key;
+    int line;
+};
+
+struct parser {
+    const char *name; /* of the text, for messages */
+    const char *p, *end;
+    int line;                        /* number of the line last handed to inih */
+    const struct section_kind *kind; /* of the current section; NULL before the first */
+    bool key_in_section; /* inih's prev_name: an indented line now would be a continuation */
+    struct pk_agent_config *scratch;
+    struct seen seen[MAX_SEEN];
+    size_t n_seen;
+    bool failed;
+    struct pk_err *err;
+};
+
+/* Untrusted text for a message: bytes outside printable ASCII escaped, cut to fit buf. */
+static const char *quote(char *buf, const char *text)
+{
+    return pk_log_escape(buf, QUOTE_LEN, text);
+}
+
+static bool is_blank(char c)
+{
+    return isspace((unsigned char)c) != 0;
+}
+
+/* ---- values ---- */
+
+static int parse_bool(const char *text, bool go_forms, bool *out)
+{
+    static const char *const yes[] = {"true", "yes", "on", "1"};
+    static const char *const no[] = {"false", "no", "off", "0"};
+
+    for (size_t i = 0; i < PK_ARRAY_LEN(yes); i++) {
+        if (strcasecmp(text, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(text, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    /* Go's flag package also takes t and f, and daprd's users write them. */
+    if (go_forms && (strcasecmp(text, "t") == 0 || strcasecmp(text, "f") == 0)) {
+        *out = text[0] == 't' || text[0] == 'T';
+        return 0;
+    }
+    return PK_E_INVALID;
+}
+
+/* Digits with at most one '.', nothing else: strtod alone would also take "nan", "1e3", "0x1p-1"
+ * and leading blanks. */
+static int parse_decimal(const char *text, double *out)
+{
+    size_t digits = 0, dots = 0;
+    char *end;
+
+    for (const char *s = text; *s != '\0'; s++) {
+        if (*s >= '0' && *s <= '9') {
+            digits++;
+        } else if (*s == '.') {
+            dots++;
+        } else {
+            return PK_E_INVALID;
+        }
+    }
+    if (digits == 0 || dots > 1 || digits > 30) {
+        return PK_E_INVALID;
+    }
+    errno = 0;
+    *out = strtod(text, &end);
+    return (*end != '\0' || errno != 0) ? PK_E_INVALID : 0;
+}
+
+static int parse_count(const char *text, long min, long max, long *out)
+{
+    char *end;
+    long v;
+
+    if (text[0] < '0' || text[0] > '9') {
+        return PK_E_INVALID;
+    }
+    errno = 0;
+    v = strtol(text, &end, 10);
+    if (*end != '\0' || errno != 0 || v < min || v > max) {
+        return PK_E_INVALID;
+    }
+    *out = v;
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int number;
+} signals[] = {
+        {"HUP", SIGHUP},   {"INT", SIGINT},   {"QUIT", SIGQUIT},
+        {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"TERM", SIGTERM},
+        {"ALRM", SIGALRM}, {"CONT", SIGCONT}, {"WINCH", SIGWINCH},
+};
+
+static int parse_signal(const char *text, int *out)
+{
+    const char *name = strncasecmp(text, "SIG", 3) == 0 ? text + 3 : text;
+
+    for (size_t i = 0; i < PK_ARRAY_LEN(signals); i++) {
+        if (strcasecmp(name, signals[i].name) == 0) {
+            *out = signals[i].number;
+            return 0;
+        }
+    }
+    return PK_E_INVALID;
+}
+
+static int parse_port(const char *text, unsigned min, unsigned *out)
+{
+    long v;
+
+    if (parse_count(text, (long)min, 65535, &v) != 0) {
+        return PK_E_INVALID;
+    }
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* HOST:PORT or [V6]:PORT, as the gRPC client and the admin endpoint split them. */
+static int check_host_port(const char *text, unsigned min_port, struct pk_err *err)
+{
+    const char *colon = strrchr(text, ':');
+    char q[QUOTE_LEN];
+    unsigned port;
+    size_t host_len;
+
+    if (colon == NULL || colon == text) {
+        return pk_err_set(err, PK_E_INVALID, "`%s' is not HOST:PORT", quote(q, text));
+    }
+    host_len = (size_t)(colon - text);
+    for (const char *s = text; s < colon; s++) {
+        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f) {
+            return pk_err_set(err, PK_E_INVALID, "`%s': the host has a blank or control byte",
+                              quote(q, text));
+        }
+    }
+    if (text[0] == '[') {
+        if (host_len < 3 || colon[-1] != ']' || memchr(text + 1, ']', host_len - 2) != NULL) {
+            return pk_err_set(err, PK_E_INVALID, "`%s': bad [IPv6] host", quote(q, text));
+        }
+    } else if (memchr(text, ':', host_len) != NULL || memchr(text, ']', host_len) != NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "`%s': put an IPv6 address in brackets, as in [::1]:50001",
+                          quote(q, text));
+    }
+    if (parse_port(colon + 1, min_port, &port) != 0) {
+        return pk_err_set(err, PK_E_INVALID, "`%s': the port is not a number from %u to 65535",
+                          quote(q, text), min_port);
+    }
+    return 0;
+}
+
+static int check_listen(const char *text, struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+
+    if (text[0] == '\0' || strcmp(text, "off") == 0) {
+        return 0;
+    }
+    if (strncmp(text, "unix:", 5) == 0) {
+        size_t n = strlen(text + 5);
+        if (n == 0 || n > MAX_UNIX_PATH) {
+            return pk_err_set(err, PK_E_INVALID, "`%s': a unix socket path must have 1 to %d bytes",
+                              quote(q, text), MAX_UNIX_PATH);
+        }
+        return 0;
+    }
+    if (check_host_port(text, 0, err) != 0) {
+        return pk_err_prefix(err, PK_E_INVALID,
+                             "expected HOST:PORT, [V6]:PORT, unix:PATH, off or an empty value");
+    }
+    return 0;
+}
+
+static void replace_string(char **field, const char *value)
+{
+    free(*field);
+    *field = value != NULL ? pk_xstrdup(value) : NULL;
+}
+
+/* Parse value for key into field (which belongs to a struct pk_agent_config). On error err says
+ * what is wrong with the value, without naming the key. */
+static int set_value(const struct key *k, const char *value, void *field, struct pk_err *err)
+{
+    char q[QUOTE_LEN], a[PK_DURATION_STR_LEN], b[PK_DURATION_STR_LEN];
+    int64_t ns;
+    double d;
+    bool flag;
+    long n;
+    int i;
+
+    switch (k->type) {
+    case K_STRING:
+    case K_SEGMENT:
+    case K_TRUST_DOMAIN:
+    case K_ADDRESS:
+        if (value[0] == '\0') {
+            return pk_err_set(err, PK_E_INVALID,
+                              "empty value (leave the key out to get the default)");
+        }
+        if (k->type == K_SEGMENT && pk_spiffe_check_segment(value, k->what, err) != 0) {
+            return PK_E_INVALID;
+        }
+        if (k->type == K_TRUST_DOMAIN && pk_spiffe_check_trust_domain(value, err) != 0) {
+            return PK_E_INVALID;
+        }
+        if (k->type == K_ADDRESS && check_host_port(value, 1, err) != 0) {
+            return PK_E_INVALID;
+        }
+        replace_string(field, value);
+        return 0;
+    case K_LISTEN:
+        if (check_listen(value, err) != 0) {
+            return PK_E_INVALID;
+        }
+        replace_string(field, value);
+        return 0;
+    case K_BOOL:
+        if (parse_bool(value, false, &flag) != 0) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                              quote(q, value));
+        }
+        *(bool *)field = flag;
+        return 0;
+    case K_FRACTION:
+        if (parse_decimal(value, &d) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "`%s' is not a decimal fraction such as 0.5",
+                              quote(q, value));
+        }
+        if (d < k->min || d > k->max) {
+            return pk_err_set(err, PK_E_INVALID, "%s is out of range: it must be from %g to %g",
+                              quote(q, value), k->min, k->max);
+        }
+        *(double *)field = d;
+        return 0;
+    case K_DURATION:
+        if (pk_duration_parse(value, strlen(value), &ns, err) != 0) {
+            return PK_E_INVALID;
+        }
+        d = (double)ns / 1e9;
+        if (d < k->min || d > k->max) {
+            return pk_err_set(err, PK_E_INVALID, "%s is out of range: it must be from %s to %s",
+                              quote(q, value),
+                              pk_duration_format((int64_t)(k->min * 1e9), a, sizeof(a)),
+                              pk_duration_format((int64_t)(k->max * 1e9), b, sizeof(b)));
+        }
+        *(double *)field = d;
+        return 0;
+    case K_COUNT:
+        if (parse_count(value, (long)k->min, (long)k->max, &n) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "`%s' is not a whole number from %ld to %ld",
+                              quote(q, value), (long)k->min, (long)k->max);
+        }
+        *(long *)field = n;
+        return 0;
+    case K_SIGNAL:
+        if (parse_signal(value, &i) != 0) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s' is not a signal name (HUP, INT, QUIT, USR1, USR2, TERM, "
+                              "ALRM, CONT or WINCH, with or without SIG)",
+                              quote(q, value));
+        }
+        *(int *)field = i;
+        return 0;
+    case K_LOG_LEVEL: {
+        enum pk_log_level level;
+        if (pk_log_level_parse(value, &level) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "`%s' is not debug, info, warn or error",
+                              quote(q, value));
+        }
+        *(int *)field = (int)level;
+        return 0;
+    }
+    }
+    PK_ASSERT(!"unknown key type");
+    return PK_E_INVALID;
+}
+
+/* Hand one field from `from` to `to` (both struct pk_agent_config): strings move, so `from` no
+ * longer owns them. */
+static void move_field(const struct key *k, void *to, void *from)
+{
+    char **dst = (char **)((char *)to + k->offset), **src = (char **)((char *)from + k->offset);
+
+    switch (k->type) {
+    case K_STRING:
+    case K_SEGMENT:
+    case K_TRUST_DOMAIN:
+    case K_ADDRESS:
+    case K_LISTEN:
+        free(*dst);
+        *dst = *src;
+        *src = NULL;
+        return;
+    case K_BOOL:
+        memcpy(dst, src, sizeof(bool));
+        return;
+    case K_FRACTION:
+    case K_DURATION:
+        memcpy(dst, src, sizeof(double));
+        return;
+    case K_COUNT:
+        memcpy(dst, src, sizeof(long));
+        return;
+    case K_SIGNAL:
+    case K_LOG_LEVEL:
+        memcpy(dst, src, sizeof(int));
+        return;
+    }
+    PK_ASSERT(!"unknown key type");
+}
+
+/* ---- the INI parser ---- */
+
+static void fail(struct parser *ps, const char *fmt, ...) PK_PRINTF(2, 3);
+
+static void fail(struct parser *ps, const char *fmt, ...)
+{
+    char msg[sizeof(ps->err->msg)];
+    va_list ap;
+
+    if (ps->failed) {
+        return;
+    }
+    ps->failed = true;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    pk_err_set(ps->err, PK_E_INVALID, "%s:%d: %s", ps->name, ps->line, msg);
+}
+
+/* inih's find_chars_or_comment over s[i, end): the first of chars, or of a ';' that follows a
+ * blank (an inline comment), or end. */
+static size_t find_chars_or_comment(const char *s, size_t i, size_t end, const char *chars)
+{
+    bool was_space = false;
+
+    while (i < end && strchr(chars, s[i]) == NULL && !(was_space && s[i] == ';')) {
+        was_space = is_blank(s[i]);
+        i++;
+    }
+    return i;
+}
+
+static int begin_section(struct parser *ps, const char *name, size_t len)
+{
+    const char *space = memchr(name, ' ', len);
+    size_t kind_len = space != NULL ? (size_t)(space - name) : len;
+    char q[QUOTE_LEN], shown[INIH_MAX_SECTION + 1];
+
+    snprintf(shown, sizeof(shown), "%.*s", (int)PK_MIN(len, (size_t)INIH_MAX_SECTION), name);
+    if (len > INIH_MAX_SECTION) {
+        fail(ps, "[%s...]: section name is longer than %d bytes", quote(q, shown),
+             INIH_MAX_SECTION);
+        return PK_E_INVALID;
+    }
+    ps->kind = NULL;
+    ps->key_in_section = false;
+    for (size_t i = 0; i < PK_ARRAY_LEN(kinds); i++) {
+        if (strlen(kinds[i].name) == kind_len && memcmp(kinds[i].name, name, kind_len) == 0) {
+            ps->kind = &kinds[i];
+        }
+    }
+    if (ps->kind == NULL) {
+        fail(ps, "[%s]: unknown section (picket.ini has " KNOWN_SECTIONS ")", quote(q, shown));
+        return PK_E_INVALID;
+    }
+    if (!ps->kind->named && space != NULL) {
+        fail(ps, "[%s]: section [%s] takes no name", quote(q, shown), ps->kind->name);
+        return PK_E_INVALID;
+    }
+    if (ps->kind->named && (space == NULL || kind_len + 1 == len)) {
+        fail(ps, "[%s]: section [%s] needs a name, as in [%s NAME]", quote(q, shown),
+             ps->kind->name, ps->kind->name);
+        return PK_E_INVALID;
+    }
+    return 0;
+}
+
+/* Classify one raw line (len bytes, no LF) the way inih will, and refuse what inih would
+ * misread. */
+static int check_line(struct parser *ps, const char *s, size_t len)
+{
+    size_t start = 0, end = len;
+
+    if (ps->line == 1 && len >= 3 && memcmp(s, "\xEF\xBB\xBF", 3) == 0) {
+        start = 3; /* inih skips a UTF-8 BOM on the first line */
+    }
+    while (end > start && is_blank(s[end - 1])) {
+        end--;
+    }
+    while (start < end && is_blank(s[start])) {
+        start++;
+    }
+    if (start == end || s[start] == ';' || s[start] == '#') {
+        return 0;
+    }
+    if (start > 0 && is_blank(s[start - 1]) && ps->key_in_section) {
+        fail(ps, "indented line: inih would append it to the value of the key above; remove the "
+                 "leading blanks (picket.ini has no continuation lines)");
+        return PK_E_INVALID;
+    }
+    if (s[start] == '[') {
+        size_t close = find_chars_or_comment(s, start + 1, end, "]");
+        size_t after = close + 1;
+        if (close == end || s[close] != ']') {
+            fail(ps, "section header without a closing `]'");
+            return PK_E_INVALID;
+        }
+        while (after < end && is_blank(s[after])) {
+            after++;
+        }
+        if (after < end && s[after] != ';' && s[after] != '#') {
+            fail(ps, "unexpected text after the section header");
+            return PK_E_INVALID;
+        }
+        return begin_section(ps, s + start + 1, close - start - 1);
+    }
+    size_t eq = find_chars_or_comment(s, start, end, "=:");
+    if (eq == end || (s[eq] != '=' && s[eq] != ':')) {
+        fail(ps, "expected `key = value', a [section] or a comment");
+        return PK_E_INVALID;
+    }
+    ps->key_in_section = true;
+    return 0;
+}
+
+/* inih's fgets-style reader over the text: one line per call, after check_line. */
+static char *read_line(char *str, int num, void *stream)
+{
+    struct parser *ps = stream;
+    const char *nl;
+    size_t len, content;
+
+    if (ps->failed || ps->p >= ps->end) {
+        return NULL;
+    }
+    nl = memchr(ps->p, '\n', (size_t)(ps->end - ps->p));
+    len = nl != NULL ? (size_t)(nl - ps->p) : (size_t)(ps->end - ps->p);
+    content = (len > 0 && ps->p[len - 1] == '\r') ? len - 1 : len;
+    ps->line++;
+    /* The line, its CR, LF and NUL must all fit in inih's num-byte buffer. */
+    if (content > PK_AGENT_CONFIG_MAX_LINE || num < 4 || len + 2 > (size_t)num) {
+        fail(ps, "line is too long (%zu bytes; at most %d): inih would cut it", content,
+             PK_MIN(PK_AGENT_CONFIG_MAX_LINE, num - 3));
+        return NULL;
+    }
+    if (memchr(ps->p, '\0', len) != NULL) {
+        fail(ps, "NUL byte in the line");
+        return NULL;
+    }
+    if (check_line(ps, ps->p, len) != 0) {
+        return NULL;
+    }
+    memcpy(str, ps->p, len);
+    if (nl != NULL) {
+        str[len++] = '\n';
+    }
+    str[len] = '\0';
+    ps->p += len; /* len now counts the LF, if there was one */
+    return str;
+}
+
+/* Where the file set key_name of [agent] (the rules between keys are all about [agent]). */
+static const struct seen *find_seen(const struct parser *ps, const char *key_name)
+{
+    for (size_t i = 0; i < ps->n_seen; i++) {
+        if (ps->seen[i].kind->keys == agent_keys && strcmp(ps->seen[i].key->name, key_name) == 0) {
+            return &ps->seen[i];
+        }
+    }
+    return NULL;
+}
+
+static int on_key(void *user, const char *section, const char *name, const char *value)
+{
+    struct parser *ps = user;
+    const struct key *key = NULL;
+    char q[QUOTE_LEN], known[512];
+    struct pk_err e;
+    size_t off = 0;
+
+    if (ps->failed) {
+        return 0;
+    }
+    if (ps->kind == NULL) {
+        fail(ps, "%s: key outside a section (put it under " KNOWN_SECTIONS ")", quote(q, name));
+        return 0;
+    }
+    for (size_t i = 0; i < ps->kind->n_keys; i++) {
+        if (strcmp(ps->kind->keys[i].name, name) == 0) {
+            key = &ps->kind->keys[i];
+        }
+    }
+    if (key == NULL) {
+        known[0] = '\0';
+        for (size_t i = 0; i < ps->kind->n_keys && off < sizeof(known); i++) {
+            int n = snprintf(known + off, sizeof(known) - off, "%s%s", i > 0 ? ", " : "",
+                             ps->kind->keys[i].name);
+            off += n > 0 ? (size_t)n : 0;
+        }
+        fail(ps, "[%s] %s: unknown key (the keys of [%s] are %s)", section, quote(q, name),
+             ps->kind->name, known);
+        return 0;
+    }
+    /* Dapr's settings are single-valued; a second line is a mistake, not an override. */
+    for (size_t i = 0; i < ps->n_seen; i++) {
+        if (ps->seen[i].key == key) {
+            fail(ps, "[%s] %s: given twice (first on line %d)", section, name, ps->seen[i].line);
+            return 0;
+        }
+    }
+    pk_err_clear(&e);
+    if (set_value(key, value, (char *)ps->scratch + key->offset, &e) != 0) {
+        fail(ps, "[%s] %s: %s", section, name, e.msg);
+        return 0;
+    }
+    PK_ASSERT(ps->n_seen < MAX_SEEN);
+    ps->seen[ps->n_seen++] = (struct seen){.kind = ps->kind, .key = key, .line = ps->line};
+    return 1;
+}
+
+/* The value a key will have after the merge: the file's when it set the key, else into's. */
+static const void *effective(const struct parser *ps, const struct pk_agent_config *into,
+                             const char *key_name, size_t offset)
+{
+    const void *base = find_seen(ps, key_name) != NULL ? (const void *)ps->scratch : into;
+    return (const char *)base + offset;
+}
+
+/* Fail at the later of the two keys' lines (the one that made the pair wrong), if the file set
+ * either. */
+static bool fail_pair(struct parser *ps, const char *a, const char *b, const char *fmt, ...)
+        PK_PRINTF(4, 5);
+
+static bool fail_pair(struct parser *ps, const char *a, const char *b, const char *fmt, ...)
+{
+    const struct seen *sa = find_seen(ps, a), *sb = find_seen(ps, b);
+    const struct seen *at = sa;
+    char msg[512];
+    va_list ap;
+
+    if (sa == NULL && sb == NULL) {
+        return false;
+    }
+    if (at == NULL || (sb != NULL && sb->line > sa->line)) {
+        at = sb;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ps->line = at->line;
+    fail(ps, "[%s] %s: %s", at->kind->name, at->key->name, msg);
+    return true;
+}
+
+/* Rules between keys of the file, checked on the values the merge will produce. */
+static int check_file_rules(struct parser *ps, const struct pk_agent_config *into)
+{
+    double renew = *(const double *)effective(ps, into, "renew_at", FIELD(renew_fraction));
+    double jitter = *(const double *)effective(ps, into, "renew_jitter", FIELD(renew_jitter));
+    double initial = *(const double *)effective(ps, into, "retry_initial", FIELD(retry_initial));
+    double max = *(const double *)effective(ps, into, "retry_max", FIELD(retry_max));
+    char *const *dir = effective(ps, into, "export_dir", FIELD(export_dir));
+    char *const *command = effective(ps, into, "export_command", FIELD(export_command));
+    char *const *pid_file = effective(ps, into, "export_pid_file", FIELD(export_pid_file));
+    char a[PK_DURATION_STR_LEN], b[PK_DURATION_STR_LEN];
+
+    /* The renewal time is drawn from renew +/- jitter: it must fall inside the lifetime. */
+    if ((renew - jitter <= 0 || renew + jitter >= 1) &&
+        fail_pair(ps, "renew_at", "renew_jitter",
+                  "renew_at %g +/- renew_jitter %g leaves the lifetime: both ends must be between "
+                  "0 and 1",
+                  renew, jitter)) {
+        return PK_E_INVALID;
+    }
+    if (max < initial &&
+        fail_pair(ps, "retry_initial", "retry_max", "retry_max %s is less than retry_initial %s",
+                  pk_duration_format((int64_t)(max * 1e9), a, sizeof(a)),
+                  pk_duration_format((int64_t)(initial * 1e9), b, sizeof(b)))) {
+        return PK_E_INVALID;
+    }
+    if (*dir == NULL && *command != NULL &&
+        fail_pair(ps, "export_command", "export_dir",
+                  "export_command runs after an export, but export_dir is not set")) {
+        return PK_E_INVALID;
+    }
+    if (*dir == NULL && *pid_file != NULL &&
+        fail_pair(ps, "export_pid_file", "export_dir",
+                  "export_pid_file is signalled after an export, but export_dir is not set")) {
+        return PK_E_INVALID;
+    }
+    if (*pid_file == NULL && find_seen(ps, "export_signal") != NULL &&
+        fail_pair(ps, "export_signal", "export_pid_file",
+                  "export_signal needs export_pid_file (the process to signal)")) {
+        return PK_E_INVALID;
+    }
+    return 0;
+}
+
+int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
+                              struct pk_agent_config *into, struct pk_err *err)
+{
+    struct parser ps = {
+            .name = name,
+            .p = len > 0 ? text : "",
+            .end = (len > 0 ? text : "") + len,
+            .scratch = pk_xcalloc(1, sizeof(*ps.scratch)),
+            .err = err,
+    };
+    int r;
+
+    r = ini_parse_stream(read_line, &ps, on_key, &ps);
+    if (ps.failed) {
+        r = PK_E_INVALID;
+        goto out;
+    }
+    if (r == -2) {
+        r = pk_err_set(err, -ENOMEM, "%s: inih is out of memory", name);
+        goto out;
+    }
+    if (r != 0) {
+        /* check_line classifies lines as inih does, so this should not happen. */
+        r = pk_err_set(err, PK_E_INVALID, "%s:%d: syntax error", name, r);
+        goto out;
+    }
+    r = check_file_rules(&ps, into);
+    if (r != 0) {
+        goto out;
+    }
+    for (size_t i = 0; i < ps.n_seen; i++) {
+        move_field(ps.seen[i].key, into, ps.scratch);
+    }
+out:
+    pk_agent_config_free(ps.scratch);
+    return r;
+}
+
+/* ---- the configuration ---- */
+
+struct pk_agent_config *pk_agent_config_new(void)
+{
+    struct pk_agent_config *cfg = pk_xcalloc(1, sizeof(*cfg));
+
+    cfg->namespace_ = pk_xstrdup(DEFAULT_NAMESPACE);
+    cfg->renew_fraction = 0.5;
+    cfg->renew_jitter = 0.10;
+    cfg->retry_initial = 1;
+    cfg->retry_max = 120;
+    cfg->initial_attempts = 0;
+    cfg->request_timeout = 10;
+    cfg->allow_tls12 = false;
+    cfg->export_signal = SIGHUP;
+    cfg->control_plane_trust_domain = pk_xstrdup(DEFAULT_CP_TD);
+    cfg->control_plane_namespace = pk_xstrdup(DEFAULT_CP_NS);
+    cfg->admin_listen = pk_xstrdup(DEFAULT_ADMIN_LISTEN);
+    cfg->log_level = PK_LOG_LEVEL_INFO;
+    cfg->log_json = false;
+    return cfg;
+}
+
+void pk_agent_config_free(struct pk_agent_config *cfg)
+{
+    if (cfg == NULL) {
+        return;
+    }
+    free(cfg->app_id);
+    free(cfg->request_id);
+    free(cfg->namespace_);
+    free(cfg->trust_domain);
+    free(cfg->cert_file);
+    free(cfg->key_file);
+    free(cfg->cert_pem);
+    if (cfg->key_pem != NULL) {
+        pk_free_secret(cfg->key_pem, strlen(cfg->key_pem) + 1);
+    }
+    free(cfg->export_dir);
+    free(cfg->export_command);
+    free(cfg->export_pid_file);
+    free(cfg->sentry_address);
+    free(cfg->trust_anchors_file);
+    free(cfg->trust_anchors_pem);
+    free(cfg->control_plane_trust_domain);
+    free(cfg->control_plane_namespace);
+    free(cfg->token_file);
+    free(cfg->admin_listen);
+    free(cfg->config_file);
+    free(cfg);
+}
+
+/* ---- flags ---- */
+
+struct flags {
+    /* Each borrowed from argv; NULL when the flag was not given. */
+    const char *app_id, *sentry_address, *cp_trust_domain, *cp_namespace, *trust_domain;
+    const char *anchors_file, *config, *log_level;
+    const char *log_json; /* NULL for the bare flag */
+    bool log_json_given, help;
+};
+
+enum {
+    OPT_APP_ID = 256,
+    OPT_SENTRY_ADDRESS,
+    OPT_CP_TRUST_DOMAIN,
+    OPT_CP_NAMESPACE,
+    OPT_TRUST_DOMAIN,
+    OPT_ANCHORS_FILE,
+    OPT_CONFIG,
+    OPT_LOG_LEVEL,
+    OPT_LOG_JSON,
+    OPT_HELP,
+};
+
+/* An argument up to any '=', quoted, for naming a flag in a message. */
+static const char *flag_name(char *buf, const char *arg)
+{
+    char name[QUOTE_LEN];
+
+    snprintf(name, sizeof(name), "%.*s", (int)PK_MIN(strcspn(arg, "="), sizeof(name) - 1), arg);
+    return quote(buf, name);
+}
+
+static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *err)
+{
+    static const struct option options[] = {
+            {"app-id", required_argument, NULL, OPT_APP_ID},
+            {"sentry-address", required_argument, NULL, OPT_SENTRY_ADDRESS},
+            {"control-plane-trust-domain", required_argument, NULL, OPT_CP_TRUST_DOMAIN},
+            {"control-plane-namespace", required_argument, NULL, OPT_CP_NAMESPACE},
+            {"trust-domain", required_argument, NULL, OPT_TRUST_DOMAIN},
+            {"trust-anchors-file", required_argument, NULL, OPT_ANCHORS_FILE},
+            {"config", required_argument, NULL, OPT_CONFIG},
+            {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+            {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
+            {"help", no_argument, NULL, OPT_HELP},
+            {NULL, 0, NULL, 0},
+    };
+    char name[QUOTE_LEN];
+    int c;
+
+    /* optind = 0 makes glibc start over (and forget a previous argv); "+" stops at the first
+     * argument that is not a flag instead of permuting argv; ":" reports a missing value as
+     * ':' rather than '?'. */
+    opterr = 0;
+    optind = 0;
+    while ((c = getopt_long_only(argc, argv, "+:c:h", options, NULL)) != -1) {
+        const char *arg = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+        switch (c) {
+        case OPT_APP_ID:
+            fl->app_id = optarg;
+            break;
+        case OPT_SENTRY_ADDRESS:
+            fl->sentry_address = optarg;
+            break;
+        case OPT_CP_TRUST_DOMAIN:
+            fl->cp_trust_domain = optarg;
+            break;
+        case OPT_CP_NAMESPACE:
+            fl->cp_namespace = optarg;
+            break;
+        case OPT_TRUST_DOMAIN:
+            fl->trust_domain = optarg;
+            break;
+        case OPT_ANCHORS_FILE:
+            fl->anchors_file = optarg;
+            break;
+        case 'c':
+        case OPT_CONFIG:
+            fl->config = optarg;
+            break;
+        case OPT_LOG_LEVEL:
+            fl->log_level = optarg;
+            break;
+        case OPT_LOG_JSON:
+            fl->log_json_given = true;
+            fl->log_json = optarg;
+            break;
+        case 'h':
+        case OPT_HELP:
+            fl->help = true;
+            return 0;
+        case ':':
+            return pk_err_set(err, PK_E_INVALID, "flag `%s' needs a value", flag_name(name, arg));
+        default:
+            return pk_err_set(err, PK_E_INVALID, "unknown flag `%s'", flag_name(name, arg));
+        }
+    }
+    if (optind < argc) {
+        char q[QUOTE_LEN];
+        return pk_err_set(err, PK_E_INVALID,
+                          "unexpected argument `%s' (picket run takes only flags)",
+                          quote(q, argv[optind]));
+    }
+    return 0;
+}
+
+/* ---- layers ---- */
+
+static const char *env_get(char *const *env, const char *name)
+{
+    size_t n = strlen(name);
+
+    for (; env != NULL && *env != NULL; env++) {
+        if (strncmp(*env, name, n) == 0 && (*env)[n] == '=') {
+            return *env + n + 1;
+        }
+    }
+    return NULL;
+}
+
+/* An environment variable's value, or NULL when it is unset or empty (as daprd reads them). */
+static const char *env_value(char *const *env, const char *name)
+{
+    const char *v = env_get(env, name);
+    return (v != NULL && v[0] != '\0') ? v : NULL;
+}
+
+static int check_segment_from(const char *source, const char *value, const char *what,
+                              struct pk_err *err)
+{
+    if (pk_spiffe_check_segment(value, what, err) != 0) {
+        return pk_err_prefix(err, PK_E_INVALID, "%s", source);
+    }
+    return 0;
+}
+
+static int check_td_from(const char *source, const char *value, struct pk_err *err)
+{
+    if (pk_spiffe_check_trust_domain(value, err) != 0) {
+        return pk_err_prefix(err, PK_E_INVALID, "%s", source);
+    }
+    return 0;
+}
+
+/* The plain variables: each replaces one string field when it is set and not empty. */
+static const struct {
+    const char *name;
+    size_t offset;
+    enum key_type type; /* K_STRING, K_SEGMENT or K_TRUST_DOMAIN */
+    const char *what;   /* K_SEGMENT: how messages name it */
+} env_strings[] = {
+        {"APP_ID", FIELD(app_id), K_SEGMENT, "app id"},
+        {"NAMESPACE", FIELD(namespace_), K_SEGMENT, "namespace"},
+        {"DAPR_TRUST_ANCHORS", FIELD(trust_anchors_pem), K_STRING, NULL},
+        {"DAPR_TRUST_ANCHORS_FILE", FIELD(trust_anchors_file), K_STRING, NULL},
+        {"DAPR_CONTROLPLANE_TRUST_DOMAIN", FIELD(control_plane_trust_domain), K_TRUST_DOMAIN, NULL},
+        {"DAPR_CONTROLPLANE_NAMESPACE", FIELD(control_plane_namespace), K_SEGMENT,
+         "control-plane namespace"},
+};
+
+static int apply_env(struct pk_agent_config *cfg, char *const *env, struct pk_err *err)
+{
+    const char *v;
+
+    for (size_t i = 0; i < PK_ARRAY_LEN(env_strings); i++) {
+        v = env_value(env, env_strings[i].name);
+        if (v == NULL) {
+            continue;
+        }
+        if ((env_strings[i].type == K_SEGMENT &&
+             check_segment_from(env_strings[i].name, v, env_strings[i].what, err) != 0) ||
+            (env_strings[i].type == K_TRUST_DOMAIN &&
+             check_td_from(env_strings[i].name, v, err) != 0)) {
+            return PK_E_INVALID;
+        }
+        replace_string((char **)((char *)cfg + env_strings[i].offset), v);
+    }
+    /* daprd: a token file variable that is set must name a file (pkg/security/token). */
+    if ((v = env_get(env, "DAPR_SENTRY_TOKEN_FILE")) != NULL) {
+        if (v[0] == '\0') {
+            return pk_err_set(err, PK_E_INVALID,
+                              "DAPR_SENTRY_TOKEN_FILE is set but empty: unset it, or set it to "
+                              "the file that holds the Sentry token");
+        }
+        replace_string(&cfg->token_file, v);
+    }
+    /* The PEM contents replace the file keys, so the agent reads (and watches) neither file. */
+    if ((v = env_value(env, "DAPR_CERT_CHAIN")) != NULL) {
+        replace_string(&cfg->cert_pem, v);
+        replace_string(&cfg->cert_file, NULL);
+    }
+    if ((v = env_value(env, "DAPR_CERT_KEY")) != NULL) {
+        if (cfg->key_pem != NULL) {
+            cfg->key_pem = pk_free_secret(cfg->key_pem, strlen(cfg->key_pem) + 1);
+        }
+        cfg->key_pem = pk_xstrdup(v);
+        replace_string(&cfg->key_file, NULL);
+    }
+    return 0;
+}
+
+static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, struct pk_err *err)
+{
+    if (fl->app_id != NULL) {
+        if (check_segment_from("--app-id", fl->app_id, "app id", err) != 0) {
+            return PK_E_INVALID;
+        }
+        replace_string(&cfg->app_id, fl->app_id);
+    }
+    if (fl->sentry_address != NULL) {
+        /* daprd's default is "": no Sentry. Given empty, the flag turns a file's address off. */
+        if (fl->sentry_address[0] != '\0' && check_host_port(fl->sentry_address, 1, err) != 0) {
+            return pk_err_prefix(err, PK_E_INVALID, "--sentry-address");
+        }
+        replace_string(&cfg->sentry_address,
+                       fl->sentry_address[0] != '\0' ? fl->sentry_address : NULL);
+    }
+    if (fl->cp_trust_domain != NULL) {
+        if (check_td_from("--control-plane-trust-domain", fl->cp_trust_domain, err) != 0) {
+            return PK_E_INVALID;
+        }
+        replace_string(&cfg->control_plane_trust_domain, fl->cp_trust_domain);
+    }
+    if (fl->cp_namespace != NULL) {
+        if (check_segment_from("--control-plane-namespace", fl->cp_namespace,
+                               "control-plane namespace", err) != 0) {
+            return PK_E_INVALID;
+        }
+        replace_string(&cfg->control_plane_namespace, fl->cp_namespace);
+    }
+    if (fl->trust_domain != NULL) {
+        if (check_td_from("--trust-domain", fl->trust_domain, err) != 0) {
+            return PK_E_INVALID;
+        }
+        replace_string(&cfg->trust_domain, fl->trust_domain);
+    }
+    if (fl->anchors_file != NULL) {
+        if (fl->anchors_file[0] == '\0') {
+            return pk_err_set(err, PK_E_INVALID, "--trust-anchors-file: empty file name");
+        }
+        replace_string(&cfg->trust_anchors_file, fl->anchors_file);
+    }
+    if (fl->log_level != NULL) {
+        enum pk_log_level level;
+        char q[QUOTE_LEN];
+        if (pk_log_level_parse(fl->log_level, &level) != 0) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "--log-level: `%s' is not debug, info, warn or error",
+                              quote(q, fl->log_level));
+        }
+        cfg->log_level = (int)level;
+    }
+    if (fl->log_json_given) {
+        char q[QUOTE_LEN];
+        bool json = true;
+        if (fl->log_json != NULL && parse_bool(fl->log_json, true, &json) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "--log-as-json: `%s' is not a boolean",
+                              quote(q, fl->log_json));
+        }
+        cfg->log_json = json;
+    }
+    return 0;
+}
+
+/* The rules that need every layer. */
+static int check_merged(struct pk_agent_config *cfg, struct pk_err *err)
+{
+    const char *cert = cfg->cert_pem != NULL ? "DAPR_CERT_CHAIN" : cfg->cert_file;
+    const char *key = cfg->key_pem != NULL ? "DAPR_CERT_KEY" : cfg->key_file;
+    char q[QUOTE_LEN];
+
+    if (cfg->app_id == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "an app id is required: set --app-id, the APP_ID environment variable "
+                          "or [agent] app_id in the config file");
+    }
+    if (cfg->trust_anchors_file == NULL && cfg->trust_anchors_pem == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "trust anchors are required: set [sentry] trust_anchors_file, "
+                          "--trust-anchors-file or DAPR_TRUST_ANCHORS (or "
+                          "DAPR_TRUST_ANCHORS_FILE)");
+    }
+    if (cfg->sentry_address != NULL) {
+        if (cfg->cert_file != NULL || cfg->key_file != NULL) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "[agent] %s (a static identity) and a Sentry address (%s) exclude "
+                              "each other: remove one",
+                              cfg->cert_file != NULL ? "cert_file" : "key_file",
+                              quote(q, cfg->sentry_address));
+        }
+        /* daprd 1.14+ ignores these with Sentry too; older injectors still set them. Drop them
+         * so the key is not kept in memory for nothing. */
+        replace_string(&cfg->cert_pem, NULL);
+        if (cfg->key_pem != NULL) {
+            cfg->key_pem = pk_free_secret(cfg->key_pem, strlen(cfg->key_pem) + 1);
+        }
+        return 0;
+    }
+    if (cert == NULL && key == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "no identity source: set [sentry] address or --sentry-address to get "
+                          "certificates from Sentry, or [agent] cert_file and key_file (or "
+                          "DAPR_CERT_CHAIN and DAPR_CERT_KEY) for a static identity");
+    }
+    if (key == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "a certificate is configured (%s) but no private key: set [agent] "
+                          "key_file or DAPR_CERT_KEY",
+                          quote(q, cert));
+    }
+    if (cert == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "a private key is configured (%s) but no certificate: set [agent] "
+                          "cert_file or DAPR_CERT_CHAIN",
+                          quote(q, key));
+    }
+    return 0;
+}
+
+static int read_config_file(struct pk_agent_config *cfg, const char *path, struct pk_err *err)
+{
+    struct pk_buf text;
+    int r;
+
+    pk_buf_init(&text, PK_AGENT_CONFIG_MAX_FILE);
+    r = pk_fs_read_file(path, PK_AGENT_CONFIG_MAX_FILE, &text, err);
+    if (r != 0) {
+        r = pk_err_prefix(err, r == PK_E_NOTFOUND ? PK_E_NOTFOUND : PK_E_INVALID, "config file");
+        goto out;
+    }
+    r = pk_agent_config_parse_ini((const char *)text.data, text.len, path, cfg, err);
+out:
+    pk_buf_free(&text);
+    return r;
+}
+
+int pk_agent_config_load(int argc, char **argv, char *const *env, struct pk_agent_config **out,
+                         bool *help_out, struct pk_err *err)
+{
+    struct pk_agent_config *cfg = NULL;
+    struct flags fl = {0};
+    const char *local_id;
+    int r;
+
+    pk_err_clear(err);
+    *help_out = false;
+    r = parse_flags(argc, argv, &fl, err);
+    if (r != 0 || fl.help) {
+        if (r == 0) {
+            *help_out = true;
+            *out = NULL;
+        }
+        goto out;
+    }
+    cfg = pk_agent_config_new();
+    if (fl.config != NULL) {
+        cfg->config_file = pk_xstrdup(fl.config);
+        r = read_config_file(cfg, fl.config, err);
+        if (r != 0) {
+            goto out;
+        }
+    }
+    r = apply_env(cfg, env, err);
+    if (r == 0) {
+        r = apply_flags(cfg, &fl, err);
+    }
+    if (r == 0) {
+        r = check_merged(cfg, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    /* daprd sends SENTRY_LOCAL_IDENTITY, when set, as the request id instead of the app id. */
+    local_id = env_value(env, "SENTRY_LOCAL_IDENTITY");
+    if (local_id != NULL) {
+        r = check_segment_from("SENTRY_LOCAL_IDENTITY", local_id, "request id", err);
+        if (r != 0) {
+            goto out;
+        }
+    }
+    cfg->request_id = pk_xstrdup(local_id != NULL ? local_id : cfg->app_id);
+    *out = cfg;
+    cfg = NULL;
+out:
+    pk_agent_config_free(cfg);
+    return r;
+}
+
+/* ---- help ---- */
+
+static const char help_text[] =
+        "usage: picket run [flags]\n"
+        "\n"
+        "The sidecar: obtain this app's SPIFFE identity from Dapr's Sentry (or from static\n"
+        "files), renew it before it expires, and serve the admin endpoint.\n"
+        "\n"
+        "Flags (`--flag value', `--flag=value' and daprd's `-flag value' all work):\n"
+        "  -c, --config FILE                  picket.ini to read (default: none)\n"
+        "  --app-id ID                        the app id (required here, in APP_ID or in\n"
+        "                                     [agent] app_id)\n"
+        "  --sentry-address HOST:PORT         Sentry's gRPC address; \"\" = no Sentry, use a\n"
+        "                                     static identity\n"
+        "  --trust-anchors-file FILE          PEM file of the trusted roots\n"
+        "  --trust-domain TD                  trust domain to ask Sentry for (default: none,\n"
+        "                                     Sentry then uses \"public\")\n"
+        "  --control-plane-trust-domain TD    Sentry's trust domain (default localhost)\n"
+        "  --control-plane-namespace NS       Sentry's namespace (default default); Sentry must\n"
+        "                                     present spiffe://TD/ns/NS/dapr-sentry\n"
+        "  --log-level LEVEL                  debug, info, warn or error (default info)\n"
+        "  --log-as-json[=BOOL]               log JSON objects instead of key=value lines\n"
+        "  -h, --help                         print this text\n"
+        "\n"
+        "Precedence: flags, then environment variables, then picket.ini, then the defaults.\n"
+        "\n"
+        "Environment (Dapr's names; an empty value counts as unset, except where noted):\n"
+        "  APP_ID                             the app id\n"
+        "  NAMESPACE                          the app's namespace (default \"default\")\n"
+        "  SENTRY_LOCAL_IDENTITY              the id sent to Sentry instead of the app id\n"
+        "  DAPR_TRUST_ANCHORS                 trusted roots as PEM text (used together with a\n"
+        "                                     trust anchors file)\n"
+        "  DAPR_TRUST_ANCHORS_FILE            PEM file of the trusted roots\n"
+        "  DAPR_CONTROLPLANE_TRUST_DOMAIN     Sentry's trust domain\n"
+        "  DAPR_CONTROLPLANE_NAMESPACE        Sentry's namespace\n"
+        "  DAPR_SENTRY_TOKEN_FILE             file holding the JWT sent to Sentry (JWKS\n"
+        "                                     validator), re-read for every request; set but\n"
+        "                                     empty is an error, as in daprd\n"
+        "  DAPR_CERT_CHAIN, DAPR_CERT_KEY     static identity: certificate chain and private key\n"
+        "                                     as PEM text; ignored when a Sentry address is set\n"
+        "\n"
+        "picket.ini: [section] headers, `key = value' lines, `;' or `#' comment lines and\n"
+        "` ;' comments after a value. Each key at most once; no indented lines; at most 197\n"
+        "bytes per line. Booleans: true/false, yes/no, on/off, 1/0. Durations: 10s, 1m30s, 2h.\n"
+        "\n"
+        "[agent]\n"
+        "  app_id = ID                  the app id (required, here or as above)\n"
+        "  namespace = NS               the app's namespace (default default)\n"
+        "  trust_domain = TD            trust domain to ask Sentry for (default: none)\n"
+        "  renew_at = FRACTION          renew at this fraction of the certificate's lifetime,\n"
+        "                               0.05 to 0.95 (default 0.5)\n"
+        "  renew_jitter = FRACTION      move the renewal by up to +/- this fraction of the\n"
+        "                               lifetime, 0 to 0.25 (default 0.1); renew_at +/-\n"
+        "                               renew_jitter must stay between 0 and 1\n"
+        "  retry_initial = DURATION     first wait after a failed request (default 1s)\n"
+        "  retry_max = DURATION         longest wait between retries (default 2m)\n"
+        "  initial_attempts = N         exit after N failed first fetches; 0 = keep trying\n"
+        "                               (default 0; daprd exits after the first)\n"
+        "  request_timeout = DURATION   deadline of one Sentry request (default 10s)\n"
+        "  cert_file = FILE             static identity instead of Sentry: certificate chain\n"
+        "  key_file = FILE              static identity: private key (both PEM, reloaded on\n"
+        "                               change)\n"
+        "  allow_tls12 = BOOL           also accept TLS 1.2 (default false: TLS 1.3 only)\n"
+        "  export_dir = DIR             write cert.pem, key.pem (0600) and bundle.pem here after\n"
+        "                               each renewal (default: no export)\n"
+        "  export_command = COMMAND     run with /bin/sh -c after each export\n"
+        "  export_pid_file = FILE       signal the process in this pid file after each export\n"
+        "  export_signal = SIGNAL       the signal: HUP, USR1, ... (default HUP)\n"
+        "\n"
+        "[sentry]\n"
+        "  address = HOST:PORT          Sentry's gRPC address (default: none, static identity)\n"
+        "  trust_anchors_file = FILE    PEM file of the trusted roots, watched for changes\n"
+        "  control_plane_trust_domain = TD\n"
+        "                               Sentry's trust domain (default localhost)\n"
+        "  control_plane_namespace = NS Sentry's namespace (default default)\n"
+        "  token_file = FILE            JWT sent to Sentry (JWKS validator; default: none)\n"
+        "  adopt_trust_chain = BOOL     also trust the roots Sentry returns (default false)\n"
+        "\n"
+        "[admin]\n"
+        "  listen = ADDRESS             /healthz, /readyz, /status and /metrics on\n"
+        "                               127.0.0.1:PORT, [::1]:PORT or unix:/PATH; empty or off\n"
+        "                               turns it off (default 127.0.0.1:9901)\n"
+        "\n"
+        "[log]\n"
+        "  level = LEVEL                debug, info, warn or error (default info)\n"
+        "  json = BOOL                  JSON log lines (default false)\n"
+        "\n"
+        "Either a Sentry address or a static certificate and key is required, and trust\n"
+        "anchors always are. Exit status: 0 after SIGTERM or SIGINT, 1 when the agent gives\n"
+        "up, 2 for a configuration error. SIGHUP reloads the files.\n";
+
+const char *pk_agent_config_help(void)
+{
+    return help_text;
+}

@@ -1,0 +1,1045 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* picket: unit tests for agent/config (picket.ini, Dapr's environment, daprd's flags). */
+/* cmocka.h must come after the system headers it relies on. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+/* clang-format on */
+
+#include "agent/config.h"
+#include "common/err.h"
+#include "common/log.h"
+
+#define MAX_ARGS 32
+
+static int sentinel;
+
+/* The least a valid configuration needs besides what a test varies. */
+static const char *const base_env[] = {"DAPR_TRUST_ANCHORS=anchors-pem", NULL};
+static const char *const base_flags[] = {"--app-id", "app", "--sentry-address", "localhost:50001",
+                                         NULL};
+
+static void write_file(char *path, size_t path_len, const char *text)
+{
+    const char *dir = getenv("PICKET_TEST_TMP");
+    int fd;
+
+    snprintf(path, path_len, "%s/picket-config-XXXXXX", dir != NULL ? dir : "/tmp");
+    fd = mkstemp(path);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(close(fd), 0);
+}
+
+/* Run pk_agent_config_load as `picket run [-c FILE] flags...` with the environment env; ini NULL
+ * means no -c. On return *cfg is what load wrote (NULL when it wrote nothing). */
+static int load_full(const char *ini, const char *const *env, const char *const *flags,
+                     struct pk_agent_config **cfg, bool *help, struct pk_err *err)
+{
+    char path[512];
+    char *argv[MAX_ARGS + 1];
+    int argc = 0, r;
+
+    argv[argc++] = "run";
+    if (ini != NULL) {
+        write_file(path, sizeof(path), ini);
+        argv[argc++] = "-c";
+        argv[argc++] = path;
+    }
+    for (size_t i = 0; flags != NULL && flags[i] != NULL; i++) {
+        assert_true(argc < MAX_ARGS);
+        argv[argc++] = (char *)flags[i];
+    }
+    argv[argc] = NULL;
+    /* A value load must leave alone on error and overwrite otherwise. */
+    *cfg = (struct pk_agent_config *)&sentinel;
+    r = pk_agent_config_load(argc, argv, (char *const *)env, cfg, help, err);
+    if (ini != NULL) {
+        unlink(path);
+    }
+    if (r != 0) {
+        assert_ptr_equal(*cfg, &sentinel);
+        assert_true(err->msg[0] != '\0');
+        *cfg = NULL;
+    } else {
+        assert_ptr_not_equal(*cfg, &sentinel);
+    }
+    return r;
+}
+
+static int load(const char *ini, const char *const *env, const char *const *flags,
+                struct pk_agent_config **cfg, struct pk_err *err)
+{
+    bool help = true;
+    int r = load_full(ini, env, flags, cfg, &help, err);
+    assert_false(help);
+    return r;
+}
+
+static void assert_contains(const char *msg, const char *want)
+{
+    if (strstr(msg, want) == NULL) {
+        fail_msg("message \"%s\" lacks \"%s\"", msg, want);
+    }
+}
+
+/* ---- defaults ---- */
+
+static void check_defaults(const struct pk_agent_config *cfg)
+{
+    assert_string_equal(cfg->namespace_, "default");
+    assert_null(cfg->trust_domain);
+    assert_true(cfg->renew_fraction == 0.5);
+    assert_true(cfg->renew_jitter == 0.10);
+    assert_true(cfg->retry_initial == 1.0);
+    assert_true(cfg->retry_max == 120.0);
+    assert_int_equal(cfg->initial_attempts, 0);
+    assert_true(cfg->request_timeout == 10.0);
+    assert_null(cfg->cert_file);
+    assert_null(cfg->key_file);
+    assert_null(cfg->cert_pem);
+    assert_null(cfg->key_pem);
+    assert_false(cfg->allow_tls12);
+    assert_null(cfg->export_dir);
+    assert_null(cfg->export_command);
+    assert_null(cfg->export_pid_file);
+    assert_int_equal(cfg->export_signal, SIGHUP);
+    assert_null(cfg->trust_anchors_file);
+    assert_string_equal(cfg->control_plane_trust_domain, "localhost");
+    assert_string_equal(cfg->control_plane_namespace, "default");
+    assert_null(cfg->token_file);
+    assert_false(cfg->adopt_sentry_anchors);
+    assert_string_equal(cfg->admin_listen, "127.0.0.1:9901");
+    assert_int_equal(cfg->log_level, PK_LOG_LEVEL_INFO);
+    assert_false(cfg->log_json);
+    assert_null(cfg->config_file);
+}
+
+static void test_defaults(void **state)
+{
+    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_err err;
+
+    (void)state;
+    check_defaults(cfg);
+    assert_null(cfg->app_id);
+    assert_null(cfg->sentry_address);
+    pk_agent_config_free(cfg);
+    pk_agent_config_free(NULL);
+
+    assert_int_equal(load(NULL, base_env, base_flags, &cfg, &err), 0);
+    check_defaults(cfg);
+    assert_string_equal(cfg->app_id, "app");
+    assert_string_equal(cfg->request_id, "app");
+    assert_string_equal(cfg->sentry_address, "localhost:50001");
+    assert_string_equal(cfg->trust_anchors_pem, "anchors-pem");
+    pk_agent_config_free(cfg);
+
+    /* An empty file changes nothing. */
+    assert_int_equal(load("", base_env, base_flags, &cfg, &err), 0);
+    assert_non_null(cfg->config_file);
+    free(cfg->config_file);
+    cfg->config_file = NULL;
+    check_defaults(cfg);
+    pk_agent_config_free(cfg);
+}
+
+/* ---- a full file ---- */
+
+static const char full_ini[] = "; every key picket.ini has\n"
+                               "[agent]\n"
+                               "app_id = checkout\n"
+                               "namespace = shop\n"
+                               "trust_domain = example.org\n"
+                               "renew_at = 0.6\n"
+                               "renew_jitter = 0.05\n"
+                               "retry_initial = 500ms\n"
+                               "retry_max = 1h30m\n"
+                               "initial_attempts = 3\n"
+                               "request_timeout = 3s\n"
+                               "allow_tls12 = yes\n"
+                               "export_dir = /run/picket/export\n"
+                               "export_command = systemctl reload nginx ; inline comment\n"
+                               "export_pid_file = /run/nginx.pid\n"
+                               "export_signal = SIGUSR1\n"
+                               "\n"
+                               "[sentry]\n"
+                               "# Sentry in the control plane\n"
+                               "address = dapr-sentry.dapr-system.svc:443\n"
+                               "trust_anchors_file = /etc/picket/ca.pem\n"
+                               "control_plane_trust_domain = cluster.local\n"
+                               "control_plane_namespace = dapr-system\n"
+                               "token_file = /var/run/secrets/dapr.io/sentrytoken/token\n"
+                               "adopt_trust_chain = on\n"
+                               "\n"
+                               "[admin]\n"
+                               "listen = [::1]:9902\n"
+                               "\n"
+                               "[log]\n"
+                               "level = debug\n"
+                               "json = TRUE\n";
+
+static void test_full_file(void **state)
+{
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(load(full_ini, NULL, NULL, &cfg, &err), 0);
+    assert_string_equal(cfg->app_id, "checkout");
+    assert_string_equal(cfg->request_id, "checkout");
+    assert_string_equal(cfg->namespace_, "shop");
+    assert_string_equal(cfg->trust_domain, "example.org");
+    assert_true(cfg->renew_fraction == 0.6);
+    assert_true(cfg->renew_jitter == 0.05);
+    assert_true(cfg->retry_initial == 0.5);
+    assert_true(cfg->retry_max == 5400.0);
+    assert_int_equal(cfg->initial_attempts, 3);
+    assert_true(cfg->request_timeout == 3.0);
+    assert_true(cfg->allow_tls12);
+    assert_string_equal(cfg->export_dir, "/run/picket/export");
+    assert_string_equal(cfg->export_command, "systemctl reload nginx");
+    assert_string_equal(cfg->export_pid_file, "/run/nginx.pid");
+    assert_int_equal(cfg->export_signal, SIGUSR1);
+    assert_string_equal(cfg->sentry_address, "dapr-sentry.dapr-system.svc:443");
+    assert_string_equal(cfg->trust_anchors_file, "/etc/picket/ca.pem");
+    assert_null(cfg->trust_anchors_pem);
+    assert_string_equal(cfg->control_plane_trust_domain, "cluster.local");
+    assert_string_equal(cfg->control_plane_namespace, "dapr-system");
+    assert_string_equal(cfg->token_file, "/var/run/secrets/dapr.io/sentrytoken/token");
+    assert_true(cfg->adopt_sentry_anchors);
+    assert_string_equal(cfg->admin_listen, "[::1]:9902");
+    assert_int_equal(cfg->log_level, PK_LOG_LEVEL_DEBUG);
+    assert_true(cfg->log_json);
+    assert_non_null(cfg->config_file);
+    pk_agent_config_free(cfg);
+}
+
+/* ---- precedence: flags > env > file > defaults ---- */
+
+struct layered {
+    const char *what;
+    size_t offset;
+    const char *ini;       /* the file layer's text */
+    const char *env;       /* "NAME=value", or NULL when no variable exists */
+    const char *flag;      /* the flag, or NULL when there is none */
+    const char *values[3]; /* the value each layer gives: file, env, flag */
+    const char *def;       /* the default; NULL = none */
+    const char *error;     /* when no layer gives it and there is no default: the error */
+};
+
+static const struct layered layered[] = {
+        {"app_id",
+         offsetof(struct pk_agent_config, app_id),
+         "[agent]\napp_id = app-file\n",
+         "APP_ID=app-env",
+         "--app-id",
+         {"app-file", "app-env", "app-flag"},
+         NULL,
+         "app id is required"},
+        {"namespace",
+         offsetof(struct pk_agent_config, namespace_),
+         "[agent]\nnamespace = ns-file\n",
+         "NAMESPACE=ns-env",
+         NULL,
+         {"ns-file", "ns-env", NULL},
+         "default",
+         NULL},
+        {"trust_domain",
+         offsetof(struct pk_agent_config, trust_domain),
+         "[agent]\ntrust_domain = file.example\n",
+         NULL,
+         "--trust-domain",
+         {"file.example", NULL, "flag.example"},
+         NULL,
+         NULL},
+        {"control_plane_trust_domain",
+         offsetof(struct pk_agent_config, control_plane_trust_domain),
+         "[sentry]\ncontrol_plane_trust_domain = file.example\n",
+         "DAPR_CONTROLPLANE_TRUST_DOMAIN=env.example",
+         "--control-plane-trust-domain",
+         {"file.example", "env.example", "flag.example"},
+         "localhost",
+         NULL},
+        {"control_plane_namespace",
+         offsetof(struct pk_agent_config, control_plane_namespace),
+         "[sentry]\ncontrol_plane_namespace = cpns-file\n",
+         "DAPR_CONTROLPLANE_NAMESPACE=cpns-env",
+         "--control-plane-namespace",
+         {"cpns-file", "cpns-env", "cpns-flag"},
+         "default",
+         NULL},
+        {"trust_anchors_file",
+         offsetof(struct pk_agent_config, trust_anchors_file),
+         "[sentry]\ntrust_anchors_file = /file/ca.pem\n",
+         "DAPR_TRUST_ANCHORS_FILE=/env/ca.pem",
+         "--trust-anchors-file",
+         {"/file/ca.pem", "/env/ca.pem", "/flag/ca.pem"},
+         NULL,
+         NULL},
+        {"sentry_address",
+         offsetof(struct pk_agent_config, sentry_address),
+         "[sentry]\naddress = file.example:1\n",
+         NULL,
+         "--sentry-address",
+         {"file.example:1", NULL, "flag.example:2"},
+         NULL,
+         NULL},
+        {"token_file",
+         offsetof(struct pk_agent_config, token_file),
+         "[sentry]\ntoken_file = /file/token\n",
+         "DAPR_SENTRY_TOKEN_FILE=/env/token",
+         NULL,
+         {"/file/token", "/env/token", NULL},
+         NULL,
+         NULL},
+};
+
+static void run_layered(const struct layered *c, unsigned mask)
+{
+    const char *env[8], *flags[8];
+    const char *want = c->def;
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+    size_t ne = 0, nf = 0;
+    bool is_app = strcmp(c->what, "app_id") == 0;
+    bool is_address = strcmp(c->what, "sentry_address") == 0;
+    int r;
+
+    /* Anchors as PEM text and a static identity, so the tested key may be absent. */
+    env[ne++] = "DAPR_TRUST_ANCHORS=anchors-pem";
+    env[ne++] = "DAPR_CERT_CHAIN=chain-pem";
+    env[ne++] = "DAPR_CERT_KEY=key-pem";
+    if (!is_app) {
+        flags[nf++] = "--app-id";
+        flags[nf++] = "base-app";
+    }
+    if (!is_address) {
+        flags[nf++] = "--sentry-address";
+        flags[nf++] = "base.example:50001";
+    }
+    if (mask & 1) {
+        want = c->values[0];
+    }
+    if (mask & 2) {
+        env[ne++] = c->env;
+        want = c->values[1];
+    }
+    if (mask & 4) {
+        flags[nf++] = c->flag;
+        flags[nf++] = c->values[2];
+        want = c->values[2];
+    }
+    env[ne] = NULL;
+    flags[nf] = NULL;
+    r = load((mask & 1) ? c->ini : NULL, env, flags, &cfg, &err);
+    if (want == NULL && c->error != NULL) {
+        assert_int_equal(r, PK_E_INVALID);
+        assert_contains(err.msg, c->error);
+        return;
+    }
+    if (r != 0) {
+        fail_msg("%s, layers %u: %s", c->what, mask, err.msg);
+    }
+    const char *got = *(char **)((char *)cfg + c->offset);
+    if (want == NULL) {
+        if (got != NULL) {
+            fail_msg("%s, layers %u: got \"%s\", want none", c->what, mask, got);
+        }
+    } else if (got == NULL || strcmp(got, want) != 0) {
+        fail_msg("%s, layers %u: got \"%s\", want \"%s\"", c->what, mask, got ? got : "(null)",
+                 want);
+    }
+    pk_agent_config_free(cfg);
+}
+
+static void test_precedence(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(layered) / sizeof(layered[0]); i++) {
+        for (unsigned mask = 0; mask < 8; mask++) {
+            if (((mask & 2) && layered[i].env == NULL) || ((mask & 4) && layered[i].flag == NULL)) {
+                continue;
+            }
+            run_layered(&layered[i], mask);
+        }
+    }
+}
+
+static void test_env_empty_is_unset(void **state)
+{
+    const char *env[] = {"DAPR_TRUST_ANCHORS=pem",       "NAMESPACE=",
+                         "DAPR_CONTROLPLANE_NAMESPACE=", "DAPR_CONTROLPLANE_TRUST_DOMAIN=",
+                         "SENTRY_LOCAL_IDENTITY=",       NULL};
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(load("[agent]\nnamespace = from-file\n", env, base_flags, &cfg, &err), 0);
+    assert_string_equal(cfg->namespace_, "from-file");
+    assert_string_equal(cfg->control_plane_namespace, "default");
+    assert_string_equal(cfg->control_plane_trust_domain, "localhost");
+    assert_string_equal(cfg->request_id, "app");
+    pk_agent_config_free(cfg);
+}
+
+static void test_sentry_local_identity(void **state)
+{
+    const char *env[] = {"DAPR_TRUST_ANCHORS=pem", "SENTRY_LOCAL_IDENTITY=other-id",
+                         "NAMESPACE=ns1", NULL};
+    const char *bad[] = {"DAPR_TRUST_ANCHORS=pem", "SENTRY_LOCAL_IDENTITY=ns:sa", NULL};
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(load(NULL, env, base_flags, &cfg, &err), 0);
+    assert_string_equal(cfg->app_id, "app");
+    assert_string_equal(cfg->request_id, "other-id");
+    assert_string_equal(cfg->namespace_, "ns1");
+    pk_agent_config_free(cfg);
+
+    /* It does not stand in for a missing app id. */
+    const char *no_app_flags[] = {"--sentry-address", "localhost:50001", NULL};
+    assert_int_equal(load(NULL, env, no_app_flags, &cfg, &err), PK_E_INVALID);
+    assert_contains(err.msg, "app id is required");
+
+    assert_int_equal(load(NULL, bad, base_flags, &cfg, &err), PK_E_INVALID);
+    assert_contains(err.msg, "SENTRY_LOCAL_IDENTITY");
+}
+
+static void test_static_identity_from_env(void **state)
+{
+    const char *env[] = {"DAPR_TRUST_ANCHORS=-----BEGIN CERTIFICATE-----\nroot\n",
+                         "DAPR_CERT_CHAIN=-----BEGIN CERTIFICATE-----\nleaf\n",
+                         "DAPR_CERT_KEY=-----BEGIN PRIVATE KEY-----\nkey\n", NULL};
+    const char *flags[] = {"--app-id", "app", NULL};
+    const char *ini = "[agent]\ncert_file = /file/cert.pem\nkey_file = /file/key.pem\n";
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(load(ini, env, flags, &cfg, &err), 0);
+    assert_null(cfg->sentry_address);
+    assert_string_equal(cfg->trust_anchors_pem, "-----BEGIN CERTIFICATE-----\nroot\n");
+    assert_string_equal(cfg->cert_pem, "-----BEGIN CERTIFICATE-----\nleaf\n");
+    assert_string_equal(cfg->key_pem, "-----BEGIN PRIVATE KEY-----\nkey\n");
+    /* The contents replace the files: env wins over the file. */
+    assert_null(cfg->cert_file);
+    assert_null(cfg->key_file);
+    pk_agent_config_free(cfg);
+
+    /* Files alone. */
+    assert_int_equal(load(ini, base_env, flags, &cfg, &err), 0);
+    assert_string_equal(cfg->cert_file, "/file/cert.pem");
+    assert_string_equal(cfg->key_file, "/file/key.pem");
+    assert_null(cfg->cert_pem);
+    pk_agent_config_free(cfg);
+
+    /* With a Sentry address they are ignored, as daprd 1.14+ does. */
+    assert_int_equal(load(NULL, env, base_flags, &cfg, &err), 0);
+    assert_null(cfg->cert_pem);
+    assert_null(cfg->key_pem);
+    pk_agent_config_free(cfg);
+
+    /* --sentry-address "" turns a file's address off: static mode. */
+    const char *off[] = {"--app-id", "app", "--sentry-address", "", NULL};
+    assert_int_equal(load("[sentry]\naddress = s.example:50001\n", env, off, &cfg, &err), 0);
+    assert_null(cfg->sentry_address);
+    assert_non_null(cfg->cert_pem);
+    pk_agent_config_free(cfg);
+}
+
+/* ---- flags ---- */
+
+static void test_flag_forms(void **state)
+{
+    static const char *const forms[][5] = {
+            {"--app-id", "x1", NULL},
+            {"--app-id=x1", NULL},
+            {"-app-id", "x1", NULL},
+            {"-app-id=x1", NULL},
+    };
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    /* Repeated calls also check that getopt starts over each time. */
+    for (size_t i = 0; i < sizeof(forms) / sizeof(forms[0]); i++) {
+        const char *flags[8];
+        size_t n = 0;
+        for (size_t j = 0; forms[i][j] != NULL; j++) {
+            flags[n++] = forms[i][j];
+        }
+        flags[n++] = "-sentry-address=localhost:1";
+        flags[n] = NULL;
+        assert_int_equal(load(NULL, base_env, flags, &cfg, &err), 0);
+        assert_string_equal(cfg->app_id, "x1");
+        assert_string_equal(cfg->sentry_address, "localhost:1");
+        pk_agent_config_free(cfg);
+    }
+
+    const char *log1[] = {"--app-id",    "a",    "--sentry-address", "h:1",
+                          "--log-level", "warn", "--log-as-json",    NULL};
+    assert_int_equal(load("[log]\nlevel = debug\njson = false\n", base_env, log1, &cfg, &err), 0);
+    assert_int_equal(cfg->log_level, PK_LOG_LEVEL_WARN);
+    assert_true(cfg->log_json);
+    pk_agent_config_free(cfg);
+
+    const char *log2[] = {"--app-id",          "a", "--sentry-address", "h:1", "-log-as-json=false",
+                          "--log-level=error", NULL};
+    assert_int_equal(load("[log]\njson = true\n", base_env, log2, &cfg, &err), 0);
+    assert_false(cfg->log_json);
+    assert_int_equal(cfg->log_level, PK_LOG_LEVEL_ERROR);
+    pk_agent_config_free(cfg);
+
+    const char *cp[] = {
+            "-app-id",       "a", "-sentry-address", "[::1]:50001", "-control-plane-trust-domain",
+            "cluster.local", NULL};
+    assert_int_equal(load(NULL, base_env, cp, &cfg, &err), 0);
+    assert_string_equal(cfg->sentry_address, "[::1]:50001");
+    assert_string_equal(cfg->control_plane_trust_domain, "cluster.local");
+    pk_agent_config_free(cfg);
+}
+
+static void test_config_flag_forms(void **state)
+{
+    static const char *const forms[] = {"-c", "--config", "-config"};
+    char path[512], arg[600];
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+    bool help;
+
+    (void)state;
+    write_file(path, sizeof(path), "[agent]\napp_id = from-file\n[sentry]\naddress = h:1\n");
+    for (size_t i = 0; i < 3; i++) {
+        const char *flags[] = {forms[i], path, NULL};
+        assert_int_equal(load_full(NULL, base_env, flags, &cfg, &help, &err), 0);
+        assert_string_equal(cfg->app_id, "from-file");
+        assert_string_equal(cfg->config_file, path);
+        pk_agent_config_free(cfg);
+    }
+    snprintf(arg, sizeof(arg), "--config=%s", path);
+    const char *eq[] = {arg, NULL};
+    assert_int_equal(load_full(NULL, base_env, eq, &cfg, &help, &err), 0);
+    assert_string_equal(cfg->app_id, "from-file");
+    pk_agent_config_free(cfg);
+    unlink(path);
+}
+
+static void test_help(void **state)
+{
+    static const char *const forms[] = {"--help", "-h", "-help"};
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+    bool help;
+
+    (void)state;
+    for (size_t i = 0; i < 3; i++) {
+        /* Nothing is checked: no app id, no anchors, a file that does not exist. */
+        const char *flags[] = {"--config", "/nonexistent/picket.ini", forms[i], NULL};
+        help = false;
+        assert_int_equal(load_full(NULL, NULL, flags, &cfg, &help, &err), 0);
+        assert_true(help);
+        assert_null(cfg);
+    }
+}
+
+static void test_help_text(void **state)
+{
+    static const char *const names[] = {
+            /* flags */
+            "--app-id", "--sentry-address", "--control-plane-trust-domain",
+            "--control-plane-namespace", "--trust-domain", "--trust-anchors-file", "-c", "--config",
+            "--log-level", "--log-as-json", "--help", "-h",
+            /* sections and keys */
+            "[agent]", "app_id", "namespace", "trust_domain", "renew_at", "renew_jitter",
+            "retry_initial", "retry_max", "initial_attempts", "request_timeout", "cert_file",
+            "key_file", "allow_tls12", "export_dir", "export_command", "export_pid_file",
+            "export_signal", "[sentry]", "address", "trust_anchors_file",
+            "control_plane_trust_domain", "control_plane_namespace", "token_file",
+            "adopt_trust_chain", "[admin]", "listen", "[log]", "level", "json",
+            /* environment */
+            "APP_ID", "NAMESPACE", "SENTRY_LOCAL_IDENTITY", "DAPR_TRUST_ANCHORS",
+            "DAPR_TRUST_ANCHORS_FILE", "DAPR_CONTROLPLANE_TRUST_DOMAIN",
+            "DAPR_CONTROLPLANE_NAMESPACE", "DAPR_SENTRY_TOKEN_FILE", "DAPR_CERT_CHAIN",
+            "DAPR_CERT_KEY",
+            /* defaults and precedence */
+            "127.0.0.1:9901", "localhost", "0.5", "Precedence", "usage: picket run"};
+    const char *help = pk_agent_config_help();
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        assert_contains(help, names[i]);
+    }
+    /* Fits a terminal. */
+    for (const char *line = help; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - line) : strlen(line);
+        assert_true(len <= 100);
+        line += len + (nl != NULL);
+    }
+}
+
+/* ---- errors from load ---- */
+
+struct load_error {
+    const char *ini;
+    const char *env[6];
+    const char *flags[8];
+    int rc;
+    const char *want[3];
+};
+
+static const struct load_error load_errors[] = {
+        /* required settings */
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"app id is required", "--app-id", "[agent] app_id"}},
+        {NULL,
+         {NULL},
+         {"--app-id", "a", "--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"trust anchors are required: set [sentry] trust_anchors_file, --trust-anchors-file or "
+          "DAPR_TRUST_ANCHORS"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a"},
+         PK_E_INVALID,
+         {"no identity source", "--sentry-address", "cert_file"}},
+        {"[agent]\ncert_file = /c.pem\n",
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a"},
+         PK_E_INVALID,
+         {"certificate is configured (/c.pem) but no private key"}},
+        {"[agent]\nkey_file = /k.pem\n",
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a"},
+         PK_E_INVALID,
+         {"private key is configured (/k.pem) but no certificate"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem", "DAPR_CERT_CHAIN=chain"},
+         {"--app-id", "a"},
+         PK_E_INVALID,
+         {"certificate is configured (DAPR_CERT_CHAIN) but no private key"}},
+        {"[agent]\ncert_file = /c.pem\nkey_file = /k.pem\n",
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"exclude each other"}},
+        /* environment */
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem", "DAPR_SENTRY_TOKEN_FILE="},
+         {"--app-id", "a", "--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"DAPR_SENTRY_TOKEN_FILE is set but empty"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem", "NAMESPACE=a/b"},
+         {"--app-id", "a", "--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"NAMESPACE: "}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem", "APP_ID=.."},
+         {"--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"APP_ID: "}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem", "DAPR_CONTROLPLANE_TRUST_DOMAIN=Bad TD"},
+         {"--app-id", "a", "--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"DAPR_CONTROLPLANE_TRUST_DOMAIN: "}},
+        /* flags */
+        {NULL, {"DAPR_TRUST_ANCHORS=pem"}, {"--bogus"}, PK_E_INVALID, {"unknown flag `--bogus'"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "-bogus=1"},
+         PK_E_INVALID,
+         {"unknown flag `-bogus'"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--sentry-address", "h:1", "--app-id"},
+         PK_E_INVALID,
+         {"flag `--app-id' needs a value"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "extra"},
+         PK_E_INVALID,
+         {"unexpected argument `extra'"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--", "x"},
+         PK_E_INVALID,
+         {"unexpected argument `x'"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a/b", "--sentry-address", "h:1"},
+         PK_E_INVALID,
+         {"--app-id: "}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "nocolon"},
+         PK_E_INVALID,
+         {"--sentry-address: `nocolon' is not HOST:PORT"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--log-level", "loud"},
+         PK_E_INVALID,
+         {"--log-level: `loud' is not debug, info, warn or error"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--log-as-json=maybe"},
+         PK_E_INVALID,
+         {"--log-as-json: `maybe' is not a boolean"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--log-as-json="},
+         PK_E_INVALID,
+         {"--log-as-json: `' is not a boolean"}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--control-plane-namespace", ""},
+         PK_E_INVALID,
+         {"--control-plane-namespace: "}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--trust-domain", "UPPER.example"},
+         PK_E_INVALID,
+         {"--trust-domain: "}},
+        {NULL,
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {"--app-id", "a", "--sentry-address", "h:1", "--trust-anchors-file="},
+         PK_E_INVALID,
+         {"--trust-anchors-file: empty"}},
+        /* the file, through load */
+        {"[agent]\napp_id = a\n[sentry]\naddress = h:1\nfoo = bar\n",
+         {"DAPR_TRUST_ANCHORS=pem"},
+         {NULL},
+         PK_E_INVALID,
+         {":5: [sentry] foo: unknown key"}},
+};
+
+static void test_load_errors(void **state)
+{
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(load_errors) / sizeof(load_errors[0]); i++) {
+        const struct load_error *c = &load_errors[i];
+        int r = load(c->ini, c->env, c->flags, &cfg, &err);
+        if (r != c->rc) {
+            fail_msg("case %zu: rc %d, want %d (%s)", i, r, c->rc, err.msg);
+        }
+        for (size_t j = 0; j < 3 && c->want[j] != NULL; j++) {
+            assert_contains(err.msg, c->want[j]);
+        }
+    }
+}
+
+static void test_missing_config_file(void **state)
+{
+    const char *flags[] = {"-c", "/nonexistent/dir/picket.ini", "--app-id", "a", NULL};
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(load(NULL, base_env, flags, &cfg, &err), PK_E_NOTFOUND);
+    assert_contains(err.msg, "/nonexistent/dir/picket.ini");
+    assert_contains(err.msg, "does not exist");
+}
+
+/* ---- errors from the INI parser ---- */
+
+struct ini_error {
+    const char *text;
+    const char *want;
+};
+
+static const struct ini_error ini_errors[] = {
+        {"[agent]\nfoo = 1\n", "t.ini:2: [agent] foo: unknown key (the keys of [agent] are app_id"},
+        {"[agnet]\napp_id = a\n", "t.ini:1: [agnet]: unknown section"},
+        {"[agent]\n[empty-unknown]\n", "t.ini:2: [empty-unknown]: unknown section"},
+        {"[inbound web]\nlisten = :8443\n", "t.ini:1: [inbound web]: unknown section"},
+        {"[agent x]\n", "t.ini:1: [agent x]: section [agent] takes no name"},
+        {"[agent\n", "t.ini:1: section header without a closing `]'"},
+        {"[agent] junk\n", "t.ini:1: unexpected text after the section header"},
+        {"[abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijXYZ]\n",
+         "t.ini:1: [abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi...]: section name is "
+         "longer than 49 bytes"},
+        {"app_id = a\n", "t.ini:1: app_id: key outside a section"},
+        {"[agent]\napp_id\n", "t.ini:2: expected `key = value'"},
+        {"[agent]\napp_id = a\n  namespace = b\n", "t.ini:3: indented line"},
+        {"[agent]\nallow_tls12 = maybe\n",
+         "t.ini:2: [agent] allow_tls12: `maybe' is not a boolean"},
+        {"[log]\njson = 2\n", "t.ini:2: [log] json: `2' is not a boolean"},
+        {"[agent]\nretry_max = 5 minutes\n", "t.ini:2: [agent] retry_max: invalid duration"},
+        {"[agent]\nrequest_timeout = 0s\n", "t.ini:2: [agent] request_timeout: 0s is out of range"},
+        {"[agent]\nretry_initial = -1s\n", "t.ini:2: [agent] retry_initial: -1s is out of range"},
+        {"[agent]\nretry_initial = 5s\nretry_max = 2s\n",
+         "t.ini:3: [agent] retry_max: retry_max 2s is less than retry_initial 5s"},
+        {"[agent]\nrenew_at = 1.5\n", "t.ini:2: [agent] renew_at: 1.5 is out of range"},
+        {"[agent]\nrenew_at = 0\n", "t.ini:2: [agent] renew_at: 0 is out of range"},
+        {"[agent]\nrenew_at = nan\n", "t.ini:2: [agent] renew_at: `nan' is not a decimal"},
+        {"[agent]\nrenew_at = 1e-1\n", "t.ini:2: [agent] renew_at: `1e-1' is not a decimal"},
+        {"[agent]\nrenew_jitter = 0.3\n", "t.ini:2: [agent] renew_jitter: 0.3 is out of range"},
+        {"[agent]\nrenew_jitter = 0.1\n\nrenew_at = 0.9\n",
+         "t.ini:4: [agent] renew_at: renew_at 0.9 +/- renew_jitter 0.1 leaves the lifetime"},
+        {"[agent]\nrenew_at = 0.05\n", "t.ini:2: [agent] renew_at: renew_at 0.05 +/- renew_jitter "
+                                       "0.1"},
+        {"[agent]\napp_id = a\n\napp_id = b\n",
+         "t.ini:4: [agent] app_id: given twice (first on line 2)"},
+        {"[agent]\napp_id = a\n[log]\nlevel = info\n[agent]\napp_id = b\n",
+         "t.ini:6: [agent] app_id: given twice (first on line 2)"},
+        {"[agent]\napp_id = a/b\n", "t.ini:2: [agent] app_id: "},
+        {"[agent]\nnamespace = ..\n", "t.ini:2: [agent] namespace: "},
+        {"[agent]\ntrust_domain = Example.org\n", "t.ini:2: [agent] trust_domain: "},
+        {"[agent]\ninitial_attempts = -1\n",
+         "t.ini:2: [agent] initial_attempts: `-1' is not a whole number"},
+        {"[agent]\ninitial_attempts = 3x\n",
+         "t.ini:2: [agent] initial_attempts: `3x' is not a whole number"},
+        {"[agent]\nexport_signal = FOO\n", "t.ini:2: [agent] export_signal: `FOO' is not a signal"},
+        {"[agent]\nexport_dir =\n", "t.ini:2: [agent] export_dir: empty value"},
+        {"[agent]\nexport_command = true\n",
+         "t.ini:2: [agent] export_command: export_command runs after an export, but export_dir"},
+        {"[agent]\nexport_dir = /d\nexport_signal = USR1\n",
+         "t.ini:3: [agent] export_signal: export_signal needs export_pid_file"},
+        {"[sentry]\naddress = nocolon\n", "t.ini:2: [sentry] address: `nocolon' is not HOST:PORT"},
+        {"[sentry]\naddress = ::1:50001\n", "t.ini:2: [sentry] address: `::1:50001': put an IPv6"},
+        {"[sentry]\naddress = host:0\n", "t.ini:2: [sentry] address: `host:0': the port"},
+        {"[sentry]\naddress = host:http\n", "t.ini:2: [sentry] address: `host:http': the port"},
+        {"[sentry]\ncontrol_plane_namespace = a b\n", "t.ini:2: [sentry] control_plane_namespace"},
+        {"[sentry]\nadopt_trust_chain = y\n", "t.ini:2: [sentry] adopt_trust_chain: `y' is not"},
+        {"[admin]\nlisten = 127.0.0.1:99999\n", "t.ini:2: [admin] listen: expected HOST:PORT"},
+        {"[admin]\nlisten = unix:\n", "t.ini:2: [admin] listen: `unix:': a unix socket path"},
+        {"[log]\nlevel = loud\n", "t.ini:2: [log] level: `loud' is not debug, info, warn or error"},
+        {"[log]\nlevel = info\nlevel = debug\n", "t.ini:3: [log] level: given twice"},
+        {"[agent]\napp_id = \x01\n", "t.ini:2: [agent] app_id: "},
+};
+
+static void test_ini_errors(void **state)
+{
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(ini_errors) / sizeof(ini_errors[0]); i++) {
+        struct pk_agent_config *into = pk_agent_config_new();
+        const char *text = ini_errors[i].text;
+        pk_err_clear(&err);
+        int r = pk_agent_config_parse_ini(text, strlen(text), "t.ini", into, &err);
+        if (r != PK_E_INVALID || strstr(err.msg, ini_errors[i].want) == NULL) {
+            fail_msg("case %zu: rc %d, message \"%s\", want \"%s\"", i, r, err.msg,
+                     ini_errors[i].want);
+        }
+        /* A bad file changes nothing, even the keys before the bad line. */
+        assert_null(into->app_id);
+        assert_true(into->renew_fraction == 0.5);
+        assert_string_equal(into->namespace_, "default");
+        pk_agent_config_free(into);
+    }
+}
+
+/* Builds "[agent]\nexport_dir = /d\nexport_command = xxx...", whose third line has len bytes. */
+static char *long_line_ini(size_t len, const char *eol)
+{
+    static const char head[] = "[agent]\nexport_dir = /d\n";
+    static const char key[] = "export_command = ";
+    size_t n = strlen(head) + len + strlen(eol) + 1;
+    char *text = malloc(n);
+
+    assert_non_null(text);
+    assert_true(len > strlen(key));
+    strcpy(text, head);
+    strcat(text, key);
+    memset(text + strlen(text), 'x', len - strlen(key));
+    strcpy(text + strlen(head) + len, eol);
+    assert_int_equal(strlen(text) + 1, n);
+    return text;
+}
+
+static void test_long_lines(void **state)
+{
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+    char *text;
+
+    (void)state;
+    /* The longest line inih keeps whole, with LF, CRLF and at the end of the text. */
+    static const char *const eols[] = {"\n", "\r\n", ""};
+    for (size_t i = 0; i < 3; i++) {
+        cfg = pk_agent_config_new();
+        text = long_line_ini(PK_AGENT_CONFIG_MAX_LINE, eols[i]);
+        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_int_equal(strlen(cfg->export_command), PK_AGENT_CONFIG_MAX_LINE - 17);
+        free(text);
+        pk_agent_config_free(cfg);
+
+        cfg = pk_agent_config_new();
+        text = long_line_ini(PK_AGENT_CONFIG_MAX_LINE + 1, eols[i]);
+        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err),
+                         PK_E_INVALID);
+        assert_contains(err.msg, "t.ini:3: line is too long (198 bytes; at most 197)");
+        assert_null(cfg->export_command);
+        free(text);
+        pk_agent_config_free(cfg);
+    }
+
+    /* 250 bytes: inih would have cut the value at 198 and parsed the rest as line 4. */
+    text = long_line_ini(250, "\n");
+    cfg = pk_agent_config_new();
+    assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "big.ini", cfg, &err),
+                     PK_E_INVALID);
+    assert_contains(err.msg, "big.ini:3: line is too long (250 bytes; at most 197)");
+    pk_agent_config_free(cfg);
+
+    /* Through load, the message names the file. */
+    const char *flags[] = {"--app-id", "a", "--sentry-address", "h:1", NULL};
+    assert_int_equal(load(text, base_env, flags, &cfg, &err), PK_E_INVALID);
+    assert_contains(err.msg, ":3: line is too long");
+    assert_contains(err.msg, "picket-config-");
+    free(text);
+
+    /* A long comment is still a long line. */
+    char comment[300];
+    memset(comment, ';', 250);
+    strcpy(comment + 250, "\n[agent]\n");
+    cfg = pk_agent_config_new();
+    assert_int_equal(pk_agent_config_parse_ini(comment, strlen(comment), "t.ini", cfg, &err),
+                     PK_E_INVALID);
+    assert_contains(err.msg, "t.ini:1: line is too long");
+    pk_agent_config_free(cfg);
+}
+
+static void test_ini_bytes(void **state)
+{
+    static const char nul[] = "[agent]\napp_id = a\0b\n";
+    static const char crlf_bom[] = "\xEF\xBB\xBF[agent]\r\napp_id = crlf\r\n\r\n[log]\r\n"
+                                   "json = On\r\n";
+    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(pk_agent_config_parse_ini(nul, sizeof(nul) - 1, "t.ini", cfg, &err),
+                     PK_E_INVALID);
+    assert_contains(err.msg, "t.ini:2: NUL byte");
+    assert_null(cfg->app_id);
+
+    assert_int_equal(pk_agent_config_parse_ini(crlf_bom, strlen(crlf_bom), "t.ini", cfg, &err), 0);
+    assert_string_equal(cfg->app_id, "crlf");
+    assert_true(cfg->log_json);
+
+    /* Not NUL-terminated: only len bytes are read. */
+    static const char cut[] = "[agent]\nnamespace = abcdef";
+    assert_int_equal(pk_agent_config_parse_ini(cut, sizeof(cut) - 4, "t.ini", cfg, &err), 0);
+    assert_string_equal(cfg->namespace_, "abc");
+
+    /* Nothing at all. */
+    assert_int_equal(pk_agent_config_parse_ini(NULL, 0, "t.ini", cfg, &err), 0);
+    pk_agent_config_free(cfg);
+}
+
+static void test_ini_values(void **state)
+{
+    static const struct {
+        const char *text;
+        bool value;
+    } bools[] = {
+            {"true", true}, {"TRUE", true}, {"yes", true},    {"Yes", true},
+            {"on", true},   {"1", true},    {"false", false}, {"False", false},
+            {"no", false},  {"NO", false},  {"off", false},   {"0", false},
+    };
+    static const struct {
+        const char *text;
+        int number;
+    } sigs[] = {{"HUP", SIGHUP},      {"SIGHUP", SIGHUP},   {"usr1", SIGUSR1},
+                {"SIGUSR2", SIGUSR2}, {"sigterm", SIGTERM}, {"WINCH", SIGWINCH}};
+    static const char *const listens[] = {"off", "unix:/run/picket/admin.sock", "[::1]:9901",
+                                          "localhost:0", "0.0.0.0:9901"};
+    char text[200];
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
+        struct pk_agent_config *cfg = pk_agent_config_new();
+        cfg->allow_tls12 = !bools[i].value;
+        snprintf(text, sizeof(text), "[agent]\nallow_tls12 = %s\n", bools[i].text);
+        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_true(cfg->allow_tls12 == bools[i].value);
+        pk_agent_config_free(cfg);
+    }
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
+        struct pk_agent_config *cfg = pk_agent_config_new();
+        snprintf(text, sizeof(text),
+                 "[agent]\nexport_dir = /d\nexport_pid_file = /p\nexport_signal = %s\n",
+                 sigs[i].text);
+        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_int_equal(cfg->export_signal, sigs[i].number);
+        pk_agent_config_free(cfg);
+    }
+    for (size_t i = 0; i < sizeof(listens) / sizeof(listens[0]); i++) {
+        struct pk_agent_config *cfg = pk_agent_config_new();
+        snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", listens[i]);
+        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_string_equal(cfg->admin_listen, listens[i]);
+        pk_agent_config_free(cfg);
+    }
+
+    /* An empty listen value turns the endpoint off. */
+    struct pk_agent_config *cfg = pk_agent_config_new();
+    assert_int_equal(pk_agent_config_parse_ini("[admin]\nlisten =\n", 17, "t.ini", cfg, &err), 0);
+    assert_string_equal(cfg->admin_listen, "");
+
+    /* Edges of the ranges, and a file that only narrows the jitter so renew_at may move. */
+    static const char edges[] = "[agent]\nrenew_jitter = 0\nrenew_at = 0.95\nretry_initial = "
+                                "2m\nretry_max = 2m\ninitial_attempts = 1000000\n";
+    assert_int_equal(pk_agent_config_parse_ini(edges, strlen(edges), "t.ini", cfg, &err), 0);
+    assert_true(cfg->renew_jitter == 0);
+    assert_true(cfg->renew_fraction == 0.95);
+    assert_true(cfg->retry_initial == 120 && cfg->retry_max == 120);
+    assert_int_equal(cfg->initial_attempts, 1000000);
+
+    /* Rules between keys also see the values already in `into`: jitter 0 from above. */
+    static const char narrow[] = "[agent]\nrenew_at = 0.05\n";
+    assert_int_equal(pk_agent_config_parse_ini(narrow, strlen(narrow), "t.ini", cfg, &err), 0);
+    assert_true(cfg->renew_fraction == 0.05);
+
+    /* Comments and blank lines anywhere; inline ` ;' comments; `key: value'. */
+    static const char comments[] = "# top\n; also\n\n[agent] ; the agent\n  ; indented comment\n"
+                                   "namespace: other ; inline\nexport_dir = /a;b\n";
+    assert_int_equal(pk_agent_config_parse_ini(comments, strlen(comments), "t.ini", cfg, &err), 0);
+    assert_string_equal(cfg->namespace_, "other");
+    assert_string_equal(cfg->export_dir, "/a;b");
+    pk_agent_config_free(cfg);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+            cmocka_unit_test(test_defaults),
+            cmocka_unit_test(test_full_file),
+            cmocka_unit_test(test_precedence),
+            cmocka_unit_test(test_env_empty_is_unset),
+            cmocka_unit_test(test_sentry_local_identity),
+            cmocka_unit_test(test_static_identity_from_env),
+            cmocka_unit_test(test_flag_forms),
+            cmocka_unit_test(test_config_flag_forms),
+            cmocka_unit_test(test_help),
+            cmocka_unit_test(test_help_text),
+            cmocka_unit_test(test_load_errors),
+            cmocka_unit_test(test_missing_config_file),
+            cmocka_unit_test(test_ini_errors),
+            cmocka_unit_test(test_long_lines),
+            cmocka_unit_test(test_ini_bytes),
+            cmocka_unit_test(test_ini_values),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
