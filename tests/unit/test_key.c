@@ -460,6 +460,16 @@ static void public_keys_from_spki(void **state)
     spki.data[spki.len - 1] ^= 0x01;
     assert_int_equal(pk_pubkey_from_spki(spki.data, spki.len, &pub, &err), PK_E_INVALID);
     spki.data[spki.len - 1] ^= 0x01;
+    /* A coordinate that is not a field element (>= p) is refused before any curve math. */
+    {
+        uint8_t saved[32];
+        uint8_t *x = spki.data + spki.len - 64;
+        memcpy(saved, x, 32);
+        memset(x, 0xff, 32);
+        assert_int_equal(pk_pubkey_from_spki(spki.data, spki.len, &pub, &err), PK_E_INVALID);
+        assert_non_null(strstr(err.msg, "out of range"));
+        memcpy(x, saved, 32);
+    }
     for (size_t n = 0; n < spki.len; n++) {
         assert_int_equal(pk_pubkey_from_spki(spki.data, n, &pub, &err), PK_E_INVALID);
     }
