@@ -18,8 +18,9 @@
 #include "common/mem.h"
 #include "rpc/filewatch.h"
 
-/* The longest the agent sleeps without looking at the wall clock again. */
-#define MAX_TICK      60.0
+/* The longest the agent sleeps without looking at the wall clock again: a jump of the wall
+ * clock is noticed within this time. A wake-up costs next to nothing. */
+#define MAX_TICK      5.0
 #define MAX_PEM_FILE  (1024u * 1024u)
 #define FILE_DEBOUNCE 0.2
 
@@ -223,10 +224,22 @@ static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
 {
     bool first = a->current == NULL;
 
-    if (!static_mode(a)) {
+    /* The same certificate with new anchors keeps its renewal time. */
+    if (!static_mode(a) && strcmp(why, "trust-anchors") != 0) {
         a->seed = pk_schedule_seed(pk_identity_spiffe_id(id), a->process_salt);
         a->renew_at = pk_schedule_renew_at(pk_identity_not_before(id), pk_identity_not_after(id),
                                            a->cfg->renew_fraction, a->cfg->renew_jitter, a->seed);
+        double now = wall_now();
+        if (a->renew_at <= now) {
+            /* Renewal due the moment a certificate arrives: our clock is ahead of Sentry's
+             * (or jumped). Scheduling by the certificate alone would renew in a loop, so take
+             * the fraction of what is left of its life as seen from here. */
+            double left = (double)pk_identity_not_after(id) - now;
+            a->renew_at = now + left * a->cfg->renew_fraction;
+            PK_LOG_WARN("clock skew: the new certificate was due for renewal on arrival, "
+                        "renewing in %.0fs instead not_before=%lld now=%.0f",
+                        a->renew_at - now, (long long)pk_identity_not_before(id), now);
+        }
     }
     pk_identity_slot_publish(a->slot, pk_identity_ref(id));
     pk_identity_unref(a->current);

@@ -7,8 +7,10 @@
  *
  * Timing: renewal at a jittered fraction of the lifetime (agent/schedule.h), capped exponential
  * backoff on failure, the current identity kept until it expires. Timers are monotonic (libev);
- * validity is judged on the wall clock, re-read at least once a minute so that a jump of the
- * wall clock is noticed within a minute.
+ * validity is judged on the wall clock, re-read at least every 5 seconds so that a jump of
+ * the wall clock is noticed at once. A certificate that is due for renewal on arrival (our clock
+ * ahead of Sentry's) is renewed at the configured fraction of what is left of its life, never
+ * in a loop.
  *
  * Every new identity is built complete (common/identity.h: checks and an in-memory handshake)
  * before it is published into the slot; a failure never replaces a good identity.

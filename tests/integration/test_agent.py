@@ -410,3 +410,29 @@ def test_rogue_sentry_answer_is_rejected_and_old_identity_kept(py_sentry, start_
     py.mode = "normal"
     agent.proc.wait_log(r"identity installed reason=renewal", timeout=10, start=mark)
     assert agent.status()["identity"]["serial"] != serial
+
+
+FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
+
+
+@pytest.mark.skipif(not os.path.exists(FAKETIME_LIB), reason="libfaketime is not installed")
+def test_wall_clock_jump_forward_renews_once_without_a_loop(start_sentry, start_agent, tmp_path):
+    """The agent's wall clock jumps 40 minutes ahead (libfaketime; monotonic time untouched) with
+    a 1-hour certificate: renewal is overdue, so it renews at once — and, its clock now ahead of
+    Sentry's, schedules the next renewal from what is left instead of renewing in a loop."""
+    sentry = start_sentry(sentry_config(tmp_path, "1h"))
+    offset = tmp_path / "faketime"
+    offset.write_text("+0\n")
+    agent = start_agent(sentry_sections(sentry),
+                        env={"LD_PRELOAD": FAKETIME_LIB, "FAKETIME_TIMESTAMP_FILE": offset,
+                             "FAKETIME_NO_CACHE": "1", "FAKETIME_DONT_FAKE_MONOTONIC": "1"})
+    assert len(agent.installed()) == 1
+    mark = len(agent.proc.output())
+    offset.write_text("+40m\n")
+    agent.proc.wait_log(r"identity installed reason=renewal", timeout=15, start=mark)
+    agent.proc.wait_log(r"clock skew", timeout=5, start=mark)
+    time.sleep(6)  # more than one wake-up of the agent's clock check
+    assert len(agent.installed()) == 2, agent.proc.output()[mark:]
+    st = agent.status()
+    assert st["ready"] and st["state"] == "fresh"
+    assert st["identity"]["renew_at"] > st["now"]
