@@ -760,7 +760,7 @@ void pk_agent_stats(const struct pk_agent *a, struct pk_agent_stats *out)
 
 const struct pk_certs *pk_agent_anchors(const struct pk_agent *a)
 {
-    return &a->anchors;
+    return a->current != NULL ? pk_identity_anchors(a->current) : &a->anchors;
 }
 
 void pk_agent_free(struct pk_agent *a)

@@ -86,7 +86,9 @@ void pk_agent_reload_files(struct pk_agent *agent);
 
 void pk_agent_stats(const struct pk_agent *agent, struct pk_agent_stats *out);
 
-/* The current trust anchors (borrowed; valid until the next loop iteration). */
+/* The trust anchors in force: the current identity's (the configured set, plus Sentry's roots
+ * with adopt_trust_chain), or the configured set before the first identity. Borrowed; valid
+ * until the next loop iteration. */
 const struct pk_certs *pk_agent_anchors(const struct pk_agent *agent);
 
 void pk_agent_free(struct pk_agent *agent);

@@ -436,3 +436,25 @@ def test_wall_clock_jump_forward_renews_once_without_a_loop(start_sentry, start_
     st = agent.status()
     assert st["ready"] and st["state"] == "fresh"
     assert st["identity"]["renew_at"] > st["now"]
+
+
+@pytest.mark.parametrize("adopt", [False, True])
+def test_adopting_sentrys_trust_chain_is_optional(start_sentry, start_agent, tmp_path, adopt):
+    """Sentry's ca.crt holds two roots; the agent's anchors file only the one that issues.
+    Sentry's trust_chain_certificates are adopted only with adopt_trust_chain = true."""
+    root, rkey = pki.make_root(name="localhost")
+    extra, _ = pki.make_root(name="next-root.test")
+    issuer, ikey = pki.make_issuer(root, rkey, subject="spiffe://localhost/ns/default/dapr-sentry")
+    creds = tmp_path / "creds"
+    pki.write_creds(str(creds), root, issuer, ikey, extra_roots=[extra])
+    sentry = start_sentry(creds_dir=str(creds))
+    (tmp_path / "one-root.pem").write_bytes(pki.cert_pem(root))
+    sections = sentry_sections(sentry)
+    sections["sentry"]["trust_anchors_file"] = tmp_path / "one-root.pem"
+    sections["sentry"]["adopt_trust_chain"] = "true" if adopt else "false"
+    agent = start_agent(sections)
+    subjects = sorted(a["subject"] for a in agent.status()["trust_anchors"])
+    identity_anchors = int(re.search(r"identity installed .* anchors=(\d+)",
+                                     agent.proc.output()).group(1))
+    assert identity_anchors == (2 if adopt else 1)
+    assert subjects == (["O=localhost", "O=next-root.test"] if adopt else ["O=localhost"])
