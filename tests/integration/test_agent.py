@@ -458,3 +458,36 @@ def test_adopting_sentrys_trust_chain_is_optional(start_sentry, start_agent, tmp
                                      agent.proc.output()).group(1))
     assert identity_anchors == (2 if adopt else 1)
     assert subjects == (["O=localhost", "O=next-root.test"] if adopt else ["O=localhost"])
+
+
+def test_root_rotation_new_anchors_adopted_after_renewing_against_them(start_sentry, start_agent,
+                                                                        tmp_path):
+    """Sentry moves to a new root; the agent's anchor file then holds only the new root. That set
+    does not verify the identity in use, so the agent renews against it first and adopts it only
+    because the renewal works."""
+    sentry = start_sentry()
+    anchors = tmp_path / "anchors.pem"
+    shutil.copy(sentry.ca_file, anchors)
+    sections = sentry_sections(sentry)
+    sections["sentry"]["trust_anchors_file"] = anchors
+    agent = start_agent(sections)
+    old_serial = agent.status()["identity"]["serial"]
+    # New root and issuer for Sentry (it reloads its credentials directory by itself).
+    root, rkey = pki.make_root(name="localhost-2")
+    issuer, ikey = pki.make_issuer(root, rkey, subject="spiffe://localhost/ns/default/dapr-sentry")
+    staging = tmp_path / "staging"
+    pki.write_creds(str(staging), root, issuer, ikey)
+    mark_s = len(sentry.proc.output())
+    for name in ("issuer.key", "issuer.crt", "ca.crt"):
+        os.replace(staging / name, os.path.join(sentry.creds_dir, name))
+    sentry.proc.wait_log(r"credentials reloaded", timeout=15, start=mark_s)
+    sentry.proc.wait_log(r"server certificate issued", timeout=15, start=mark_s)
+    mark = len(agent.proc.output())
+    tmp = tmp_path / "anchors.tmp"
+    tmp.write_bytes(pki.cert_pem(root))
+    os.rename(tmp, anchors)
+    agent.proc.wait_log(r"renewing against them before adopting", timeout=15, start=mark)
+    agent.proc.wait_log(r"identity installed reason=renewal", timeout=15, start=mark)
+    st = agent.status()
+    assert st["identity"]["serial"] != old_serial
+    assert [a["subject"] for a in st["trust_anchors"]] == ["O=localhost-2"]
