@@ -1,7 +1,9 @@
 # SPDX-License-Identifier: Apache-2.0
 """pytest fixtures: a real `picket sentry` on loopback, temporary credential directories, and
 the invariants checked after every test (no process left behind, no key material in any log)."""
+import json
 import os
+import re
 import sys
 import urllib.request
 
@@ -12,6 +14,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import grpc_h2  # noqa: E402
 import sentry_pb  # noqa: E402
 from harness import Proc, free_port, picket_bin, wait_for  # noqa: E402
+
+INSTALLED = re.compile(r"identity installed reason=(\S+) spiffe_id=(\S+) serial=(\S+)")
 
 SECRET_MARKERS = (b"PRIVATE KEY", b"BEGIN CERTIFICATE REQUEST")
 SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:")
@@ -98,6 +102,57 @@ def start_sentry(tmp_path):
     yield start
     for s in started:
         s.proc.stop()
+
+
+class Agent:
+    def __init__(self, proc, admin_port, ini):
+        self.proc = proc
+        self.admin_port = admin_port
+        self.ini = ini
+
+    def status(self):
+        code, body = http_get(self.admin_port, "/status")
+        return json.loads(body) if code == 200 else None
+
+    def ready(self):
+        return http_get(self.admin_port, "/readyz")[0] == 200
+
+    def installed(self):
+        return INSTALLED.findall(self.proc.output())
+
+    def wait_installed(self, n, timeout=30):
+        return wait_for(lambda: len(self.installed()) >= n and self.installed(), timeout,
+                        what=f"{n} identities installed")
+
+
+@pytest.fixture
+def start_agent(tmp_path):
+    """Start `picket run` with an INI built from sections; returns a factory."""
+    count = [0]
+
+    def start(sections, args=(), env=None, wait_ready=True, name=None):
+        count[0] += 1
+        name = name or f"agent{count[0]}"
+        admin_port = free_port()
+        sections = {k: dict(v) for k, v in sections.items()}
+        sections.setdefault("admin", {}).setdefault("listen", f"127.0.0.1:{admin_port}")
+        ini = tmp_path / f"{name}.ini"
+        with open(ini, "w") as f:
+            for sec, kv in sections.items():
+                f.write(f"[{sec}]\n")
+                for k, v in kv.items():
+                    f.write(f"{k} = {v}\n")
+        proc = Proc([picket_bin(), "run", "-c", ini, *args], tmp_path / f"{name}.log", env=env)
+        agent = Agent(proc, admin_port, ini)
+        if wait_ready:
+            def ready():
+                if not proc.alive():
+                    raise RuntimeError("picket run exited:\n" + proc.output())
+                return agent.ready()
+            wait_for(ready, 30, what="picket run /readyz")
+        return agent
+
+    return start
 
 
 @pytest.fixture(autouse=True)
