@@ -21,15 +21,22 @@
  * good are the keys that were set moved into the caller's config, so a bad file changes nothing.
  *
  * A "section kind" is a row of kinds[]: a name, whether sections of that kind carry a name
- * ([inbound web]) and the table of keys. The proxy adds its kinds ([inbound NAME], [outbound
- * NAME], [transparent]) there; a named kind needs a per-section target object and per-section
- * duplicate tracking (the `seen` list is keyed by key only today). */
+ * ([inbound web]) and the table of keys. An unnamed kind's keys are fields of struct
+ * pk_agent_config; a key is set at most once however often its section appears, which the
+ * `seen` list (one row per key set) enforces. A named kind is a listener: its header appends a
+ * struct pk_listener_config to the scratch config, and its keys are fields of that listener.
+ * Both listener kinds share one table, listener_keys[], whose rows say which kinds take them
+ * (so a key of the other kind gets its own message) and which repeat; `lines` keeps, per
+ * listener, the line of its header and of each key, for duplicates and for the rules checked
+ * once the whole text is read (required keys, exclusive keys, loopback). */
 #include "agent/config.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -37,6 +44,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/un.h>
 
 #include "common/buf.h"
 #include "common/duration.h"
@@ -56,69 +64,141 @@
 #define QUOTE_LEN 100
 /* sockaddr_un.sun_path less its NUL. */
 #define MAX_UNIX_PATH 107
+_Static_assert(MAX_UNIX_PATH + 1 == sizeof(((struct sockaddr_un *)0)->sun_path),
+               "MAX_UNIX_PATH must match sun_path");
+/* RFC 1035 §2.3.4, as a name without its final dot. */
+#define MAX_DNS_NAME 253
+/* The largest duration a key takes: longer is a typo. */
+#define DAY (24 * 3600.0)
 
 enum key_type {
-    K_STRING,       /* non-empty text */
-    K_SEGMENT,      /* a SPIFFE path segment: app id, namespace */
-    K_TRUST_DOMAIN, /* a SPIFFE trust domain */
-    K_ADDRESS,      /* HOST:PORT or [V6]:PORT, port 1 to 65535 */
-    K_LISTEN,       /* the admin endpoint: HOST:PORT, unix:PATH, "" or off */
+    K_STRING,         /* non-empty text */
+    K_SEGMENT,        /* a SPIFFE path segment: app id, namespace */
+    K_TRUST_DOMAIN,   /* a SPIFFE trust domain */
+    K_ADDRESS,        /* HOST:PORT or [V6]:PORT, port 1 to 65535 */
+    K_LISTEN,         /* the admin endpoint: HOST:PORT, unix:PATH, "" or off */
+    K_SOCKET,         /* a listener's address: IPv4:PORT, [V6]:PORT, localhost:PORT, unix:/PATH */
+    K_APP_ID,         /* APP or NAMESPACE/APP */
+    K_SPIFFE_ID,      /* a valid SPIFFE ID */
+    K_SPIFFE_PATTERN, /* spiffe://...; the proxy's policy module checks the rest */
+    K_SERVER_NAME,    /* a DNS name for SNI */
     K_BOOL,
     K_FRACTION, /* a decimal in [min, max] */
     K_DURATION, /* a Go duration, stored in seconds, in [min, max] */
     K_COUNT,    /* a long in [min, max] */
+    K_SIZE,     /* a size_t in [min, max] */
     K_SIGNAL,   /* a signal name: HUP, SIGUSR1, ... */
     K_LOG_LEVEL,
 };
 
+/* struct key's flags: the listener kinds that take a listener key, and whether it repeats. */
+#define KF_INBOUND  1u
+#define KF_OUTBOUND 2u
+#define KF_BOTH     (KF_INBOUND | KF_OUTBOUND)
+#define KF_REPEAT   4u /* each line appends to a list: char **field with a size_t count */
+
 struct key {
     const char *name;
     enum key_type type;
-    size_t offset; /* of the field in struct pk_agent_config */
+    size_t offset; /* of the field in struct pk_agent_config, or in struct pk_listener_config for
+                    * a listener key */
     double min, max;
     const char *what; /* K_SEGMENT: how messages name it */
+    unsigned flags;   /* listener keys: KF_* */
+    size_t count;     /* KF_REPEAT: offset of the list's count in struct pk_listener_config */
 };
 
-#define FIELD(f) offsetof(struct pk_agent_config, f)
+#define FIELD(f)  offsetof(struct pk_agent_config, f)
+#define LFIELD(f) offsetof(struct pk_listener_config, f)
+
+/* A key of an unnamed section. */
+#define KEY(name_, type_, field_, min_, max_, what_)                                               \
+    {                                                                                              \
+        .name = (name_), .type = (type_), .offset = FIELD(field_), .min = (min_), .max = (max_),   \
+        .what = (what_)                                                                            \
+    }
+/* A single-valued key of listener sections. */
+#define LKEY(name_, type_, field_, min_, max_, what_, flags_)                                      \
+    {                                                                                              \
+        .name = (name_), .type = (type_), .offset = LFIELD(field_), .min = (min_), .max = (max_),  \
+        .what = (what_), .flags = (flags_)                                                         \
+    }
+/* A repeatable key of inbound sections: field_ and n_##field_ hold the list. */
+#define LLIST(name_, type_, field_, what_)                                                         \
+    {                                                                                              \
+        .name = (name_), .type = (type_), .offset = LFIELD(field_), .what = (what_),               \
+        .flags = KF_INBOUND | KF_REPEAT, .count = LFIELD(n_##field_)                               \
+    }
 
 static const struct key agent_keys[] = {
-        {"app_id", K_SEGMENT, FIELD(app_id), 0, 0, "app id"},
-        {"namespace", K_SEGMENT, FIELD(namespace_), 0, 0, "namespace"},
-        {"trust_domain", K_TRUST_DOMAIN, FIELD(trust_domain), 0, 0, NULL},
-        {"renew_at", K_FRACTION, FIELD(renew_fraction), 0.05, 0.95, NULL},
-        {"renew_jitter", K_FRACTION, FIELD(renew_jitter), 0, 0.25, NULL},
+        KEY("app_id", K_SEGMENT, app_id, 0, 0, "app id"),
+        KEY("namespace", K_SEGMENT, namespace_, 0, 0, "namespace"),
+        KEY("trust_domain", K_TRUST_DOMAIN, trust_domain, 0, 0, NULL),
+        KEY("renew_at", K_FRACTION, renew_fraction, 0.05, 0.95, NULL),
+        KEY("renew_jitter", K_FRACTION, renew_jitter, 0, 0.25, NULL),
         /* Durations from 1ms (a zero wait would spin) to a day (longer is a typo). */
-        {"retry_initial", K_DURATION, FIELD(retry_initial), 0.001, 86400, NULL},
-        {"retry_max", K_DURATION, FIELD(retry_max), 0.001, 86400, NULL},
-        {"initial_attempts", K_COUNT, FIELD(initial_attempts), 0, 1000000, NULL},
-        {"request_timeout", K_DURATION, FIELD(request_timeout), 0.001, 86400, NULL},
-        {"cert_file", K_STRING, FIELD(cert_file), 0, 0, NULL},
-        {"key_file", K_STRING, FIELD(key_file), 0, 0, NULL},
-        {"allow_tls12", K_BOOL, FIELD(allow_tls12), 0, 0, NULL},
-        {"export_dir", K_STRING, FIELD(export_dir), 0, 0, NULL},
-        {"export_command", K_STRING, FIELD(export_command), 0, 0, NULL},
-        {"export_pid_file", K_STRING, FIELD(export_pid_file), 0, 0, NULL},
-        {"export_signal", K_SIGNAL, FIELD(export_signal), 0, 0, NULL},
+        KEY("retry_initial", K_DURATION, retry_initial, 0.001, DAY, NULL),
+        KEY("retry_max", K_DURATION, retry_max, 0.001, DAY, NULL),
+        KEY("initial_attempts", K_COUNT, initial_attempts, 0, 1000000, NULL),
+        KEY("request_timeout", K_DURATION, request_timeout, 0.001, DAY, NULL),
+        KEY("cert_file", K_STRING, cert_file, 0, 0, NULL),
+        KEY("key_file", K_STRING, key_file, 0, 0, NULL),
+        KEY("allow_tls12", K_BOOL, allow_tls12, 0, 0, NULL),
+        KEY("export_dir", K_STRING, export_dir, 0, 0, NULL),
+        KEY("export_command", K_STRING, export_command, 0, 0, NULL),
+        KEY("export_pid_file", K_STRING, export_pid_file, 0, 0, NULL),
+        KEY("export_signal", K_SIGNAL, export_signal, 0, 0, NULL),
 };
 
 static const struct key sentry_keys[] = {
-        {"address", K_ADDRESS, FIELD(sentry_address), 0, 0, NULL},
-        {"trust_anchors_file", K_STRING, FIELD(trust_anchors_file), 0, 0, NULL},
-        {"control_plane_trust_domain", K_TRUST_DOMAIN, FIELD(control_plane_trust_domain), 0, 0,
-         NULL},
-        {"control_plane_namespace", K_SEGMENT, FIELD(control_plane_namespace), 0, 0,
-         "control-plane namespace"},
-        {"token_file", K_STRING, FIELD(token_file), 0, 0, NULL},
-        {"adopt_trust_chain", K_BOOL, FIELD(adopt_sentry_anchors), 0, 0, NULL},
+        KEY("address", K_ADDRESS, sentry_address, 0, 0, NULL),
+        KEY("trust_anchors_file", K_STRING, trust_anchors_file, 0, 0, NULL),
+        KEY("control_plane_trust_domain", K_TRUST_DOMAIN, control_plane_trust_domain, 0, 0, NULL),
+        KEY("control_plane_namespace", K_SEGMENT, control_plane_namespace, 0, 0,
+            "control-plane namespace"),
+        KEY("token_file", K_STRING, token_file, 0, 0, NULL),
+        KEY("adopt_trust_chain", K_BOOL, adopt_sentry_anchors, 0, 0, NULL),
 };
 
 static const struct key admin_keys[] = {
-        {"listen", K_LISTEN, FIELD(admin_listen), 0, 0, NULL},
+        KEY("listen", K_LISTEN, admin_listen, 0, 0, NULL),
 };
 
 static const struct key log_keys[] = {
-        {"level", K_LOG_LEVEL, FIELD(log_level), 0, 0, NULL},
-        {"json", K_BOOL, FIELD(log_json), 0, 0, NULL},
+        KEY("level", K_LOG_LEVEL, log_level, 0, 0, NULL),
+        KEY("json", K_BOOL, log_json, 0, 0, NULL),
+};
+
+static const struct key proxy_keys[] = {
+        /* 256 threads is far past the cores of any node a sidecar runs on. */
+        KEY("workers", K_COUNT, workers, 0, 256, NULL),
+        /* 0: close every connection at once. */
+        KEY("shutdown_timeout", K_DURATION, shutdown_timeout, 0, DAY, NULL),
+};
+
+static const struct key listener_keys[] = {
+        LKEY("listen", K_SOCKET, listen, 0, 0, NULL, KF_BOTH),
+        LKEY("target", K_SOCKET, target, 0, 0, NULL, KF_BOTH),
+        LLIST("allow_trust_domain", K_TRUST_DOMAIN, allow_trust_domain, NULL),
+        LLIST("allow_namespace", K_SEGMENT, allow_namespace, "namespace"),
+        LLIST("allow_app_id", K_APP_ID, allow_app_id, NULL),
+        LLIST("allow_spiffe_id", K_SPIFFE_PATTERN, allow_spiffe_id, NULL),
+        LKEY("proxy_protocol", K_BOOL, proxy_protocol, 0, 0, NULL, KF_INBOUND),
+        LKEY("expect_spiffe_id", K_SPIFFE_ID, expect_spiffe_id, 0, 0, NULL, KF_OUTBOUND),
+        LKEY("expect_app_id", K_SEGMENT, expect_app_id, 0, 0, "app id", KF_OUTBOUND),
+        LKEY("expect_namespace", K_SEGMENT, expect_namespace, 0, 0, "namespace", KF_OUTBOUND),
+        LKEY("server_name", K_SERVER_NAME, server_name, 0, 0, NULL, KF_OUTBOUND),
+        LKEY("allow_non_loopback", K_BOOL, allow_non_loopback, 0, 0, NULL, KF_OUTBOUND),
+        LKEY("max_connections", K_COUNT, max_connections, 1, 1000000, NULL, KF_BOTH),
+        LKEY("max_handshakes", K_COUNT, max_handshakes, 1, 100000, NULL, KF_BOTH),
+        /* A zero connect or handshake timeout would fail every connection; a zero idle time or
+         * lifetime means none. */
+        LKEY("connect_timeout", K_DURATION, connect_timeout, 0.001, DAY, NULL, KF_BOTH),
+        LKEY("handshake_timeout", K_DURATION, handshake_timeout, 0.001, DAY, NULL, KF_BOTH),
+        LKEY("idle_timeout", K_DURATION, idle_timeout, 0, DAY, NULL, KF_BOTH),
+        LKEY("max_lifetime", K_DURATION, max_lifetime, 0, DAY, NULL, KF_BOTH),
+        /* A TLS record is up to 16 KiB; below 1 KiB per-read overhead dominates. */
+        LKEY("buffer_size", K_SIZE, buffer_size, 1024, 1048576, NULL, KF_BOTH),
 };
 
 struct section_kind {
@@ -126,17 +206,25 @@ struct section_kind {
     bool named; /* sections of this kind are written [KIND NAME] */
     const struct key *keys;
     size_t n_keys;
+    unsigned only; /* named kinds: the KF_ bit of the keys it takes */
 };
 
 static const struct section_kind kinds[] = {
-        {"agent", false, agent_keys, PK_ARRAY_LEN(agent_keys)},
-        {"sentry", false, sentry_keys, PK_ARRAY_LEN(sentry_keys)},
-        {"admin", false, admin_keys, PK_ARRAY_LEN(admin_keys)},
-        {"log", false, log_keys, PK_ARRAY_LEN(log_keys)},
+        {"agent", false, agent_keys, PK_ARRAY_LEN(agent_keys), 0},
+        {"sentry", false, sentry_keys, PK_ARRAY_LEN(sentry_keys), 0},
+        {"admin", false, admin_keys, PK_ARRAY_LEN(admin_keys), 0},
+        {"log", false, log_keys, PK_ARRAY_LEN(log_keys), 0},
+        {"proxy", false, proxy_keys, PK_ARRAY_LEN(proxy_keys), 0},
+        {"inbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_INBOUND},
+        {"outbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_OUTBOUND},
 };
 
-#define KNOWN_SECTIONS "[agent], [sentry], [admin] and [log]"
-#define MAX_SEEN       64
+#define KNOWN_SECTIONS                                                                             \
+    "[agent], [sentry], [admin], [log], [proxy], [inbound NAME] and [outbound NAME]"
+/* Every key of every unnamed section at most once. */
+#define MAX_SEEN 64
+/* "outbound " NAME and its NUL. */
+#define SECTION_LABEL_LEN 64
 
 struct seen {
     const struct section_kind *kind;
@@ -144,15 +232,24 @@ struct seen {
     int line;
 };
 
+/* Where one listener section and its keys are: 0 = not in the text. */
+struct listener_lines {
+    int section;
+    int key[PK_ARRAY_LEN(listener_keys)]; /* the first line of each key of listener_keys[] */
+};
+
 struct parser {
     const char *name; /* of the text, for messages */
     const char *p, *end;
     int line;                        /* number of the line last handed to inih */
     const struct section_kind *kind; /* of the current section; NULL before the first */
+    char section[SECTION_LABEL_LEN]; /* the current section as messages show it: "inbound web" */
     bool key_in_section; /* inih's prev_name: an indented line now would be a continuation */
     struct pk_agent_config *scratch;
     struct seen seen[MAX_SEEN];
     size_t n_seen;
+    struct listener_lines *lines; /* one per scratch->listeners[], owned */
+    size_t listener;              /* a named current section: its index in scratch->listeners */
     bool failed;
     struct pk_err *err;
 };
@@ -323,17 +420,223 @@ static int check_listen(const char *text, struct pk_err *err)
     return 0;
 }
 
+/* A listener's address. The proxy binds and connects to it without resolving names, so the
+ * host must be numeric or "localhost". */
+static int check_socket(const char *text, struct pk_err *err)
+{
+    char q[QUOTE_LEN], host[INET6_ADDRSTRLEN];
+    const char *colon;
+    unsigned char addr[sizeof(struct in6_addr)];
+    size_t host_len;
+
+    if (strncmp(text, "unix:", 5) == 0) {
+        if (text[5] != '/') {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s': a unix socket path must be absolute, as in unix:/run/app.sock",
+                              quote(q, text));
+        }
+        if (strlen(text + 5) > MAX_UNIX_PATH) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s': a unix socket path must be shorter than %d bytes",
+                              quote(q, text), MAX_UNIX_PATH + 1);
+        }
+        return 0;
+    }
+    if (check_host_port(text, 1, err) != 0) {
+        return pk_err_prefix(err, PK_E_INVALID, "expected HOST:PORT, [V6]:PORT or unix:/PATH");
+    }
+    colon = strrchr(text, ':');
+    host_len = (size_t)(colon - text);
+    if (text[0] == '[') {
+        /* check_host_port saw the brackets; inet_pton refuses zones and names. */
+        bool ok = host_len - 2 < sizeof(host);
+        if (ok) {
+            memcpy(host, text + 1, host_len - 2);
+            host[host_len - 2] = '\0';
+            ok = inet_pton(AF_INET6, host, addr) == 1;
+        }
+        if (!ok) {
+            return pk_err_set(err, PK_E_INVALID, "`%s': not an IPv6 address in brackets",
+                              quote(q, text));
+        }
+        return 0;
+    }
+    if (host_len == 9 && memcmp(text, "localhost", 9) == 0) {
+        return 0;
+    }
+    if (host_len < sizeof(host)) {
+        memcpy(host, text, host_len);
+        host[host_len] = '\0';
+        if (inet_pton(AF_INET, host, addr) == 1) {
+            return 0;
+        }
+    }
+    return pk_err_set(err, PK_E_INVALID,
+                      "`%s': the host must be a numeric IPv4 address, [IPv6] or localhost (names "
+                      "are not resolved)",
+                      quote(q, text));
+}
+
+/* Whether a checked listener address can only be reached from this host. */
+static bool is_loopback(const char *text)
+{
+    char host[INET6_ADDRSTRLEN];
+    const char *colon = strrchr(text, ':');
+    struct in6_addr a6;
+    struct in_addr a4;
+    size_t host_len;
+
+    if (strncmp(text, "unix:", 5) == 0) {
+        return true;
+    }
+    PK_ASSERT(colon != NULL);
+    host_len = (size_t)(colon - text);
+    if (text[0] == '[') {
+        PK_ASSERT(host_len >= 2 && host_len - 2 < sizeof(host));
+        memcpy(host, text + 1, host_len - 2);
+        host[host_len - 2] = '\0';
+        return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    if (host_len == 9 && memcmp(text, "localhost", 9) == 0) {
+        return true;
+    }
+    PK_ASSERT(host_len < sizeof(host));
+    memcpy(host, text, host_len);
+    host[host_len] = '\0';
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+}
+
+/* allow_app_id: APP in our namespace, or NAMESPACE/APP. */
+static int check_app_id(const char *text, struct pk_err *err)
+{
+    const char *slash = strchr(text, '/');
+    char q[QUOTE_LEN];
+    char *ns = NULL;
+    int r;
+
+    if (slash == NULL) {
+        return pk_spiffe_check_segment(text, "app id", err);
+    }
+    if (strchr(slash + 1, '/') != NULL) {
+        return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got `%s'",
+                          quote(q, text));
+    }
+    ns = pk_xstrndup(text, (size_t)(slash - text));
+    r = pk_spiffe_check_segment(ns, "namespace", err);
+    if (r != 0) {
+        goto out;
+    }
+    r = pk_spiffe_check_segment(slash + 1, "app id", err);
+out:
+    free(ns);
+    return r;
+}
+
+/* allow_spiffe_id: only the scheme here. The proxy's policy module owns the pattern rules
+ * (where `*' may stand) and checks the rest when it builds the policy at start. */
+static int check_spiffe_pattern(const char *text, struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+
+    if (strncmp(text, "spiffe://", 9) != 0 || text[9] == '\0') {
+        return pk_err_set(err, PK_E_INVALID,
+                          "`%s' is not a SPIFFE ID: it must start with spiffe:// and a trust "
+                          "domain",
+                          quote(q, text));
+    }
+    return 0;
+}
+
+/* server_name: a host name for SNI. RFC 6066 §3 forbids IP literals there. */
+static int check_server_name(const char *text, struct pk_err *err)
+{
+    size_t len = strlen(text);
+    char q[QUOTE_LEN];
+    struct in_addr a4;
+
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        if (!isalnum(c) && c != '-' && c != '.' && c != '_') {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s' is not a host name (letters, digits, `-', `_' and `.')",
+                              quote(q, text));
+        }
+    }
+    if (len > MAX_DNS_NAME) {
+        return pk_err_set(err, PK_E_INVALID, "`%s' is longer than a host name can be (%d bytes)",
+                          quote(q, text), MAX_DNS_NAME);
+    }
+    if (inet_pton(AF_INET, text, &a4) == 1) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "`%s': SNI cannot carry an IP address (RFC 6066 §3); leave server_name "
+                          "out",
+                          quote(q, text));
+    }
+    return 0;
+}
+
 static void replace_string(char **field, const char *value)
 {
     free(*field);
     *field = value != NULL ? pk_xstrdup(value) : NULL;
 }
 
-/* Parse value for key into field (which belongs to a struct pk_agent_config). On error err says
- * what is wrong with the value, without naming the key. */
-static int set_value(const struct key *k, const char *value, void *field, struct pk_err *err)
+/* Append a copy of value to the list at field, whose count is at count. */
+static void append_string(char ***field, size_t *count, const char *value)
+{
+    /* Grow to the next power of two, so n lines cost O(n) copying. */
+    if ((*count & (*count - 1)) == 0) {
+        *field = pk_xrealloc(*field, (*count > 0 ? *count * 2 : 1) * sizeof(**field));
+    }
+    (*field)[(*count)++] = pk_xstrdup(value);
+}
+
+/* Check a value of one of the string types. */
+static int check_text(const struct key *k, const char *value, struct pk_err *err)
+{
+    struct pk_spiffe_id id;
+
+    if (value[0] == '\0') {
+        if (k->flags & KF_REPEAT) {
+            /* The policy module would refuse it too; say so here, with the line. */
+            return pk_err_set(err, PK_E_INVALID,
+                              "empty value: an allow rule must name whom it allows (an empty "
+                              "one never means \"allow all\")");
+        }
+        if (k->type == K_SOCKET) {
+            return pk_err_set(err, PK_E_INVALID, "empty value: the address is required");
+        }
+        return pk_err_set(err, PK_E_INVALID, "empty value (leave the key out to get the default)");
+    }
+    switch (k->type) {
+    case K_SEGMENT:
+        return pk_spiffe_check_segment(value, k->what, err);
+    case K_TRUST_DOMAIN:
+        return pk_spiffe_check_trust_domain(value, err);
+    case K_ADDRESS:
+        return check_host_port(value, 1, err);
+    case K_SOCKET:
+        return check_socket(value, err);
+    case K_APP_ID:
+        return check_app_id(value, err);
+    case K_SPIFFE_ID:
+        return pk_spiffe_parse(value, strlen(value), &id, err);
+    case K_SPIFFE_PATTERN:
+        return check_spiffe_pattern(value, err);
+    case K_SERVER_NAME:
+        return check_server_name(value, err);
+    default:
+        return 0;
+    }
+}
+
+/* Parse value for key into its field of base: a struct pk_agent_config, or for a listener key
+ * a struct pk_listener_config. On error err says what is wrong with the value, without naming
+ * the key. */
+static int set_value(const struct key *k, const char *value, void *base, struct pk_err *err)
 {
     char q[QUOTE_LEN], a[PK_DURATION_STR_LEN], b[PK_DURATION_STR_LEN];
+    void *field = (char *)base + k->offset;
     int64_t ns;
     double d;
     bool flag;
@@ -345,20 +648,19 @@ static int set_value(const struct key *k, const char *value, void *field, struct
     case K_SEGMENT:
     case K_TRUST_DOMAIN:
     case K_ADDRESS:
-        if (value[0] == '\0') {
-            return pk_err_set(err, PK_E_INVALID,
-                              "empty value (leave the key out to get the default)");
-        }
-        if (k->type == K_SEGMENT && pk_spiffe_check_segment(value, k->what, err) != 0) {
+    case K_SOCKET:
+    case K_APP_ID:
+    case K_SPIFFE_ID:
+    case K_SPIFFE_PATTERN:
+    case K_SERVER_NAME:
+        if (check_text(k, value, err) != 0) {
             return PK_E_INVALID;
         }
-        if (k->type == K_TRUST_DOMAIN && pk_spiffe_check_trust_domain(value, err) != 0) {
-            return PK_E_INVALID;
+        if (k->flags & KF_REPEAT) {
+            append_string(field, (size_t *)((char *)base + k->count), value);
+        } else {
+            replace_string(field, value);
         }
-        if (k->type == K_ADDRESS && check_host_port(value, 1, err) != 0) {
-            return PK_E_INVALID;
-        }
-        replace_string(field, value);
         return 0;
     case K_LISTEN:
         if (check_listen(value, err) != 0) {
@@ -399,11 +701,16 @@ static int set_value(const struct key *k, const char *value, void *field, struct
         *(double *)field = d;
         return 0;
     case K_COUNT:
+    case K_SIZE:
         if (parse_count(value, (long)k->min, (long)k->max, &n) != 0) {
             return pk_err_set(err, PK_E_INVALID, "`%s' is not a whole number from %ld to %ld",
                               quote(q, value), (long)k->min, (long)k->max);
         }
-        *(long *)field = n;
+        if (k->type == K_SIZE) {
+            *(size_t *)field = (size_t)n;
+        } else {
+            *(long *)field = n;
+        }
         return 0;
     case K_SIGNAL:
         if (parse_signal(value, &i) != 0) {
@@ -428,18 +735,24 @@ static int set_value(const struct key *k, const char *value, void *field, struct
     return PK_E_INVALID;
 }
 
-/* Hand one field from `from` to `to` (both struct pk_agent_config): strings move, so `from` no
- * longer owns them. */
+/* Hand one field of an unnamed section's key from `from` to `to` (both struct pk_agent_config):
+ * strings move, so `from` no longer owns them. */
 static void move_field(const struct key *k, void *to, void *from)
 {
     char **dst = (char **)((char *)to + k->offset), **src = (char **)((char *)from + k->offset);
 
+    PK_ASSERT(!(k->flags & KF_REPEAT));
     switch (k->type) {
     case K_STRING:
     case K_SEGMENT:
     case K_TRUST_DOMAIN:
     case K_ADDRESS:
     case K_LISTEN:
+    case K_SOCKET:
+    case K_APP_ID:
+    case K_SPIFFE_ID:
+    case K_SPIFFE_PATTERN:
+    case K_SERVER_NAME:
         free(*dst);
         *dst = *src;
         *src = NULL;
@@ -453,6 +766,9 @@ static void move_field(const struct key *k, void *to, void *from)
         return;
     case K_COUNT:
         memcpy(dst, src, sizeof(long));
+        return;
+    case K_SIZE:
+        memcpy(dst, src, sizeof(size_t));
         return;
     case K_SIGNAL:
     case K_LOG_LEVEL:
@@ -481,6 +797,21 @@ static void fail(struct parser *ps, const char *fmt, ...)
     pk_err_set(ps->err, PK_E_INVALID, "%s:%d: %s", ps->name, ps->line, msg);
 }
 
+/* fail() at an earlier line: for the rules checked after the whole text is read. */
+static void fail_at(struct parser *ps, int line, const char *fmt, ...) PK_PRINTF(3, 4);
+
+static void fail_at(struct parser *ps, int line, const char *fmt, ...)
+{
+    char msg[sizeof(ps->err->msg)];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    ps->line = line;
+    fail(ps, "%s", msg);
+}
+
 /* inih's find_chars_or_comment over s[i, end): the first of chars, or of a ';' that follows a
  * blank (an inline comment), or end. */
 static size_t find_chars_or_comment(const char *s, size_t i, size_t end, const char *chars)
@@ -494,24 +825,97 @@ static size_t find_chars_or_comment(const char *s, size_t i, size_t end, const c
     return i;
 }
 
-static int begin_section(struct parser *ps, const char *name, size_t len)
+static void listener_init(struct pk_listener_config *lc, enum pk_listener_kind kind, char *name)
 {
-    const char *space = memchr(name, ' ', len);
-    size_t kind_len = space != NULL ? (size_t)(space - name) : len;
-    char q[QUOTE_LEN], shown[INIH_MAX_SECTION + 1];
+    *lc = (struct pk_listener_config){
+            .kind = kind,
+            .name = name,
+            .max_connections = 10000,
+            .max_handshakes = 256,
+            .connect_timeout = 5,
+            .handshake_timeout = 10,
+            .idle_timeout = 300,
+            .max_lifetime = 0,
+            .buffer_size = 16384,
+    };
+}
 
-    snprintf(shown, sizeof(shown), "%.*s", (int)PK_MIN(len, (size_t)INIH_MAX_SECTION), name);
-    if (len > INIH_MAX_SECTION) {
-        fail(ps, "[%s...]: section name is longer than %d bytes", quote(q, shown),
-             INIH_MAX_SECTION);
+static bool is_name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+}
+
+/* Start a listener section: name (len bytes, not NUL-terminated) is its NAME and shown its
+ * header as messages quote it. */
+static int begin_listener(struct parser *ps, const char *name, size_t len, const char *shown)
+{
+    struct pk_agent_config *sc = ps->scratch;
+    enum pk_listener_kind kind =
+            ps->kind->only == KF_INBOUND ? PK_LISTENER_INBOUND : PK_LISTENER_OUTBOUND;
+    char q[QUOTE_LEN];
+    size_t n = sc->n_listeners;
+
+    for (size_t i = 0; i < len; i++) {
+        if (!is_name_char(name[i])) {
+            fail(ps, "[%s]: bad NAME: it must be 1 to %d of the letters, digits, `_', `.' and `-'",
+                 quote(q, shown), PK_AGENT_CONFIG_MAX_NAME);
+            return PK_E_INVALID;
+        }
+    }
+    if (len > PK_AGENT_CONFIG_MAX_NAME) {
+        fail(ps, "[%s...]: the NAME is longer than %d bytes", quote(q, shown),
+             PK_AGENT_CONFIG_MAX_NAME);
         return PK_E_INVALID;
     }
+    /* Names label logs, metrics and /status, so both kinds share one namespace. */
+    for (size_t i = 0; i < n; i++) {
+        const struct pk_listener_config *other = &sc->listeners[i];
+        if (strlen(other->name) == len && memcmp(other->name, name, len) == 0) {
+            fail(ps, "[%s]: the NAME %s is already used by [%s %s] on line %d", shown, other->name,
+                 other->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound", other->name,
+                 ps->lines[i].section);
+            return PK_E_INVALID;
+        }
+    }
+    if (n >= PK_AGENT_CONFIG_MAX_LISTENERS) {
+        fail(ps, "[%s]: more than %d listener sections", shown, PK_AGENT_CONFIG_MAX_LISTENERS);
+        return PK_E_INVALID;
+    }
+    sc->listeners = pk_xrealloc(sc->listeners, (n + 1) * sizeof(*sc->listeners));
+    ps->lines = pk_xrealloc(ps->lines, (n + 1) * sizeof(*ps->lines));
+    listener_init(&sc->listeners[n], kind, pk_xstrndup(name, len));
+    ps->lines[n] = (struct listener_lines){.section = ps->line};
+    sc->n_listeners = n + 1;
+    ps->listener = n;
+    snprintf(ps->section, sizeof(ps->section), "%s", shown);
+    return 0;
+}
+
+static int begin_section(struct parser *ps, const char *header, size_t len)
+{
+    const char *space = memchr(header, ' ', len);
+    size_t kind_len = space != NULL ? (size_t)(space - header) : len;
+    size_t cut = INIH_MAX_SECTION;
+    char q[QUOTE_LEN], shown[SECTION_LABEL_LEN];
+
     ps->kind = NULL;
     ps->key_in_section = false;
     for (size_t i = 0; i < PK_ARRAY_LEN(kinds); i++) {
-        if (strlen(kinds[i].name) == kind_len && memcmp(kinds[i].name, name, kind_len) == 0) {
+        if (strlen(kinds[i].name) == kind_len && memcmp(kinds[i].name, header, kind_len) == 0) {
             ps->kind = &kinds[i];
         }
+    }
+    /* inih cuts section names to 49 bytes; ours track a listener's name themselves. */
+    if (ps->kind != NULL && ps->kind->named) {
+        cut = kind_len + 1 + PK_AGENT_CONFIG_MAX_NAME;
+    }
+    PK_ASSERT(cut < sizeof(shown));
+    snprintf(shown, sizeof(shown), "%.*s", (int)PK_MIN(len, cut), header);
+    if (len > INIH_MAX_SECTION && (ps->kind == NULL || !ps->kind->named)) {
+        fail(ps, "[%s...]: section name is longer than %d bytes", quote(q, shown),
+             INIH_MAX_SECTION);
+        return PK_E_INVALID;
     }
     if (ps->kind == NULL) {
         fail(ps, "[%s]: unknown section (picket.ini has " KNOWN_SECTIONS ")", quote(q, shown));
@@ -526,6 +930,10 @@ static int begin_section(struct parser *ps, const char *name, size_t len)
              ps->kind->name, ps->kind->name);
         return PK_E_INVALID;
     }
+    if (ps->kind->named) {
+        return begin_listener(ps, space + 1, len - kind_len - 1, shown);
+    }
+    snprintf(ps->section, sizeof(ps->section), "%s", ps->kind->name);
     return 0;
 }
 
@@ -624,6 +1032,34 @@ static const struct seen *find_seen(const struct parser *ps, const char *key_nam
     return NULL;
 }
 
+/* Whether sections of kind take key (a listener kind takes only its own listener keys). */
+static bool kind_takes(const struct section_kind *kind, const struct key *key)
+{
+    return kind->only == 0 || (key->flags & kind->only) != 0;
+}
+
+/* A key of the current listener section. */
+static int on_listener_key(struct parser *ps, const struct key *key, const char *value)
+{
+    struct listener_lines *lines = &ps->lines[ps->listener];
+    int *first = &lines->key[key - listener_keys];
+    struct pk_err e;
+
+    if (*first != 0 && !(key->flags & KF_REPEAT)) {
+        fail(ps, "[%s] %s: given twice (first on line %d)", ps->section, key->name, *first);
+        return 0;
+    }
+    pk_err_clear(&e);
+    if (set_value(key, value, &ps->scratch->listeners[ps->listener], &e) != 0) {
+        fail(ps, "[%s] %s: %s", ps->section, key->name, e.msg);
+        return 0;
+    }
+    if (*first == 0) {
+        *first = ps->line;
+    }
+    return 1;
+}
+
 static int on_key(void *user, const char *section, const char *name, const char *value)
 {
     struct parser *ps = user;
@@ -632,6 +1068,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
     struct pk_err e;
     size_t off = 0;
 
+    /* inih cuts section names to 49 bytes: ps->section has the whole one. */
+    (void)section;
     if (ps->failed) {
         return 0;
     }
@@ -644,27 +1082,40 @@ static int on_key(void *user, const char *section, const char *name, const char 
             key = &ps->kind->keys[i];
         }
     }
+    if (key != NULL && !kind_takes(ps->kind, key)) {
+        bool inbound = ps->kind->only == KF_INBOUND;
+        fail(ps, "[%s] %s: not valid in an %s section (only [%s NAME] has it)", ps->section,
+             key->name, inbound ? "inbound" : "outbound", inbound ? "outbound" : "inbound");
+        return 0;
+    }
     if (key == NULL) {
         known[0] = '\0';
         for (size_t i = 0; i < ps->kind->n_keys && off < sizeof(known); i++) {
-            int n = snprintf(known + off, sizeof(known) - off, "%s%s", i > 0 ? ", " : "",
+            if (!kind_takes(ps->kind, &ps->kind->keys[i])) {
+                continue;
+            }
+            int n = snprintf(known + off, sizeof(known) - off, "%s%s", off > 0 ? ", " : "",
                              ps->kind->keys[i].name);
             off += n > 0 ? (size_t)n : 0;
         }
-        fail(ps, "[%s] %s: unknown key (the keys of [%s] are %s)", section, quote(q, name),
-             ps->kind->name, known);
+        fail(ps, "[%s] %s: unknown key (the keys of [%s%s] are %s)", ps->section, quote(q, name),
+             ps->kind->name, ps->kind->named ? " NAME" : "", known);
         return 0;
+    }
+    if (ps->kind->named) {
+        return on_listener_key(ps, key, value);
     }
     /* Dapr's settings are single-valued; a second line is a mistake, not an override. */
     for (size_t i = 0; i < ps->n_seen; i++) {
         if (ps->seen[i].key == key) {
-            fail(ps, "[%s] %s: given twice (first on line %d)", section, name, ps->seen[i].line);
+            fail(ps, "[%s] %s: given twice (first on line %d)", ps->section, name,
+                 ps->seen[i].line);
             return 0;
         }
     }
     pk_err_clear(&e);
-    if (set_value(key, value, (char *)ps->scratch + key->offset, &e) != 0) {
-        fail(ps, "[%s] %s: %s", section, name, e.msg);
+    if (set_value(key, value, ps->scratch, &e) != 0) {
+        fail(ps, "[%s] %s: %s", ps->section, name, e.msg);
         return 0;
     }
     PK_ASSERT(ps->n_seen < MAX_SEEN);
@@ -750,6 +1201,84 @@ static int check_file_rules(struct parser *ps, const struct pk_agent_config *int
     return 0;
 }
 
+/* The first line of listener key key_name in lines; 0 when it was not given. */
+static int key_line(const struct listener_lines *lines, const char *key_name)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(listener_keys); i++) {
+        if (strcmp(listener_keys[i].name, key_name) == 0) {
+            return lines->key[i];
+        }
+    }
+    PK_ASSERT(!"not a listener key");
+    return 0;
+}
+
+/* The rules of one listener section that need all of its keys. */
+static int check_listener(struct parser *ps, const struct pk_listener_config *lc,
+                          const struct listener_lines *lines)
+{
+    const char *kind = lc->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound";
+    int spiffe_line = key_line(lines, "expect_spiffe_id");
+    int app_line = key_line(lines, "expect_app_id");
+    int ns_line = key_line(lines, "expect_namespace");
+    char q[QUOTE_LEN];
+
+    if (lc->listen == NULL || lc->target == NULL) {
+        fail_at(ps, lines->section,
+                "[%s %s] %s: missing: a listener needs listen (where to accept) and target "
+                "(where to connect)",
+                kind, lc->name, lc->listen == NULL ? "listen" : "target");
+        return PK_E_INVALID;
+    }
+    if (lc->kind == PK_LISTENER_INBOUND) {
+        return 0;
+    }
+    if (spiffe_line != 0 && app_line != 0) {
+        bool app_later = app_line > spiffe_line;
+        fail_at(ps, app_later ? app_line : spiffe_line,
+                "[%s %s] %s: the server's identity is already given by %s on line %d: keep one "
+                "of expect_spiffe_id and expect_app_id",
+                kind, lc->name, app_later ? "expect_app_id" : "expect_spiffe_id",
+                app_later ? "expect_spiffe_id" : "expect_app_id",
+                app_later ? spiffe_line : app_line);
+        return PK_E_INVALID;
+    }
+    if (ns_line != 0 && app_line == 0) {
+        fail_at(ps, ns_line,
+                "[%s %s] expect_namespace: only goes with expect_app_id (expect_spiffe_id "
+                "names its namespace itself)",
+                kind, lc->name);
+        return PK_E_INVALID;
+    }
+    if (spiffe_line == 0 && app_line == 0) {
+        fail_at(ps, lines->section,
+                "[%s %s]: the server's identity is missing: set expect_app_id (with "
+                "expect_namespace for another namespace) or expect_spiffe_id",
+                kind, lc->name);
+        return PK_E_INVALID;
+    }
+    /* Whoever can connect to an outbound listener talks with this app's identity. */
+    if (!lc->allow_non_loopback && !is_loopback(lc->listen)) {
+        fail_at(ps, key_line(lines, "listen"),
+                "[%s %s] listen: `%s' is not a loopback address, so other hosts could connect "
+                "with this app's identity; set allow_non_loopback = true if that is intended",
+                kind, lc->name, quote(q, lc->listen));
+        return PK_E_INVALID;
+    }
+    return 0;
+}
+
+/* The rules of the listener sections, checked once every key of the text is in. */
+static int check_listeners(struct parser *ps)
+{
+    for (size_t i = 0; i < ps->scratch->n_listeners; i++) {
+        if (check_listener(ps, &ps->scratch->listeners[i], &ps->lines[i]) != 0) {
+            return PK_E_INVALID;
+        }
+    }
+    return 0;
+}
+
 int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
                               struct pk_agent_config *into, struct pk_err *err)
 {
@@ -777,13 +1306,27 @@ int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
         goto out;
     }
     r = check_file_rules(&ps, into);
+    if (r == 0) {
+        r = check_listeners(&ps);
+    }
     if (r != 0) {
         goto out;
     }
     for (size_t i = 0; i < ps.n_seen; i++) {
         move_field(ps.seen[i].key, into, ps.scratch);
     }
+    /* The listeners are one setting: a text that has some replaces into's, whose old ones
+     * the scratch config then frees. */
+    if (ps.scratch->n_listeners > 0) {
+        struct pk_listener_config *old = into->listeners;
+        size_t n_old = into->n_listeners;
+        into->listeners = ps.scratch->listeners;
+        into->n_listeners = ps.scratch->n_listeners;
+        ps.scratch->listeners = old;
+        ps.scratch->n_listeners = n_old;
+    }
 out:
+    free(ps.lines);
     pk_agent_config_free(ps.scratch);
     return r;
 }
@@ -808,7 +1351,32 @@ struct pk_agent_config *pk_agent_config_new(void)
     cfg->admin_listen = pk_xstrdup(DEFAULT_ADMIN_LISTEN);
     cfg->log_level = PK_LOG_LEVEL_INFO;
     cfg->log_json = false;
+    cfg->workers = 0;
+    cfg->shutdown_timeout = 10;
     return cfg;
+}
+
+static void free_list(char **list, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(list[i]);
+    }
+    free(list);
+}
+
+static void listener_free_fields(struct pk_listener_config *lc)
+{
+    free(lc->name);
+    free(lc->listen);
+    free(lc->target);
+    free_list(lc->allow_trust_domain, lc->n_allow_trust_domain);
+    free_list(lc->allow_namespace, lc->n_allow_namespace);
+    free_list(lc->allow_app_id, lc->n_allow_app_id);
+    free_list(lc->allow_spiffe_id, lc->n_allow_spiffe_id);
+    free(lc->expect_spiffe_id);
+    free(lc->expect_app_id);
+    free(lc->expect_namespace);
+    free(lc->server_name);
 }
 
 void pk_agent_config_free(struct pk_agent_config *cfg)
@@ -837,6 +1405,10 @@ void pk_agent_config_free(struct pk_agent_config *cfg)
     free(cfg->token_file);
     free(cfg->admin_listen);
     free(cfg->config_file);
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        listener_free_fields(&cfg->listeners[i]);
+    }
+    free(cfg->listeners);
     free(cfg);
 }
 
@@ -1234,7 +1806,8 @@ static const char help_text[] =
         "usage: picket run [flags]\n"
         "\n"
         "The sidecar: obtain this app's SPIFFE identity from Dapr's Sentry (or from static\n"
-        "files), renew it before it expires, and serve the admin endpoint.\n"
+        "files), renew it before it expires, serve the admin endpoint, and carry the app's\n"
+        "connections over mTLS through the listeners of picket.ini.\n"
         "\n"
         "Flags (`--flag value', `--flag=value' and daprd's `-flag value' all work):\n"
         "  -c, --config FILE                  picket.ini to read (default: none)\n"
@@ -1270,8 +1843,10 @@ static const char help_text[] =
         "                                     as PEM text; ignored when a Sentry address is set\n"
         "\n"
         "picket.ini: [section] headers, `key = value' lines, `;' or `#' comment lines and\n"
-        "` ;' comments after a value. Each key at most once; no indented lines; at most 197\n"
-        "bytes per line. Booleans: true/false, yes/no, on/off, 1/0. Durations: 10s, 1m30s, 2h.\n"
+        "` ;' comments after a value. Each key at most once (allow_* may repeat); no empty\n"
+        "values; no indented lines; at most 197 bytes per line. Booleans: true/false, yes/no,\n"
+        "on/off, 1/0. Durations: 10s, 1m30s, 2h. Addresses: IPV4:PORT, [IPV6]:PORT,\n"
+        "localhost:PORT or unix:/PATH (names other than localhost are not resolved).\n"
         "\n"
         "[agent]\n"
         "  app_id = ID                  the app id (required, here or as above)\n"
@@ -1314,6 +1889,51 @@ static const char help_text[] =
         "[log]\n"
         "  level = LEVEL                debug, info, warn or error (default info)\n"
         "  json = BOOL                  JSON log lines (default false)\n"
+        "\n"
+        "[proxy]\n"
+        "  workers = N                  proxy threads, up to 256; 0 = one per core (default 0)\n"
+        "  shutdown_timeout = DURATION  on exit, let open connections finish for this long\n"
+        "                               (default 10s; 0 = close them at once)\n"
+        "\n"
+        "[inbound NAME]                 any number; NAME is 1 to 48 of A-Z a-z 0-9 _ . - and\n"
+        "                               unique among all listeners\n"
+        "  Accepts mTLS from other apps and forwards plain bytes to this app. Each allow_* line\n"
+        "  adds a rule, and a peer that matches any rule is let in; with no rule at all, any\n"
+        "  peer of our own trust domain is.\n"
+        "  listen = ADDRESS             where to accept (required)\n"
+        "  target = ADDRESS             this app (required)\n"
+        "  allow_trust_domain = TD      any workload of trust domain TD\n"
+        "  allow_namespace = NS         any app of namespace NS of our trust domain\n"
+        "  allow_app_id = APP           app APP of our namespace, or NS/APP of namespace NS (our\n"
+        "                               trust domain)\n"
+        "  allow_spiffe_id = ID         this SPIFFE ID; a path segment `*' matches any one\n"
+        "                               segment, as in spiffe://TD/ns/*/app\n"
+        "  proxy_protocol = BOOL        send a PROXY protocol v2 header to the target (default\n"
+        "                               false)\n"
+        "\n"
+        "[outbound NAME]                any number; NAME as above\n"
+        "  Accepts plain connections from this app and forwards them over mTLS to another app's\n"
+        "  sidecar, which must prove the identity named by expect_app_id or expect_spiffe_id\n"
+        "  (exactly one of them).\n"
+        "  listen = ADDRESS             where to accept (required; loopback or unix: unless\n"
+        "                               allow_non_loopback is true)\n"
+        "  target = ADDRESS             the other sidecar's inbound listener (required)\n"
+        "  expect_app_id = APP          the server is app APP of our trust domain\n"
+        "  expect_namespace = NS        ... in namespace NS (default: our namespace)\n"
+        "  expect_spiffe_id = ID        the server is exactly this SPIFFE ID\n"
+        "  server_name = HOST           SNI to send (default: none)\n"
+        "  allow_non_loopback = BOOL    let listen be reachable from other hosts, which then\n"
+        "                               connect with our identity (default false)\n"
+        "\n"
+        "Both listener kinds also take:\n"
+        "  max_connections = N          open connections, 1 to 1000000 (default 10000)\n"
+        "  max_handshakes = N           TLS handshakes in progress, 1 to 100000 (default 256)\n"
+        "  connect_timeout = DURATION   to connect to the target (default 5s)\n"
+        "  handshake_timeout = DURATION to complete the TLS handshake (default 10s)\n"
+        "  idle_timeout = DURATION      close after this long without a byte either way\n"
+        "                               (default 5m; 0 = never)\n"
+        "  max_lifetime = DURATION      close after this long in any case (default 0 = never)\n"
+        "  buffer_size = BYTES          buffer per direction, 1024 to 1048576 (default 16384)\n"
         "\n"
         "Either a Sentry address or a static certificate and key is required, and trust\n"
         "anchors always are. Exit status: 0 after SIGTERM or SIGINT, 1 when the agent gives\n"

@@ -10,12 +10,20 @@
  * are dropped (daprd 1.14+ ignores them too). The result never changes: a reload loads a new one
  * and swaps it in only when it is valid.
  *
- * The file: sections [agent], [sentry], [admin] and [log] with `key = value` lines; `;` or `#`
- * start a comment line, and ` ;` (a semicolon after a blank) starts a comment at the end of a
- * value. Unknown sections, unknown keys, a key given twice, a value of the wrong type, an indented
- * line (inih would glue it to the previous value), a NUL byte, and a line longer than
- * PK_AGENT_CONFIG_MAX_LINE bytes are errors that name the file and line. The long-line check is
- * ours: Debian's libinih reads lines into a 200-byte buffer and would silently cut the value.
+ * The file: sections [agent], [sentry], [admin], [log] and [proxy], plus any number of listener
+ * sections [inbound NAME] and [outbound NAME], with `key = value` lines; `;` or `#` start a
+ * comment line, and ` ;` (a semicolon after a blank) starts a comment at the end of a value.
+ * Unknown sections, unknown keys, a key given twice (except the repeatable allow_* keys of an
+ * inbound section), an empty or badly typed value, an indented line (inih would glue it to the
+ * previous value), a NUL byte, and a line longer than PK_AGENT_CONFIG_MAX_LINE bytes are errors
+ * that name the file and line. The long-line check is ours: Debian's libinih reads lines into a
+ * 200-byte buffer and would silently cut the value.
+ *
+ * Listeners exist only in the file (no flag or variable makes one). An inbound listener accepts
+ * mTLS from other apps and forwards plain bytes to its target (our app); an outbound listener
+ * accepts plain connections from our app and forwards them over mTLS to its target (another
+ * app's sidecar). Every value is checked when the file is read except the pattern rules of
+ * allow_spiffe_id, which the proxy's policy module owns and checks when the proxy starts.
  *
  * Booleans are true/false, yes/no, on/off or 1/0 (any case); durations are Go durations ("10s",
  * "1m30s"); fractions are decimals between 0 and 1 ("0.5"). */
@@ -34,6 +42,55 @@
 
 /* The largest picket.ini read. */
 #define PK_AGENT_CONFIG_MAX_FILE (1024 * 1024)
+
+/* The most listener sections a file may have: each costs a socket per worker. */
+#define PK_AGENT_CONFIG_MAX_LISTENERS 256
+
+/* The longest NAME of [inbound NAME] or [outbound NAME]. */
+#define PK_AGENT_CONFIG_MAX_NAME 48
+
+enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND };
+
+/* One [inbound NAME] or [outbound NAME] section. Addresses are "HOST:PORT" with a numeric IPv4
+ * host or "localhost", "[V6]:PORT", or "unix:/absolute/path"; ports are 1 to 65535. Every
+ * string is owned by the configuration that holds the listener. */
+struct pk_listener_config {
+    enum pk_listener_kind kind;
+    char *name;   /* the NAME of [inbound NAME]: 1 to 48 of [A-Za-z0-9_.-], unique in the file */
+    char *listen; /* key listen: where to accept; required */
+    char *target; /* key target: where to connect; required */
+    /* inbound: authorization, each key repeatable (every line adds a rule; all rules are OR-ed);
+     * values kept as written, checked here; no rule at all = peers of our own trust domain */
+    char **allow_trust_domain; /* key allow_trust_domain: a trust domain */
+    size_t n_allow_trust_domain;
+    char **allow_namespace; /* key allow_namespace: a namespace of our trust domain */
+    size_t n_allow_namespace;
+    char **allow_app_id; /* key allow_app_id: "APP" (our namespace) or "NS/APP" */
+    size_t n_allow_app_id;
+    char **allow_spiffe_id; /* key allow_spiffe_id: spiffe://... (the proxy's policy module
+                             * checks the rest, `*' segments included) */
+    size_t n_allow_spiffe_id;
+    bool proxy_protocol; /* inbound only: key proxy_protocol; default false */
+    /* outbound: the server's identity: expect_spiffe_id, or expect_app_id (+ expect_namespace,
+     * default: our namespace) in our trust domain. Exactly one form is required. */
+    char *expect_spiffe_id;  /* key expect_spiffe_id: a valid SPIFFE ID */
+    char *expect_app_id;     /* key expect_app_id */
+    char *expect_namespace;  /* key expect_namespace: only with expect_app_id; NULL = ours */
+    char *server_name;       /* outbound: key server_name: SNI to send; NULL = none */
+    bool allow_non_loopback; /* outbound: key allow_non_loopback: listen may be non-loopback
+                              * (anything but 127.0.0.0/8, [::1], localhost, unix:) only with
+                              * this; default false */
+    /* both */
+    long max_connections;     /* key max_connections; default 10000; 1 to 1000000 */
+    long max_handshakes;      /* key max_handshakes: handshakes in progress; default 256; 1 to
+                               * 100000 */
+    double connect_timeout;   /* key connect_timeout, seconds; default 5; 1ms to 24h */
+    double handshake_timeout; /* key handshake_timeout, seconds; default 10; 1ms to 24h */
+    double idle_timeout;      /* key idle_timeout, seconds; default 300; 0 = none; up to 24h */
+    double max_lifetime;      /* key max_lifetime, seconds; default 0 = none; up to 24h */
+    size_t buffer_size;       /* key buffer_size, bytes per direction; default 16384; 1024 to
+                               * 1048576 */
+};
 
 struct pk_agent_config {
     /* [agent] */
@@ -79,6 +136,13 @@ struct pk_agent_config {
     /* [log] */
     int log_level; /* key level (enum pk_log_level); flag --log-level; default info */
     bool log_json; /* key json; flag --log-as-json; default false */
+    /* [proxy] */
+    long workers;            /* key workers: proxy threads; 0 = one per core (default); 0 to 256 */
+    double shutdown_timeout; /* key shutdown_timeout: on exit, how long open connections may
+                              * finish, seconds; default 10; 0 to 24h */
+    /* [inbound NAME] and [outbound NAME], in the order of the file */
+    struct pk_listener_config *listeners;
+    size_t n_listeners;
     /* where it came from */
     char *config_file; /* the -c/--config path, NULL if none */
 };
@@ -113,14 +177,17 @@ const char *pk_agent_config_help(void);
 
 /* Parse len bytes of INI text (borrowed; need not be NUL-terminated) named name (borrowed; used
  * in messages) on top of into (borrowed): the keys the text sets replace those fields of into,
- * the others stay. Checks each value and the rules between keys of the file (renew_at +/-
- * renew_jitter, retry_max >= retry_initial) but not the rules that need the other layers (a
- * required app id, anchors, identity source). Returns 0, or PK_E_INVALID with err saying
- * "NAME:LINE: [section] key: what is wrong"; into is then unchanged. Never blocks. */
+ * the others stay; a text with listener sections replaces into's listeners with its own, and one
+ * without leaves them. Checks each value and the rules between keys of the file (renew_at +/-
+ * renew_jitter, retry_max >= retry_initial, each listener's required and exclusive keys) but
+ * not the rules that need the other layers (a required app id, anchors, identity source).
+ * Returns 0, or PK_E_INVALID with err saying "NAME:LINE: [section] key: what is wrong"; into is
+ * then unchanged. Never blocks. */
 int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
                               struct pk_agent_config *into, struct pk_err *err) PK_MUST_USE;
 
-/* A new configuration holding the defaults (no app id, anchors or identity source). Never NULL. */
+/* A new configuration holding the defaults (no app id, anchors, identity source or listeners).
+ * Never NULL. */
 struct pk_agent_config *pk_agent_config_new(void);
 
 #endif

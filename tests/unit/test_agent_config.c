@@ -121,6 +121,10 @@ static void check_defaults(const struct pk_agent_config *cfg)
     assert_string_equal(cfg->admin_listen, "127.0.0.1:9901");
     assert_int_equal(cfg->log_level, PK_LOG_LEVEL_INFO);
     assert_false(cfg->log_json);
+    assert_int_equal(cfg->workers, 0);
+    assert_true(cfg->shutdown_timeout == 10.0);
+    assert_null(cfg->listeners);
+    assert_int_equal(cfg->n_listeners, 0);
     assert_null(cfg->config_file);
 }
 
@@ -222,6 +226,368 @@ static void test_full_file(void **state)
     assert_true(cfg->log_json);
     assert_non_null(cfg->config_file);
     pk_agent_config_free(cfg);
+}
+
+/* ---- the proxy: [proxy], [inbound NAME], [outbound NAME] ---- */
+
+static const char listeners_ini[] = "[agent]\n"
+                                    "app_id = checkout\n"
+                                    "namespace = shop\n"
+                                    "\n"
+                                    "[proxy]\n"
+                                    "workers = 4\n"
+                                    "shutdown_timeout = 30s\n"
+                                    "\n"
+                                    "; other apps call this app here\n"
+                                    "[inbound web]\n"
+                                    "listen = 0.0.0.0:8443\n"
+                                    "target = 127.0.0.1:8080\n"
+                                    "allow_app_id = frontend\n"
+                                    "allow_namespace = ops\n"
+                                    "allow_app_id = billing/invoices\n"
+                                    "allow_trust_domain = partner.example\n"
+                                    "allow_spiffe_id = spiffe://example.org/ns/*/cron\n"
+                                    "allow_app_id = admin ; last\n"
+                                    "allow_namespace = audit\n"
+                                    "proxy_protocol = yes\n"
+                                    "max_connections = 500\n"
+                                    "buffer_size = 65536\n"
+                                    "\n"
+                                    "[outbound billing]\n"
+                                    "listen = 127.0.0.1:9001\n"
+                                    "target = 10.0.0.7:8443\n"
+                                    "expect_app_id = invoices\n"
+                                    "expect_namespace = billing\n"
+                                    "server_name = billing.internal\n"
+                                    "connect_timeout = 2s\n"
+                                    "idle_timeout = 0\n"
+                                    "\n"
+                                    "[inbound grpc.v2_x-1]\n"
+                                    "listen = [::]:50051\n"
+                                    "target = unix:/run/app/grpc.sock\n"
+                                    "max_handshakes = 1000\n"
+                                    "handshake_timeout = 3s\n"
+                                    "max_lifetime = 1h\n"
+                                    "\n"
+                                    "[log]\n"
+                                    "level = warn\n"
+                                    "\n"
+                                    "[outbound ext-api]\n"
+                                    "listen = 0.0.0.0:9002\n"
+                                    "allow_non_loopback = true\n"
+                                    "target = [2001:db8::7]:443\n"
+                                    "expect_spiffe_id = spiffe://partner.example/ns/prod/api\n";
+
+/* The values no key of the section set. */
+static void check_listener_defaults(const struct pk_listener_config *lc, bool connections,
+                                    bool handshakes, bool timeouts)
+{
+    if (connections) {
+        assert_int_equal(lc->max_connections, 10000);
+        assert_int_equal(lc->buffer_size, 16384);
+    }
+    if (handshakes) {
+        assert_int_equal(lc->max_handshakes, 256);
+        assert_true(lc->handshake_timeout == 10.0);
+        assert_true(lc->max_lifetime == 0.0);
+    }
+    if (timeouts) {
+        assert_true(lc->connect_timeout == 5.0);
+        assert_true(lc->idle_timeout == 300.0);
+    }
+}
+
+static void assert_list(char **got, size_t n_got, const char *const *want, size_t n_want)
+{
+    assert_int_equal(n_got, n_want);
+    for (size_t i = 0; i < n_want; i++) {
+        assert_string_equal(got[i], want[i]);
+    }
+}
+
+static void check_listeners(const struct pk_agent_config *cfg)
+{
+    static const char *const app_ids[] = {"frontend", "billing/invoices", "admin"};
+    static const char *const namespaces[] = {"ops", "audit"};
+    static const char *const tds[] = {"partner.example"};
+    static const char *const ids[] = {"spiffe://example.org/ns/*/cron"};
+    const struct pk_listener_config *lc;
+
+    assert_int_equal(cfg->workers, 4);
+    assert_true(cfg->shutdown_timeout == 30.0);
+    assert_int_equal(cfg->n_listeners, 4);
+
+    /* In the order of the file, whatever the kind. */
+    lc = &cfg->listeners[0];
+    assert_int_equal(lc->kind, PK_LISTENER_INBOUND);
+    assert_string_equal(lc->name, "web");
+    assert_string_equal(lc->listen, "0.0.0.0:8443");
+    assert_string_equal(lc->target, "127.0.0.1:8080");
+    /* Repeated keys append in the order of their lines. */
+    assert_list(lc->allow_app_id, lc->n_allow_app_id, app_ids, 3);
+    assert_list(lc->allow_namespace, lc->n_allow_namespace, namespaces, 2);
+    assert_list(lc->allow_trust_domain, lc->n_allow_trust_domain, tds, 1);
+    assert_list(lc->allow_spiffe_id, lc->n_allow_spiffe_id, ids, 1);
+    assert_true(lc->proxy_protocol);
+    assert_int_equal(lc->max_connections, 500);
+    assert_int_equal(lc->buffer_size, 65536);
+    assert_null(lc->expect_spiffe_id);
+    assert_null(lc->expect_app_id);
+    assert_null(lc->expect_namespace);
+    assert_null(lc->server_name);
+    assert_false(lc->allow_non_loopback);
+    check_listener_defaults(lc, false, true, true);
+
+    lc = &cfg->listeners[1];
+    assert_int_equal(lc->kind, PK_LISTENER_OUTBOUND);
+    assert_string_equal(lc->name, "billing");
+    assert_string_equal(lc->listen, "127.0.0.1:9001");
+    assert_string_equal(lc->target, "10.0.0.7:8443");
+    assert_string_equal(lc->expect_app_id, "invoices");
+    assert_string_equal(lc->expect_namespace, "billing");
+    assert_null(lc->expect_spiffe_id);
+    assert_string_equal(lc->server_name, "billing.internal");
+    assert_false(lc->allow_non_loopback);
+    assert_true(lc->connect_timeout == 2.0);
+    assert_true(lc->idle_timeout == 0.0);
+    assert_int_equal(lc->n_allow_app_id + lc->n_allow_namespace + lc->n_allow_trust_domain +
+                             lc->n_allow_spiffe_id,
+                     0);
+    assert_null(lc->allow_app_id);
+    assert_false(lc->proxy_protocol);
+    check_listener_defaults(lc, true, true, false);
+
+    lc = &cfg->listeners[2];
+    assert_int_equal(lc->kind, PK_LISTENER_INBOUND);
+    assert_string_equal(lc->name, "grpc.v2_x-1");
+    assert_string_equal(lc->listen, "[::]:50051");
+    assert_string_equal(lc->target, "unix:/run/app/grpc.sock");
+    assert_int_equal(lc->n_allow_app_id + lc->n_allow_namespace + lc->n_allow_trust_domain +
+                             lc->n_allow_spiffe_id,
+                     0);
+    assert_false(lc->proxy_protocol);
+    assert_int_equal(lc->max_handshakes, 1000);
+    assert_true(lc->handshake_timeout == 3.0);
+    assert_true(lc->max_lifetime == 3600.0);
+    check_listener_defaults(lc, true, false, true);
+
+    lc = &cfg->listeners[3];
+    assert_int_equal(lc->kind, PK_LISTENER_OUTBOUND);
+    assert_string_equal(lc->name, "ext-api");
+    assert_string_equal(lc->listen, "0.0.0.0:9002");
+    assert_true(lc->allow_non_loopback);
+    assert_string_equal(lc->target, "[2001:db8::7]:443");
+    assert_string_equal(lc->expect_spiffe_id, "spiffe://partner.example/ns/prod/api");
+    assert_null(lc->expect_app_id);
+    assert_null(lc->expect_namespace);
+    assert_null(lc->server_name);
+    check_listener_defaults(lc, true, true, true);
+}
+
+static void test_listeners(void **state)
+{
+    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(
+            pk_agent_config_parse_ini(listeners_ini, strlen(listeners_ini), "t.ini", cfg, &err), 0);
+    check_listeners(cfg);
+    assert_string_equal(cfg->app_id, "checkout");
+    assert_int_equal(cfg->log_level, PK_LOG_LEVEL_WARN);
+
+    /* A text without listeners keeps them; one with listeners replaces them all. */
+    static const char no_listeners[] = "[proxy]\nworkers = 2\n";
+    assert_int_equal(
+            pk_agent_config_parse_ini(no_listeners, strlen(no_listeners), "t.ini", cfg, &err), 0);
+    assert_int_equal(cfg->workers, 2);
+    assert_int_equal(cfg->n_listeners, 4);
+    static const char one[] = "[inbound only]\nlisten = localhost:1\ntarget = localhost:2\n";
+    assert_int_equal(pk_agent_config_parse_ini(one, strlen(one), "t.ini", cfg, &err), 0);
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_string_equal(cfg->listeners[0].name, "only");
+    assert_null(cfg->listeners[0].allow_app_id);
+    check_listener_defaults(&cfg->listeners[0], true, true, true);
+    /* A bad text leaves them too. */
+    static const char bad[] = "[inbound other]\nlisten = localhost:1\n";
+    assert_int_equal(pk_agent_config_parse_ini(bad, strlen(bad), "t.ini", cfg, &err), PK_E_INVALID);
+    assert_int_equal(cfg->n_listeners, 1);
+    assert_string_equal(cfg->listeners[0].name, "only");
+    pk_agent_config_free(cfg);
+
+    /* Through load: the other layers leave the listeners alone. */
+    assert_int_equal(load(listeners_ini, base_env, base_flags, &cfg, &err), 0);
+    check_listeners(cfg);
+    assert_string_equal(cfg->app_id, "app");
+    pk_agent_config_free(cfg);
+    static const char missing[] = "[outbound x]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n";
+    assert_int_equal(load(missing, base_env, base_flags, &cfg, &err), PK_E_INVALID);
+    assert_contains(err.msg, ":1: [outbound x]: the server's identity is missing");
+    assert_contains(err.msg, "picket-config-");
+}
+
+/* Parse head, value and tail as one text into a new configuration; on success *out (if out is
+ * not NULL) is the configuration, else it is freed. */
+static int parse_one(const char *head, const char *value, const char *tail,
+                     struct pk_agent_config **out, struct pk_err *err)
+{
+    char text[1200];
+    struct pk_agent_config *cfg = pk_agent_config_new();
+    int r;
+
+    assert_true((size_t)snprintf(text, sizeof(text), "%s%s%s", head, value, tail) < sizeof(text));
+    pk_err_clear(err);
+    r = pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, err);
+    if (r != 0 || out == NULL) {
+        pk_agent_config_free(cfg);
+        cfg = NULL;
+    }
+    if (out != NULL) {
+        *out = cfg;
+    }
+    return r;
+}
+
+static void test_listener_values(void **state)
+{
+    static const char inbound[] = "[inbound web]\nlisten = ";
+    static const char inbound_tail[] = "\ntarget = 127.0.0.1:1\n";
+    static const char outbound[] = "[outbound api]\nlisten = ";
+    static const char outbound_tail[] = "\ntarget = 127.0.0.1:1\nexpect_app_id = api\n";
+    static const char *const sockets[] = {
+            "127.0.0.1:1",        "0.0.0.0:65535", "10.1.2.3:8443",      "localhost:80",
+            "[::]:443",           "[::1]:443",     "[2001:db8::1]:8443", "[::ffff:10.0.0.1]:1",
+            "unix:/run/app.sock", "unix:/",
+    };
+    /* Outbound listen addresses that stay on this host, and ones that do not. */
+    static const char *const loopback[] = {"127.0.0.1:9000", "127.255.0.9:1", "localhost:9000",
+                                           "[::1]:9000", "unix:/run/picket/api.sock"};
+    static const char *const remote[] = {"0.0.0.0:9000", "10.0.0.1:9000", "[::]:9000",
+                                         "[::ffff:127.0.0.1]:9000", "126.255.255.255:9000"};
+    static const char *const names[] = {"a", "Z", "0", "_", ".", "-", "web.v2_blue-1"};
+    struct pk_agent_config *cfg;
+    struct pk_err err;
+    char text[300];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(sockets) / sizeof(sockets[0]); i++) {
+        if (parse_one(inbound, sockets[i], inbound_tail, &cfg, &err) != 0) {
+            fail_msg("listen %s: %s", sockets[i], err.msg);
+        }
+        assert_string_equal(cfg->listeners[0].listen, sockets[i]);
+        pk_agent_config_free(cfg);
+        snprintf(text, sizeof(text),
+                 "[inbound web]\nlisten = 127.0.0.1:1\ntarget = %s\n[inbound w2]\n"
+                 "listen = 127.0.0.1:2\ntarget = ",
+                 sockets[i]);
+        if (parse_one(text, sockets[i], "\n", &cfg, &err) != 0) {
+            fail_msg("target %s: %s", sockets[i], err.msg);
+        }
+        assert_string_equal(cfg->listeners[0].target, sockets[i]);
+        assert_string_equal(cfg->listeners[1].target, sockets[i]);
+        pk_agent_config_free(cfg);
+    }
+    for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
+        if (parse_one(outbound, loopback[i], outbound_tail, NULL, &err) != 0) {
+            fail_msg("outbound listen %s: %s", loopback[i], err.msg);
+        }
+    }
+    for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+        assert_int_equal(parse_one(outbound, remote[i], outbound_tail, NULL, &err), PK_E_INVALID);
+        assert_contains(err.msg, "t.ini:2: [outbound api] listen: ");
+        assert_contains(err.msg, "is not a loopback address");
+        assert_contains(err.msg, "set allow_non_loopback = true");
+        /* Allowed, before or after listen. */
+        snprintf(text, sizeof(text), "%sallow_non_loopback = on\n", outbound_tail);
+        assert_int_equal(parse_one(outbound, remote[i], text, NULL, &err), 0);
+        assert_int_equal(parse_one("[outbound api]\nallow_non_loopback = 1\nlisten = ", remote[i],
+                                   outbound_tail, NULL, &err),
+                         0);
+    }
+    /* Inbound listeners may listen anywhere: that is their purpose. */
+    assert_int_equal(parse_one(inbound, "0.0.0.0:8443", inbound_tail, NULL, &err), 0);
+
+    /* Names: every allowed character, 48 bytes, case matters. */
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (parse_one("[outbound ", names[i],
+                      "]\nlisten = localhost:1\ntarget = localhost:2\nexpect_app_id = a\n", &cfg,
+                      &err) != 0) {
+            fail_msg("name %s: %s", names[i], err.msg);
+        }
+        assert_string_equal(cfg->listeners[0].name, names[i]);
+        pk_agent_config_free(cfg);
+    }
+    char name48[49];
+    memset(name48, 'n', 48);
+    name48[48] = '\0';
+    snprintf(text, sizeof(text), "[inbound %s]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n",
+             name48);
+    assert_int_equal(parse_one(text, "", "", &cfg, &err), 0);
+    assert_string_equal(cfg->listeners[0].name, name48);
+    pk_agent_config_free(cfg);
+    static const char cases[] = "[inbound web]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n"
+                                "[inbound Web]\nlisten = 127.0.0.1:3\ntarget = 127.0.0.1:4\n";
+    assert_int_equal(parse_one(cases, "", "", &cfg, &err), 0);
+    assert_int_equal(cfg->n_listeners, 2);
+    pk_agent_config_free(cfg);
+
+    /* The longest unix path sun_path holds, and one more byte. */
+    char path[120];
+    strcpy(path, "unix:/");
+    memset(path + 6, 'p', 106);
+    path[112] = '\0';
+    assert_int_equal(parse_one(inbound, path, inbound_tail, NULL, &err), 0);
+    strcat(path, "p");
+    assert_int_equal(parse_one(inbound, path, inbound_tail, NULL, &err), PK_E_INVALID);
+    assert_contains(err.msg, "a unix socket path must be shorter than 108 bytes");
+
+    /* Edges of the ranges. */
+    static const char edges[] = "[inbound web]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n"
+                                "max_connections = 1\nmax_handshakes = 100000\n"
+                                "buffer_size = 1048576\nconnect_timeout = 1ms\n"
+                                "handshake_timeout = 24h\nidle_timeout = 24h\nmax_lifetime = 0s\n"
+                                "[outbound api]\nlisten = 127.0.0.1:3\ntarget = 127.0.0.1:4\n"
+                                "expect_app_id = a\nmax_connections = 1000000\n"
+                                "max_handshakes = 1\nbuffer_size = 1024\nmax_lifetime = 24h\n"
+                                "[proxy]\nworkers = 256\nshutdown_timeout = 0\n";
+    assert_int_equal(parse_one(edges, "", "", &cfg, &err), 0);
+    assert_int_equal(cfg->listeners[0].max_connections, 1);
+    assert_int_equal(cfg->listeners[0].max_handshakes, 100000);
+    assert_int_equal(cfg->listeners[0].buffer_size, 1048576);
+    assert_true(cfg->listeners[0].connect_timeout == 0.001);
+    assert_true(cfg->listeners[0].handshake_timeout == 86400.0);
+    assert_true(cfg->listeners[0].idle_timeout == 86400.0);
+    assert_true(cfg->listeners[0].max_lifetime == 0.0);
+    assert_int_equal(cfg->listeners[1].max_connections, 1000000);
+    assert_int_equal(cfg->listeners[1].max_handshakes, 1);
+    assert_int_equal(cfg->listeners[1].buffer_size, 1024);
+    assert_true(cfg->listeners[1].max_lifetime == 86400.0);
+    assert_null(cfg->listeners[1].expect_namespace);
+    assert_int_equal(cfg->workers, 256);
+    assert_true(cfg->shutdown_timeout == 0.0);
+    pk_agent_config_free(cfg);
+
+    /* At most PK_AGENT_CONFIG_MAX_LISTENERS sections. */
+    size_t cap = (PK_AGENT_CONFIG_MAX_LISTENERS + 1) * 64;
+    char *many = malloc(cap);
+    size_t len = 0;
+    assert_non_null(many);
+    for (int i = 0; i <= PK_AGENT_CONFIG_MAX_LISTENERS; i++) {
+        len += (size_t)snprintf(many + len, cap - len,
+                                "[inbound l%d]\nlisten = 127.0.0.1:%d\ntarget = localhost:1\n", i,
+                                i + 1);
+    }
+    cfg = pk_agent_config_new();
+    assert_int_equal(pk_agent_config_parse_ini(many, len, "t.ini", cfg, &err), PK_E_INVALID);
+    assert_contains(err.msg, "t.ini:769: [inbound l256]: more than 256 listener sections");
+    assert_int_equal(cfg->n_listeners, 0);
+    /* Without the last one it loads. */
+    len = (size_t)(strstr(many, "[inbound l256]") - many);
+    assert_int_equal(pk_agent_config_parse_ini(many, len, "t.ini", cfg, &err), 0);
+    assert_int_equal(cfg->n_listeners, PK_AGENT_CONFIG_MAX_LISTENERS);
+    assert_string_equal(cfg->listeners[255].name, "l255");
+    pk_agent_config_free(cfg);
+    free(many);
 }
 
 /* ---- precedence: flags > env > file > defaults ---- */
@@ -567,13 +933,22 @@ static void test_help_text(void **state)
             "export_signal", "[sentry]", "address", "trust_anchors_file",
             "control_plane_trust_domain", "control_plane_namespace", "token_file",
             "adopt_trust_chain", "[admin]", "listen", "[log]", "level", "json",
+            /* the proxy */
+            "[proxy]", "workers", "shutdown_timeout", "[inbound NAME]", "[outbound NAME]", "target",
+            "allow_trust_domain", "allow_namespace", "allow_app_id", "allow_spiffe_id",
+            "proxy_protocol", "expect_spiffe_id", "expect_app_id", "expect_namespace",
+            "server_name", "allow_non_loopback", "max_connections", "max_handshakes",
+            "connect_timeout", "handshake_timeout", "idle_timeout", "max_lifetime", "buffer_size",
+            "unix:/PATH",
             /* environment */
             "APP_ID", "NAMESPACE", "SENTRY_LOCAL_IDENTITY", "DAPR_TRUST_ANCHORS",
             "DAPR_TRUST_ANCHORS_FILE", "DAPR_CONTROLPLANE_TRUST_DOMAIN",
             "DAPR_CONTROLPLANE_NAMESPACE", "DAPR_SENTRY_TOKEN_FILE", "DAPR_CERT_CHAIN",
             "DAPR_CERT_KEY",
             /* defaults and precedence */
-            "127.0.0.1:9901", "localhost", "0.5", "Precedence", "usage: picket run"};
+            "127.0.0.1:9901", "localhost", "0.5", "Precedence", "usage: picket run",
+            "(default 10000)", "(default 256)", "(default 5s)", "(default 10s)", "(default 5m",
+            "(default 16384)", "(default 0 = never)", "(default 0)"};
     const char *help = pk_agent_config_help();
 
     (void)state;
@@ -769,7 +1144,9 @@ static const struct ini_error ini_errors[] = {
         {"[agent]\nfoo = 1\n", "t.ini:2: [agent] foo: unknown key (the keys of [agent] are app_id"},
         {"[agnet]\napp_id = a\n", "t.ini:1: [agnet]: unknown section"},
         {"[agent]\n[empty-unknown]\n", "t.ini:2: [empty-unknown]: unknown section"},
-        {"[inbound web]\nlisten = :8443\n", "t.ini:1: [inbound web]: unknown section"},
+        {"[transparent]\nlisten = :8443\n", "t.ini:1: [transparent]: unknown section (picket.ini "
+                                            "has [agent], [sentry], [admin], [log], [proxy], "
+                                            "[inbound NAME] and [outbound NAME])"},
         {"[agent x]\n", "t.ini:1: [agent x]: section [agent] takes no name"},
         {"[agent\n", "t.ini:1: section header without a closing `]'"},
         {"[agent] junk\n", "t.ini:1: unexpected text after the section header"},
@@ -824,6 +1201,216 @@ static const struct ini_error ini_errors[] = {
         {"[log]\nlevel = loud\n", "t.ini:2: [log] level: `loud' is not debug, info, warn or error"},
         {"[log]\nlevel = info\nlevel = debug\n", "t.ini:3: [log] level: given twice"},
         {"[agent]\napp_id = \x01\n", "t.ini:2: [agent] app_id: "},
+        /* [proxy] */
+        {"[proxy]\nworkers = 257\n", "t.ini:2: [proxy] workers: `257' is not a whole number from "
+                                     "0 to 256"},
+        {"[proxy]\nworkers = -1\n", "t.ini:2: [proxy] workers: `-1' is not a whole number"},
+        {"[proxy]\nshutdown_timeout = 1d\n", "t.ini:2: [proxy] shutdown_timeout: invalid duration"},
+        {"[proxy]\nshutdown_timeout = 25h\n", "t.ini:2: [proxy] shutdown_timeout: 25h is out of "
+                                              "range"},
+        {"[proxy]\nworkers = 1\n[proxy]\nworkers = 2\n",
+         "t.ini:4: [proxy] workers: given twice (first on line 2)"},
+        {"[proxy main]\n", "t.ini:1: [proxy main]: section [proxy] takes no name"},
+        {"[proxy]\nlisten = 127.0.0.1:1\n", "t.ini:2: [proxy] listen: unknown key (the keys of "
+                                            "[proxy] are workers, shutdown_timeout)"},
+        /* listener names */
+        {"[inbound]\n", "t.ini:1: [inbound]: section [inbound] needs a name, as in [inbound NAME]"},
+        {"[outbound ]\n", "t.ini:1: [outbound ]: section [outbound] needs a name"},
+        {"[inbound we/b]\n", "t.ini:1: [inbound we/b]: bad NAME: it must be 1 to 48 of the "
+                             "letters, digits, `_', `.' and `-'"},
+        {"[inbound a b]\n", "t.ini:1: [inbound a b]: bad NAME"},
+        {"[outbound caf\xc3\xa9]\n", "t.ini:1: [outbound caf\\xc3\\xa9]: bad NAME"},
+        {"[inbound abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi]\n",
+         "t.ini:1: [inbound abcdefghijabcdefghijabcdefghijabcdefghijabcdefgh...]: the NAME is "
+         "longer than 48 bytes"},
+        {"[inbound web]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n\n[outbound web]\n",
+         "t.ini:5: [outbound web]: the NAME web is already used by [inbound web] on line 1"},
+        {"[outbound a]\n[inbound b]\n[outbound a]\n",
+         "t.ini:3: [outbound a]: the NAME a is already used by [outbound a] on line 1"},
+        /* keys of the other kind, unknown keys, keys given twice */
+        {"[outbound api]\nallow_app_id = x\n",
+         "t.ini:2: [outbound api] allow_app_id: not valid in an outbound section (only [inbound "
+         "NAME] has it)"},
+        {"[outbound api]\nproxy_protocol = true\n",
+         "t.ini:2: [outbound api] proxy_protocol: not valid in an outbound section"},
+        {"[inbound web]\nexpect_app_id = x\n",
+         "t.ini:2: [inbound web] expect_app_id: not valid in an inbound section (only [outbound "
+         "NAME] has it)"},
+        {"[inbound web]\nallow_non_loopback = true\n",
+         "t.ini:2: [inbound web] allow_non_loopback: not valid in an inbound section"},
+        {"[inbound web]\nserver_name = x\n",
+         "t.ini:2: [inbound web] server_name: not valid in an inbound section"},
+        {"[inbound web]\nallow = spiffe://a/b\n",
+         "t.ini:2: [inbound web] allow: unknown key (the keys of [inbound NAME] are listen, "
+         "target, "
+         "allow_trust_domain, allow_namespace, allow_app_id, allow_spiffe_id, proxy_protocol, "
+         "max_connections"},
+        {"[outbound api]\nexpect = a\n",
+         "t.ini:2: [outbound api] expect: unknown key (the keys of [outbound NAME] are listen, "
+         "target, expect_spiffe_id, expect_app_id, expect_namespace, server_name, "
+         "allow_non_loopback, max_connections"},
+        {"[inbound web]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n",
+         "t.ini:3: [inbound web] listen: given twice (first on line 2)"},
+        {"[outbound api]\nexpect_app_id = a\nidle_timeout = 1s\n\nidle_timeout = 2s\n",
+         "t.ini:5: [outbound api] idle_timeout: given twice (first on line 3)"},
+        {"[inbound web]\nproxy_protocol = no\n[agent]\n[inbound web2]\nproxy_protocol = no\n"
+         "[inbound web]\n",
+         "t.ini:6: [inbound web]: the NAME web is already used"},
+        /* empty values */
+        {"[inbound web]\nallow_app_id = a\nallow_app_id =\n",
+         "t.ini:3: [inbound web] allow_app_id: empty value: an allow rule must name whom it "
+         "allows (an empty one never means \"allow all\")"},
+        {"[inbound web]\nallow_trust_domain =\n", "t.ini:2: [inbound web] allow_trust_domain: "
+                                                  "empty value: an allow rule"},
+        {"[inbound web]\nallow_namespace = ; nothing\n", "t.ini:2: [inbound web] allow_namespace: "
+                                                         "empty value: an allow rule"},
+        {"[inbound web]\nallow_spiffe_id =\n", "t.ini:2: [inbound web] allow_spiffe_id: empty "
+                                               "value: an allow rule"},
+        {"[inbound web]\nlisten =\n", "t.ini:2: [inbound web] listen: empty value: the address is "
+                                      "required"},
+        {"[outbound api]\nserver_name =\n", "t.ini:2: [outbound api] server_name: empty value"},
+        {"[outbound api]\nexpect_namespace =\n", "t.ini:2: [outbound api] expect_namespace: empty "
+                                                 "value"},
+        {"[inbound web]\nproxy_protocol =\n", "t.ini:2: [inbound web] proxy_protocol: `' is not a "
+                                              "boolean"},
+        {"[inbound web]\nmax_connections =\n", "t.ini:2: [inbound web] max_connections: `' is not "
+                                               "a whole number"},
+        {"[inbound web]\nidle_timeout =\n", "t.ini:2: [inbound web] idle_timeout: "},
+        /* addresses */
+        {"[inbound web]\nlisten = example.com:443\n",
+         "t.ini:2: [inbound web] listen: `example.com:443': the host must be a numeric IPv4 "
+         "address, [IPv6] or localhost (names are not resolved)"},
+        {"[inbound web]\ntarget = 256.0.0.1:80\n", "t.ini:2: [inbound web] target: `256.0.0.1:80': "
+                                                   "the host must be a numeric IPv4"},
+        {"[inbound web]\ntarget = 127.1:80\n", "t.ini:2: [inbound web] target: `127.1:80': the "
+                                               "host must be"},
+        {"[inbound web]\nlisten = LOCALHOST:80\n", "t.ini:2: [inbound web] listen: "
+                                                   "`LOCALHOST:80': the host must be"},
+        {"[inbound web]\nlisten = 127.0.0.1:0\n",
+         "t.ini:2: [inbound web] listen: expected HOST:PORT, [V6]:PORT or unix:/PATH: "
+         "`127.0.0.1:0': the port is not a number from 1 to 65535"},
+        {"[inbound web]\nlisten = 127.0.0.1:65536\n", "t.ini:2: [inbound web] listen: expected "
+                                                      "HOST:PORT"},
+        {"[inbound web]\nlisten = 127.0.0.1\n", "t.ini:2: [inbound web] listen: expected "
+                                                "HOST:PORT, [V6]:PORT or unix:/PATH: `127.0.0.1' "
+                                                "is not HOST:PORT"},
+        {"[inbound web]\nlisten = :8443\n", "t.ini:2: [inbound web] listen: expected HOST:PORT"},
+        {"[inbound web]\nlisten = ::1:8443\n", "t.ini:2: [inbound web] listen: expected "
+                                               "HOST:PORT, [V6]:PORT or unix:/PATH: `::1:8443': "
+                                               "put an IPv6 address in brackets"},
+        {"[inbound web]\nlisten = [fe80::1%eth0]:8443\n", "t.ini:2: [inbound web] listen: "
+                                                          "`[fe80::1%eth0]:8443': not an IPv6 "
+                                                          "address in brackets"},
+        {"[inbound web]\nlisten = [127.0.0.1]:8443\n", "t.ini:2: [inbound web] listen: "
+                                                       "`[127.0.0.1]:8443': not an IPv6"},
+        {"[inbound web]\nlisten = [::1:8443\n", "t.ini:2: [inbound web] listen: expected "
+                                                "HOST:PORT"},
+        {"[inbound web]\ntarget = unix:run/app.sock\n",
+         "t.ini:2: [inbound web] target: `unix:run/app.sock': a unix socket path must be "
+         "absolute, as in unix:/run/app.sock"},
+        {"[inbound web]\ntarget = unix:\n", "t.ini:2: [inbound web] target: `unix:': a unix "
+                                            "socket path must be absolute"},
+        {"[inbound web]\ntarget = unix:/"
+         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+         "aaaaaaaaaaaaaaaaaaaa\n",
+         "t.ini:2: [inbound web] target: `unix:/aaa"},
+        /* outbound listen must be loopback unless allowed */
+        {"[outbound api]\nlisten = 0.0.0.0:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
+         "t.ini:2: [outbound api] listen: `0.0.0.0:9000' is not a loopback address, so other "
+         "hosts could connect with this app's identity; set allow_non_loopback = true"},
+        {"[outbound api]\nallow_non_loopback = false\nexpect_app_id = api\ntarget = "
+         "10.0.0.1:443\nlisten = [::]:9000\n",
+         "t.ini:5: [outbound api] listen: `[::]:9000' is not a loopback address"},
+        {"[outbound api]\nlisten = 128.0.0.1:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
+         "t.ini:2: [outbound api] listen: `128.0.0.1:9000' is not a loopback"},
+        {"[outbound api]\nlisten = [::2]:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
+         "t.ini:2: [outbound api] listen: `[::2]:9000' is not a loopback"},
+        /* the server's identity */
+        {"[outbound api]\nlisten = 127.0.0.1:9000\ntarget = 10.0.0.1:443\nexpect_app_id = "
+         "api\nexpect_spiffe_id = spiffe://td/ns/default/api\n",
+         "t.ini:5: [outbound api] expect_spiffe_id: the server's identity is already given by "
+         "expect_app_id on line 4: keep one of expect_spiffe_id and expect_app_id"},
+        {"[outbound api]\nexpect_spiffe_id = spiffe://td/ns/default/api\nlisten = "
+         "127.0.0.1:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
+         "t.ini:5: [outbound api] expect_app_id: the server's identity is already given by "
+         "expect_spiffe_id on line 2"},
+        {"[agent]\n\n[outbound api]\nlisten = 127.0.0.1:9000\ntarget = 10.0.0.1:443\n",
+         "t.ini:3: [outbound api]: the server's identity is missing: set expect_app_id (with "
+         "expect_namespace for another namespace) or expect_spiffe_id"},
+        {"[outbound api]\nlisten = 127.0.0.1:9000\ntarget = 10.0.0.1:443\nexpect_namespace = ns\n",
+         "t.ini:4: [outbound api] expect_namespace: only goes with expect_app_id"},
+        {"[outbound api]\nexpect_namespace = ns\nlisten = 127.0.0.1:9000\ntarget = "
+         "10.0.0.1:443\nexpect_spiffe_id = spiffe://td/ns/ns/api\n",
+         "t.ini:2: [outbound api] expect_namespace: only goes with expect_app_id"},
+        {"[outbound api]\nexpect_spiffe_id = spiffe://td/ns/*/api\n",
+         "t.ini:2: [outbound api] expect_spiffe_id: "},
+        {"[outbound api]\nexpect_spiffe_id = https://td/api\n",
+         "t.ini:2: [outbound api] expect_spiffe_id: "},
+        {"[outbound api]\nexpect_app_id = a/b\n", "t.ini:2: [outbound api] expect_app_id: "},
+        {"[outbound api]\nexpect_namespace = ..\n", "t.ini:2: [outbound api] expect_namespace: "},
+        {"[outbound api]\nserver_name = 10.0.0.1\n",
+         "t.ini:2: [outbound api] server_name: `10.0.0.1': SNI cannot carry an IP address"},
+        {"[outbound api]\nserver_name = api service\n",
+         "t.ini:2: [outbound api] server_name: `api service' is not a host name"},
+        {"[outbound api]\nserver_name = [::1]\n", "t.ini:2: [outbound api] server_name: `[::1]' "
+                                                  "is not a host name"},
+        /* authorization values */
+        {"[inbound web]\nallow_trust_domain = Example.org\n",
+         "t.ini:2: [inbound web] allow_trust_domain: "},
+        {"[inbound web]\nallow_trust_domain = *.example.org\n",
+         "t.ini:2: [inbound web] allow_trust_domain: "},
+        {"[inbound web]\nallow_namespace = a/b\n", "t.ini:2: [inbound web] allow_namespace: "},
+        {"[inbound web]\nallow_app_id = ns/app/x\n", "t.ini:2: [inbound web] allow_app_id: "
+                                                     "expected APP or NAMESPACE/APP, got "
+                                                     "`ns/app/x'"},
+        {"[inbound web]\nallow_app_id = /app\n", "t.ini:2: [inbound web] allow_app_id: "},
+        {"[inbound web]\nallow_app_id = ns/\n", "t.ini:2: [inbound web] allow_app_id: "},
+        {"[inbound web]\nallow_app_id = ../app\n", "t.ini:2: [inbound web] allow_app_id: "},
+        {"[inbound web]\nallow_spiffe_id = example.org/ns/a/b\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `example.org/ns/a/b' is not a SPIFFE ID: it "
+         "must start with spiffe://"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://\n", "t.ini:2: [inbound web] allow_spiffe_id: "
+                                                         "`spiffe://' is not a SPIFFE ID"},
+        {"[inbound web]\nallow_spiffe_id = SPIFFE://td/x\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `SPIFFE://td/x' is not a SPIFFE ID"},
+        /* required keys, reported at the section's line */
+        {"[agent]\napp_id = a\n\n[inbound web]\ntarget = 127.0.0.1:8080\n",
+         "t.ini:4: [inbound web] listen: missing: a listener needs listen (where to accept) and "
+         "target (where to connect)"},
+        {"[inbound a]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n[outbound b]\nlisten = "
+         "127.0.0.1:3\nexpect_app_id = x\n",
+         "t.ini:4: [outbound b] target: missing"},
+        {"[inbound web]\n", "t.ini:1: [inbound web] listen: missing"},
+        /* numbers and durations */
+        {"[inbound web]\nmax_connections = 0\n",
+         "t.ini:2: [inbound web] max_connections: `0' is not a whole number from 1 to 1000000"},
+        {"[inbound web]\nmax_connections = 1000001\n", "t.ini:2: [inbound web] max_connections: "
+                                                       "`1000001' is not a whole number"},
+        {"[outbound api]\nmax_handshakes = 100001\n",
+         "t.ini:2: [outbound api] max_handshakes: `100001' is not a whole number from 1 to 100000"},
+        {"[outbound api]\nmax_handshakes = 1e3\n", "t.ini:2: [outbound api] max_handshakes: `1e3' "
+                                                   "is not a whole number"},
+        {"[inbound web]\nbuffer_size = 1023\n",
+         "t.ini:2: [inbound web] buffer_size: `1023' is not a whole number from 1024 to 1048576"},
+        {"[inbound web]\nbuffer_size = 1048577\n", "t.ini:2: [inbound web] buffer_size: `1048577' "
+                                                   "is not a whole number"},
+        {"[inbound web]\nbuffer_size = 16k\n", "t.ini:2: [inbound web] buffer_size: `16k' is not "
+                                               "a whole number"},
+        {"[inbound web]\nconnect_timeout = 0s\n", "t.ini:2: [inbound web] connect_timeout: 0s is "
+                                                  "out of range: it must be from 1ms to 24h0m0s"},
+        {"[inbound web]\nhandshake_timeout = 5\n", "t.ini:2: [inbound web] handshake_timeout: "
+                                                   "invalid duration"},
+        {"[outbound api]\nidle_timeout = -1s\n", "t.ini:2: [outbound api] idle_timeout: -1s is "
+                                                 "out of range"},
+        {"[outbound api]\nmax_lifetime = 25h\n", "t.ini:2: [outbound api] max_lifetime: 25h is "
+                                                 "out of range: it must be from 0s to 24h0m0s"},
+        {"[inbound web]\nproxy_protocol = maybe\n", "t.ini:2: [inbound web] proxy_protocol: "
+                                                    "`maybe' is not a boolean"},
+        {"[outbound api]\nallow_non_loopback = 2\n", "t.ini:2: [outbound api] allow_non_loopback: "
+                                                     "`2' is not a boolean"},
+        /* a bad key after good listeners still changes nothing */
+        {"[inbound a]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n[agent]\nbogus = 1\n",
+         "t.ini:5: [agent] bogus: unknown key"},
 };
 
 static void test_ini_errors(void **state)
@@ -844,6 +1431,9 @@ static void test_ini_errors(void **state)
         assert_null(into->app_id);
         assert_true(into->renew_fraction == 0.5);
         assert_string_equal(into->namespace_, "default");
+        assert_int_equal(into->workers, 0);
+        assert_null(into->listeners);
+        assert_int_equal(into->n_listeners, 0);
         pk_agent_config_free(into);
     }
 }
@@ -1026,6 +1616,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_defaults),
             cmocka_unit_test(test_full_file),
+            cmocka_unit_test(test_listeners),
+            cmocka_unit_test(test_listener_values),
             cmocka_unit_test(test_precedence),
             cmocka_unit_test(test_env_empty_is_unset),
             cmocka_unit_test(test_sentry_local_identity),
