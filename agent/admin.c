@@ -13,12 +13,21 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/x509.h"
+#include "proxy/proxy.h"
 #include "rpc/http_server.h"
 
 struct pk_admin {
     struct pk_http_server *http;
     struct pk_agent *agent;
+    struct pk_proxy *proxy; /* NULL without listeners */
 };
+
+void pk_admin_set_proxy(struct pk_admin *adm, struct pk_proxy *proxy)
+{
+    if (adm != NULL) {
+        adm->proxy = proxy;
+    }
+}
 
 static int healthz(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
 {
@@ -112,6 +121,29 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
         json_array_append_new(anc, a);
     }
     json_object_set_new(root, "trust_anchors", anc);
+    if (adm->proxy != NULL) {
+        json_t *ls = json_array();
+        for (size_t i = 0; i < pk_proxy_listener_count(adm->proxy); i++) {
+            struct pk_listener_stats ps;
+            json_t *o = json_object();
+            pk_proxy_listener_stats(adm->proxy, i, &ps);
+            set_str(o, "name", ps.name);
+            set_str(o, "kind", ps.inbound ? "inbound" : "outbound");
+            set_int(o, "port", ps.port);
+            set_int(o, "active", (long long)ps.active);
+            set_int(o, "total", (long long)ps.total);
+            set_int(o, "handshaking", (long long)ps.handshaking);
+            set_int(o, "bytes_in", (long long)ps.bytes_in);
+            set_int(o, "bytes_out", (long long)ps.bytes_out);
+            set_int(o, "handshake_failed", (long long)ps.handshake_failed);
+            set_int(o, "denied", (long long)ps.denied);
+            set_int(o, "connect_failed", (long long)ps.connect_failed);
+            set_int(o, "timeouts", (long long)ps.timeouts);
+            set_int(o, "resets", (long long)ps.resets);
+            json_array_append_new(ls, o);
+        }
+        json_object_set_new(root, "listeners", ls);
+    }
     text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
     if (text == NULL) {
@@ -132,6 +164,68 @@ static int metric(struct pk_buf *out, const char *name, const char *type, const 
                   double value)
 {
     return metric_head(out, name, type, help) | pk_buf_printf(out, "%s %.17g\n", name, value);
+}
+
+/* One family per counter, one sample per listener. */
+static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
+{
+    static const struct {
+        const char *name, *type, *help;
+    } fam[] = {
+            {"picket_listener_connections_active", "gauge", "Connections open now."},
+            {"picket_listener_connections_total", "counter", "Connections accepted."},
+            {"picket_listener_handshakes_in_progress", "gauge", "Handshakes in progress."},
+            {"picket_listener_bytes_total", "counter", "Bytes relayed by direction."},
+            {"picket_listener_failures_total", "counter",
+             "Connections that ended before or while streaming, by reason."},
+    };
+    size_t n = pk_proxy_listener_count(px);
+    int r = 0;
+
+    for (size_t f = 0; f < PK_ARRAY_LEN(fam); f++) {
+        r |= metric_head(out, fam[f].name, fam[f].type, fam[f].help);
+        for (size_t i = 0; i < n; i++) {
+            struct pk_listener_stats s;
+            pk_proxy_listener_stats(px, i, &s);
+            const char *kind = s.inbound ? "inbound" : "outbound";
+            switch (f) {
+            case 0:
+                r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", fam[f].name,
+                                   s.name, kind, (unsigned long long)s.active);
+                break;
+            case 1:
+                r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", fam[f].name,
+                                   s.name, kind, (unsigned long long)s.total);
+                break;
+            case 2:
+                r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", fam[f].name,
+                                   s.name, kind, (unsigned long long)s.handshaking);
+                break;
+            case 3:
+                r |= pk_buf_printf(out,
+                                   "%s{listener=\"%s\",direction=\"in\"} %llu\n"
+                                   "%s{listener=\"%s\",direction=\"out\"} %llu\n",
+                                   fam[f].name, s.name, (unsigned long long)s.bytes_in, fam[f].name,
+                                   s.name, (unsigned long long)s.bytes_out);
+                break;
+            default: {
+                const struct {
+                    const char *reason;
+                    uint64_t v;
+                } rs[] = {{"handshake", s.handshake_failed},
+                          {"denied", s.denied},
+                          {"connect", s.connect_failed},
+                          {"timeout", s.timeouts},
+                          {"reset", s.resets}};
+                for (size_t k = 0; k < PK_ARRAY_LEN(rs); k++) {
+                    r |= pk_buf_printf(out, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", fam[f].name,
+                                       s.name, rs[k].reason, (unsigned long long)rs[k].v);
+                }
+            }
+            }
+        }
+    }
+    return r;
 }
 
 static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
@@ -201,6 +295,9 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
                        (unsigned long long)st.anchors_updates);
     r |= pk_buf_printf(out, "picket_trust_anchor_updates_total{result=\"refused\"} %llu\n",
                        (unsigned long long)st.anchors_refused);
+    if (adm->proxy != NULL) {
+        r |= listener_metrics(out, adm->proxy);
+    }
     if (st.static_identity) {
         r |= metric(out, "picket_static_identity_refused_total", "counter",
                     "Static certificate updates refused by the checks.", (double)st.static_refused);

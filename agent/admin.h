@@ -18,6 +18,12 @@ struct pk_admin;
 int pk_admin_start(struct ev_loop *loop, const char *listen, struct pk_agent *agent,
                    struct pk_admin **out, struct pk_err *err) PK_MUST_USE;
 
+struct pk_proxy;
+
+/* Also report the proxy's listeners (borrowed; must outlive the admin endpoint). NULL admin is
+ * fine. */
+void pk_admin_set_proxy(struct pk_admin *admin, struct pk_proxy *proxy);
+
 /* The bound TCP port (0 for a unix socket). */
 unsigned pk_admin_port(const struct pk_admin *admin);
 

@@ -16,12 +16,14 @@
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/tls.h"
+#include "proxy/proxy.h"
 
 extern char **environ;
 
 struct run {
     struct ev_loop *loop;
     struct pk_agent *agent;
+    struct pk_proxy *proxy;
     int status;
     ev_signal sigterm, sigint, sighup;
 };
@@ -32,6 +34,15 @@ static void fatal_cb(void *ctx, const char *why)
     fprintf(stderr, "picket run: %s\n", why);
     run->status = 1;
     ev_break(run->loop, EVBREAK_ALL);
+}
+
+/* Every new identity goes to the proxy's workers. */
+static void published_cb(void *ctx, struct pk_identity *id)
+{
+    struct run *run = ctx;
+    if (run->proxy != NULL) {
+        pk_proxy_set_identity(run->proxy, id);
+    }
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -53,7 +64,7 @@ int pk_cmd_run(int argc, char **argv)
     struct pk_agent_config *cfg = NULL;
     struct pk_identity_slot slot;
     struct pk_admin *admin = NULL;
-    struct pk_agent_hooks hooks = {.fatal = fatal_cb, .ctx = &run};
+    struct pk_agent_hooks hooks = {.published = published_cb, .fatal = fatal_cb, .ctx = &run};
     bool help = false;
     struct pk_err err;
 
@@ -75,6 +86,12 @@ int pk_cmd_run(int argc, char **argv)
         fprintf(stderr, "picket run: cannot create the event loop\n");
         goto out;
     }
+    /* Listeners first: a port in use is a start-up error, and a static identity is handed to
+     * the proxy from inside pk_agent_new. */
+    if (cfg->n_listeners > 0 && pk_proxy_new(cfg, &run.proxy, &err) != 0) {
+        fprintf(stderr, "picket run: %s\n", err.msg);
+        goto out;
+    }
     if (pk_agent_new(run.loop, cfg, &slot, &hooks, &run.agent, &err) != 0) {
         fprintf(stderr, "picket run: %s\n", err.msg);
         goto out;
@@ -82,6 +99,13 @@ int pk_cmd_run(int argc, char **argv)
     if (cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0' &&
         strcmp(cfg->admin_listen, "off") != 0) {
         if (pk_admin_start(run.loop, cfg->admin_listen, run.agent, &admin, &err) != 0) {
+            fprintf(stderr, "picket run: %s\n", err.msg);
+            goto out;
+        }
+    }
+    if (run.proxy != NULL) {
+        pk_admin_set_proxy(admin, run.proxy);
+        if (pk_proxy_start(run.proxy, &err) != 0) {
             fprintf(stderr, "picket run: %s\n", err.msg);
             goto out;
         }
@@ -102,6 +126,7 @@ int pk_cmd_run(int argc, char **argv)
     ev_signal_stop(run.loop, &run.sigint);
     ev_signal_stop(run.loop, &run.sighup);
 out:
+    pk_proxy_free(run.proxy, cfg != NULL ? cfg->shutdown_timeout : 0);
     pk_admin_free(admin);
     pk_agent_free(run.agent);
     pk_identity_slot_destroy(&slot);
