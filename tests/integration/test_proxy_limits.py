@@ -1,0 +1,135 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The proxy under pressure: a handshake flood against the cap, a slow reader behind a fast
+writer, and the certificate kinds of the rejection matrix not covered in test_proxy.py."""
+import socket
+import threading
+import time
+
+import pki
+from harness import wait_for
+from test_proxy import TD, Recorder, inbound, pki_env, rejected, sidecar, tls_client  # noqa: F401
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def test_handshake_flood_respects_the_cap_and_keeps_serving(pki_env, start_agent):
+    app = Recorder()
+    port, listeners = inbound(app.port, max_handshakes="4", handshake_timeout="1500ms")
+    agent = sidecar(start_agent, pki_env, "backend", listeners, )
+    # 40 connections that never send a ClientHello.
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    peak = 0
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        peak = max(peak, agent.status()["listeners"][0]["handshaking"])
+        time.sleep(0.05)
+    assert 1 <= peak <= 4, peak
+    # A real client still gets through once the stuck handshakes time out.
+    t0 = time.monotonic()
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(pki_env.ca)
+    ctx.load_cert_chain(*pki_env.peer("frontend"))
+    # It waits in the kernel's backlog behind the stuck ones (4 at a time, 1.5 s each).
+    s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30))
+    s.sendall(b"hi")
+    assert s.recv(100) == b"echo:hi"
+    s.close()
+    assert time.monotonic() - t0 < 30
+    assert agent.proc.alive()
+    for c in idle:
+        c.close()
+    st = wait_for(lambda: (lambda l: l if l["timeouts"] >= 4 else None)(
+        agent.status()["listeners"][0]), 30, what="timeouts counted")
+    assert st["handshaking"] <= 4
+
+
+def test_slow_reader_keeps_memory_bounded(pki_env, start_agent):
+    """The app does not read for a while; the client writes 64 MiB. picket stops reading from
+    the client (backpressure), so its memory barely moves, and every byte arrives later."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    release = threading.Event()
+    got = []
+
+    def app():
+        c, _ = lsock.accept()
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        release.wait(30)
+        n = 0
+        while True:
+            chunk = c.recv(1 << 20)
+            if not chunk:
+                break
+            n += len(chunk)
+        got.append(n)
+        c.close()
+    t = threading.Thread(target=app, daemon=True)
+    t.start()
+    port, listeners = inbound(lsock.getsockname()[1])
+    agent = sidecar(start_agent, pki_env, "backend", listeners)
+    pid = agent.proc.pid
+    s = tls_client(port, *pki_env.peer("frontend"))
+    size = 64 << 20
+    sent = [0]
+
+    def writer():
+        block = b"z" * (1 << 16)
+        while sent[0] < size:
+            s.sendall(block)
+            sent[0] += len(block)
+        s.unwrap()
+    w = threading.Thread(target=writer, daemon=True)
+    before = rss_kib(pid)
+    w.start()
+    time.sleep(2.0)
+    stalled_at = sent[0]
+    during = rss_kib(pid)
+    assert stalled_at < size, "the writer was never held back"
+    assert during - before < 8 * 1024, (before, during)
+    release.set()
+    w.join(60)
+    t.join(60)
+    assert got == [size]
+
+
+def test_more_rejections_and_an_ed25519_peer(pki_env, start_agent):
+    app = Recorder()
+    port, listeners = inbound(app.port)
+    sidecar(start_agent, pki_env, "backend", listeners)
+    # A leaf that may sign certificates is refused even without BasicConstraints.
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+    key = pki.new_key()
+    leaf = (x509.CertificateBuilder().subject_name(x509.Name([]))
+            .issuer_name(pki_env.issuer.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(pki.now() - __import__("datetime").timedelta(minutes=1))
+            .not_valid_after(pki.now() + __import__("datetime").timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(f"spiffe://{TD}/ns/default/signer")]), True)
+            .add_extension(x509.KeyUsage(True, False, False, False, False, True, False, False,
+                                         False), True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), False)
+            .sign(pki_env.ikey, pki.sig_hash(pki_env.ikey)))
+    crt = pki_env.peer("unused")[0]
+    with open(crt, "wb") as f:
+        f.write(pki.cert_pem(leaf) + pki.cert_pem(pki_env.issuer))
+    kpath = crt[:-4] + ".key"
+    with open(kpath, "wb") as f:
+        f.write(pki.key_pem(key))
+    assert rejected(port, app, crt, kpath), "keyCertSign leaf"
+    # Dapr 1.18+ issues Ed25519 workload keys: accepted.
+    ed = pki.new_key("ed25519")
+    s = tls_client(port, *pki_env.peer("edfront", key=ed))
+    s.sendall(b"ed")
+    assert s.recv(100) == b"echo:ed"
+    s.close()
