@@ -79,6 +79,7 @@ struct worker {
     int *fds;         /* per listener: the listening socket, or -1 */
     ev_io *accept_io; /* per listener */
     ev_timer *resume; /* per listener: accepting paused */
+    bool *starved;    /* per listener: paused for lack of descriptors (logged once) */
     bool accepting;
     bool draining;
     ev_timer drain_timer;
@@ -445,11 +446,19 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         fd = accept4(w->fds[li], (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                PK_LOG_WARN("accept paused: out of resources listener=%s error=\"%s\"",
-                            l->cfg->name, strerror(errno));
+                if (!w->starved[li]) {
+                    PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u "
+                                "error=\"%s\"",
+                                l->cfg->name, w->index, strerror(errno));
+                    w->starved[li] = true;
+                }
                 pause_listener(w, li);
             }
             return; /* EAGAIN, or a connection aborted before accept */
+        }
+        if (w->starved[li]) {
+            PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg->name, w->index);
+            w->starved[li] = false;
         }
         if (l->is_unix) {
             memset(&peer, 0, sizeof(peer));
@@ -627,6 +636,7 @@ int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struc
         }
         w->accept_io = pk_xcalloc(px->n_listeners + 1, sizeof(ev_io));
         w->resume = pk_xcalloc(px->n_listeners + 1, sizeof(ev_timer));
+        w->starved = pk_xcalloc(px->n_listeners + 1, sizeof(bool));
         w->loop = ev_loop_new(EVFLAG_AUTO);
         if (w->loop == NULL) {
             r = pk_err_set(err, -ENOMEM, "cannot create an event loop for worker %u", wi);
@@ -758,6 +768,7 @@ void pk_proxy_free(struct pk_proxy *px, double shutdown_timeout)
         free(w->fds);
         free(w->accept_io);
         free(w->resume);
+        free(w->starved);
         pthread_mutex_destroy(&w->lock);
     }
     free(px->workers);

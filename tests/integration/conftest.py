@@ -130,7 +130,7 @@ def start_agent(tmp_path):
     """Start `picket run` with an INI built from sections; returns a factory."""
     count = [0]
 
-    def start(sections, args=(), env=None, wait_ready=True, name=None):
+    def start(sections, args=(), env=None, wait_ready=True, name=None, prefix=()):
         count[0] += 1
         name = name or f"agent{count[0]}"
         admin_port = free_port()
@@ -142,7 +142,7 @@ def start_agent(tmp_path):
                 f.write(f"[{sec}]\n")
                 for k, v in kv.items():
                     f.write(f"{k} = {v}\n")
-        proc = Proc([picket_bin(), "run", "-c", ini, *args], tmp_path / f"{name}.log", env=env)
+        proc = Proc([*prefix, picket_bin(), "run", "-c", ini, *args], tmp_path / f"{name}.log", env=env)
         agent = Agent(proc, admin_port, ini)
         if wait_ready:
             def ready():

@@ -107,14 +107,14 @@ def pki_env(tmp_path, start_sentry):
     return env
 
 
-def sidecar(start_agent, env, app_id, listeners, **agent):
+def sidecar(start_agent, env, app_id, listeners, prefix=(), **agent):
     sections = {"agent": {"app_id": app_id, "trust_domain": TD, **agent},
                 "sentry": {"address": f"127.0.0.1:{env.sentry.port}",
                            "trust_anchors_file": env.ca,
                            "control_plane_trust_domain": TD},
                 "proxy": {"workers": 2}}
     sections.update(listeners)
-    return start_agent(sections)
+    return start_agent(sections, prefix=prefix)
 
 
 def tls_client(port, cert=None, key=None, ca=None):

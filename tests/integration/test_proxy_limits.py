@@ -133,3 +133,52 @@ def test_more_rejections_and_an_ed25519_peer(pki_env, start_agent):
     s.sendall(b"ed")
     assert s.recv(100) == b"echo:ed"
     s.close()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / 100.0
+
+
+def test_out_of_descriptors_pauses_accept_without_spinning(pki_env, start_agent):
+    """With RLIMIT_NOFILE nearly used up, accept() fails with EMFILE: picket pauses accepting
+    instead of spinning on a listener that stays readable, and serves again once descriptors
+    are free."""
+    app = Recorder()
+    port, listeners = inbound(app.port, handshake_timeout="1s")
+    agent = sidecar(start_agent, pki_env, "backend", listeners,
+                    prefix=["prlimit", "--nofile=40:40"])
+    pid = agent.proc.pid
+    idle = []
+    for _ in range(60):
+        try:
+            idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        except OSError:
+            break
+    agent.proc.wait_log(r"accept paused: out of resources", timeout=10)
+    t0 = cpu_seconds(pid)
+    time.sleep(2.0)
+    used = cpu_seconds(pid) - t0
+    assert used < 0.5, f"{used:.2f}s of CPU in 2s while out of descriptors"
+    for c in idle:
+        c.close()
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.load_verify_locations(pki_env.ca)
+    ctx.load_cert_chain(*pki_env.peer("frontend"))
+
+    def works():
+        try:
+            s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5))
+            s.sendall(b"ok")
+            reply = s.recv(100)
+            s.close()
+            return reply == b"echo:ok"
+        except OSError:
+            return False
+    wait_for(works, 20, interval=0.5, what="serving again")
+    assert agent.proc.alive()
+    # Logged once per worker when it starts and when it ends, not on every retry.
+    assert agent.proc.output().count("accept paused") <= 2
