@@ -199,6 +199,7 @@ static const struct key listener_keys[] = {
         LKEY("max_lifetime", K_DURATION, max_lifetime, 0, DAY, NULL, KF_BOTH),
         /* A TLS record is up to 16 KiB; below 1 KiB per-read overhead dominates. */
         LKEY("buffer_size", K_SIZE, buffer_size, 1024, 1048576, NULL, KF_BOTH),
+        LKEY("close_on_own_expiry", K_BOOL, close_on_own_expiry, 0, 0, NULL, KF_BOTH),
 };
 
 struct section_kind {
@@ -1934,6 +1935,9 @@ static const char help_text[] =
         "                               (default 5m; 0 = never)\n"
         "  max_lifetime = DURATION      close after this long in any case (default 0 = never)\n"
         "  buffer_size = BYTES          buffer per direction, 1024 to 1048576 (default 16384)\n"
+        "  close_on_own_expiry = BOOL   also close a connection when the certificate it started\n"
+        "                               with expires (default false; the peer's expiry always\n"
+        "                               closes it)\n"
         "\n"
         "Either a Sentry address or a static certificate and key is required, and trust\n"
         "anchors always are. Exit status: 0 after SIGTERM or SIGINT, 1 when the agent gives\n"

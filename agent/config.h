@@ -90,6 +90,8 @@ struct pk_listener_config {
     double max_lifetime;      /* key max_lifetime, seconds; default 0 = none; up to 24h */
     size_t buffer_size;       /* key buffer_size, bytes per direction; default 16384; 1024 to
                                * 1048576 */
+    bool close_on_own_expiry; /* key close_on_own_expiry: also close when our certificate of
+                               * the connection expires; default false */
 };
 
 struct pk_agent_config {

@@ -116,6 +116,7 @@ struct pk_conn {
     void *authorize_ctx;
     bool proxy_protocol;
     bool close_on_peer_expiry;
+    bool close_on_own_expiry;
     struct pk_conn_limits limits;
     void (*closed)(void *ctx, const struct pk_conn_summary *summary);
     void (*established)(void *ctx, struct pk_conn *c);
@@ -232,6 +233,8 @@ const char *pk_conn_close_reason_name(enum pk_conn_close_reason r)
         return "lifetime";
     case PK_CLOSE_PEER_EXPIRED:
         return "peer_expired";
+    case PK_CLOSE_OWN_EXPIRED:
+        return "own_expired";
     case PK_CLOSE_RESET:
         return "reset";
     case PK_CLOSE_TLS_ERROR:
@@ -319,6 +322,7 @@ static void teardown_close_notify(struct pk_conn *c)
     case PK_CLOSE_IDLE_TIMEOUT:
     case PK_CLOSE_LIFETIME:
     case PK_CLOSE_PEER_EXPIRED:
+    case PK_CLOSE_OWN_EXPIRED:
     case PK_CLOSE_SHUTDOWN:
         break;
     default:
@@ -609,8 +613,14 @@ static bool handshake_done(struct pk_conn *c)
     }
     c->peer_leaf = leaf;
     leaf = NULL;
-    if (c->close_on_peer_expiry) {
-        ev_periodic_set(&c->t_expiry, (ev_tstamp)pk_cert_not_after(c->peer_leaf), 0., NULL);
+    if (c->close_on_peer_expiry || c->close_on_own_expiry) {
+        /* One wall-clock timer for whichever of the two expiries comes first. */
+        time_t peer_end = pk_cert_not_after(c->peer_leaf);
+        time_t own_end = pk_identity_not_after(c->identity);
+        time_t end = !c->close_on_own_expiry                          ? peer_end
+                     : !c->close_on_peer_expiry || own_end < peer_end ? own_end
+                                                                      : peer_end;
+        ev_periodic_set(&c->t_expiry, (ev_tstamp)end, 0., NULL);
         ev_periodic_start(c->loop, &c->t_expiry);
     }
     if (c->dir == PK_CONN_INBOUND) {
@@ -1097,7 +1107,15 @@ static void expiry_cb(struct ev_loop *loop, ev_periodic *w, int revents)
     (void)revents;
     PK_ASSERT(c != NULL && c->magic == CONN_MAGIC);
     conn_hold(c);
-    conn_fail(c, PK_CLOSE_PEER_EXPIRED, "the %s's certificate expired", c->tls->name);
+    /* The timer was set for the earlier of the two ends; the same comparison says which. */
+    if (c->close_on_own_expiry &&
+        (!c->close_on_peer_expiry ||
+         pk_identity_not_after(c->identity) <= pk_cert_not_after(c->peer_leaf))) {
+        conn_fail(c, PK_CLOSE_OWN_EXPIRED, "our certificate (serial %s) expired",
+                  pk_identity_serial_hex(c->identity));
+    } else {
+        conn_fail(c, PK_CLOSE_PEER_EXPIRED, "the %s's certificate expired", c->tls->name);
+    }
     conn_release(c);
 }
 
@@ -1197,6 +1215,7 @@ int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct p
     c->authorize_ctx = p->authorize_ctx;
     c->proxy_protocol = p->proxy_protocol;
     c->close_on_peer_expiry = p->close_on_peer_expiry;
+    c->close_on_own_expiry = p->close_on_own_expiry;
     apply_limits(&c->limits, p->limits);
     c->closed = p->closed;
     c->established = p->established;

@@ -62,6 +62,7 @@ enum pk_conn_close_reason {
     PK_CLOSE_IDLE_TIMEOUT,      /* no byte either way for idle_timeout */
     PK_CLOSE_LIFETIME,          /* max_lifetime reached */
     PK_CLOSE_PEER_EXPIRED,      /* the peer's certificate expired while connected */
+    PK_CLOSE_OWN_EXPIRED,       /* our certificate expired (close_on_own_expiry) */
     PK_CLOSE_RESET,             /* a socket error or reset mid-stream */
     PK_CLOSE_TLS_ERROR,         /* a TLS error mid-stream */
     PK_CLOSE_SHUTDOWN,          /* pk_conn_close() (drain timeout, policy change, ...) */
@@ -100,6 +101,7 @@ struct pk_conn_params {
     void *authorize_ctx;            /* passed to authorize */
     bool proxy_protocol;            /* inbound: send a PROXY v2 header to the target */
     bool close_on_peer_expiry;      /* close when the peer's leaf expires (default on) */
+    bool close_on_own_expiry; /* close when the identity the connection started with expires */
     /* Copied. NULL = all defaults; in a given struct, a connect or handshake timeout or a
      * buffer size of 0 means the default, buffers are at least 1 KiB (room for the PROXY
      * header), and idle_timeout / max_lifetime 0 mean none. */

@@ -377,6 +377,7 @@ static void start_conn(struct worker *w, size_t li, int fd, const struct sockadd
             .authorize_ctx = w->current->policies[li],
             .proxy_protocol = l->cfg->proxy_protocol,
             .close_on_peer_expiry = true,
+            .close_on_own_expiry = l->cfg->close_on_own_expiry,
             .limits = &l->limits,
             .listener = l->cfg->name,
             .closed = conn_closed,

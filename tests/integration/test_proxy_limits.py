@@ -6,7 +6,7 @@ import threading
 import time
 
 import pki
-from harness import wait_for
+from harness import free_port, wait_for
 from test_proxy import TD, Recorder, inbound, pki_env, rejected, sidecar, tls_client  # noqa: F401
 
 
@@ -182,3 +182,38 @@ def test_out_of_descriptors_pauses_accept_without_spinning(pki_env, start_agent)
     assert agent.proc.alive()
     # Logged once per worker when it starts and when it ends, not on every retry.
     assert agent.proc.output().count("accept paused") <= 2
+
+
+def test_close_on_own_expiry_is_an_option(pki_env, start_agent, tmp_path):
+    """With 4 s certificates rotating at half-life, a connection on a listener with
+    close_on_own_expiry closes when the identity it started with expires; on a listener
+    without it the connection lives on (the peer's certificate is valid for an hour)."""
+    cfg = tmp_path / "ttl.yaml"
+    cfg.write_text("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n"
+                   "  name: daprsystem\nspec:\n  mtls:\n    workloadCertTTL: \"4s\"\n"
+                   "    allowedClockSkew: \"0s\"\n")
+    from harness import Proc
+    pki_env.sentry.proc.stop()
+    pki_env.sentry.proc = Proc(pki_env.sentry.proc.args + [f"--config={cfg}"],
+                               tmp_path / "sentry-ttl.log")
+    pki_env.sentry.wait_healthy()
+    app = Recorder()
+    strict_port, lenient_port = free_port(), free_port()
+    agent = sidecar(start_agent, pki_env, "backend", {
+        "inbound strict": {"listen": f"127.0.0.1:{strict_port}",
+                           "target": f"127.0.0.1:{app.port}", "close_on_own_expiry": "true"},
+        "inbound lenient": {"listen": f"127.0.0.1:{lenient_port}",
+                            "target": f"127.0.0.1:{app.port}"}})
+    not_after = agent.status()["identity"]["not_after"]
+    peer = pki_env.peer("frontend")
+    strict, lenient = tls_client(strict_port, *peer), tls_client(lenient_port, *peer)
+    for s in (strict, lenient):
+        s.sendall(b"a")
+        assert s.recv(100) == b"echo:a"
+    time.sleep(max(0, not_after - time.time()) + 1.5)
+    strict.settimeout(2)
+    assert strict.recv(100) == b""
+    lenient.sendall(b"b")
+    assert lenient.recv(100) == b"echo:b"
+    lenient.close()
+    agent.proc.wait_log(r"listener=strict .*reason=own_expired", timeout=5)
