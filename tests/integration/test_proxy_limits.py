@@ -217,3 +217,36 @@ def test_close_on_own_expiry_is_an_option(pki_env, start_agent, tmp_path):
     assert lenient.recv(100) == b"echo:b"
     lenient.close()
     agent.proc.wait_log(r"listener=strict .*reason=own_expired", timeout=5)
+
+
+def test_unix_sockets_on_both_ends(pki_env, start_agent, tmp_path):
+    """The app listens on a unix socket behind the inbound listener, and the client app reaches
+    the outbound listener through a unix socket."""
+    app_path = str(tmp_path / "app.sock")
+    lsock = socket.socket(socket.AF_UNIX)
+    lsock.bind(app_path)
+    lsock.listen(4)
+
+    def app():
+        c, _ = lsock.accept()
+        c.sendall(b"unix:" + c.recv(100))
+        c.close()
+    threading.Thread(target=app, daemon=True).start()
+    bport = free_port()
+    sidecar(start_agent, pki_env, "backend",
+            {"inbound web": {"listen": f"127.0.0.1:{bport}", "target": f"unix:{app_path}"}})
+    out_path = str(tmp_path / "out.sock")
+    sidecar(start_agent, pki_env, "frontend",
+            {"outbound backend": {"listen": f"unix:{out_path}", "target": f"127.0.0.1:{bport}",
+                                  "expect_app_id": "backend"}})
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(5)
+    c.connect(out_path)
+    c.sendall(b"hello")
+    data = b""
+    while True:
+        chunk = c.recv(100)
+        if not chunk:
+            break
+        data += chunk
+    assert data == b"unix:hello"
