@@ -293,6 +293,8 @@ static int listen_socket(struct listener *l, struct pk_err *err)
 
 static void stop_accepting(struct worker *w);
 static void maybe_finish(struct worker *w);
+static void release_slot(struct listener *l);
+static void pause_listener(struct worker *w, size_t li);
 
 static void conn_closed(void *ctx, const struct pk_conn_summary *s)
 {
@@ -390,16 +392,24 @@ static void start_conn(struct worker *w, size_t li, int fd, const struct sockadd
     pc->w = w;
     pc->li = li;
     pc->gen = gen_ref(w->current);
-    atomic_fetch_add(&l->active, 1);
-    atomic_fetch_add(&l->total, 1);
-    atomic_fetch_add(&l->handshaking, 1);
+    atomic_fetch_add(&l->total, 1); /* active and handshaking were reserved before accept() */
     if (pk_conn_start(w->loop, &p, &pc->conn, &err) != 0) {
-        PK_LOG_ERR("cannot start connection listener=%s error=\"%s\"", l->cfg->name, err.msg);
-        atomic_fetch_sub(&l->active, 1);
-        atomic_fetch_sub(&l->handshaking, 1);
+        /* Near the descriptor limit accept() can succeed while wolfSSL cannot get the
+         * descriptor its RNG needs: the same starvation as EMFILE, handled the same way. */
+        if (!w->starved[li]) {
+            PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u error=\"%s\"",
+                        l->cfg->name, w->index, err.msg);
+            w->starved[li] = true;
+        }
+        pause_listener(w, li);
+        release_slot(l);
         gen_unref(pc->gen);
         free(pc);
         return;
+    }
+    if (w->starved[li]) {
+        PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg->name, w->index);
+        w->starved[li] = false;
     }
     pc->next = w->conns;
     if (w->conns != NULL) {
@@ -418,6 +428,37 @@ static void pause_listener(struct worker *w, size_t li)
         ev_timer_set(&w->resume[li], ACCEPT_PAUSE, 0.0);
         ev_timer_start(w->loop, &w->resume[li]);
     }
+}
+
+/* Take one unit of a counter shared by all workers, unless that would pass cap. A load and a
+ * compare-and-swap, so workers accepting at the same moment cannot overshoot together. */
+static bool reserve(_Atomic uint64_t *counter, long cap)
+{
+    uint64_t cur = atomic_load(counter);
+    do {
+        if (cur >= (uint64_t)cap) {
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak(counter, &cur, cur + 1));
+    return true;
+}
+
+static bool reserve_slot(struct listener *l)
+{
+    if (!reserve(&l->active, l->cfg->max_connections)) {
+        return false;
+    }
+    if (!reserve(&l->handshaking, l->cfg->max_handshakes)) {
+        atomic_fetch_sub(&l->active, 1);
+        return false;
+    }
+    return true;
+}
+
+static void release_slot(struct listener *l)
+{
+    atomic_fetch_sub(&l->active, 1);
+    atomic_fetch_sub(&l->handshaking, 1);
 }
 
 static bool at_cap(const struct listener *l)
@@ -439,13 +480,15 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         socklen_t peer_len = sizeof(peer);
         int fd;
 
-        /* Caps leave new connections in the kernel's backlog instead of refusing them. */
-        if (at_cap(l)) {
+        /* Caps leave new connections in the kernel's backlog instead of refusing them. The
+         * slots are taken before accept() so the caps hold exactly across workers. */
+        if (!reserve_slot(l)) {
             pause_listener(w, li);
             return;
         }
         fd = accept4(w->fds[li], (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
+            release_slot(l);
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 if (!w->starved[li]) {
                     PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u "
@@ -456,10 +499,6 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
                 pause_listener(w, li);
             }
             return; /* EAGAIN, or a connection aborted before accept */
-        }
-        if (w->starved[li]) {
-            PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg->name, w->index);
-            w->starved[li] = false;
         }
         if (l->is_unix) {
             memset(&peer, 0, sizeof(peer));

@@ -78,6 +78,7 @@ def test_slow_reader_keeps_memory_bounded(pki_env, start_agent):
     agent = sidecar(start_agent, pki_env, "backend", listeners)
     pid = agent.proc.pid
     s = tls_client(port, *pki_env.peer("frontend"))
+    s.settimeout(120)  # the writer is meant to block while the app does not read
     size = 64 << 20
     sent = [0]
 
