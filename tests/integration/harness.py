@@ -21,11 +21,20 @@ def picket_bin():
     return path
 
 
+_handed_out = set()
+
+
 def free_port():
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on 127.0.0.1 that was free a moment ago, and never handed out before in this
+    run (the kernel readily gives the same ephemeral port to consecutive bind-and-close calls,
+    so two listeners of one process could otherwise get the same port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
