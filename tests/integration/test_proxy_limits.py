@@ -251,3 +251,47 @@ def test_unix_sockets_on_both_ends(pki_env, start_agent, tmp_path):
             break
         data += chunk
     assert data == b"unix:hello"
+
+
+def test_proxy_protocol_v2_tells_the_app_who_called(pki_env, start_agent):
+    """With proxy_protocol = true the app first receives a PROXY v2 header carrying the
+    client's address and, in a TLV of type 0xE0, the peer's SPIFFE ID."""
+    import struct
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(1)
+    got = []
+
+    def app():
+        c, _ = lsock.accept()
+        c.settimeout(5)
+        data = b""
+        while len(data) < 16 or len(data) < 16 + struct.unpack("!H", data[14:16])[0] + 4:
+            chunk = c.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        got.append(data)
+        c.close()
+    t = threading.Thread(target=app, daemon=True)
+    t.start()
+    port, listeners = inbound(lsock.getsockname()[1], proxy_protocol="true")
+    sidecar(start_agent, pki_env, "backend", listeners)
+    s = tls_client(port, *pki_env.peer("frontend"))
+    client_port = s.getsockname()[1]
+    s.sendall(b"body")
+    t.join(10)
+    s.close()
+    data = got[0]
+    assert data[:12] == b"\r\n\r\n\x00\r\nQUIT\n"
+    assert data[12] == 0x21 and data[13] == 0x11  # v2 PROXY, TCP over IPv4
+    length = struct.unpack("!H", data[14:16])[0]
+    src, dst, sport, dport = struct.unpack("!4s4sHH", data[16:28])
+    assert socket.inet_ntoa(src) == "127.0.0.1" and sport == client_port and dport == port
+    tlvs, i = {}, 28
+    while i < 16 + length:
+        typ, ln = data[i], struct.unpack("!H", data[i + 1:i + 3])[0]
+        tlvs[typ] = data[i + 3:i + 3 + ln]
+        i += 3 + ln
+    assert tlvs[0xE0] == f"spiffe://{TD}/ns/default/frontend".encode()
+    assert data[16 + length:] == b"body"
