@@ -21,6 +21,13 @@ def picket_bin():
     return path
 
 
+def sanitized():
+    """True when the picket under test is an AddressSanitizer build (its memory figures then
+    include ASan's shadow and quarantine)."""
+    with open(picket_bin(), "rb") as f:
+        return b"AddressSanitizer" in f.read()
+
+
 _handed_out = set()
 
 

@@ -6,7 +6,7 @@ import threading
 import time
 
 import pki
-from harness import free_port, wait_for
+from harness import free_port, sanitized, wait_for
 from test_proxy import TD, Recorder, inbound, pki_env, rejected, sidecar, tls_client  # noqa: F401
 
 
@@ -95,7 +95,10 @@ def test_slow_reader_keeps_memory_bounded(pki_env, start_agent):
     stalled_at = sent[0]
     during = rss_kib(pid)
     assert stalled_at < size, "the writer was never held back"
-    assert during - before < 8 * 1024, (before, during)
+    # Unbounded buffering would add the whole 64 MiB; ASan's quarantine and shadow memory
+    # inflate any growth, so its bound is looser.
+    bound = (32 if sanitized() else 8) * 1024
+    assert during - before < bound, (before, during, stalled_at)
     release.set()
     w.join(60)
     t.join(60)
