@@ -184,8 +184,9 @@ def test_out_of_descriptors_pauses_accept_without_spinning(pki_env, start_agent)
             return False
     wait_for(works, 20, interval=0.5, what="serving again")
     assert agent.proc.alive()
-    # Logged once per worker when it starts and when it ends, not on every retry.
-    assert agent.proc.output().count("accept paused") <= 2
+    # Logged when a pause starts (a worker may pause, serve one, and pause again near the
+    # limit), not on each of the ~40 retries a second.
+    assert agent.proc.output().count("accept paused") <= 8
 
 
 def test_close_on_own_expiry_is_an_option(pki_env, start_agent, tmp_path):
