@@ -163,53 +163,55 @@ const char *pk_key_type_name(enum pk_key_type type)
     return "none";
 }
 
+struct oid_name {
+    const uint8_t *oid;
+    size_t len;
+    const char *name;
+};
+#define OID_NAME(oid, name)                                                                        \
+    {                                                                                              \
+        (oid), sizeof(oid), (name)                                                                 \
+    }
+
+static const struct oid_name curve_names[] = {
+        OID_NAME(oid_prime256v1, "P-256"),
+        OID_NAME(oid_secp384r1, "P-384"),
+        OID_NAME(oid_secp521r1, "P-521"),
+        OID_NAME(oid_secp256k1, "secp256k1"),
+};
+
+static const struct oid_name alg_names[] = {
+        OID_NAME(oid_rsa, "RSA"),     OID_NAME(oid_rsa_pss, "RSA-PSS"), OID_NAME(oid_dsa, "DSA"),
+        OID_NAME(oid_ed448, "Ed448"), OID_NAME(oid_x25519, "X25519"),   OID_NAME(oid_x448, "X448"),
+};
+
+/* The table's name for el, or "<what> <dotted OID>" in buf. */
+static const char *lookup_oid(const struct pk_der *el, const struct oid_name *table, size_t n,
+                              const char *what, char *buf, size_t buf_len)
+{
+    char oid[64];
+
+    for (size_t i = 0; i < n; i++) {
+        if (pk_der_is_oid(el, table[i].oid, table[i].len)) {
+            return table[i].name;
+        }
+    }
+    pk_der_oid_str(el->val, el->len, oid, sizeof(oid));
+    snprintf(buf, buf_len, "%s %.50s", what, oid);
+    return buf;
+}
+
 /* A name for a key algorithm OID (and, for EC keys, the curve OID) in messages. */
 static const char *alg_name(const struct pk_der *alg, const struct pk_der *curve, char *buf,
                             size_t buf_len)
 {
-    if (OID_IS(alg, oid_ec_public_key) && curve != NULL && curve->tag == PK_DER_OID) {
-        if (OID_IS(curve, oid_prime256v1)) {
-            return "P-256";
-        }
-        if (OID_IS(curve, oid_secp384r1)) {
-            return "P-384";
-        }
-        if (OID_IS(curve, oid_secp521r1)) {
-            return "P-521";
-        }
-        if (OID_IS(curve, oid_secp256k1)) {
-            return "secp256k1";
-        }
-        char oid[64];
-        pk_der_oid_str(curve->val, curve->len, oid, sizeof(oid));
-        snprintf(buf, buf_len, "EC curve %.50s", oid);
-        return buf;
-    }
     if (OID_IS(alg, oid_ec_public_key)) {
-        return "EC with explicit curve parameters";
+        if (curve == NULL || curve->tag != PK_DER_OID) {
+            return "EC with explicit curve parameters";
+        }
+        return lookup_oid(curve, curve_names, PK_ARRAY_LEN(curve_names), "EC curve", buf, buf_len);
     }
-    if (OID_IS(alg, oid_rsa)) {
-        return "RSA";
-    }
-    if (OID_IS(alg, oid_rsa_pss)) {
-        return "RSA-PSS";
-    }
-    if (OID_IS(alg, oid_dsa)) {
-        return "DSA";
-    }
-    if (OID_IS(alg, oid_ed448)) {
-        return "Ed448";
-    }
-    if (OID_IS(alg, oid_x25519)) {
-        return "X25519";
-    }
-    if (OID_IS(alg, oid_x448)) {
-        return "X448";
-    }
-    char oid[64];
-    pk_der_oid_str(alg->val, alg->len, oid, sizeof(oid));
-    snprintf(buf, buf_len, "algorithm %.50s", oid);
-    return buf;
+    return lookup_oid(alg, alg_names, PK_ARRAY_LEN(alg_names), "algorithm", buf, buf_len);
 }
 
 /* Write the canonical SubjectPublicKeyInfo for a raw public key (65-byte uncompressed P-256
