@@ -81,12 +81,16 @@ enum phase {
     PH_STREAM,    /* copying both ways, half-closes included */
 };
 
-/* A bounded byte ring; never moves its bytes, so a wolfSSL_write retry sees the same ones. */
+/* A bounded byte ring; never moves its bytes, so a wolfSSL_write retry sees the same ones.
+ * Its memory exists only while it holds bytes: allocated by the first ring_wr, released by
+ * ring_trim once drained, so an idle connection costs no buffers whatever passed through it
+ * before. dirty bounds what was ever written since the allocation, the span to wipe. */
 struct ring {
-    uint8_t *p;
+    uint8_t *p; /* NULL while released */
     size_t cap;
     size_t head;
     size_t len;
+    size_t dirty;
 };
 
 struct side {
@@ -172,12 +176,20 @@ struct pk_conn {
 
 static uint8_t *ring_rd(const struct ring *r, size_t *n)
 {
+    if (r->len == 0) {
+        *n = 0;
+        return r->p; /* possibly NULL: released */
+    }
     *n = PK_MIN(r->len, r->cap - r->head);
     return r->p + r->head;
 }
 
 static uint8_t *ring_wr(struct ring *r, size_t *n)
 {
+    if (r->p == NULL) {
+        r->p = pk_xmalloc(r->cap);
+        r->head = r->len = r->dirty = 0;
+    }
     if (r->len == 0) {
         r->head = 0; /* the largest contiguous space; nothing can point into an empty ring */
     }
@@ -194,6 +206,8 @@ static uint8_t *ring_wr(struct ring *r, size_t *n)
 
 static void ring_commit(struct ring *r, size_t n)
 {
+    size_t end = (r->head + r->len) % r->cap + n;
+    r->dirty = PK_MAX(r->dirty, end);
     r->len += n;
 }
 
@@ -203,11 +217,23 @@ static void ring_consume(struct ring *r, size_t n)
     r->len -= n;
 }
 
-static void ring_free(struct ring *r)
+/* Release the memory (keeping the capacity for the next ring_wr). The bytes are application
+ * plaintext (decrypted, or on their way to be encrypted): wiped like any secret, but only the
+ * span ever written, not the whole capacity at every close. */
+static void ring_release(struct ring *r)
 {
-    /* Decrypted application data: wiped like any plaintext secret. */
-    r->p = pk_free_secret(r->p, r->cap);
-    r->cap = r->len = r->head = 0;
+    if (r->p != NULL) {
+        r->p = pk_free_secret(r->p, r->dirty);
+    }
+    r->len = r->head = r->dirty = 0;
+}
+
+/* Release a drained ring. */
+static void ring_trim(struct ring *r)
+{
+    if (r->len == 0) {
+        ring_release(r);
+    }
 }
 
 /* ---- names and formatting ----------------------------------------------------------------- */
@@ -366,8 +392,8 @@ static void conn_destroy(struct pk_conn *c)
     /* After wolfSSL_free: the identity's reference keeps the WOLFSSL_CTX alive until then. */
     pk_identity_unref(c->identity);
     pk_cert_free(c->peer_leaf);
-    ring_free(&c->to_plain);
-    ring_free(&c->to_tls);
+    ring_release(&c->to_plain);
+    ring_release(&c->to_tls);
     free(c->sni);
     sum = c->sum;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -707,10 +733,9 @@ static size_t proxy_v2_header(const struct pk_conn *c, uint8_t *out)
 
 static void start_streaming(struct pk_conn *c)
 {
-    /* Allocated only now: a connection that never authenticates costs no buffers. */
+    /* The rings get memory on their first byte (ring_wr): a connection that never
+     * authenticates, or sits idle, costs no buffers. */
     c->to_plain.cap = c->to_tls.cap = c->limits.buffer_size;
-    c->to_plain.p = pk_xmalloc(c->limits.buffer_size);
-    c->to_tls.p = pk_xmalloc(c->limits.buffer_size);
     if (c->dir == PK_CONN_INBOUND && c->proxy_protocol) {
         uint8_t hdr[PP2_HEADER_MAX];
         size_t n = proxy_v2_header(c, hdr);
@@ -1029,6 +1054,10 @@ static void conn_run(struct pk_conn *c)
     if (progress && !ev_is_active(&c->t_kick)) {
         ev_timer_set(&c->t_kick, 0., 0.);
         ev_timer_start(c->loop, &c->t_kick);
+    } else {
+        /* Waiting for the sockets now: a drained ring need not stay. */
+        ring_trim(&c->to_plain);
+        ring_trim(&c->to_tls);
     }
     update_watchers(c);
 }
@@ -1295,4 +1324,11 @@ const struct pk_cert *pk_conn_peer_leaf(const struct pk_conn *c)
 {
     PK_ASSERT(c->magic == CONN_MAGIC);
     return c->peer_leaf;
+}
+
+size_t pk_conn_buffer_bytes(const struct pk_conn *c)
+{
+    PK_ASSERT(c->magic == CONN_MAGIC);
+    return (c->to_plain.p != NULL ? c->to_plain.cap : 0) +
+           (c->to_tls.p != NULL ? c->to_tls.cap : 0);
 }

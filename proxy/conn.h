@@ -148,4 +148,8 @@ const struct pk_identity *pk_conn_identity(const struct pk_conn *c);
  * policy change. */
 const struct pk_cert *pk_conn_peer_leaf(const struct pk_conn *c);
 
+/* Bytes of buffer memory the connection holds right now: 0 while both directions are drained
+ * (the buffers are released then), up to 2 * buffer_size while data waits. */
+size_t pk_conn_buffer_bytes(const struct pk_conn *c);
+
 #endif

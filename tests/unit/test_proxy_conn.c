@@ -452,7 +452,21 @@ struct run {
     struct pk_conn *conn;
     struct pk_conn_summary sum;
     char detail[256];
+    /* Optional: called every 5 ms on the loop while the connection lives. */
+    void (*probe)(struct run *r, void *arg);
+    void *probe_arg;
+    ev_timer probe_timer;
 };
+
+static void probe_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct run *r = w->data;
+    (void)loop;
+    (void)revents;
+    if (r->conn != NULL && r->probe != NULL) {
+        r->probe(r, r->probe_arg);
+    }
+}
 
 static void on_closed(void *ctx, const struct pk_conn_summary *s)
 {
@@ -490,6 +504,8 @@ static void run_init(struct run *r)
     assert_non_null(r->loop);
     ev_timer_init(&r->guard, guard_cb, 8., 0.);
     r->guard.data = r;
+    ev_timer_init(&r->probe_timer, probe_cb, 0.005, 0.005);
+    r->probe_timer.data = r;
 }
 
 struct authz {
@@ -560,8 +576,12 @@ static void start(struct run *r, const struct pk_conn_params *p)
 static void run_loop(struct run *r)
 {
     ev_timer_start(r->loop, &r->guard);
+    if (r->probe != NULL) {
+        ev_timer_start(r->loop, &r->probe_timer);
+    }
     ev_run(r->loop, 0);
     ev_timer_stop(r->loop, &r->guard);
+    ev_timer_stop(r->loop, &r->probe_timer);
     assert_false(r->guard_fired);
     assert_int_equal(r->closed_calls, 1);
     assert_int_equal(ev_run(r->loop, EVRUN_NOWAIT), 0);
@@ -590,7 +610,25 @@ struct t1 {
     int lfd;
     size_t up_got;
     size_t down_got;
+    atomic_int idle;         /* the client got its pong and waits */
+    atomic_int idle_checked; /* the loop has looked at the idle connection */
+    size_t idle_buffer_bytes;
+    int idle_probes;
 };
+
+/* Once the client sits idle after the ping-pong, the connection must hold no buffers. */
+static void t1_probe(struct run *r, void *arg)
+{
+    struct t1 *t = arg;
+    if (!atomic_load(&t->idle) || atomic_load(&t->idle_checked)) {
+        return;
+    }
+    /* The client may read the pong before the loop has finished the round that sent it. */
+    t->idle_buffer_bytes = pk_conn_buffer_bytes(r->conn);
+    if (t->idle_buffer_bytes == 0 || ++t->idle_probes >= 100) {
+        atomic_store(&t->idle_checked, 1);
+    }
+}
 
 static void *t1_target(void *arg)
 {
@@ -634,6 +672,10 @@ static void *t1_client(void *arg)
     TCHECK(ssl != NULL && wolfSSL_connect(ssl) == WOLFSSL_SUCCESS);
     TCHECK(tls_write_all(ssl, "ping", 4));
     TCHECK(tls_read_full(ssl, pong, 4, NULL) == 4 && memcmp(pong, "pong", 4) == 0);
+    atomic_store(&t->idle, 1);
+    for (int i = 0; i < 500 && !atomic_load(&t->idle_checked); i++) {
+        usleep(10000);
+    }
     for (size_t off = 0; off < BIG; off += 65536) {
         fill(buf, 65536, off, 1);
         TCHECK(tls_write_all(ssl, buf, 65536));
@@ -678,6 +720,8 @@ static void inbound_happy_path(void **state)
     struct pk_conn_params p =
             base_params(&r, PK_CONN_INBOUND, sv, &peer, peer_len, &target, target_len, &a, NULL);
     start(&r, &p);
+    r.probe = t1_probe;
+    r.probe_arg = &t;
     pthread_create(&tht, NULL, t1_target, &t);
     pthread_create(&thc, NULL, t1_client, &t);
     run_loop(&r);
@@ -695,6 +739,8 @@ static void inbound_happy_path(void **state)
     assert_int_equal(r.sum.bytes_in, 4 + BIG);
     assert_int_equal(r.sum.bytes_out, 4 + BIG);
     assert_true(r.sum.duration > 0 && r.sum.duration < 8);
+    assert_true(atomic_load(&t.idle_checked));
+    assert_int_equal(t.idle_buffer_bytes, 0);
     close(t.cl);
     close(t.lfd);
     run_free(&r);
@@ -814,7 +860,19 @@ struct t3 {
     atomic_int client_blocked;
     size_t written_before_block;
     size_t got;
+    size_t max_buffer_bytes;     /* the most the connection held, seen between loop rounds */
+    size_t blocked_buffer_bytes; /* what it held while the client was stalled */
 };
+
+static void t3_probe(struct run *r, void *arg)
+{
+    struct t3 *t = arg;
+    size_t n = pk_conn_buffer_bytes(r->conn);
+    t->max_buffer_bytes = PK_MAX(t->max_buffer_bytes, n);
+    if (atomic_load(&t->client_blocked) && t->blocked_buffer_bytes == 0) {
+        t->blocked_buffer_bytes = n;
+    }
+}
 
 static void *t3_target(void *arg)
 {
@@ -906,6 +964,8 @@ static void backpressure(void **state)
     struct pk_conn_params p =
             base_params(&r, PK_CONN_INBOUND, sv, &peer, peer_len, &target, target_len, &a, &lim);
     start(&r, &p);
+    r.probe = t3_probe;
+    r.probe_arg = &t;
     pthread_create(&tht, NULL, t3_target, &t);
     pthread_create(&thc, NULL, t3_client, &t);
     run_loop(&r);
@@ -916,6 +976,10 @@ static void backpressure(void **state)
     assert_true(t.written_before_block > 2 * 16384);
     assert_true(t.written_before_block < 1024 * 1024);
     assert_int_equal(t.got, T3_TOTAL);
+    /* Stalled: the ring toward the target is full; the other direction carries nothing and
+     * holds no memory. */
+    assert_int_equal(t.blocked_buffer_bytes, 16384);
+    assert_int_equal(t.max_buffer_bytes, 16384);
     assert_int_equal(r.sum.bytes_in, T3_TOTAL);
     assert_int_equal(r.sum.bytes_out, 0);
     close(t.cl);
