@@ -16,6 +16,10 @@
 #include "log.h"
 #include "mem.h"
 
+#ifndef WOLFSSL_ALWAYS_VERIFY_CB
+#error "wolfSSL must be built with WOLFSSL_ALWAYS_VERIFY_CB (the peer chain is kept by verify_cb)"
+#endif
+
 #define TLS_CTX_MAGIC 0x544c5343u /* "TLSC" */
 
 /* ALPN protocol names are 1..255 bytes (RFC 7301 §3.1). */
@@ -157,7 +161,75 @@ static int set_protocol_policy(WOLFSSL_CTX *wctx, const struct pk_tls_config *cf
         return pk_err_set(err, PK_E_TLS, "cannot disable TLS session tickets");
     }
     wolfSSL_CTX_set_session_cache_mode(wctx, WOLFSSL_SESS_CACHE_OFF);
+    /* A flight in one send() instead of one per handshake message: over loopback each send is
+     * a system call here and a TCP input run on the receiver. */
+    r = wolfSSL_CTX_set_group_messages(wctx);
+    if (r != WOLFSSL_SUCCESS) {
+        return wolf_fail(err, r, "grouping handshake messages");
+    }
     return 0;
+}
+
+/* wolfSSL calls this for the peer's leaf once the chain below it has been checked (the builds
+ * picket accepts define WOLFSSL_ALWAYS_VERIFY_CB), with everything the peer sent in
+ * store->certs. The verdict stays wolfSSL's: preverify is returned unchanged. userCtx is the
+ * struct pk_tls_peer_chain of pk_tls_session_record_peer_chain, or NULL for sessions that keep
+ * nothing. */
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct pk_tls_peer_chain *chain = store->userCtx;
+    size_t total = 0;
+
+    if (!preverify || chain == NULL || store->error_depth != 0 || store->certs == NULL ||
+        store->totalCerts <= 0) {
+        return preverify;
+    }
+    pk_tls_peer_chain_clear(chain);
+    for (int i = 0; i < store->totalCerts; i++) {
+        total += 4 + store->certs[i].length;
+    }
+    chain->blob = pk_xmalloc(total);
+    for (int i = 0; i < store->totalCerts; i++) {
+        uint32_t n = store->certs[i].length;
+        uint8_t *p = chain->blob + chain->len;
+        p[0] = (uint8_t)(n >> 24);
+        p[1] = (uint8_t)(n >> 16);
+        p[2] = (uint8_t)(n >> 8);
+        p[3] = (uint8_t)n;
+        memcpy(p + 4, store->certs[i].buffer, n);
+        chain->len += 4 + n;
+        chain->count++;
+    }
+    return preverify;
+}
+
+void pk_tls_session_record_peer_chain(WOLFSSL *ssl, struct pk_tls_peer_chain *chain)
+{
+    wolfSSL_SetCertCbCtx(ssl, chain);
+}
+
+bool pk_tls_peer_chain_get(const struct pk_tls_peer_chain *chain, size_t i, struct pk_slice *out)
+{
+    size_t off = 0;
+
+    for (size_t k = 0; k < chain->count; k++) {
+        const uint8_t *p = chain->blob + off;
+        size_t n = (size_t)p[0] << 24 | (size_t)p[1] << 16 | (size_t)p[2] << 8 | p[3];
+        if (k == i) {
+            out->ptr = p + 4;
+            out->len = n;
+            return true;
+        }
+        off += 4 + n;
+    }
+    return false;
+}
+
+void pk_tls_peer_chain_clear(struct pk_tls_peer_chain *chain)
+{
+    free(chain->blob);
+    chain->blob = NULL;
+    chain->len = chain->count = 0;
 }
 
 /* DER SubjectPublicKeyInfo prefixes (RFC 5480, RFC 8410) for the two key types we accept. */
@@ -279,7 +351,7 @@ static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg, 
         if (cfg->require_peer_cert) {
             mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
         }
-        wolfSSL_CTX_set_verify(wctx, mode, NULL);
+        wolfSSL_CTX_set_verify(wctx, mode, verify_cb);
     } else {
         wolfSSL_CTX_set_verify(wctx, WOLFSSL_VERIFY_NONE, NULL);
     }

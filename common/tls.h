@@ -103,6 +103,27 @@ int pk_tls_alpn_check(WOLFSSL *ssl, const char *alpn, struct pk_err *err) PK_MUS
  * peer sent no certificate) or PK_E_TOOBIG. */
 int pk_tls_peer_leaf_der(WOLFSSL *ssl, struct pk_buf *out) PK_MUST_USE;
 
+/* The certificates a peer sent in its Certificate message, leaf first, as DER: each entry is a
+ * 4-byte big-endian length and the certificate. Filled during a handshake (see below). */
+struct pk_tls_peer_chain {
+    uint8_t *blob; /* NULL while empty */
+    size_t len;
+    size_t count;
+};
+
+/* Have the handshake on ssl copy what the peer sent into chain (borrowed: it must outlive the
+ * handshake), once the peer's leaf has passed chain verification against the context's trust
+ * anchors; a peer that fails leaves it empty. Only for sessions of a context with anchors (the
+ * others verify nothing). The copy serves the leaf without wolfSSL re-parsing it, and keeps the
+ * intermediates for a later re-check against new anchors. */
+void pk_tls_session_record_peer_chain(WOLFSSL *ssl, struct pk_tls_peer_chain *chain);
+
+/* The i-th certificate of chain (0 = the leaf), borrowed; false when there is none. */
+bool pk_tls_peer_chain_get(const struct pk_tls_peer_chain *chain, size_t i, struct pk_slice *out);
+
+/* Free what chain holds; it is empty afterwards. */
+void pk_tls_peer_chain_clear(struct pk_tls_peer_chain *chain);
+
 /* Call at the end of every thread that ran TLS handshakes (workers, test servers). wolfSSL
  * builds with FP_ECC (Debian's does) keep a per-thread cache of fixed-point ECC tables that is
  * never freed otherwise; elsewhere this does nothing. */

@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,6 +65,9 @@
 #define RUN_ROUNDS 16
 /* A TLS 1.3 close_notify record is 24 bytes; room to keep one that the kernel refused. */
 #define TAIL_MAX 64
+/* Read-ahead on the TLS socket (see io_recv): enough for a whole client flight, or the next
+ * record header and some of its body during bulk transfer. */
+#define READ_AHEAD 2048
 
 /* PROXY protocol v2 (haproxy doc/proxy-protocol.txt §2.2). */
 #define PP2_SIGNATURE       "\r\n\r\n\0\r\nQUIT\n"
@@ -125,7 +129,8 @@ struct pk_conn {
     void (*closed)(void *ctx, const struct pk_conn_summary *summary);
     void (*established)(void *ctx, struct pk_conn *c);
     void *cb_ctx;
-    struct pk_cert *peer_leaf; /* set once authorized */
+    struct pk_cert *peer_leaf;           /* set once authorized */
+    struct pk_tls_peer_chain peer_chain; /* what the peer sent, leaf first (kept: re-checks) */
 
     ev_timer t_connect;
     ev_timer t_handshake;
@@ -166,6 +171,11 @@ struct pk_conn {
     bool io_stash; /* during wolfSSL_shutdown: keep what the kernel refused in tail */
     uint8_t tail[TAIL_MAX];
     size_t tail_len;
+    /* Ciphertext received past what wolfSSL asked for; allocated on demand, released when
+     * empty (with the rings). */
+    uint8_t *ra;
+    size_t ra_off;
+    size_t ra_len;
 
     unsigned holds;
     bool finishing;
@@ -267,6 +277,8 @@ const char *pk_conn_close_reason_name(enum pk_conn_close_reason r)
         return "tls_error";
     case PK_CLOSE_SHUTDOWN:
         return "shutdown";
+    case PK_CLOSE_UNTRUSTED:
+        return "untrusted";
     }
     return "unknown";
 }
@@ -350,6 +362,7 @@ static void teardown_close_notify(struct pk_conn *c)
     case PK_CLOSE_PEER_EXPIRED:
     case PK_CLOSE_OWN_EXPIRED:
     case PK_CLOSE_SHUTDOWN:
+    case PK_CLOSE_UNTRUSTED:
         break;
     default:
         return;
@@ -392,8 +405,10 @@ static void conn_destroy(struct pk_conn *c)
     /* After wolfSSL_free: the identity's reference keeps the WOLFSSL_CTX alive until then. */
     pk_identity_unref(c->identity);
     pk_cert_free(c->peer_leaf);
+    pk_tls_peer_chain_clear(&c->peer_chain);
     ring_release(&c->to_plain);
     ring_release(&c->to_tls);
+    free(c->ra);
     free(c->sni);
     sum = c->sum;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -419,15 +434,44 @@ static void conn_release(struct pk_conn *c)
  * ssl->wflags, which nothing sets, so the flags are 0 (strace shows it) and writing to a peer
  * that went away raises SIGPIPE. They also tell a clean EOF from a reset, which wolfSSL's error
  * codes blur. */
+/*
+ * wolfSSL asks for exactly what it needs next: a 5-byte record header, then the body. Each ask
+ * going to the kernel would cost two recv() per record. So one recvmsg() fills wolfSSL's buffer
+ * first and lets whatever else has arrived spill into a small read-ahead buffer, which serves
+ * the next asks: a handshake flight or a small record costs one system call, and bulk records
+ * find their header already here. Only ciphertext is held, and wolfSSL only hears WANT_READ
+ * when the read-ahead is empty, so the run loop's rule (a TLS read that did not say WANT_READ
+ * may have more) still holds.
+ */
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     struct pk_conn *c = ctx;
     ssize_t n;
 
     (void)ssl;
+    if (c->ra_len > 0) {
+        size_t take = PK_MIN((size_t)sz, c->ra_len);
+        memcpy(buf, c->ra + c->ra_off, take);
+        c->ra_off += take;
+        c->ra_len -= take;
+        return (int)take;
+    }
+    if (c->ra == NULL) {
+        c->ra = pk_xmalloc(READ_AHEAD);
+    }
+    struct iovec iov[2] = {
+            {.iov_base = buf, .iov_len = (size_t)sz},
+            {.iov_base = c->ra, .iov_len = READ_AHEAD},
+    };
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
     do {
-        n = recv(c->tls->fd, buf, (size_t)sz, 0);
+        n = recvmsg(c->tls->fd, &msg, 0);
     } while (n < 0 && errno == EINTR);
+    if (n > sz) {
+        c->ra_off = 0;
+        c->ra_len = (size_t)(n - sz);
+        return sz;
+    }
     if (n > 0) {
         return (int)n;
     }
@@ -496,6 +540,7 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     wolfSSL_SSLSetIOSend(c->ssl, io_send);
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
+    pk_tls_session_record_peer_chain(c->ssl, &c->peer_chain);
     return 0;
 }
 
@@ -609,6 +654,7 @@ static bool step_connect(struct pk_conn *c)
 static bool handshake_done(struct pk_conn *c)
 {
     struct pk_buf der;
+    struct pk_slice leaf_der = {0};
     struct pk_cert *leaf = NULL;
     struct pk_err err = {{0}};
     char id[sizeof(c->sum.peer_id)] = {0};
@@ -618,13 +664,19 @@ static bool handshake_done(struct pk_conn *c)
     c->hs_done = true;
     ev_timer_stop(c->loop, &c->t_handshake);
     pk_buf_init(&der, PK_PEM_MAX_DER);
-    r = pk_tls_peer_leaf_der(c->ssl, &der);
+    /* The leaf as the verify callback copied it; wolfSSL's own copy costs a second parse. */
+    if (pk_tls_peer_chain_get(&c->peer_chain, 0, &leaf_der)) {
+        r = 0;
+    } else {
+        r = pk_tls_peer_leaf_der(c->ssl, &der);
+        leaf_der = pk_buf_slice(&der);
+    }
     if (r != 0) {
         conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s certificate: %s", c->tls->name,
                   r == PK_E_NOTFOUND ? "none sent" : pk_err_str(r));
         goto out;
     }
-    r = pk_cert_parse_der(der.data, der.len, "peer certificate", &leaf, &err);
+    r = pk_cert_parse_der(leaf_der.ptr, leaf_der.len, "peer certificate", &leaf, &err);
     if (r != 0) {
         conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s", err.msg);
         goto out;
@@ -1055,9 +1107,13 @@ static void conn_run(struct pk_conn *c)
         ev_timer_set(&c->t_kick, 0., 0.);
         ev_timer_start(c->loop, &c->t_kick);
     } else {
-        /* Waiting for the sockets now: a drained ring need not stay. */
+        /* Waiting for the sockets now: drained buffers need not stay. */
         ring_trim(&c->to_plain);
         ring_trim(&c->to_tls);
+        if (c->ra_len == 0) {
+            free(c->ra);
+            c->ra = NULL;
+        }
     }
     update_watchers(c);
 }
@@ -1302,10 +1358,21 @@ out:
 
 void pk_conn_close(struct pk_conn *c)
 {
+    pk_conn_close_because(c, PK_CLOSE_SHUTDOWN, "closed by picket");
+}
+
+void pk_conn_close_because(struct pk_conn *c, enum pk_conn_close_reason reason, const char *detail)
+{
     PK_ASSERT(c->magic == CONN_MAGIC);
     conn_hold(c);
-    conn_fail(c, PK_CLOSE_SHUTDOWN, "closed by picket");
+    conn_fail(c, reason, "%s", detail);
     conn_release(c);
+}
+
+const struct pk_tls_peer_chain *pk_conn_peer_chain(const struct pk_conn *c)
+{
+    PK_ASSERT(c->magic == CONN_MAGIC);
+    return &c->peer_chain;
 }
 
 bool pk_conn_handshaking(const struct pk_conn *c)
@@ -1330,5 +1397,5 @@ size_t pk_conn_buffer_bytes(const struct pk_conn *c)
 {
     PK_ASSERT(c->magic == CONN_MAGIC);
     return (c->to_plain.p != NULL ? c->to_plain.cap : 0) +
-           (c->to_tls.p != NULL ? c->to_tls.cap : 0);
+           (c->to_tls.p != NULL ? c->to_tls.cap : 0) + (c->ra != NULL ? READ_AHEAD : 0);
 }

@@ -33,6 +33,7 @@
 #include "common/compiler.h"
 #include "common/err.h"
 #include "common/identity.h"
+#include "common/tls.h"
 #include "common/x509.h"
 
 struct ev_loop;
@@ -65,7 +66,8 @@ enum pk_conn_close_reason {
     PK_CLOSE_OWN_EXPIRED,       /* our certificate expired (close_on_own_expiry) */
     PK_CLOSE_RESET,             /* a socket error or reset mid-stream */
     PK_CLOSE_TLS_ERROR,         /* a TLS error mid-stream */
-    PK_CLOSE_SHUTDOWN,          /* pk_conn_close() (drain timeout, policy change, ...) */
+    PK_CLOSE_SHUTDOWN,          /* pk_conn_close() (drain timeout, ...) */
+    PK_CLOSE_UNTRUSTED, /* the peer no longer passes after a trust-anchor or policy change */
 };
 const char *pk_conn_close_reason_name(enum pk_conn_close_reason r);
 
@@ -136,6 +138,9 @@ int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct p
  * returns; either way c must not be used afterwards. Not from within closed() (c is gone). */
 void pk_conn_close(struct pk_conn *c);
 
+/* pk_conn_close with a reason and a detail (borrowed, copied) for the summary. */
+void pk_conn_close_because(struct pk_conn *c, enum pk_conn_close_reason reason, const char *detail);
+
 /* True until the connection reaches the streaming phase: the TCP connect (outbound, and
  * inbound after authorization), the TLS handshake and the authorization (counts against a
  * listener's handshake cap; see established above). */
@@ -147,6 +152,11 @@ const struct pk_identity *pk_conn_identity(const struct pk_conn *c);
 /* The peer's leaf once authorized (borrowed), else NULL: for re-checks after an anchor or
  * policy change. */
 const struct pk_cert *pk_conn_peer_leaf(const struct pk_conn *c);
+
+/* The certificates the peer sent, leaf first, as it sent them (borrowed; empty before its
+ * chain passed verification): with pk_conn_peer_leaf, what a re-check against new trust
+ * anchors needs. */
+const struct pk_tls_peer_chain *pk_conn_peer_chain(const struct pk_conn *c);
 
 /* Bytes of buffer memory the connection holds right now: 0 while both directions are drained
  * (the buffers are released then), up to 2 * buffer_size while data waits. */

@@ -22,6 +22,7 @@
 #include "common/tls.h"
 #include "proxy/conn.h"
 #include "proxy/policy.h"
+#include "proxy/recheck.h"
 
 /* Connections accepted per wake-up, so one busy listener cannot starve the loop. */
 #define ACCEPT_BATCH 64
@@ -351,14 +352,80 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
     maybe_finish(w);
 }
 
+/* ---- re-checks ------------------------------------------------------------------------------ */
+
+static bool same_anchors(const struct gen *a, const struct gen *b)
+{
+    struct pk_slice x = pk_identity_anchors_pem(a->id);
+    struct pk_slice y = pk_identity_anchors_pem(b->id);
+    return x.len == y.len && memcmp(x.ptr, y.ptr, x.len) == 0;
+}
+
+/* Would the peer of pc, verified under its own generation, still be let in under g? When the
+ * anchors differ its chain is verified again (rc is the pass's memo); the listener's policy of
+ * g is asked in any case. Closes the connection (reason untrusted) when not; true if closed. */
+static bool recheck_conn(struct proxied *pc, struct gen *g, struct pk_recheck *rc)
+{
+    const struct pk_cert *leaf = pk_conn_peer_leaf(pc->conn);
+    struct pk_err err;
+    char detail[512];
+
+    pk_err_clear(&err);
+    if (leaf == NULL || pc->gen == g) {
+        return false; /* not authorized yet: it will be, by g's rules or in conn_established */
+    }
+    if (!same_anchors(pc->gen, g) &&
+        pk_recheck_peer(rc, leaf, pk_conn_peer_chain(pc->conn), &err) != 0) {
+        snprintf(detail, sizeof(detail), "peer no longer chains to the trust anchors: %.400s",
+                 err.msg);
+    } else if (pk_policy_authorize(g->policies[pc->li], leaf, NULL, 0, &err) != 0) {
+        snprintf(detail, sizeof(detail), "peer no longer allowed: %.400s", err.msg);
+    } else {
+        return false;
+    }
+    pk_conn_close_because(pc->conn, PK_CLOSE_UNTRUSTED, detail);
+    return true;
+}
+
+/* A new generation is in force: every live connection is checked against it. */
+static void recheck_all(struct worker *w, struct gen *g)
+{
+    struct pk_recheck rc;
+    size_t checked = 0, closed = 0;
+
+    pk_recheck_begin(&rc, pk_identity_anchors(g->id));
+    for (struct proxied *pc = w->conns, *next; pc != NULL; pc = next) {
+        next = pc->next; /* recheck_conn may free pc */
+        if (pk_conn_peer_leaf(pc->conn) == NULL || pc->gen == g) {
+            continue;
+        }
+        checked++;
+        closed += recheck_conn(pc, g, &rc) ? 1 : 0;
+    }
+    pk_recheck_end(&rc);
+    if (checked > 0) {
+        PK_LOG_INFO("connections re-checked worker=%u checked=%zu closed=%zu", w->index, checked,
+                    closed);
+    }
+}
+
 static void conn_established(void *ctx, struct pk_conn *c)
 {
-    (void)c;
     struct proxied *pc = ctx;
+    struct worker *w = pc->w;
+
     if (!pc->established) {
         pc->established = true;
-        atomic_fetch_sub(&pc->w->px->listeners[pc->li].handshaking, 1);
+        atomic_fetch_sub(&w->px->listeners[pc->li].handshaking, 1);
     }
+    /* Authorized under a generation that has been replaced since it began: catch up. */
+    if (pc->gen != w->current) {
+        struct pk_recheck rc;
+        pk_recheck_begin(&rc, pk_identity_anchors(w->current->id));
+        (void)recheck_conn(pc, w->current, &rc);
+        pk_recheck_end(&rc);
+    }
+    (void)c;
 }
 
 static void start_conn(struct worker *w, size_t li, int fd, const struct sockaddr_storage *peer,
@@ -592,6 +659,7 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     if (g != NULL) {
         gen_unref(w->current);
         w->current = g;
+        recheck_all(w, g);
         start_accepting(w);
     }
     if (stopping && !w->draining) {

@@ -2,8 +2,11 @@
 """The proxy under pressure: a handshake flood against the cap, a slow reader behind a fast
 writer, and the certificate kinds of the rejection matrix not covered in test_proxy.py."""
 import socket
+import ssl
 import threading
 import time
+
+import pytest
 
 import pki
 from harness import free_port, sanitized, wait_for
@@ -299,3 +302,53 @@ def test_proxy_protocol_v2_tells_the_app_who_called(pki_env, start_agent):
         i += 3 + ln
     assert tlvs[0xE0] == f"spiffe://{TD}/ns/default/frontend".encode()
     assert data[16 + length:] == b"body"
+
+
+def test_trust_anchor_change_closes_only_peers_that_no_longer_chain(pki_env, start_agent,
+                                                                     tmp_path):
+    """Two live streams, one from a peer under a second root that the anchors file trusts at
+    first. When that root leaves the file, its stream is closed (reason untrusted) and the
+    other one carries on; a new connection from the removed root is refused."""
+    other_root, other_rkey = pki.make_root(name=TD)
+    other_issuer, other_ikey = pki.make_issuer(other_root, other_rkey)
+    with open(pki_env.ca, "rb") as f:
+        ours = f.read()
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(ours + pki.cert_pem(other_root))
+    app = Recorder()
+    port, listeners = inbound(app.port)
+    sections = {"agent": {"app_id": "backend", "trust_domain": TD},
+                "sentry": {"address": f"127.0.0.1:{pki_env.sentry.port}",
+                           "trust_anchors_file": anchors, "control_plane_trust_domain": TD},
+                "proxy": {"workers": 1}}
+    sections.update(listeners)
+    agent = start_agent(sections)
+    foreign = tls_client(port, *pki_env.peer("foreign", issuer=other_issuer, ikey=other_ikey))
+    native = tls_client(port, *pki_env.peer("frontend"))
+    for s in (foreign, native):
+        s.sendall(b"a")
+        assert s.recv(100) == b"echo:a"
+
+    mark = len(agent.proc.output())
+    tmp = tmp_path / "anchors.tmp"
+    tmp.write_bytes(ours)
+    tmp.rename(anchors)
+    agent.proc.wait_log(r"identity installed reason=trust-anchors", timeout=15, start=mark)
+    agent.proc.wait_log(r"connections re-checked worker=0 checked=2 closed=1", timeout=10,
+                        start=mark)
+    agent.proc.wait_log(r"connection closed .*peer_id=\"spiffe://example.test/ns/default/"
+                        r"foreign\".*reason=untrusted detail=\"peer no longer chains to the "
+                        r"trust anchors", timeout=10, start=mark)
+    # The closed stream ends with close_notify (a clean EOF), the other still echoes.
+    foreign.settimeout(5)
+    assert foreign.recv(100) == b""
+    native.sendall(b"b")
+    assert native.recv(100) == b"echo:b"
+    # A new connection under the removed root does not get in.
+    with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+        s = tls_client(port, *pki_env.peer("foreign2", issuer=other_issuer, ikey=other_ikey))
+        s.sendall(b"c")
+        assert s.recv(100) == b""  # TLS 1.3: the refusal arrives after the client's Finished
+        raise ConnectionError("closed")
+    foreign.close()
+    native.close()
