@@ -35,6 +35,7 @@ struct pk_agent {
     struct pk_agent_hooks hooks;
 
     struct pk_identity *current; /* our reference; NULL until the first identity */
+    time_t trust_refused_at;     /* current's anchor-validity change that retrust() refused */
     struct pk_certs anchors;     /* the set in force */
     struct pk_buf anchors_pem;
 
@@ -451,6 +452,30 @@ static void update_state(struct pk_agent *a, double now)
     a->stats.state = st;
 }
 
+/* An anchor of the current identity has just expired or become valid: rebuild the identity
+ * with the same anchors at the current time, so that TLS trusts exactly the valid ones (and
+ * the proxy re-checks its connections against them). */
+static void retrust(struct pk_agent *a)
+{
+    const struct pk_certs *anchors = pk_identity_anchors(a->current);
+    struct pk_identity *id = NULL;
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (pk_identity_with_anchors(a->current, anchors, time(NULL), &id, &err) != 0) {
+        /* Our own root expired (or nothing is valid any more): the identity stops working
+         * anyway; keep it, say so once, and let renewal or an anchor update fix it. */
+        a->trust_refused_at = pk_identity_trust_changes_at(a->current);
+        PK_LOG_ERR("trust anchors changed validity, but the identity cannot be rebuilt with "
+                   "them error=\"%s\"",
+                   err.msg);
+        return;
+    }
+    PK_LOG_INFO("trust anchors changed validity trusted=%zu of=%zu",
+                pk_identity_trusted_anchors(id)->n, anchors->n);
+    publish(a, id, "trust-anchors");
+}
+
 /* Decide what is due and arm the tick for the next thing (at most MAX_TICK away). */
 static void reschedule(struct pk_agent *a)
 {
@@ -490,6 +515,15 @@ static void reschedule(struct pk_agent *a)
         double expires_in = (double)pk_identity_not_after(a->current) - now;
         if (expires_in > 0 && expires_in < wait) {
             wait = expires_in;
+        }
+        time_t trust_at = pk_identity_trust_changes_at(a->current);
+        if (trust_at != 0 && trust_at != a->trust_refused_at && (double)trust_at <= now) {
+            retrust(a);
+            trust_at = pk_identity_trust_changes_at(a->current);
+        }
+        if (trust_at != 0 && trust_at != a->trust_refused_at && (double)trust_at > now &&
+            (double)trust_at - now < wait) {
+            wait = (double)trust_at - now;
         }
     }
     if (wait < 0.001) {

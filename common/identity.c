@@ -17,6 +17,7 @@
  * the contexts to &ssl->rfd / &ssl->wfd. */
 #include "identity.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +48,11 @@ struct pk_identity {
     struct pk_certs anchors;
     struct pk_buf chain_pem;
     struct pk_buf anchors_pem;
+    /* The anchors valid when the identity was built: the only ones TLS trusts (wolfSSL does
+     * not check an anchor's own validity), and the moment that subset changes (0 = never). */
+    struct pk_certs trusted;
+    struct pk_buf trusted_pem;
+    time_t trust_changes_at;
     struct pk_spiffe_id spiffe;
     char serial_hex[64];
     time_t not_before;
@@ -73,8 +79,10 @@ static void identity_free(struct pk_identity *id)
     pk_key_free(id->key);
     pk_certs_clear(&id->chain);
     pk_certs_clear(&id->anchors);
+    pk_certs_clear(&id->trusted);
     pk_buf_free(&id->chain_pem);
     pk_buf_free(&id->anchors_pem);
+    pk_buf_free(&id->trusted_pem);
     free(id->source);
     id->magic = 0;
     free(id);
@@ -185,8 +193,8 @@ static int build_tls(struct pk_identity *id, struct pk_err *err)
             .chain_pem_len = id->chain_pem.len,
             .key_der = key_der.data,
             .key_der_len = key_der.len,
-            .anchors_pem = id->anchors_pem.data,
-            .anchors_pem_len = id->anchors_pem.len,
+            .anchors_pem = id->trusted_pem.data,
+            .anchors_pem_len = id->trusted_pem.len,
             .require_peer_cert = true,
             .allow_tls12 = id->allow_tls12,
     };
@@ -363,6 +371,35 @@ out:
 
 /* ---- building ---- */
 
+/* Keep the anchors valid at now (both ends included, as everywhere) in id->trusted, and note
+ * when the next one expires or becomes valid. An empty result is an error: a TLS context
+ * without anchors would verify nothing. */
+static int select_trusted(struct pk_identity *id, time_t now, struct pk_err *err)
+{
+    id->trust_changes_at = 0;
+    for (size_t i = 0; i < id->anchors.n; i++) {
+        const struct pk_cert *a = id->anchors.v[i];
+        time_t nb = pk_cert_not_before(a), na = pk_cert_not_after(a);
+        time_t next = 0;
+        if (now < nb) {
+            next = nb;
+        } else if (now <= na) {
+            int r = pk_certs_push_copy(&id->trusted, a);
+            PK_ASSERT(r == 0);
+            next = na < INT64_MAX ? na + 1 : 0;
+        }
+        if (next != 0 && (id->trust_changes_at == 0 || next < id->trust_changes_at)) {
+            id->trust_changes_at = next;
+        }
+    }
+    if (id->trusted.n == 0) {
+        return pk_err_set(err, PK_E_EXPIRED,
+                          "none of the %zu trust anchors is valid now (expired or not yet valid)",
+                          id->anchors.n);
+    }
+    return 0;
+}
+
 /* Takes key (freed on failure). new_anchors only changes the chain error's wording. */
 static int build(struct pk_key *key, const struct pk_certs *chain, const struct pk_certs *anchors,
                  bool allow_tls12, const char *source, time_t now, bool new_anchors,
@@ -378,6 +415,7 @@ static int build(struct pk_key *key, const struct pk_certs *chain, const struct 
     id->source = pk_xstrdup(source != NULL ? source : "unknown");
     pk_buf_init(&id->chain_pem, PEM_MAX);
     pk_buf_init(&id->anchors_pem, PEM_MAX);
+    pk_buf_init(&id->trusted_pem, PEM_MAX);
     if (key == NULL) {
         r = pk_err_set(err, PK_E_INVALID, "identity has no private key");
         goto out;
@@ -407,6 +445,10 @@ static int build(struct pk_key *key, const struct pk_certs *chain, const struct 
     if (r != 0) {
         goto out;
     }
+    r = select_trusted(id, now, err);
+    if (r != 0) {
+        goto out;
+    }
 
     const struct pk_cert *leaf = id->chain.v[0];
     pk_cert_serial_hex(leaf, id->serial_hex, sizeof(id->serial_hex));
@@ -418,7 +460,8 @@ static int build(struct pk_key *key, const struct pk_certs *chain, const struct 
     }
 
     if (pk_certs_to_pem(&id->chain, &id->chain_pem) != 0 ||
-        pk_certs_to_pem(&id->anchors, &id->anchors_pem) != 0) {
+        pk_certs_to_pem(&id->anchors, &id->anchors_pem) != 0 ||
+        pk_certs_to_pem(&id->trusted, &id->trusted_pem) != 0) {
         r = pk_err_set(err, PK_E_TOOBIG,
                        "identity's certificate chain or trust anchors are too large");
         goto out;
@@ -546,6 +589,21 @@ struct pk_slice pk_identity_chain_pem(const struct pk_identity *id)
 struct pk_slice pk_identity_anchors_pem(const struct pk_identity *id)
 {
     return pk_buf_slice(&id->anchors_pem);
+}
+
+const struct pk_certs *pk_identity_trusted_anchors(const struct pk_identity *id)
+{
+    return &id->trusted;
+}
+
+struct pk_slice pk_identity_trusted_anchors_pem(const struct pk_identity *id)
+{
+    return pk_buf_slice(&id->trusted_pem);
+}
+
+time_t pk_identity_trust_changes_at(const struct pk_identity *id)
+{
+    return id->trust_changes_at;
 }
 
 struct pk_tls_ctx *pk_identity_server_tls(const struct pk_identity *id)

@@ -115,6 +115,13 @@ const struct pk_certs *pk_identity_anchors(const struct pk_identity *id);
  * though a NUL follows the bytes). */
 struct pk_slice pk_identity_chain_pem(const struct pk_identity *id);
 struct pk_slice pk_identity_anchors_pem(const struct pk_identity *id);
+/* The anchors that were valid at the `now' the identity was built with, and only those: what
+ * its TLS contexts trust (wolfSSL would accept a chain to an anchor outside its own validity).
+ * At pk_identity_trust_changes_at (0 = never) one of them expires or another becomes valid:
+ * the owner builds a new identity then (pk_identity_with_anchors with the same anchors). */
+const struct pk_certs *pk_identity_trusted_anchors(const struct pk_identity *id);
+struct pk_slice pk_identity_trusted_anchors_pem(const struct pk_identity *id);
+time_t pk_identity_trust_changes_at(const struct pk_identity *id);
 /* The server context (requires and verifies a client certificate) and the client context
  * (presents our chain, verifies the server's). Borrowed: a connection that outlives its own
  * reference on id must take pk_tls_ctx_ref first. Shared between threads: never change them

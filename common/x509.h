@@ -79,6 +79,15 @@ struct pk_slice pk_cert_skid(const struct pk_cert *cert);
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer);
 /* True for a self-signed certificate (issuer == subject and signature verifies with own key). */
 bool pk_cert_self_signed(const struct pk_cert *cert);
+/* True when the certificate has a NameConstraints extension. */
+bool pk_cert_has_name_constraints(const struct pk_cert *cert);
+/* Check uri (a leaf's URI SAN) against the URI name constraints of ca (RFC 5280 §4.2.1.10: on
+ * the URI's host, "host" or ".domain"). wolfSSL evaluates the rfc822Name, dNSName and
+ * directoryName forms but not URIs; this does the URIs, and refuses constraints of any other
+ * form (PK_E_UNSUPPORTED): unknown forms fail closed. 0 when allowed or unconstrained,
+ * PK_E_UNTRUSTED when violated, PK_E_INVALID when malformed; err says which. */
+int pk_cert_name_constraints_allow_uri(const struct pk_cert *ca, const char *uri,
+                                       struct pk_err *err) PK_MUST_USE;
 /* True when key is the private half of cert's public key. Borrows both. */
 bool pk_cert_matches_key(const struct pk_cert *cert, const struct pk_key *key);
 

@@ -51,6 +51,7 @@
 #include "common/mem.h"
 #include "common/pem.h"
 #include "common/tls.h"
+#include "proxy/recheck.h"
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 
@@ -679,6 +680,13 @@ static bool handshake_done(struct pk_conn *c)
     r = pk_cert_parse_der(leaf_der.ptr, leaf_der.len, "peer certificate", &leaf, &err);
     if (r != 0) {
         conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s", err.msg);
+        goto out;
+    }
+    /* wolfSSL verified the chain but not URI name constraints: ours to check. */
+    r = pk_peer_name_constraints(leaf, &c->peer_chain, pk_identity_trusted_anchors(c->identity),
+                                 &err);
+    if (r != 0) {
+        conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s certificate: %s", c->tls->name, err.msg);
         goto out;
     }
     r = c->authorize(c->authorize_ctx, leaf, id, sizeof(id), &err);

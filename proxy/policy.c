@@ -472,6 +472,14 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
                                                          : "keyCertSign and cRLSign",
                           quote(id.uri, q));
     }
+    /* The key signs the handshake (CertificateVerify): a key usage that leaves out
+     * digitalSignature says it must not. wolfSSL checks this for TLS 1.2 ECDSA suites only. */
+    if (pk_cert_has_key_usage(leaf) && (pk_cert_key_usage(leaf) & PK_KU_DIGITAL_SIGNATURE) == 0) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "peer certificate's key usage lacks digitalSignature, which signing "
+                          "the TLS handshake needs: `%s'",
+                          quote(id.uri, q));
+    }
     /* The key types Sentry issues (P-256; Ed25519 from 1.18) and nothing weaker or odder. */
     if (pk_cert_key_type(leaf) != PK_KEY_P256 && pk_cert_key_type(leaf) != PK_KEY_ED25519) {
         return pk_err_set(err, PK_E_UNSUPPORTED,
@@ -499,6 +507,26 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
     return 0;
 }
 
+/* Extended key usage, when the leaf lists any: a peer we accepted (an inbound listener's
+ * client) must be meant for client authentication, a server we connected to (an outbound
+ * listener's, the one with an EXPECT rule) for server authentication; anyExtendedKeyUsage
+ * serves both. No EKU extension means no restriction (RFC 5280 §4.2.1.12). wolfSSL applies
+ * the same rule during the handshake; this keeps it true whatever the library was built with. */
+static int check_purpose(const struct pk_policy *p, const struct pk_cert *leaf,
+                         const struct pk_spiffe_id *id, struct pk_err *err)
+{
+    bool server = p->n_rules == 1 && p->rules[0].kind == PK_EXPECT_SPIFFE_ID;
+    unsigned need = server ? PK_EKU_SERVER_AUTH : PK_EKU_CLIENT_AUTH;
+    char q[QUOTE_MAX + 4];
+
+    if (!pk_cert_has_ext_key_usage(leaf) || (pk_cert_ext_key_usage(leaf) & (need | PK_EKU_ANY))) {
+        return 0;
+    }
+    return pk_err_set(err, PK_E_INVALID,
+                      "peer certificate's extended key usage does not include %s: `%s'",
+                      server ? "serverAuth" : "clientAuth", quote(id->uri, q));
+}
+
 int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, size_t peer_id_len,
                         struct pk_err *err)
 {
@@ -508,6 +536,10 @@ int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, si
 
     PK_ASSERT(p != NULL);
     r = pk_peer_check(leaf, time(NULL), &id, err);
+    if (r != 0) {
+        return r;
+    }
+    r = check_purpose(p, leaf, &id, err);
     if (r != 0) {
         return r;
     }

@@ -2,9 +2,12 @@
 /* picket: who may talk to us — peer checks and authorization as pure functions.
  *
  * pk_peer_check: what a peer's leaf must be beyond a chain that TLS verified to the anchors:
- * exactly one URI SAN and it is a valid SPIFFE ID, not a CA, no keyCertSign or cRLSign, a
- * P-256 or Ed25519 key, valid now (no extra skew). Genuine Sentry certificates (empty subject,
- * no BasicConstraints) pass.
+ * exactly one URI SAN and it is a valid SPIFFE ID, not a CA, no keyCertSign or cRLSign, and
+ * digitalSignature if it has a key usage at all, a P-256 or Ed25519 key, valid now (no extra
+ * skew). pk_policy_authorize adds the purpose: when the leaf has an extended key usage, it
+ * must include clientAuth for an inbound peer and serverAuth for an outbound one (or
+ * anyExtendedKeyUsage); without the extension there is no restriction. Genuine Sentry certificates
+ * (empty subject, no BasicConstraints) pass.
  *
  * struct pk_policy: an inbound listener's rules, OR-ed:
  *   allow_trust_domain TD   any workload of trust domain TD

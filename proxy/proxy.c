@@ -356,8 +356,8 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
 
 static bool same_anchors(const struct gen *a, const struct gen *b)
 {
-    struct pk_slice x = pk_identity_anchors_pem(a->id);
-    struct pk_slice y = pk_identity_anchors_pem(b->id);
+    struct pk_slice x = pk_identity_trusted_anchors_pem(a->id);
+    struct pk_slice y = pk_identity_trusted_anchors_pem(b->id);
     return x.len == y.len && memcmp(x.ptr, y.ptr, x.len) == 0;
 }
 
@@ -393,7 +393,7 @@ static void recheck_all(struct worker *w, struct gen *g)
     struct pk_recheck rc;
     size_t checked = 0, closed = 0;
 
-    pk_recheck_begin(&rc, pk_identity_anchors(g->id));
+    pk_recheck_begin(&rc, pk_identity_trusted_anchors(g->id));
     for (struct proxied *pc = w->conns, *next; pc != NULL; pc = next) {
         next = pc->next; /* recheck_conn may free pc */
         if (pk_conn_peer_leaf(pc->conn) == NULL || pc->gen == g) {
@@ -421,7 +421,7 @@ static void conn_established(void *ctx, struct pk_conn *c)
     /* Authorized under a generation that has been replaced since it began: catch up. */
     if (pc->gen != w->current) {
         struct pk_recheck rc;
-        pk_recheck_begin(&rc, pk_identity_anchors(w->current->id));
+        pk_recheck_begin(&rc, pk_identity_trusted_anchors(w->current->id));
         (void)recheck_conn(pc, w->current, &rc);
         pk_recheck_end(&rc);
     }

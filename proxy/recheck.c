@@ -73,6 +73,9 @@ static int verify_path(const struct pk_recheck *rc, const struct pk_cert *leaf,
         }
     }
     r = pk_x509_verify_chain(leaf, &above, rc->anchors, err);
+    if (r == 0) {
+        r = pk_peer_name_constraints(leaf, chain, rc->anchors, err);
+    }
 out:
     pk_certs_clear(&above);
     return r;
@@ -101,4 +104,63 @@ int pk_recheck_peer(struct pk_recheck *rc, const struct pk_cert *leaf,
     e->rc = r;
     memcpy(e->msg, local.msg, sizeof(e->msg));
     return r == 0 ? 0 : pk_err_set(err, r, "%s", local.msg);
+}
+
+/* The DER of the NameConstraints extension's OID, 2.5.29.30: present in every certificate
+ * that has the extension. */
+static const uint8_t nc_oid_tlv[] = {0x06, 0x03, 0x55, 0x1d, 0x1e};
+
+int pk_peer_name_constraints(const struct pk_cert *leaf, const struct pk_tls_peer_chain *chain,
+                             const struct pk_certs *anchors, struct pk_err *err)
+{
+    struct pk_cert *top = NULL; /* the last certificate the peer sent, parsed if needed */
+    struct pk_slice der;
+    size_t last = 0;
+    int r = 0;
+
+    if (pk_cert_uri_count(leaf) == 0) {
+        return 0; /* no ID to constrain; the peer check refuses such a leaf anyway */
+    }
+    const char *uri = pk_cert_uri(leaf, 0);
+    for (size_t i = 1; pk_tls_peer_chain_get(chain, i, &der); i++) {
+        last = i;
+        if (memmem(der.ptr, der.len, nc_oid_tlv, sizeof(nc_oid_tlv)) == NULL) {
+            continue;
+        }
+        struct pk_cert *ca = NULL;
+        r = pk_cert_parse_der(der.ptr, der.len, "peer chain certificate", &ca, err);
+        if (r == 0) {
+            r = pk_cert_name_constraints_allow_uri(ca, uri, err);
+        }
+        pk_cert_free(ca);
+        if (r != 0) {
+            return r;
+        }
+    }
+    bool anchor_constrains = false;
+    for (size_t i = 0; i < anchors->n; i++) {
+        anchor_constrains |= pk_cert_has_name_constraints(anchors->v[i]);
+    }
+    if (!anchor_constrains) {
+        return 0;
+    }
+    const struct pk_cert *issued = leaf;
+    if (last > 0 && pk_tls_peer_chain_get(chain, last, &der)) {
+        r = pk_cert_parse_der(der.ptr, der.len, "peer chain certificate", &top, err);
+        if (r != 0) {
+            return r;
+        }
+        issued = top;
+    }
+    struct pk_slice want = pk_cert_issuer_der(issued);
+    for (size_t i = 0; r == 0 && i < anchors->n; i++) {
+        const struct pk_cert *a = anchors->v[i];
+        struct pk_slice subject = pk_cert_subject_der(a);
+        if (pk_cert_has_name_constraints(a) && subject.len == want.len &&
+            memcmp(subject.ptr, want.ptr, want.len) == 0) {
+            r = pk_cert_name_constraints_allow_uri(a, uri, err);
+        }
+    }
+    pk_cert_free(top);
+    return r;
 }

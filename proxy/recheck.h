@@ -38,4 +38,13 @@ int pk_recheck_peer(struct pk_recheck *rc, const struct pk_cert *leaf,
 /* End the pass and free its memory. */
 void pk_recheck_end(struct pk_recheck *rc);
 
+/* Name constraints on the peer's SPIFFE ID (leaf's first URI SAN) along its path: every CA
+ * certificate the peer sent (chain, leaf first) and the anchors whose subject issued the top
+ * one. wolfSSL does not evaluate URI constraints, so this runs after every handshake: a byte
+ * scan of what the peer sent and a flag per anchor when nothing is constrained (the usual
+ * case). 0, or pk_cert_name_constraints_allow_uri's error (PK_E_UNTRUSTED, PK_E_UNSUPPORTED,
+ * PK_E_INVALID), or PK_E_INVALID for a chain certificate that does not parse. */
+int pk_peer_name_constraints(const struct pk_cert *leaf, const struct pk_tls_peer_chain *chain,
+                             const struct pk_certs *anchors, struct pk_err *err) PK_MUST_USE;
+
 #endif

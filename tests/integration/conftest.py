@@ -141,7 +141,9 @@ def start_agent(tmp_path):
             for sec, kv in sections.items():
                 f.write(f"[{sec}]\n")
                 for k, v in kv.items():
-                    f.write(f"{k} = {v}\n")
+                    # A list is a repeated key (allow_* rules are OR-ed line by line).
+                    for one in v if isinstance(v, list) else [v]:
+                        f.write(f"{k} = {one}\n")
         proc = Proc([*prefix, picket_bin(), "run", "-c", ini, *args], tmp_path / f"{name}.log", env=env)
         agent = Agent(proc, admin_port, ini)
         if wait_ready:

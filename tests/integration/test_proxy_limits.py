@@ -352,3 +352,139 @@ def test_trust_anchor_change_closes_only_peers_that_no_longer_chain(pki_env, sta
         raise ConnectionError("closed")
     foreign.close()
     native.close()
+
+
+def _leaf(issuer, ikey, uri, ku=None, eku=None, extra_ext=()):
+    """A Sentry-profile leaf with the key usage and extended key usage given (None = omit)."""
+    import datetime
+    from cryptography import x509
+    key = pki.new_key()
+    b = (x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(issuer.subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(pki.now() - datetime.timedelta(minutes=1))
+         .not_valid_after(pki.now() + datetime.timedelta(hours=1))
+         .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(uri)]),
+                        critical=True))
+    if ku is not None:
+        b = b.add_extension(ku, critical=True)
+    if eku is not None:
+        b = b.add_extension(x509.ExtendedKeyUsage(eku), critical=False)
+    for ext, crit in extra_ext:
+        b = b.add_extension(ext, critical=crit)
+    return b.sign(ikey, pki.sig_hash(ikey)), key
+
+
+def _ca(parent, parent_key, name, not_before=None, not_after=None, constraints=None):
+    import datetime
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+    key = pki.new_key()
+    nb = not_before or pki.now() - datetime.timedelta(minutes=5)
+    na = not_after or nb + datetime.timedelta(days=30)
+    subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, name)])
+    b = (x509.CertificateBuilder().subject_name(subject)
+         .issuer_name(parent.subject if parent is not None else subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(nb).not_valid_after(na)
+         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+         .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False,
+                                      False), critical=True)
+         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False))
+    if constraints is not None:
+        b = b.add_extension(constraints, critical=True)
+    cert = b.sign(parent_key if parent_key is not None else key,
+                  pki.sig_hash(parent_key if parent_key is not None else key))
+    return cert, key
+
+
+def _write_peer(tmp_path, name, leaf, key, chain):
+    crt, k = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
+    crt.write_bytes(pki.cert_pem(leaf) + b"".join(pki.cert_pem(c) for c in chain))
+    k.write_bytes(pki.key_pem(key))
+    return str(crt), str(k)
+
+
+def test_rejection_matrix_validity_usage_constraints_and_size(pki_env, start_agent, tmp_path):
+    """TEST-CATALOGUE A05 (every level), A07 (EKU), A08 (name constraints), A09 (depth and
+    size), and key usage without digitalSignature: each refused with nothing reaching the app;
+    the accepted variants get through. The listener also trusts other.test, so that a name
+    constraint, not the trust-domain rule, is what refuses the constrained issuer's leaf."""
+    import datetime
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+    now = pki.now()
+    # Anchors: our root plus a second one that has expired, and one not yet valid.
+    dead_root, dead_rkey = _ca(None, None, "dead root", now - datetime.timedelta(days=20),
+                               now - datetime.timedelta(days=1))
+    young_root, young_rkey = _ca(None, None, "young root", now + datetime.timedelta(days=1),
+                                 now + datetime.timedelta(days=20))
+    with open(pki_env.ca, "rb") as f:
+        anchors = f.read()
+    (tmp_path / "anchors.pem").write_bytes(anchors + pki.cert_pem(dead_root) +
+                                           pki.cert_pem(young_root))
+    app = Recorder()
+    port, listeners = inbound(app.port, allow_trust_domain=TD)
+    listeners["inbound web"]["allow_trust_domain"] = [TD, "other.test"]
+    sections = {"agent": {"app_id": "backend", "trust_domain": TD},
+                "sentry": {"address": f"127.0.0.1:{pki_env.sentry.port}",
+                           "trust_anchors_file": tmp_path / "anchors.pem",
+                           "control_plane_trust_domain": TD},
+                "proxy": {"workers": 1}}
+    sections.update(listeners)
+    agent = start_agent(sections)
+    me = f"spiffe://{TD}/ns/default/frontend"
+    iss, ikey = pki_env.issuer, pki_env.ikey
+    ds = x509.KeyUsage(True, False, False, False, False, False, False, False, False)
+    cases, accepted = {}, {}
+
+    def add(table, name, leaf, key, chain):
+        table[name] = _write_peer(tmp_path, name.replace(" ", "_"), leaf, key, chain)
+
+    # Validity at each level of the chain.
+    young_iss, young_ikey = _ca(pki_env.root, pki_env.rkey, "young issuer",
+                                now + datetime.timedelta(hours=1), now + datetime.timedelta(days=9))
+    add(cases, "issuer not yet valid", *_leaf(young_iss, young_ikey, me, ds), [young_iss])
+    dead_iss, dead_ikey = _ca(dead_root, dead_rkey, "under dead root",
+                              now - datetime.timedelta(days=10), now + datetime.timedelta(days=9))
+    add(cases, "root expired", *_leaf(dead_iss, dead_ikey, me, ds), [dead_iss])
+    yr_iss, yr_ikey = _ca(young_root, young_rkey, "under young root")
+    add(cases, "root not yet valid", *_leaf(yr_iss, yr_ikey, me, ds), [yr_iss])
+    # Key usage and extended key usage.
+    add(cases, "key usage without digitalSignature", *_leaf(
+        iss, ikey, me, x509.KeyUsage(False, False, True, False, False, False, False, False,
+                                     False)), [iss])
+    add(cases, "EKU serverAuth only", *_leaf(iss, ikey, me, ds, [EKU.SERVER_AUTH]), [iss])
+    add(cases, "EKU codeSigning", *_leaf(iss, ikey, me, ds, [EKU.CODE_SIGNING]), [iss])
+    add(accepted, "EKU any", *_leaf(iss, ikey, me, ds, [x509.ObjectIdentifier("2.5.29.37.0")]),
+        [iss])
+    add(accepted, "no EKU", *_leaf(iss, ikey, me, ds), [iss])
+    add(accepted, "no key usage", *_leaf(iss, ikey, me, None, [EKU.CLIENT_AUTH]), [iss])
+    # Name constraints: an issuer limited to URIs of example.test.
+    nc = x509.NameConstraints(permitted_subtrees=[x509.UniformResourceIdentifier(TD)],
+                              excluded_subtrees=None)
+    nc_iss, nc_ikey = _ca(pki_env.root, pki_env.rkey, "constrained issuer", constraints=nc)
+    add(cases, "name constraint violated", *_leaf(
+        nc_iss, nc_ikey, "spiffe://other.test/ns/default/frontend", ds), [nc_iss])
+    add(accepted, "name constraint kept", *_leaf(nc_iss, nc_ikey, me, ds), [nc_iss])
+    # Depth: 12 intermediates under our root.
+    parent, pkey, chain = pki_env.root, pki_env.rkey, []
+    for i in range(12):
+        parent, pkey = _ca(parent, pkey, f"level {i}")
+        chain.insert(0, parent)
+    add(cases, "12 intermediates", *_leaf(parent, pkey, me, ds), chain)
+    # Size: a leaf carrying a 60 KB extension, and a Certificate message of about 1 MB.
+    blob = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.4.1.99999.2"),
+                                      b"\x04\x82\xea\x60" + b"A" * 60000)
+    add(cases, "60 KB extension", *_leaf(iss, ikey, me, ds, extra_ext=[(blob, False)]), [iss])
+    add(cases, "1 MB Certificate message", *_leaf(iss, ikey, me, ds), [iss] * 1700)
+
+    for name, (crt, key) in cases.items():
+        assert rejected(port, app, crt, key), name
+    for name, (crt, key) in accepted.items():
+        s = tls_client(port, crt, key)
+        s.sendall(b"ok")
+        assert s.recv(100) == b"echo:ok", name
+        s.close()
+    assert agent.proc.alive()
+    st = agent.status()["listeners"][0]
+    assert st["handshake_failed"] + st["denied"] >= len(cases)

@@ -862,6 +862,7 @@ struct t3 {
     size_t got;
     size_t max_buffer_bytes;     /* the most the connection held, seen between loop rounds */
     size_t blocked_buffer_bytes; /* what it held while the client was stalled */
+    bool blocked_seen;
 };
 
 static void t3_probe(struct run *r, void *arg)
@@ -869,8 +870,9 @@ static void t3_probe(struct run *r, void *arg)
     struct t3 *t = arg;
     size_t n = pk_conn_buffer_bytes(r->conn);
     t->max_buffer_bytes = PK_MAX(t->max_buffer_bytes, n);
-    if (atomic_load(&t->client_blocked) && t->blocked_buffer_bytes == 0) {
+    if (atomic_load(&t->client_blocked) && !t->blocked_seen) {
         t->blocked_buffer_bytes = n;
+        t->blocked_seen = true;
     }
 }
 

@@ -785,6 +785,18 @@ static void refuse_signing_usage(void **state)
                         "peer certificate has key usage keyCertSign and cRLSign");
 }
 
+static void refuse_no_digital_signature(void **state)
+{
+    struct pk_cert_template t = leaf_tmpl(FRONTEND);
+
+    (void)state;
+    t.key_usage = PK_KU_KEY_ENCIPHERMENT;
+    expect_leaf_refused(&p256, &t, PK_E_INVALID, "key usage lacks digitalSignature");
+    t.key_usage = PK_KU_KEY_AGREEMENT;
+    expect_leaf_refused(&p256, &t, PK_E_INVALID, "key usage lacks digitalSignature");
+    expect_leaf_refused(&ed, &t, PK_E_INVALID, "key usage lacks digitalSignature");
+}
+
 static void refuse_key_type(void **state)
 {
     (void)state;
@@ -827,7 +839,129 @@ static void validity(void **state)
     expect_leaf_refused(&p256, &t, PK_E_NOTYETVALID, "is not yet valid");
 }
 
+/* ---- name constraints on URIs ---- */
+
+/* A self-signed CA with the given nameConstraints value (openssl -addext syntax). */
+static struct pk_cert *nc_ca(const char *name, const char *constraints)
+{
+    struct pk_buf pem;
+    struct pk_certs certs = {0};
+    struct pk_err err = {{0}};
+    struct pk_cert *cert;
+    char file[64];
+
+    sh("openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout %s.key "
+       "-subj /O=%s -days 1 -addext basicConstraints=critical,CA:TRUE "
+       "-addext keyUsage=critical,keyCertSign -addext 'nameConstraints=critical,%s' -out %s.pem",
+       name, name, constraints, name);
+    snprintf(file, sizeof(file), "%s.pem", name);
+    slurp(file, &pem);
+    assert_int_equal(pk_certs_parse_pem(pem.data, pem.len, file, &certs, &err), 0);
+    pk_buf_free(&pem);
+    cert = certs.v[0];
+    certs.n = 0;
+    pk_certs_clear(&certs);
+    assert_true(pk_cert_has_name_constraints(cert));
+    return cert;
+}
+
+/* (constraints, URI) -> result, RFC 5280 §4.2.1.10 on the URI's host. */
+static void uri_name_constraints(void **state)
+{
+    static const struct {
+        const char *constraints;
+        const char *uri;
+        int want;
+    } cases[] = {
+            {"permitted;URI:example.test", "spiffe://example.test/ns/a/b", 0},
+            {"permitted;URI:example.test", "spiffe://other.test/ns/a/b", PK_E_UNTRUSTED},
+            {"permitted;URI:example.test", "spiffe://sub.example.test/ns/a/b", PK_E_UNTRUSTED},
+            {"permitted;URI:example.test", "spiffe://example.test.evil/ns/a/b", PK_E_UNTRUSTED},
+            {"permitted;URI:.example.test", "spiffe://sub.example.test/x", 0},
+            {"permitted;URI:.example.test", "spiffe://example.test/x", PK_E_UNTRUSTED},
+            {"permitted;URI:.example.test", "spiffe://evilexample.test/x", PK_E_UNTRUSTED},
+            {"permitted;URI:EXAMPLE.test", "spiffe://example.test/x", 0},
+            {"excluded;URI:bad.test", "spiffe://bad.test/x", PK_E_UNTRUSTED},
+            {"excluded;URI:bad.test", "spiffe://good.test/x", 0},
+            {"permitted;URI:a.test,permitted;URI:b.test", "spiffe://b.test/x", 0},
+            /* Forms wolfSSL evaluates leave URIs alone... */
+            {"permitted;DNS:example.test", "spiffe://other.test/x", 0},
+            /* ... and forms nobody evaluates fail closed. */
+            {"permitted;IP:10.0.0.0/255.0.0.0", "spiffe://example.test/x", PK_E_UNSUPPORTED},
+    };
+    struct pk_err err = {{0}};
+    char name[32];
+
+    (void)state;
+    for (size_t i = 0; i < PK_ARRAY_LEN(cases); i++) {
+        snprintf(name, sizeof(name), "nc%zu", i);
+        struct pk_cert *ca = nc_ca(name, cases[i].constraints);
+        int r = pk_cert_name_constraints_allow_uri(ca, cases[i].uri, &err);
+        if (r != cases[i].want) {
+            fail_msg("%s with %s: %d (%s), want %d", cases[i].uri, cases[i].constraints, r, err.msg,
+                     cases[i].want);
+        }
+        if (r == PK_E_UNTRUSTED) {
+            assert_non_null(strstr(err.msg, "violates the name constraints"));
+        }
+        pk_cert_free(ca);
+    }
+}
+
 /* ---- pk_policy_authorize ---- */
+
+/* (EKU of the leaf) -> allowed inbound (client), allowed outbound (server). */
+static void extended_key_usage(void **state)
+{
+    static const struct {
+        unsigned eku; /* 0 = no extension */
+        bool inbound;
+        bool outbound;
+    } cases[] = {
+            {0, true, true},
+            {PK_EKU_CLIENT_AUTH | PK_EKU_SERVER_AUTH, true, true},
+            {PK_EKU_CLIENT_AUTH, true, false},
+            {PK_EKU_SERVER_AUTH, false, true},
+            {PK_EKU_ANY, true, true},
+    };
+    struct pk_policy *in = pk_policy_new(TD, NS);
+    struct pk_policy *out = pk_policy_new(TD, NS);
+    struct pk_err err = {{0}};
+
+    (void)state;
+    assert_int_equal(pk_policy_add(out, PK_EXPECT_SPIFFE_ID, FRONTEND, &err), 0);
+    for (size_t i = 0; i < PK_ARRAY_LEN(cases); i++) {
+        struct pk_cert_template t = leaf_tmpl(FRONTEND);
+        t.ext_key_usage = cases[i].eku;
+        struct pk_cert *cert = leaf_make(&p256, &t);
+        int r_in = pk_policy_authorize(in, cert, NULL, 0, &err);
+        if ((r_in == 0) != cases[i].inbound) {
+            fail_msg("EKU %#x inbound: %d %s", cases[i].eku, r_in, err.msg);
+        }
+        if (r_in != 0) {
+            assert_int_equal(r_in, PK_E_INVALID);
+            assert_non_null(strstr(err.msg, "extended key usage does not include clientAuth"));
+        }
+        int r_out = pk_policy_authorize(out, cert, NULL, 0, &err);
+        if ((r_out == 0) != cases[i].outbound) {
+            fail_msg("EKU %#x outbound: %d %s", cases[i].eku, r_out, err.msg);
+        }
+        if (r_out != 0) {
+            assert_non_null(strstr(err.msg, "extended key usage does not include serverAuth"));
+        }
+        pk_cert_free(cert);
+    }
+    /* A purpose nobody here serves (codeSigning): neither way. */
+    static const char ext[] = "subjectAltName=critical,URI:" FRONTEND "\n"
+                              "keyUsage=critical,digitalSignature\nextendedKeyUsage=codeSigning\n";
+    struct pk_cert *cs =
+            openssl_leaf("codesign", "-algorithm EC -pkeyopt ec_paramgen_curve:P-256", ext);
+    assert_int_equal(pk_policy_authorize(in, cs, NULL, 0, &err), PK_E_INVALID);
+    assert_int_equal(pk_policy_authorize(out, cs, NULL, 0, &err), PK_E_INVALID);
+    pk_cert_free(cs);
+    pk_policy_free(in);
+    pk_policy_free(out);
+}
 
 static void authorize(void **state)
 {
@@ -895,7 +1029,10 @@ int main(void)
             cmocka_unit_test(refuse_non_spiffe_uri),
             cmocka_unit_test(refuse_ca_leaf),
             cmocka_unit_test(refuse_signing_usage),
+            cmocka_unit_test(refuse_no_digital_signature),
             cmocka_unit_test(refuse_key_type),
+            cmocka_unit_test(extended_key_usage),
+            cmocka_unit_test(uri_name_constraints),
             cmocka_unit_test(validity),
             cmocka_unit_test(authorize),
     };
