@@ -10,15 +10,8 @@ import pytest
 
 import pki
 from harness import free_port, sanitized, wait_for
-from test_proxy import TD, Recorder, inbound, pki_env, rejected, sidecar, tls_client  # noqa: F401
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from test_proxy import (TD, Recorder, inbound, pki_env, rejected, rss_kib,  # noqa: F401
+                        sidecar, tls_client)
 
 
 def test_handshake_flood_respects_the_cap_and_keeps_serving(pki_env, start_agent):
