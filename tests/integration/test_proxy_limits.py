@@ -481,3 +481,68 @@ def test_rejection_matrix_validity_usage_constraints_and_size(pki_env, start_age
     assert agent.proc.alive()
     st = agent.status()["listeners"][0]
     assert st["handshake_failed"] + st["denied"] >= len(cases)
+
+
+def _s_client(port, cert, key, ca, *extra, lines=(b"hi\n",), quiet=True):
+    """openssl s_client writing lines one by one (0.3 s apart) and stopped 1 s after the last;
+    returns everything it printed."""
+    import subprocess
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-cert", cert,
+                          "-key", key, "-CAfile", ca, *(["-quiet"] if quiet else []), *extra],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for line in lines:
+            time.sleep(0.3)
+            p.stdin.write(line)
+            p.stdin.flush()
+        time.sleep(1)
+    except BrokenPipeError:
+        pass
+    p.kill()
+    out, _ = p.communicate()
+    return out
+
+
+def test_tls_protocol_surface(pki_env, start_agent):
+    """TEST-CATALOGUE C01, C02, C05: by default only TLS 1.3 with its AEAD suites and the
+    configured groups (X25519, P-256); with allow_tls12 TLS 1.2 only with ECDHE AEAD suites
+    and no renegotiation; every refused client leaves the app untouched."""
+    cert, key = pki_env.peer("frontend")
+    app = Recorder()
+    port, listeners = inbound(app.port)
+    sidecar(start_agent, pki_env, "backend", listeners)
+    refused = [["-tls1_2"], ["-tls1_1"], ["-tls1"],
+               ["-tls1_3", "-ciphersuites", "TLS_AES_128_CCM_8_SHA256"],
+               ["-tls1_3", "-groups", "ffdhe2048"], ["-tls1_3", "-groups", "secp384r1"],
+               ["-tls1_3", "-groups", "brainpoolP256r1"]]
+    for extra in refused:
+        out = _s_client(port, cert, key, pki_env.ca, *extra)
+        assert b"echo:" not in out, (extra, out[-300:])
+    time.sleep(0.2)
+    assert app.conns == [] and app.total_bytes() == 0
+    for extra in (["-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384"],
+                  ["-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256"],
+                  ["-tls1_3", "-groups", "P-256"]):
+        out = _s_client(port, cert, key, pki_env.ca, *extra)
+        assert b"echo:hi" in out, (extra, out[-300:])
+
+    # TLS 1.2 by option: AEAD with ECDHE only, and renegotiation refused.
+    app12 = Recorder()
+    port12, listeners12 = inbound(app12.port)
+    agent12 = sidecar(start_agent, pki_env, "backend12", listeners12, allow_tls12="true")
+    out = _s_client(port12, cert, key, pki_env.ca, "-tls1_2")
+    assert b"echo:hi" in out, out[-300:]
+    for cipher in ("AES128-SHA", "ECDHE-ECDSA-AES128-SHA", "AES128-GCM-SHA256"):
+        out = _s_client(port12, cert, key, pki_env.ca, "-tls1_2", "-cipher", cipher)
+        assert b"echo:" not in out, cipher
+    # 'R' on its own line makes s_client renegotiate: refused (the connection ends), and the
+    # app never sees the line after it.
+    mark = len(agent12.proc.output())
+    out = _s_client(port12, cert, key, pki_env.ca, "-tls1_2", quiet=False,
+                    lines=(b"one\n", b"R\n", b"two\n"))
+    assert b"echo:one" in out and b"echo:two" not in out, out[-400:]
+    agent12.proc.wait_log(r"connection closed listener=web .*reason=tls_error", timeout=5,
+                          start=mark)
+    assert agent12.proc.alive()
+    with app12.lock:
+        assert all(b"two" not in d for d in app12.data)
