@@ -41,6 +41,7 @@
 #include "x509.h"
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,7 @@
 #define CHAIN_MAX_DEPTH     10
 #define ISSUE_MAX_STRING    1024
 #define ISSUE_MAX_URI       2048
+#define ISSUE_MAX_DNS       253 /* RFC 1035 §2.3.4, without the final dot */
 
 static const uint8_t oid_ecdsa_sha256[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02};
 static const uint8_t oid_ecdsa_sha384[] = {0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03};
@@ -77,7 +79,11 @@ static const uint8_t oid_eku_any[] = {0x55, 0x1d, 0x25, 0x00};
 static const uint8_t oid_eku_server[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x01};
 static const uint8_t oid_eku_client[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x03, 0x02};
 static const uint8_t oid_at_cn[] = {0x55, 0x04, 0x03};
+static const uint8_t oid_at_c[] = {0x55, 0x04, 0x06};
+static const uint8_t oid_at_l[] = {0x55, 0x04, 0x07};
+static const uint8_t oid_at_st[] = {0x55, 0x04, 0x08};
 static const uint8_t oid_at_o[] = {0x55, 0x04, 0x0a};
+static const uint8_t oid_at_ou[] = {0x55, 0x04, 0x0b};
 
 #define OID_IS(el, oid) pk_der_is_oid((el), (oid), sizeof(oid))
 
@@ -1286,6 +1292,43 @@ static int check_issue_string(const char *s, size_t max, const char *field, stru
     return 0;
 }
 
+/* The subject attributes a template may set, in the order they are written. */
+static const struct {
+    const uint8_t *oid;
+    size_t oid_len;
+    size_t field; /* of the const char * in struct pk_cert_template */
+    const char *what;
+} subject_attrs[] = {
+        {oid_at_c, sizeof(oid_at_c), offsetof(struct pk_cert_template, subject_c), "subject C"},
+        {oid_at_st, sizeof(oid_at_st), offsetof(struct pk_cert_template, subject_st), "subject ST"},
+        {oid_at_l, sizeof(oid_at_l), offsetof(struct pk_cert_template, subject_l), "subject L"},
+        {oid_at_o, sizeof(oid_at_o), offsetof(struct pk_cert_template, subject_o), "subject O"},
+        {oid_at_ou, sizeof(oid_at_ou), offsetof(struct pk_cert_template, subject_ou), "subject OU"},
+        {oid_at_cn, sizeof(oid_at_cn), offsetof(struct pk_cert_template, subject_cn), "subject CN"},
+};
+
+/* RFC 5280 Appendix A: countryName is a two-character PrintableString (ISO 3166 alpha-2). */
+static bool country_ok(const char *c)
+{
+    return ((c[0] >= 'A' && c[0] <= 'Z') || (c[0] >= 'a' && c[0] <= 'z')) &&
+           ((c[1] >= 'A' && c[1] <= 'Z') || (c[1] >= 'a' && c[1] <= 'z')) && c[2] == '\0';
+}
+
+/* SAN values are IA5String: printable ASCII without blanks keeps them unambiguous. */
+static int check_san_ascii(const char *s, const char *what, struct pk_err *err)
+{
+    if (s == NULL) {
+        return 0;
+    }
+    for (const char *p = s; *p != '\0'; p++) {
+        if (*p <= 0x20 || *p >= 0x7f) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "certificate template: %s `%.200s' is not printable ASCII", what, s);
+        }
+    }
+    return 0;
+}
+
 #define SKID_LEN 20
 
 /* RFC 5280 §4.2.1.2 method (1), SHA-1 of the subjectPublicKey bits, as Go computes it; a build
@@ -1403,9 +1446,11 @@ static int issue_check(const struct pk_cert *c, const struct pk_cert_template *t
     } else if (c->not_before != t->not_before || c->not_after != t->not_after) {
         bad = "validity";
     } else if (c->n_uris != (t->uri_san != NULL) ||
-               (t->uri_san != NULL && strcmp(c->uris[0], t->uri_san) != 0) || c->n_dns != 0) {
+               (t->uri_san != NULL && strcmp(c->uris[0], t->uri_san) != 0) ||
+               c->n_dns != (t->dns_san != NULL)) {
         bad = "subject alternative name";
-    } else if (t->uri_san != NULL && c->san_critical != (subject_name.len == 2)) {
+    } else if ((t->uri_san != NULL || t->dns_san != NULL) &&
+               c->san_critical != (subject_name.len == 2)) {
         bad = "subject alternative name criticality";
     } else if (c->has_bc != t->is_ca || c->is_ca != t->is_ca ||
                (t->is_ca && c->path_len != t->path_len)) {
@@ -1453,23 +1498,28 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
         r = pk_err_set(err, PK_E_INVALID, "certificate template: not_after is before not_before");
         goto out;
     }
-    if ((tmpl->subject_cn != NULL &&
-         (r = check_issue_string(tmpl->subject_cn, ISSUE_MAX_STRING, "subject CN", err)) != 0) ||
-        (tmpl->subject_o != NULL &&
-         (r = check_issue_string(tmpl->subject_o, ISSUE_MAX_STRING, "subject O", err)) != 0) ||
-        (tmpl->uri_san != NULL &&
-         (r = check_issue_string(tmpl->uri_san, ISSUE_MAX_URI, "URI SAN", err)) != 0)) {
+    for (size_t i = 0; i < PK_ARRAY_LEN(subject_attrs); i++) {
+        const char *value = *(const char *const *)((const char *)tmpl + subject_attrs[i].field);
+        if (value != NULL &&
+            (r = check_issue_string(value, ISSUE_MAX_STRING, subject_attrs[i].what, err)) != 0) {
+            goto out;
+        }
+    }
+    if (tmpl->subject_c != NULL && !country_ok(tmpl->subject_c)) {
+        r = pk_err_set(err, PK_E_INVALID,
+                       "certificate template: subject C `%.20s' is not a two-letter country code",
+                       tmpl->subject_c);
         goto out;
     }
-    if (tmpl->uri_san != NULL) {
-        for (const char *p = tmpl->uri_san; *p != '\0'; p++) {
-            if (*p <= 0x20 || *p >= 0x7f) {
-                r = pk_err_set(err, PK_E_INVALID,
-                               "certificate template: URI SAN `%s' is not printable ASCII",
-                               tmpl->uri_san);
-                goto out;
-            }
-        }
+    if ((tmpl->uri_san != NULL &&
+         (r = check_issue_string(tmpl->uri_san, ISSUE_MAX_URI, "URI SAN", err)) != 0) ||
+        (tmpl->dns_san != NULL &&
+         (r = check_issue_string(tmpl->dns_san, ISSUE_MAX_DNS, "DNS SAN", err)) != 0)) {
+        goto out;
+    }
+    if ((r = check_san_ascii(tmpl->uri_san, "URI SAN", err)) != 0 ||
+        (r = check_san_ascii(tmpl->dns_san, "DNS SAN", err)) != 0) {
+        goto out;
     }
     if ((tmpl->key_usage & ~0x1ffu) != 0 ||
         (tmpl->ext_key_usage & ~(unsigned)(PK_EKU_SERVER_AUTH | PK_EKU_CLIENT_AUTH | PK_EKU_ANY)) !=
@@ -1488,13 +1538,12 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
     }
 
     /* The issuer and the names. */
-    if (tmpl->subject_o != NULL) {
-        r = name_put_rdn(&subject, oid_at_o, sizeof(oid_at_o), tmpl->subject_o);
-    } else {
-        r = 0;
-    }
-    if (r == 0 && tmpl->subject_cn != NULL) {
-        r = name_put_rdn(&subject, oid_at_cn, sizeof(oid_at_cn), tmpl->subject_cn);
+    r = 0;
+    for (size_t i = 0; i < PK_ARRAY_LEN(subject_attrs) && r == 0; i++) {
+        const char *value = *(const char *const *)((const char *)tmpl + subject_attrs[i].field);
+        if (value != NULL) {
+            r = name_put_rdn(&subject, subject_attrs[i].oid, subject_attrs[i].oid_len, value);
+        }
     }
     r = r != 0 ? r : pk_der_wrap(&subject, 0, PK_DER_SEQUENCE);
     if (r != 0) {
@@ -1565,12 +1614,21 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
             (byte)(((tmpl->ext_key_usage & PK_EKU_SERVER_AUTH) ? EXTKEYUSE_SERVER_AUTH : 0) |
                    ((tmpl->ext_key_usage & PK_EKU_CLIENT_AUTH) ? EXTKEYUSE_CLIENT_AUTH : 0) |
                    ((tmpl->ext_key_usage & PK_EKU_ANY) ? EXTKEYUSE_ANY : 0));
-    if (tmpl->uri_san != NULL) {
-        /* GeneralNames ::= SEQUENCE { [6] uniformResourceIdentifier IA5String } */
-        r = pk_der_put(&san, PK_DER_CTX(6), tmpl->uri_san, strlen(tmpl->uri_san));
+    if (tmpl->uri_san != NULL || tmpl->dns_san != NULL) {
+        /* GeneralNames ::= SEQUENCE { [2] dNSName IA5String, [6] uniformResourceIdentifier
+         * IA5String } */
+        r = 0;
+        if (tmpl->dns_san != NULL) {
+            r = pk_der_put(&san, PK_DER_CTX(2), tmpl->dns_san, strlen(tmpl->dns_san));
+        }
+        if (r == 0 && tmpl->uri_san != NULL) {
+            r = pk_der_put(&san, PK_DER_CTX(6), tmpl->uri_san, strlen(tmpl->uri_san));
+        }
         r = r != 0 ? r : pk_der_wrap(&san, 0, PK_DER_SEQUENCE);
         if (r != 0 || san.len > sizeof(wc->altNames)) {
-            r = pk_err_set(err, PK_E_INVALID, "certificate template: URI SAN too long");
+            r = pk_err_set(err, PK_E_INVALID,
+                           "certificate template: subject alternative names "
+                           "too long");
             goto out;
         }
         memcpy(wc->altNames, san.data, san.len);

@@ -121,15 +121,23 @@ int pk_x509_verify_chain(const struct pk_cert *leaf, const struct pk_certs *inte
 
 /* What to put in a certificate that pk_cert_issue signs. */
 struct pk_cert_template {
+    /* The subject, written in the order C, ST, L, O, OU, CN (as OpenSSL writes a conventional
+     * distinguished name); a NULL attribute is left out, and with none the subject is empty. */
+    const char *subject_c;  /* NULL: no C; else two letters (ISO 3166) */
+    const char *subject_st; /* NULL: no ST */
+    const char *subject_l;  /* NULL: no L */
+    const char *subject_o;  /* NULL: no O */
+    const char *subject_ou; /* NULL: no OU */
     const char *subject_cn; /* NULL: no CN */
-    const char *subject_o;  /* NULL: no O. With neither, the subject is empty */
     time_t not_before;
     time_t not_after;
     bool is_ca;             /* true: BasicConstraints critical CA:TRUE; false: no extension */
     int path_len;           /* with is_ca: -1 for none */
     unsigned key_usage;     /* PK_KU_*, emitted critical; 0 for none */
     unsigned ext_key_usage; /* PK_EKU_SERVER_AUTH|PK_EKU_CLIENT_AUTH; 0 for none */
-    const char *uri_san;    /* NULL: no SAN. Marked critical when the subject is empty */
+    const char *uri_san;    /* NULL: no URI SAN */
+    const char *dns_san;    /* NULL: no DNS SAN. With either SAN the extension is marked
+                             * critical when the subject is empty */
     bool subject_key_id;    /* add an SKID (CA certificates) */
 };
 
@@ -138,9 +146,9 @@ struct pk_cert_template {
  * public half). The serial is a fresh random 128-bit positive number. The AKI is the issuer's
  * SKID when it has one (none for self-signed). Times are written at second precision, UTCTime
  * for 1950-2049 and GeneralizedTime otherwise; names use PrintableString when they can, else
- * UTF8String, O before CN. The result is parsed back and checked against tmpl before it is
- * returned. Borrows everything; *out takes the certificate. PK_E_INVALID (template, or issuer
- * not a CA with keyCertSign), PK_E_MISMATCH (issuer_key does not fit issuer / subject_key),
+ * UTF8String (C is always PrintableString). The result is parsed back and checked against tmpl
+ * before it is returned. Borrows everything; *out takes the certificate. PK_E_INVALID (template, or
+ * issuer not a CA with keyCertSign), PK_E_MISMATCH (issuer_key does not fit issuer / subject_key),
  * PK_E_UNSUPPORTED, PK_E_CRYPTO. Thread-safe (serialised on the DRBG lock). */
 int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *subject_key,
                   const struct pk_cert *issuer, const struct pk_key *issuer_key,

@@ -11,6 +11,7 @@
 #include "common/mem.h"
 #include "common/pem.h"
 #include "common/spiffe.h"
+#include "sentry/ca_profile.h"
 
 int pk_sentry_creds_paths_init(struct pk_sentry_creds_paths *paths, const char *dir,
                                const char *ca_name, const char *cert_name, const char *key_name)
@@ -233,62 +234,29 @@ out:
     return r;
 }
 
-/* Issue one CA certificate for key, signed by signer (NULL: self-signed with key). */
-static int issue_ca(const struct pk_sentry_creds_gen *gen, const char *subject_o,
-                    const struct pk_key *key, const struct pk_cert *signer,
-                    const struct pk_key *signer_key, unsigned key_usage, struct pk_cert **out,
-                    struct pk_err *err)
-{
-    struct pk_cert_template tmpl = {
-            .subject_o = subject_o,
-            .not_before = gen->now - gen->skew_seconds,
-            .not_after = gen->now + gen->ttl_seconds,
-            .is_ca = true,
-            .path_len = -1,
-            .key_usage = key_usage,
-            .subject_key_id = true,
-    };
-    struct pk_buf spki;
-    struct pk_pubkey *pub = NULL;
-    int r;
-
-    pk_buf_init(&spki, 4096);
-    r = pk_key_public_spki(key, &spki);
-    if (r != 0) {
-        goto out;
-    }
-    r = pk_pubkey_from_spki(spki.data, spki.len, &pub, err);
-    if (r != 0) {
-        goto out;
-    }
-    r = pk_cert_issue(&tmpl, pub, signer, signer_key, out, err);
-out:
-    pk_pubkey_free(pub);
-    pk_buf_free(&spki);
-    return r;
-}
-
 int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
                              const struct pk_sentry_creds_gen *gen, struct pk_sentry_creds **out,
                              struct pk_err *err)
 {
+    struct pk_ca_request req = {
+            .profile = PK_CA_PROFILE_SENTRY,
+            .trust_domain = gen->trust_domain,
+            .namespace_ = gen->namespace_,
+            .not_before = gen->now - gen->skew_seconds,
+            .not_after = gen->now + gen->ttl_seconds,
+    };
     struct pk_key *root_key = NULL;
     struct pk_key *issuer_key = NULL;
+    struct pk_pubkey *issuer_pub = NULL;
     struct pk_cert *root = NULL;
     struct pk_cert *issuer = NULL;
     struct pk_buf root_pem, issuer_pem, key_pem;
-    char issuer_o[PK_SPIFFE_MAX_LEN + 1];
     int r;
 
     pk_buf_init(&root_pem, 64 * 1024);
     pk_buf_init(&issuer_pem, 64 * 1024);
     pk_buf_init_secret(&key_pem, 64 * 1024);
 
-    r = pk_spiffe_format_workload(issuer_o, sizeof(issuer_o), gen->trust_domain, gen->namespace_,
-                                  "dapr-sentry", err);
-    if (r != 0) {
-        goto out;
-    }
     r = pk_key_generate(gen->key_type, &root_key, err);
     if (r != 0) {
         goto out;
@@ -297,14 +265,17 @@ int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
     if (r != 0) {
         goto out;
     }
-    r = issue_ca(gen, gen->trust_domain, root_key, NULL, root_key,
-                 PK_KU_DIGITAL_SIGNATURE | PK_KU_KEY_CERT_SIGN, &root, err);
+    r = pk_key_public(issuer_key, &issuer_pub);
+    if (r != 0) {
+        pk_err_set(err, r, "cannot take the public half of the issuer key");
+        goto out;
+    }
+    r = pk_ca_profile_root(&req, root_key, &root, err);
     if (r != 0) {
         pk_err_prefix(err, r, "generating the root certificate");
         goto out;
     }
-    r = issue_ca(gen, issuer_o, issuer_key, root, root_key,
-                 PK_KU_DIGITAL_SIGNATURE | PK_KU_KEY_CERT_SIGN | PK_KU_CRL_SIGN, &issuer, err);
+    r = pk_ca_profile_issuer(&req, issuer_pub, root, root_key, &issuer, err);
     if (r != 0) {
         pk_err_prefix(err, r, "generating the issuer certificate");
         goto out;
@@ -340,6 +311,7 @@ int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
 out:
     pk_key_free(root_key);
     pk_key_free(issuer_key);
+    pk_pubkey_free(issuer_pub);
     pk_cert_free(root);
     pk_cert_free(issuer);
     pk_buf_free(&root_pem);

@@ -470,6 +470,14 @@ static void issue_refusals(void **state)
     assert_int_equal(pk_cert_issue(&t, pub, p.iss, p.iss_key, &cert, &err), PK_E_INVALID);
     t = leaf_tmpl(now, (time_t)253402300800LL /* year 10000 */, LEAF_URI);
     assert_int_equal(pk_cert_issue(&t, pub, p.iss, p.iss_key, &cert, &err), PK_E_INVALID);
+    t = leaf_tmpl(now, now + 3600, LEAF_URI);
+    t.subject_c = "USA"; /* countryName is two letters */
+    assert_int_equal(pk_cert_issue(&t, pub, p.iss, p.iss_key, &cert, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "USA"));
+    t.subject_c = NULL;
+    t.dns_san = "bad name";
+    assert_int_equal(pk_cert_issue(&t, pub, p.iss, p.iss_key, &cert, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "DNS SAN"));
     assert_null(cert);
 
     pk_cert_free(leaf);
