@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: `picket cert`, operator tools for certificates. `fetch` obtains one workload
- * certificate from a Sentry, as a sidecar would, and prints (or writes) it. */
+ * certificate from a Sentry, as a sidecar would, and prints (or writes) it; create-root,
+ * create-issuer (cmd/cert_create.c) and inspect (cmd/cert_inspect.c) are dispatched from here. */
+#include "cmd/cert.h"
+
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -234,16 +237,44 @@ out:
     return status;
 }
 
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} cert_commands[] = {
+        {"fetch", cert_fetch, "obtain a workload certificate from Sentry and show it"},
+        {"create-root", pk_cmd_cert_create_root, "create a root certificate and key (ca.crt)"},
+        {"create-issuer", pk_cmd_cert_create_issuer,
+         "create an issuer certificate and key signed by a root (issuer.crt, issuer.key)"},
+        {"inspect", pk_cmd_cert_inspect, "show the certificates of a PEM file, check the chain"},
+};
+
+static void cert_usage(FILE *out)
+{
+    fprintf(out, "usage: picket cert <command> [flags]\n\ncommands:\n");
+    for (size_t i = 0; i < PK_ARRAY_LEN(cert_commands); i++) {
+        fprintf(out, "  %-14s %s\n", cert_commands[i].name, cert_commands[i].summary);
+    }
+    fprintf(out, "\nRun `picket cert <command> --help` for a command's flags.\n");
+}
+
 int pk_cmd_cert(int argc, char **argv)
 {
-    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
-        printf("usage: picket cert <command>\n\ncommands:\n"
-               "  fetch    obtain a workload certificate from Sentry and show it\n");
-        return argc < 2 ? 2 : 0;
+    if (argc < 2) {
+        cert_usage(stderr);
+        return 2;
     }
-    if (strcmp(argv[1], "fetch") == 0) {
-        return cert_fetch(argc - 1, argv + 1);
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        cert_usage(stdout);
+        return 0;
     }
-    fprintf(stderr, "picket cert: unknown command `%s'\n", argv[1]);
+    for (size_t i = 0; i < PK_ARRAY_LEN(cert_commands); i++) {
+        if (strcmp(argv[1], cert_commands[i].name) == 0) {
+            return cert_commands[i].run(argc - 1, argv + 1);
+        }
+    }
+    fprintf(stderr, "picket cert: unknown command `%s'\n\n", argv[1]);
+    cert_usage(stderr);
     return 2;
 }

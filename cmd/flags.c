@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "common/duration.h"
 #include "common/err.h"
@@ -59,4 +60,19 @@ int pk_flag_duration(const char *flag, const char *value, double *out)
     }
     *out = (double)ns / 1e9;
     return 0;
+}
+
+int pk_flag_key_type(const char *flag, const char *value, enum pk_key_type *out)
+{
+    if (strcasecmp(value, "ecdsa") == 0 || strcasecmp(value, "p256") == 0 ||
+        strcasecmp(value, "p-256") == 0) {
+        *out = PK_KEY_P256;
+        return 0;
+    }
+    if (strcasecmp(value, "ed25519") == 0) {
+        *out = PK_KEY_ED25519;
+        return 0;
+    }
+    fprintf(stderr, "picket: %s: `%s' is not ecdsa (P-256) or ed25519\n", flag, value);
+    return PK_E_INVALID;
 }

@@ -17,7 +17,8 @@ struct command {
 static const struct command commands[] = {
         {"run", pk_cmd_run, "run the sidecar: workload identity from Sentry or files"},
         {"sentry", pk_cmd_sentry, "run a Sentry-compatible certificate authority"},
-        {"cert", pk_cmd_cert, "certificate tools: fetch a workload certificate from Sentry"},
+        {"cert", pk_cmd_cert,
+         "certificate tools: create a root and an issuer, inspect, fetch from Sentry"},
 };
 
 static void usage(FILE *out)

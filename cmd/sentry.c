@@ -184,14 +184,7 @@ int pk_cmd_sentry(int argc, char **argv)
             }
             break;
         case OPT_KEY_TYPE:
-            if (strcasecmp(optarg, "ecdsa") == 0 || strcasecmp(optarg, "p256") == 0 ||
-                strcasecmp(optarg, "p-256") == 0) {
-                opts.key_type = PK_KEY_P256;
-            } else if (strcasecmp(optarg, "ed25519") == 0) {
-                opts.key_type = PK_KEY_ED25519;
-            } else {
-                fprintf(stderr, "picket sentry: --key-type: `%s' is not ecdsa or ed25519\n",
-                        optarg);
+            if (pk_flag_key_type("--key-type", optarg, &opts.key_type) != 0) {
                 return 2;
             }
             break;

@@ -624,19 +624,8 @@ int pk_identity_key_pem(const struct pk_identity *id, struct pk_buf *out)
 
 void pk_identity_anchor_fingerprint(const struct pk_identity *id, size_t i, char out[65])
 {
-    static const char hex[] = "0123456789abcdef";
-    uint8_t digest[WC_SHA256_DIGEST_SIZE];
-
     PK_ASSERT(i < id->anchors.n);
-    struct pk_slice der = pk_cert_der(id->anchors.v[i]);
-    /* Only fails for bad arguments; the DER is at most PK_PEM_MAX_DER bytes. */
-    int r = wc_Sha256Hash(der.ptr, (word32)der.len, digest);
-    PK_ASSERT(r == 0);
-    for (size_t k = 0; k < sizeof(digest); k++) {
-        out[2 * k] = hex[digest[k] >> 4];
-        out[2 * k + 1] = hex[digest[k] & 0x0f];
-    }
-    out[64] = '\0';
+    pk_cert_fingerprint(id->anchors.v[i], out);
 }
 
 /* ---- publication slot ---- */

@@ -56,6 +56,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/error-crypt.h>
 #include <wolfssl/wolfcrypt/hash.h>
+#include <wolfssl/wolfcrypt/sha256.h>
 
 #include "mem.h"
 #include "pem.h"
@@ -863,6 +864,21 @@ struct pk_slice pk_cert_skid(const struct pk_cert *cert)
 static bool slices_equal(struct pk_slice a, struct pk_slice b)
 {
     return a.len == b.len && (a.len == 0 || memcmp(a.ptr, b.ptr, a.len) == 0);
+}
+
+void pk_cert_fingerprint(const struct pk_cert *cert, char out[65])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t digest[WC_SHA256_DIGEST_SIZE];
+    /* Only fails for bad arguments; the DER is at most PK_PEM_MAX_DER bytes. */
+    int r = wc_Sha256Hash(cert->der, (word32)cert->der_len, digest);
+
+    PK_ASSERT(r == 0);
+    for (size_t k = 0; k < sizeof(digest); k++) {
+        out[2 * k] = hex[digest[k] >> 4];
+        out[2 * k + 1] = hex[digest[k] & 0x0f];
+    }
+    out[64] = '\0';
 }
 
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer)

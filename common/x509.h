@@ -74,6 +74,9 @@ struct pk_slice pk_cert_spki(const struct pk_cert *cert); /* SubjectPublicKeyInf
 /* The subject key identifier's bytes; an empty slice when the extension is absent. */
 struct pk_slice pk_cert_skid(const struct pk_cert *cert);
 
+/* The SHA-256 fingerprint of cert's DER as 64 lower-case hex digits and a NUL. */
+void pk_cert_fingerprint(const struct pk_cert *cert, char out[65]);
+
 /* True when cert's signature (ECDSA with SHA-256/384/512, or Ed25519) verifies with issuer's
  * public key and cert's issuer name equals issuer's subject name byte for byte. Borrows both. */
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer);
