@@ -103,3 +103,14 @@ def test_unit_settings(unit):
         assert settings["ExecStart"][0].startswith(
             "/usr/bin/picket sentry --issuer-credentials /var/lib/picket-sentry")
         assert settings["StateDirectory"] == ["picket-sentry"]
+
+
+@pytest.mark.parametrize("unit", ["picket.service", "picket-sentry.service"])
+def test_unit_verifies(unit):
+    """`systemd-analyze verify` finds no unknown key or bad value. The one complaint allowed is
+    that /usr/bin/picket is not installed on this machine."""
+    res = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(UNITS, unit)],
+                         capture_output=True, text=True)
+    lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
+    unexpected = [ln for ln in lines if "Command /usr/bin/picket is not executable" not in ln]
+    assert not unexpected, "\n".join(unexpected)
