@@ -13,7 +13,8 @@ import subprocess
 
 import pytest
 
-from harness import REPO, Proc, free_port, picket_bin, run, wait_for
+from harness import REPO, free_port, picket_bin, port_open, run
+from packaging_util import localize_ini, run_until_ready
 
 BUILD = os.path.join(REPO, "packaging", "deb", "build")
 
@@ -165,52 +166,26 @@ def test_lintian_is_clean(deb):
     assert res.returncode == 0, res.stdout + res.stderr
 
 
-def localized_example(text, sentry, admin_port, inbound_port, outbound_port, switch_on):
-    """The packaged picket.ini with only its addresses and paths moved into this test's
-    world (and, with switch_on, its `#' settings switched on)."""
-    out = []
-    for line in text.splitlines():
-        if switch_on and line.startswith("#"):
-            line = line[1:]
-        key = line.split("=", 1)[0].strip() if "=" in line else None
-        if key == "address":
-            line = f"address = 127.0.0.1:{sentry.port}"
-        elif key == "trust_anchors_file":
-            line = f"trust_anchors_file = {sentry.ca_file}"
-        elif line == "listen = 127.0.0.1:9901":
-            line = f"listen = 127.0.0.1:{admin_port}"
-        elif line == "listen = 0.0.0.0:8443":
-            line = f"listen = 127.0.0.1:{inbound_port}"
-        elif line == "listen = 127.0.0.1:9000":
-            line = f"listen = 127.0.0.1:{outbound_port}"
-        out.append(line)
-    return "\n".join(out) + "\n"
-
-
 @pytest.mark.parametrize("switch_on", [False, True], ids=["as-shipped", "listeners-on"])
 def test_example_config_starts_picket_run(unpacked, tmp_path, start_sentry, switch_on):
     with open(os.path.join(unpacked, "etc/picket/picket.ini")) as f:
         shipped = f.read()
-    # Only these lines change: everything else is read exactly as shipped.
-    for line in ("address = 127.0.0.1:50001", "trust_anchors_file = /etc/picket/ca.crt",
-                 "listen = 127.0.0.1:9901", "#listen = 0.0.0.0:8443",
-                 "#listen = 127.0.0.1:9000"):
-        assert line in shipped.splitlines(), line
     sentry = start_sentry()
     admin, inbound, outbound = free_port(), free_port(), free_port()
-    ini = tmp_path / "picket.ini"
-    ini.write_text(localized_example(shipped, sentry, admin, inbound, outbound, switch_on))
-    proc = Proc([os.path.join(unpacked, "usr/bin/picket"), "run", "--config", ini],
-                tmp_path / "run.log")
-    from conftest import http_get
-
-    def ready():
-        if not proc.alive():
-            raise RuntimeError("picket run exited:\n" + proc.output())
-        return http_get(admin, "/readyz")[0] == 200
-    wait_for(ready, 30, what="picket run /readyz with the packaged picket.ini")
-    assert "spiffe://public/ns/default/myapp" in proc.output()
+    # Only these lines change: everything else is read exactly as shipped.
+    replacements = {
+        "address = 127.0.0.1:50001": f"address = 127.0.0.1:{sentry.port}",
+        "trust_anchors_file = /etc/picket/ca.crt": f"trust_anchors_file = {sentry.ca_file}",
+        "listen = 127.0.0.1:9901": f"listen = 127.0.0.1:{admin}",
+    }
     if switch_on:
-        from harness import port_open
+        replacements["listen = 0.0.0.0:8443"] = f"listen = 127.0.0.1:{inbound}"
+        replacements["listen = 127.0.0.1:9000"] = f"listen = 127.0.0.1:{outbound}"
+    ini = tmp_path / "picket.ini"
+    ini.write_text(localize_ini(shipped, replacements, switch_on=switch_on))
+    proc = run_until_ready(os.path.join(unpacked, "usr/bin/picket"), ini, admin,
+                           tmp_path / "run.log")
+    assert "spiffe_id=spiffe://public/ns/default/myapp" in proc.output()
+    if switch_on:
         assert port_open(inbound) and port_open(outbound)
     proc.stop()

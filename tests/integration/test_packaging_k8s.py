@@ -1,0 +1,325 @@
+# SPDX-License-Identifier: Apache-2.0
+"""packaging/kubernetes and packaging/docker. No cluster and no container engine are needed:
+the manifests are parsed (python3-yaml) and checked for their kinds, the fields Kubernetes
+requires, and agreement with picket itself (probe paths and ports, the admin port's default,
+Dapr's credential and token layout); the picket.ini they carry runs a real `picket run`, and
+`picket sentry` runs with their flags. The image's file system (what the Dockerfile copies onto
+its distroless base) is assembled with the same script and run in a chroot as user 65532."""
+import os
+import re
+import shutil
+import stat
+import subprocess
+
+import pytest
+
+from harness import REPO, free_port, picket_bin, port_open, run
+from packaging_util import localize_ini, run_until_ready
+
+yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read the manifests")
+
+K8S = os.path.join(REPO, "packaging", "kubernetes")
+DOCKER = os.path.join(REPO, "packaging", "docker")
+
+
+def load(name):
+    with open(os.path.join(K8S, name)) as f:
+        docs = [d for d in yaml.safe_load_all(f) if d is not None]
+    for d in docs:
+        assert d.get("apiVersion") and d.get("kind"), d
+        assert d["metadata"].get("name"), d
+    return docs
+
+
+def one(docs, kind, name=None):
+    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
+    assert len(found) == 1, (kind, name, [d["kind"] for d in docs])
+    return found[0]
+
+
+def default_admin_port():
+    """The admin endpoint's default port, as `picket run --help' states it."""
+    m = re.search(r"\(default 127\.0\.0\.1:(\d+)\)", run([picket_bin(), "run", "--help"]).stdout)
+    assert m
+    return int(m.group(1))
+
+
+def check_pod_spec(pod):
+    """What Kubernetes requires and what picket's pods promise: named containers with images,
+    mounts of declared volumes, probes on declared ports, non-root without privileges."""
+    volumes = {v["name"] for v in pod.get("volumes", [])}
+    containers = pod.get("initContainers", []) + pod["containers"]
+    for c in containers:
+        assert c["name"] and c["image"], c
+        for m in c.get("volumeMounts", []):
+            assert m["name"] in volumes and m["mountPath"].startswith("/"), m
+        ports = {p["containerPort"] for p in c.get("ports", [])}
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            if probe in c:
+                assert c[probe]["httpGet"]["port"] in ports, (c["name"], probe)
+        sc = c.get("securityContext", {})
+        assert sc.get("allowPrivilegeEscalation") is False, c["name"]
+        assert sc.get("capabilities", {}).get("drop") == ["ALL"], c["name"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+
+
+def check_deployment(dep):
+    assert dep["apiVersion"] == "apps/v1"
+    selector = dep["spec"]["selector"]["matchLabels"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    assert selector.items() <= labels.items()
+    check_pod_spec(dep["spec"]["template"]["spec"])
+
+
+def flag(args, name):
+    for a in args:
+        if a.startswith(f"--{name}="):
+            return a.split("=", 1)[1]
+    raise AssertionError(f"--{name} not in {args}")
+
+
+def ini_of(docs):
+    return one(docs, "ConfigMap", "picket-myapp")["data"]["picket.ini"]
+
+
+def ini_value(ini, key):
+    m = re.search(rf"^{key} = (.+)$", ini, flags=re.M)
+    assert m, key
+    return m.group(1)
+
+
+def test_sentry_manifest():
+    docs = load("sentry.yaml")
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Namespace",
+                                               "NetworkPolicy", "Secret", "Service"]
+    ns = one(docs, "Namespace")["metadata"]["name"]
+    for d in docs:
+        if d["kind"] != "Namespace":
+            assert d["metadata"]["namespace"] == ns, d["kind"]
+    # Dapr's dapr-trust-bundle layout, Secret and ConfigMap.
+    secret = one(docs, "Secret", "dapr-trust-bundle")
+    assert sorted(secret["stringData"]) == ["ca.crt", "issuer.crt", "issuer.key"]
+    assert sorted(one(docs, "ConfigMap", "dapr-trust-bundle")["data"]) == ["ca.crt"]
+    dep = one(docs, "Deployment", "dapr-sentry")
+    check_deployment(dep)
+    pod = dep["spec"]["template"]["spec"]
+    c = pod["containers"][0]
+    args = c["args"]
+    assert args[0] == "sentry"
+    creds_dir = flag(args, "issuer-credentials")
+    assert creds_dir == "/var/run/secrets/dapr.io/credentials"  # where Dapr's Helm chart mounts it
+    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == creds_dir)
+    vol = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    assert vol["secret"]["secretName"] == "dapr-trust-bundle" and mount["readOnly"]
+    # Keys readable by the group the pod runs with, by nobody else.
+    assert vol["secret"]["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 65532
+    assert c["env"][0]["name"] == "NAMESPACE"
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert ports == {"grpc": int(flag(args, "port")), "healthz": int(flag(args, "healthz-port")),
+                     "metrics": int(flag(args, "metrics-port"))}
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": ports["healthz"]}
+    svc = one(docs, "Service", "dapr-sentry")
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
+    assert grpc["port"] == 443 and grpc["targetPort"] == ports["grpc"]
+    pol = one(docs, "NetworkPolicy")
+    assert pol["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_sidecar_manifest():
+    docs = load("sidecar.yaml")
+    sentry_docs = load("sentry.yaml")
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "ConfigMap", "Deployment", "Service"]
+    dep = one(docs, "Deployment", "myapp")
+    check_deployment(dep)
+    pod = dep["spec"]["template"]["spec"]
+    (sidecar,) = pod["initContainers"]
+    assert sidecar["restartPolicy"] == "Always"  # a native sidecar, not a run-once init
+    assert sidecar["args"][:2] == ["run", "--config"]
+    config_path = sidecar["args"][2]
+    ini = ini_of(docs)
+
+    # The probes: /readyz and /healthz of the admin endpoint, on the port picket.ini sets,
+    # which is picket's default admin port.
+    admin_port = int(ini_value(ini, "listen").rsplit(":", 1)[1])
+    assert admin_port == default_admin_port()
+    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"),
+                        ("livenessProbe", "/healthz")):
+        assert sidecar[probe]["httpGet"] == {"path": path, "port": admin_port}, probe
+    assert ini_value(ini, "listen").startswith("0.0.0.0:")  # reachable by the kubelet
+
+    # Mounts: the config where --config points, the anchors where picket.ini reads them, and
+    # Dapr's projected service-account token where Dapr's injector puts it.
+    mounts = {m["name"]: m["mountPath"] for m in sidecar["volumeMounts"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    cfg_mount = next(n for n, p in mounts.items() if config_path.startswith(p + "/"))
+    assert volumes[cfg_mount]["configMap"]["name"] == "picket-myapp"
+    assert os.path.basename(config_path) == "picket.ini"
+    anchors = ini_value(ini, "trust_anchors_file")
+    anchors_mount = next(n for n, p in mounts.items() if anchors.startswith(p + "/"))
+    anchors_cm = one(docs, "ConfigMap", volumes[anchors_mount]["configMap"]["name"])
+    assert os.path.basename(anchors) in anchors_cm["data"]
+    assert mounts["dapr-identity-token"] == "/var/run/secrets/dapr.io/sentrytoken"
+    (source,) = volumes["dapr-identity-token"]["projected"]["sources"]
+    token = source["serviceAccountToken"]
+    assert token["path"] == "token" and token["expirationSeconds"] == 7200
+
+    # Sentry: its address, identity and token audience agree with sentry.yaml.
+    sentry_dep = one(sentry_docs, "Deployment", "dapr-sentry")
+    sentry_args = sentry_dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    sentry_ns = sentry_dep["metadata"]["namespace"]
+    td = flag(sentry_args, "trust-domain")
+    assert ini_value(ini, "control_plane_trust_domain") == td
+    assert ini_value(ini, "control_plane_namespace") == sentry_ns
+    assert token["audience"] == f"spiffe://{td}/ns/{sentry_ns}/dapr-sentry"
+    host, port = ini_value(ini, "address").rsplit(":", 1)
+    assert host == f"dapr-sentry.{sentry_ns}.svc.cluster.local"
+    svc_ports = one(sentry_docs, "Service", "dapr-sentry")["spec"]["ports"]
+    assert int(port) in [p["port"] for p in svc_ports]
+    assert (dep["spec"]["template"]["metadata"]["labels"].items() >=
+            one(sentry_docs, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"]
+            ["matchLabels"].items())
+
+    # The Service reaches the inbound listener.
+    inbound = int(re.search(r"^\[inbound \S+\]\nlisten = 0\.0\.0\.0:(\d+)", ini, re.M).group(1))
+    assert {p["containerPort"] for p in sidecar["ports"]} >= {inbound, admin_port}
+    svc = one(docs, "Service", "myapp")
+    assert svc["spec"]["ports"][0]["targetPort"] == inbound
+
+
+def test_sidecar_ini_starts_picket_run(tmp_path, start_sentry):
+    """The picket.ini in the ConfigMap, run as it is but for addresses and paths."""
+    ini = ini_of(load("sidecar.yaml"))
+    sentry = start_sentry(trust_domain="cluster.local",
+                          env={"NAMESPACE": "dapr-system"})
+    admin, inbound = free_port(), free_port()
+    text = localize_ini(ini, {
+        "address = dapr-sentry.dapr-system.svc.cluster.local:443":
+            f"address = 127.0.0.1:{sentry.port}",
+        "trust_anchors_file = /var/run/secrets/picket/anchors/ca.crt":
+            f"trust_anchors_file = {sentry.ca_file}",
+        "listen = 0.0.0.0:9901": f"listen = 127.0.0.1:{admin}",
+        "listen = 0.0.0.0:8443": f"listen = 127.0.0.1:{inbound}",
+    })
+    (tmp_path / "picket.ini").write_text(text)
+    proc = run_until_ready(os.path.abspath(picket_bin()), tmp_path / "picket.ini", admin,
+                           tmp_path / "run.log")
+    assert "spiffe_id=spiffe://public/ns/default/myapp" in proc.output()
+    assert port_open(inbound)
+    proc.stop()
+
+
+def sentry_args_local(tmp_path, creds):
+    dep = one(load("sentry.yaml"), "Deployment", "dapr-sentry")
+    args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    ports = {"port": free_port(), "healthz-port": free_port(), "metrics-port": free_port()}
+    out = []
+    for a in args:
+        name = a[2:].split("=", 1)[0] if a.startswith("--") else None
+        if name == "issuer-credentials":
+            a = f"--issuer-credentials={creds}"
+        elif name in ports:
+            a = f"--{name}={ports[name]}"
+        out.append(a)
+    out += ["--listen-address=127.0.0.1", "--healthz-listen-address=127.0.0.1",
+            "--metrics-listen-address=127.0.0.1"]
+    return out, ports
+
+
+def test_sentry_args_run_picket_sentry(tmp_path):
+    """picket sentry starts with the manifest's flags on credentials made by picket cert, and
+    refuses to start on the Secret's empty placeholders."""
+    from conftest import http_get
+    from harness import Proc, wait_for
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for cmd in ("create-root", "create-issuer"):
+        res = run([os.path.abspath(picket_bin()), "cert", cmd, "--trust-domain", "cluster.local"],
+                  cwd=creds)
+        assert res.returncode == 0, res.stderr
+    os.remove(creds / "ca.key")  # the cluster gets ca.crt, issuer.crt and issuer.key only
+    args, ports = sentry_args_local(tmp_path, creds)
+    proc = Proc([picket_bin(), *args], tmp_path / "sentry.log", env={"NAMESPACE": "dapr-system"})
+
+    def healthy():
+        if not proc.alive():
+            raise RuntimeError(proc.output())
+        return http_get(ports["healthz-port"], "/healthz")[0] == 200
+    wait_for(healthy, 20, what="picket sentry /healthz with the manifest's flags")
+    proc.stop()
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for name in ("ca.crt", "issuer.crt", "issuer.key"):
+        (empty / name).write_text("")
+    args, _ = sentry_args_local(tmp_path, empty)
+    proc = Proc([picket_bin(), *args], tmp_path / "sentry-empty.log")
+    assert proc.wait_exit(20) != 0
+    assert "ca.crt" in proc.output()
+    assert sorted(os.listdir(empty)) == ["ca.crt", "issuer.crt", "issuer.key"]
+    assert all((empty / n).read_text() == "" for n in os.listdir(empty))
+
+
+def test_dockerfile_shape():
+    with open(os.path.join(DOCKER, "Dockerfile")) as f:
+        lines = [ln.strip() for ln in f if ln.strip() and not ln.startswith("#")]
+    froms = [ln for ln in lines if ln.startswith("FROM ")]
+    assert len(froms) == 2 and froms[0].endswith(" AS build")
+    final = lines[lines.index(froms[1]):]
+    assert froms[1] == "FROM gcr.io/distroless/base-nossl-debian12:nonroot"
+    assert "COPY --from=build /rootfs/ /" in final
+    assert "USER 65532:65532" in final
+    assert 'ENTRYPOINT ["/usr/bin/picket"]' in final
+    assert not any(ln.startswith("RUN ") for ln in final)  # no shell in the final image
+    # The image's default command is the sidecar on the path sidecar.yaml mounts.
+    assert 'CMD ["run", "--config", "/etc/picket/picket.ini"]' in final
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chroot") is None,
+                    reason="chroot needs root")
+def test_image_rootfs_runs_as_nonroot(tmp_path):
+    """collect-rootfs lays out the image's additions; with glibc added (as the distroless base
+    provides it) picket runs in a chroot of exactly that, as 65532, as picket and as sentry."""
+    root = tmp_path / "rootfs"
+    res = run([os.path.join(DOCKER, "collect-rootfs"), os.path.abspath(picket_bin()), root])
+    assert res.returncode == 0, res.stderr
+    added = sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.is_dir())
+    assert "usr/bin/picket" in added and os.readlink(root / "usr/bin/sentry") == "picket"
+    assert not any(os.path.basename(p).startswith(("libc.so", "ld-linux")) for p in added)
+    # The base image's part: glibc and the loader at the paths the binary asks for.
+    ldd = run(["ldd", picket_bin()]).stdout
+    for line in ldd.splitlines():
+        m = re.search(r"(/\S+)", line)
+        if not m:
+            continue
+        path = m.group(1)
+        # dpkg knows a file by the path its package ships it under (/lib or /usr/lib).
+        owner = (run(["dpkg", "-S", os.path.realpath(path)]).stdout or
+                 run(["dpkg", "-S", path]).stdout)
+        if owner.startswith("libc6"):
+            dest = root / path.lstrip("/")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(os.path.realpath(path), dest)
+    # The container runtime provides /dev; wolfCrypt seeds its generator from /dev/urandom.
+    (root / "dev").mkdir()
+    try:
+        os.mknod(root / "dev" / "urandom", 0o666 | stat.S_IFCHR, os.makedev(1, 9))
+    except PermissionError:
+        pytest.skip("mknod is not permitted here, so the chroot cannot have /dev/urandom")
+    (root / "tmp").mkdir(mode=0o1777)
+    os.chmod(root / "tmp", 0o1777)
+
+    def chrooted(*args):
+        return subprocess.run(["chroot", "--userspec=65532:65532", root, *args],
+                              capture_output=True, text=True)
+    res = chrooted("/usr/bin/picket", "--version")
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == run([picket_bin(), "--version"]).stdout
+    res = chrooted("/usr/bin/sentry", "--help")
+    assert res.returncode == 0 and "usage: picket sentry" in res.stdout, res.stderr
+    res = chrooted("/usr/bin/picket", "cert", "create-root", "--cert", "/tmp/ca.crt",
+                   "--key", "/tmp/ca.key")
+    assert res.returncode == 0, res.stderr
+    assert os.stat(root / "tmp" / "ca.key").st_uid == 65532
