@@ -98,6 +98,7 @@ def test_unit_settings(unit):
     assert settings["RestrictAddressFamilies"] == ["AF_INET AF_INET6 AF_UNIX"]
     if unit == "picket.service":
         assert settings["Type"] == ["notify"]
+        assert settings["WatchdogSec"] == ["60s"]
         assert settings["ExecStart"] == ["/usr/bin/picket run --config /etc/picket/picket.ini"]
     else:
         assert settings["ExecStart"][0].startswith(
