@@ -195,6 +195,16 @@ static int parse_opts(int argc, char **argv, struct create_opts *o)
         fprintf(stderr, "%s: a file name is empty\n", o->cmd);
         return 2;
     }
+    /* With --force, writing the issuer over its own root or root key would lose the root. */
+    if (strcmp(o->cert_path, o->key_path) == 0 ||
+        (o->issuer &&
+         (strcmp(o->cert_path, o->ca_cert_path) == 0 || strcmp(o->key_path, o->ca_key_path) == 0 ||
+          strcmp(o->cert_path, o->ca_key_path) == 0 ||
+          strcmp(o->key_path, o->ca_cert_path) == 0))) {
+        fprintf(stderr, "%s: the output files must differ from each other and from the root's\n",
+                o->cmd);
+        return 2;
+    }
     return 0;
 }
 

@@ -283,6 +283,12 @@ def test_issuer_refuses_a_wrong_signer(tmp_path):
                       "--cert", "i2.crt", "--key", "i2.key", cwd=tmp_path, check=False)
     assert res.returncode == 1 and "is not a self-signed root" in res.stderr
     assert not (tmp_path / "i2.crt").exists() and not (tmp_path / "i2.key").exists()
+    # Not even --force writes an issuer over its root.
+    root = (tmp_path / "ca.crt").read_bytes()
+    for flags in (["--cert", "ca.crt"], ["--key", "ca.key"], ["--key", "issuer.crt"]):
+        res = picket_cert("create-issuer", "--force", *flags, cwd=tmp_path, check=False)
+        assert res.returncode == 2 and "must differ" in res.stderr, (flags, res.stderr)
+    assert (tmp_path / "ca.crt").read_bytes() == root
 
 
 def test_validity_and_bad_flags(tmp_path):
