@@ -36,23 +36,49 @@ static int healthz(void *ctx, const struct pk_http1_request *req, struct pk_http
     return pk_buf_append_str(&reply->body, "ok\n");
 }
 
+bool pk_admin_ready(struct pk_agent *agent, struct pk_proxy *proxy, char *why, size_t why_len)
+{
+    struct pk_agent_stats st;
+    char scratch[8];
+
+    if (why == NULL) {
+        why = scratch;
+        why_len = sizeof(scratch);
+    }
+    pk_agent_stats(agent, &st);
+    if (!st.ready) {
+        if (st.state == PK_AGENT_EXPIRED) {
+            snprintf(why, why_len, "identity %s (serial %s) expired at %lld", st.spiffe_id,
+                     st.serial, (long long)st.not_after);
+        } else {
+            snprintf(why, why_len, "no identity yet (%u failed attempts)", st.failures);
+        }
+        return false;
+    }
+    for (size_t i = 0; proxy != NULL && i < pk_proxy_listener_count(proxy); i++) {
+        struct pk_listener_stats ls;
+        pk_proxy_listener_stats(proxy, i, &ls);
+        if (!ls.up) {
+            snprintf(why, why_len, "listener [%s %s] on %s is not accepting yet",
+                     ls.inbound ? "inbound" : "outbound", ls.name, ls.listen);
+            return false;
+        }
+    }
+    snprintf(why, why_len, "%s serial %s", st.spiffe_id, st.serial);
+    return true;
+}
+
 static int readyz(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
 {
     (void)req;
     struct pk_admin *adm = ctx;
-    struct pk_agent_stats st;
+    char why[512];
 
-    pk_agent_stats(adm->agent, &st);
-    if (st.ready) {
-        return pk_buf_printf(&reply->body, "ready: %s serial %s\n", st.spiffe_id, st.serial);
+    if (pk_admin_ready(adm->agent, adm->proxy, why, sizeof(why))) {
+        return pk_buf_printf(&reply->body, "ready: %s\n", why);
     }
     reply->status = 503;
-    if (st.state == PK_AGENT_EXPIRED) {
-        return pk_buf_printf(&reply->body, "not ready: identity %s expired at %lld\n", st.spiffe_id,
-                             (long long)st.not_after);
-    }
-    return pk_buf_printf(&reply->body, "not ready: no identity yet (%u failed attempts)\n",
-                         st.failures);
+    return pk_buf_printf(&reply->body, "not ready: %s\n", why);
 }
 
 /* Add key = value to obj; jansson copies strings and escapes them on output. */
@@ -78,9 +104,16 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
     char *text;
     int r;
 
+    char why[512];
+    bool ready = pk_admin_ready(adm->agent, adm->proxy, why, sizeof(why));
+
     pk_agent_stats(adm->agent, &st);
     set_str(root, "state", pk_agent_state_name(st.state));
-    json_object_set_new(root, "ready", json_boolean(st.ready));
+    json_object_set_new(root, "ready", json_boolean(ready));
+    if (!ready) {
+        set_str(root, "not_ready_reason", why);
+    }
+    set_str(root, "version", PK_VERSION);
     set_int(root, "now", (long long)now);
     if (st.spiffe_id[0] != '\0') {
         set_str(id, "spiffe_id", st.spiffe_id);
@@ -113,10 +146,13 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
     json_object_set_new(root, "sentry_requests", sentry);
     for (size_t i = 0; i < anchors->n; i++) {
         json_t *a = json_object();
-        char serial[80];
+        char serial[80], fp[65];
         pk_cert_serial_hex(anchors->v[i], serial, sizeof(serial));
+        pk_cert_fingerprint(anchors->v[i], fp);
         set_str(a, "subject", pk_cert_subject(anchors->v[i]));
         set_str(a, "serial", serial);
+        set_str(a, "sha256", fp);
+        set_int(a, "not_before", (long long)pk_cert_not_before(anchors->v[i]));
         set_int(a, "not_after", (long long)pk_cert_not_after(anchors->v[i]));
         json_array_append_new(anc, a);
     }
@@ -129,6 +165,8 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
             pk_proxy_listener_stats(adm->proxy, i, &ps);
             set_str(o, "name", ps.name);
             set_str(o, "kind", ps.inbound ? "inbound" : "outbound");
+            set_str(o, "listen", ps.listen);
+            json_object_set_new(o, "up", json_boolean(ps.up));
             set_int(o, "port", ps.port);
             set_int(o, "active", (long long)ps.active);
             set_int(o, "total", (long long)ps.total);

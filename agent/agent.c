@@ -767,6 +767,11 @@ void pk_agent_start(struct pk_agent *a)
     reschedule(a);
 }
 
+void pk_agent_set_config(struct pk_agent *a, const struct pk_agent_config *cfg)
+{
+    a->cfg = cfg;
+}
+
 void pk_agent_reload_files(struct pk_agent *a)
 {
     reload_anchors(a);

@@ -96,6 +96,9 @@ enum key_type {
 #define KF_OUTBOUND 2u
 #define KF_BOTH     (KF_INBOUND | KF_OUTBOUND)
 #define KF_REPEAT   4u /* each line appends to a list: char **field with a size_t count */
+/* Keys of unnamed sections that define the identity or its sources (or the process's shape):
+ * SIGHUP refuses a file that changes them, because applying them needs a restart. */
+#define KF_RESTART 8u
 
 struct key {
     const char *name;
@@ -111,29 +114,30 @@ struct key {
 #define FIELD(f)  offsetof(struct pk_agent_config, f)
 #define LFIELD(f) offsetof(struct pk_listener_config, f)
 
-/* A key of an unnamed section. */
-#define KEY(name_, type_, field_, min_, max_, what_)                                               \
+/* A key of an unnamed section; the optional trailing designated initializers add .flags
+ * (KF_RESTART) and the documentation fields. */
+#define KEY(name_, type_, field_, min_, max_, what_, ...)                                          \
     {                                                                                              \
         .name = (name_), .type = (type_), .offset = FIELD(field_), .min = (min_), .max = (max_),   \
-        .what = (what_)                                                                            \
+        .what = (what_), __VA_ARGS__                                                               \
     }
 /* A single-valued key of listener sections. */
-#define LKEY(name_, type_, field_, min_, max_, what_, flags_)                                      \
+#define LKEY(name_, type_, field_, min_, max_, what_, flags_, ...)                                 \
     {                                                                                              \
         .name = (name_), .type = (type_), .offset = LFIELD(field_), .min = (min_), .max = (max_),  \
-        .what = (what_), .flags = (flags_)                                                         \
+        .what = (what_), .flags = (flags_), __VA_ARGS__                                            \
     }
 /* A repeatable key of inbound sections: field_ and n_##field_ hold the list. */
-#define LLIST(name_, type_, field_, what_)                                                         \
+#define LLIST(name_, type_, field_, what_, ...)                                                    \
     {                                                                                              \
         .name = (name_), .type = (type_), .offset = LFIELD(field_), .what = (what_),               \
-        .flags = KF_INBOUND | KF_REPEAT, .count = LFIELD(n_##field_)                               \
+        .flags = KF_INBOUND | KF_REPEAT, .count = LFIELD(n_##field_), __VA_ARGS__                  \
     }
 
 static const struct key agent_keys[] = {
-        KEY("app_id", K_SEGMENT, app_id, 0, 0, "app id"),
-        KEY("namespace", K_SEGMENT, namespace_, 0, 0, "namespace"),
-        KEY("trust_domain", K_TRUST_DOMAIN, trust_domain, 0, 0, NULL),
+        KEY("app_id", K_SEGMENT, app_id, 0, 0, "app id", .flags = KF_RESTART),
+        KEY("namespace", K_SEGMENT, namespace_, 0, 0, "namespace", .flags = KF_RESTART),
+        KEY("trust_domain", K_TRUST_DOMAIN, trust_domain, 0, 0, NULL, .flags = KF_RESTART),
         KEY("renew_at", K_FRACTION, renew_fraction, 0.05, 0.95, NULL),
         KEY("renew_jitter", K_FRACTION, renew_jitter, 0, 0.25, NULL),
         /* Durations from 1ms (a zero wait would spin) to a day (longer is a typo). */
@@ -141,8 +145,8 @@ static const struct key agent_keys[] = {
         KEY("retry_max", K_DURATION, retry_max, 0.001, DAY, NULL),
         KEY("initial_attempts", K_COUNT, initial_attempts, 0, 1000000, NULL),
         KEY("request_timeout", K_DURATION, request_timeout, 0.001, DAY, NULL),
-        KEY("cert_file", K_STRING, cert_file, 0, 0, NULL),
-        KEY("key_file", K_STRING, key_file, 0, 0, NULL),
+        KEY("cert_file", K_STRING, cert_file, 0, 0, NULL, .flags = KF_RESTART),
+        KEY("key_file", K_STRING, key_file, 0, 0, NULL, .flags = KF_RESTART),
         KEY("allow_tls12", K_BOOL, allow_tls12, 0, 0, NULL),
         KEY("export_dir", K_STRING, export_dir, 0, 0, NULL),
         KEY("export_command", K_STRING, export_command, 0, 0, NULL),
@@ -151,17 +155,18 @@ static const struct key agent_keys[] = {
 };
 
 static const struct key sentry_keys[] = {
-        KEY("address", K_ADDRESS, sentry_address, 0, 0, NULL),
-        KEY("trust_anchors_file", K_STRING, trust_anchors_file, 0, 0, NULL),
-        KEY("control_plane_trust_domain", K_TRUST_DOMAIN, control_plane_trust_domain, 0, 0, NULL),
+        KEY("address", K_ADDRESS, sentry_address, 0, 0, NULL, .flags = KF_RESTART),
+        KEY("trust_anchors_file", K_STRING, trust_anchors_file, 0, 0, NULL, .flags = KF_RESTART),
+        KEY("control_plane_trust_domain", K_TRUST_DOMAIN, control_plane_trust_domain, 0, 0, NULL,
+            .flags = KF_RESTART),
         KEY("control_plane_namespace", K_SEGMENT, control_plane_namespace, 0, 0,
-            "control-plane namespace"),
+            "control-plane namespace", .flags = KF_RESTART),
         KEY("token_file", K_STRING, token_file, 0, 0, NULL),
         KEY("adopt_trust_chain", K_BOOL, adopt_sentry_anchors, 0, 0, NULL),
 };
 
 static const struct key admin_keys[] = {
-        KEY("listen", K_LISTEN, admin_listen, 0, 0, NULL),
+        KEY("listen", K_LISTEN, admin_listen, 0, 0, NULL, .flags = KF_RESTART),
 };
 
 static const struct key log_keys[] = {
@@ -171,7 +176,7 @@ static const struct key log_keys[] = {
 
 static const struct key proxy_keys[] = {
         /* 256 threads is far past the cores of any node a sidecar runs on. */
-        KEY("workers", K_COUNT, workers, 0, 256, NULL),
+        KEY("workers", K_COUNT, workers, 0, 256, NULL, .flags = KF_RESTART),
         /* 0: close every connection at once. */
         KEY("shutdown_timeout", K_DURATION, shutdown_timeout, 0, DAY, NULL),
 };
@@ -1378,6 +1383,157 @@ static void listener_free_fields(struct pk_listener_config *lc)
     free(lc->expect_app_id);
     free(lc->expect_namespace);
     free(lc->server_name);
+}
+
+/* Whether field k of a and b (struct pk_agent_config) holds the same value. */
+static bool field_equal(const struct key *k, const void *a, const void *b)
+{
+    const void *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
+
+    switch (k->type) {
+    case K_STRING:
+    case K_SEGMENT:
+    case K_TRUST_DOMAIN:
+    case K_ADDRESS:
+    case K_LISTEN:
+    case K_SOCKET:
+    case K_APP_ID:
+    case K_SPIFFE_ID:
+    case K_SPIFFE_PATTERN:
+    case K_SERVER_NAME: {
+        const char *s = *(char *const *)x, *t = *(char *const *)y;
+        return (s == NULL && t == NULL) || (s != NULL && t != NULL && strcmp(s, t) == 0);
+    }
+    case K_BOOL:
+        return *(const bool *)x == *(const bool *)y;
+    case K_FRACTION:
+    case K_DURATION:
+        return *(const double *)x == *(const double *)y;
+    case K_COUNT:
+        return *(const long *)x == *(const long *)y;
+    case K_SIZE:
+        return *(const size_t *)x == *(const size_t *)y;
+    case K_SIGNAL:
+    case K_LOG_LEVEL:
+        return *(const int *)x == *(const int *)y;
+    }
+    PK_ASSERT(!"unknown key type");
+    return false;
+}
+
+size_t pk_agent_config_restart_changes(const struct pk_agent_config *running,
+                                       const struct pk_agent_config *next, char *out,
+                                       size_t out_len)
+{
+    size_t n = 0, used = 0;
+
+    if (out_len > 0) {
+        out[0] = '\0';
+    }
+    for (size_t i = 0; i < PK_ARRAY_LEN(kinds); i++) {
+        if (kinds[i].named) {
+            continue;
+        }
+        for (size_t j = 0; j < kinds[i].n_keys; j++) {
+            const struct key *k = &kinds[i].keys[j];
+            if (!(k->flags & KF_RESTART) || field_equal(k, running, next)) {
+                continue;
+            }
+            if (used < out_len) {
+                int w = snprintf(out + used, out_len - used, "%s[%s] %s", n > 0 ? ", " : "",
+                                 kinds[i].name, k->name);
+                used += w > 0 ? (size_t)w : 0;
+            }
+            n++;
+        }
+    }
+    /* Settings that only flags or variables give (request id, PEM contents) cannot differ: a
+     * reload applies the same argv and environment again. */
+    return n;
+}
+
+static char **copy_list(char *const *list, size_t n)
+{
+    char **out = NULL;
+    if (n > 0) {
+        out = pk_xcalloc(n, sizeof(*out));
+        for (size_t i = 0; i < n; i++) {
+            out[i] = pk_xstrdup(list[i]);
+        }
+    }
+    return out;
+}
+
+static char *copy_string(const char *s)
+{
+    return s != NULL ? pk_xstrdup(s) : NULL;
+}
+
+void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_listener_config *src)
+{
+    *dst = *src;
+    dst->name = copy_string(src->name);
+    dst->listen = copy_string(src->listen);
+    dst->target = copy_string(src->target);
+    dst->allow_trust_domain = copy_list(src->allow_trust_domain, src->n_allow_trust_domain);
+    dst->allow_namespace = copy_list(src->allow_namespace, src->n_allow_namespace);
+    dst->allow_app_id = copy_list(src->allow_app_id, src->n_allow_app_id);
+    dst->allow_spiffe_id = copy_list(src->allow_spiffe_id, src->n_allow_spiffe_id);
+    dst->expect_spiffe_id = copy_string(src->expect_spiffe_id);
+    dst->expect_app_id = copy_string(src->expect_app_id);
+    dst->expect_namespace = copy_string(src->expect_namespace);
+    dst->server_name = copy_string(src->server_name);
+}
+
+static bool string_equal(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static bool list_equal(char *const *a, size_t na, char *const *b, size_t nb)
+{
+    if (na != nb) {
+        return false;
+    }
+    for (size_t i = 0; i < na; i++) {
+        if (strcmp(a[i], b[i]) != 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool pk_listener_config_equal(const struct pk_listener_config *a,
+                              const struct pk_listener_config *b)
+{
+    return a->kind == b->kind && string_equal(a->name, b->name) &&
+           string_equal(a->listen, b->listen) && string_equal(a->target, b->target) &&
+           list_equal(a->allow_trust_domain, a->n_allow_trust_domain, b->allow_trust_domain,
+                      b->n_allow_trust_domain) &&
+           list_equal(a->allow_namespace, a->n_allow_namespace, b->allow_namespace,
+                      b->n_allow_namespace) &&
+           list_equal(a->allow_app_id, a->n_allow_app_id, b->allow_app_id, b->n_allow_app_id) &&
+           list_equal(a->allow_spiffe_id, a->n_allow_spiffe_id, b->allow_spiffe_id,
+                      b->n_allow_spiffe_id) &&
+           a->proxy_protocol == b->proxy_protocol &&
+           string_equal(a->expect_spiffe_id, b->expect_spiffe_id) &&
+           string_equal(a->expect_app_id, b->expect_app_id) &&
+           string_equal(a->expect_namespace, b->expect_namespace) &&
+           string_equal(a->server_name, b->server_name) &&
+           a->allow_non_loopback == b->allow_non_loopback &&
+           a->max_connections == b->max_connections && a->max_handshakes == b->max_handshakes &&
+           a->connect_timeout == b->connect_timeout &&
+           a->handshake_timeout == b->handshake_timeout && a->idle_timeout == b->idle_timeout &&
+           a->max_lifetime == b->max_lifetime && a->buffer_size == b->buffer_size &&
+           a->close_on_own_expiry == b->close_on_own_expiry;
+}
+
+void pk_listener_config_clear(struct pk_listener_config *lc)
+{
+    if (lc != NULL) {
+        listener_free_fields(lc);
+        memset(lc, 0, sizeof(*lc));
+    }
 }
 
 void pk_agent_config_free(struct pk_agent_config *cfg)

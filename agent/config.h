@@ -188,6 +188,23 @@ const char *pk_agent_config_help(void);
 int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
                               struct pk_agent_config *into, struct pk_err *err) PK_MUST_USE;
 
+/* The settings that SIGHUP cannot apply (they define the identity, its sources, the admin
+ * address or the worker threads): how many differ between running and next, with their names
+ * ("[agent] app_id, [admin] listen") written to out (borrowed, out_len bytes, cut to fit). */
+size_t pk_agent_config_restart_changes(const struct pk_agent_config *running,
+                                       const struct pk_agent_config *next, char *out,
+                                       size_t out_len);
+
+/* Deep-copy src into dst (which owns the copies afterwards: pk_listener_config_clear). */
+void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_listener_config *src);
+
+/* True when every setting of a and b is the same (lists in the same order). */
+bool pk_listener_config_equal(const struct pk_listener_config *a,
+                              const struct pk_listener_config *b);
+
+/* Free what lc owns and zero it (lc itself is not freed). NULL is fine. */
+void pk_listener_config_clear(struct pk_listener_config *lc);
+
 /* A new configuration holding the defaults (no app id, anchors, identity source or listeners).
  * Never NULL. */
 struct pk_agent_config *pk_agent_config_new(void);

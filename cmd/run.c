@@ -1,5 +1,21 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket run: the sidecar — the agent (and, later, the proxy listeners) on one loop.
+/* picket run: the sidecar — the agent, the admin endpoint and the proxy listeners on one loop.
+ *
+ * Life cycle. Readiness (a valid identity and every listener accepting, pk_admin_ready) is
+ * re-evaluated whenever it can change: an identity is published, a listener starts or stops
+ * accepting (the proxy's hook), a reload, and once a second for expiry. The service manager
+ * hears of it through common/notify: READY=1 the first time, STATUS= whenever the line changes,
+ * WATCHDOG=1 at half the watchdog interval, RELOADING=1 ... READY=1 around a reload and
+ * STOPPING=1 before the drain.
+ *
+ * SIGHUP: the configuration is loaded again from the same flags, environment and file and
+ * checked in full (pk_agent_config_load, then the settings that need a restart, then the new
+ * listener set with its sockets bound); only then does it replace the running one. A failure
+ * anywhere keeps everything as it was and says why in the log. The anchor and certificate files
+ * are re-read in either case.
+ *
+ * SIGTERM/SIGINT: STOPPING=1, then the proxy stops accepting and lets open connections finish
+ * for up to [proxy] shutdown_timeout before closing them.
  *
  * Exit status: 0 after SIGTERM/SIGINT, 1 when the agent gives up (initial_attempts), 2 for a
  * configuration error. */
@@ -8,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "agent/admin.h"
 #include "agent/agent.h"
@@ -15,18 +32,73 @@
 #include "cmd/commands.h"
 #include "common/identity.h"
 #include "common/log.h"
+#include "common/notify.h"
 #include "common/tls.h"
 #include "proxy/proxy.h"
 
 extern char **environ;
 
+/* How often readiness is looked at without a reason (it also turns false by expiry alone). */
+#define READINESS_TICK 1.0
+
 struct run {
     struct ev_loop *loop;
+    int argc;
+    char **argv;
+    struct pk_agent_config *cfg; /* the running configuration */
+    struct pk_identity_slot slot;
     struct pk_agent *agent;
     struct pk_proxy *proxy;
+    struct pk_admin *admin;
+    struct pk_notify *notify;
     int status;
+    bool ready_sent;     /* READY=1 went out (the first time) */
+    char last_line[600]; /* the last STATUS= sent */
     ev_signal sigterm, sigint, sighup;
+    ev_async proxy_changed;
+    ev_timer readiness_tick;
+    ev_timer watchdog;
 };
+
+static void notify(struct run *run, const char *text)
+{
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (pk_notify_send(run->notify, text, &err) != 0) {
+        PK_LOG_WARN("service manager notification failed error=\"%s\"", err.msg);
+    }
+}
+
+/* Look at readiness and tell the service manager what changed. */
+static void update_readiness(struct run *run)
+{
+    char why[512], line[600], msg[640];
+    bool ready = pk_admin_ready(run->agent, run->proxy, why, sizeof(why));
+
+    if (ready) {
+        struct pk_agent_stats st;
+        char when[32];
+        time_t na;
+        pk_agent_stats(run->agent, &st);
+        na = st.not_after;
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime(&na));
+        snprintf(line, sizeof(line), "ready: %s serial %s, expires %s", st.spiffe_id, st.serial,
+                 when);
+    } else {
+        snprintf(line, sizeof(line), "not ready: %s", why);
+    }
+    if (ready && !run->ready_sent) {
+        snprintf(msg, sizeof(msg), "READY=1\nSTATUS=%s", line);
+        notify(run, msg);
+        run->ready_sent = true;
+        PK_LOG_INFO("ready %s", why);
+    } else if (strcmp(line, run->last_line) != 0) {
+        snprintf(msg, sizeof(msg), "STATUS=%s", line);
+        notify(run, msg);
+    }
+    snprintf(run->last_line, sizeof(run->last_line), "%s", line);
+}
 
 static void fatal_cb(void *ctx, const char *why)
 {
@@ -43,6 +115,121 @@ static void published_cb(void *ctx, struct pk_identity *id)
     if (run->proxy != NULL) {
         pk_proxy_set_identity(run->proxy, id);
     }
+    if (run->agent != NULL) {
+        update_readiness(run);
+    }
+}
+
+/* From a worker thread: only wake the main loop. */
+static void proxy_hook(void *ctx)
+{
+    struct run *run = ctx;
+    ev_async_send(run->loop, &run->proxy_changed);
+}
+
+static void proxy_changed_cb(struct ev_loop *loop, ev_async *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    update_readiness(w->data);
+}
+
+static void readiness_tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    update_readiness(w->data);
+}
+
+static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    notify(w->data, "WATCHDOG=1");
+}
+
+/* Create and start the proxy for cfg's listeners, handing it the current identity if any. */
+static int start_proxy(struct run *run, const struct pk_agent_config *cfg, struct pk_err *err)
+{
+    struct pk_identity *id;
+    int r = pk_proxy_new(cfg, &run->proxy, err);
+
+    if (r != 0) {
+        return r;
+    }
+    pk_proxy_set_change_hook(run->proxy, proxy_hook, run);
+    r = pk_proxy_start(run->proxy, err);
+    if (r != 0) {
+        return r;
+    }
+    id = pk_identity_slot_get(&run->slot);
+    if (id != NULL) {
+        pk_proxy_set_identity(run->proxy, id);
+        pk_identity_unref(id);
+    }
+    pk_admin_set_proxy(run->admin, run->proxy);
+    return 0;
+}
+
+/* SIGHUP: load, check and apply a new configuration, or keep the running one. */
+static void reload(struct run *run)
+{
+    struct pk_agent_config *next = NULL;
+    char changed[400], msg[80];
+    size_t added = 0, removed = 0, modified = 0;
+    struct timespec ts;
+    bool help;
+    struct pk_err err;
+    int r;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    /* MONOTONIC_USEC lets a Type=notify-reload manager match this reload to its request. */
+    snprintf(msg, sizeof(msg), "RELOADING=1\nMONOTONIC_USEC=%llu",
+             (unsigned long long)ts.tv_sec * 1000000ull + (unsigned long long)ts.tv_nsec / 1000);
+    notify(run, msg);
+    PK_LOG_INFO("reloading signal=SIGHUP file=%s",
+                run->cfg->config_file != NULL ? run->cfg->config_file : "none");
+    pk_err_clear(&err);
+    r = pk_agent_config_load(run->argc, run->argv, environ, &next, &help, &err);
+    if (r != 0) {
+        PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
+        goto done;
+    }
+    if (pk_agent_config_restart_changes(run->cfg, next, changed, sizeof(changed)) > 0) {
+        PK_LOG_ERR("reload refused, keeping the running configuration error=\"these settings "
+                   "need a restart: %s\"",
+                   changed);
+        goto done;
+    }
+    if (run->proxy != NULL) {
+        r = pk_proxy_update(run->proxy, next, &added, &removed, &modified, &err);
+    } else if (next->n_listeners > 0) {
+        added = next->n_listeners;
+        r = start_proxy(run, next, &err);
+        if (r != 0) {
+            /* Nothing was accepted through it yet: drop it whole. */
+            pk_proxy_free(run->proxy, 0);
+            run->proxy = NULL;
+            pk_admin_set_proxy(run->admin, NULL);
+        }
+    }
+    if (r != 0) {
+        PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
+        goto done;
+    }
+    pk_agent_set_config(run->agent, next);
+    pk_agent_config_free(run->cfg);
+    run->cfg = next;
+    next = NULL;
+    pk_log_setup((enum pk_log_level)run->cfg->log_level, run->cfg->log_json);
+    PK_LOG_INFO("configuration reloaded listeners=%zu added=%zu removed=%zu changed=%zu",
+                run->cfg->n_listeners, added, removed, modified);
+done:
+    pk_agent_config_free(next);
+    /* The files are re-read either way: SIGHUP also means "look at the certificates again". */
+    pk_agent_reload_files(run->agent);
+    notify(run, "READY=1");
+    update_readiness(run);
 }
 
 static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
@@ -50,29 +237,28 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     (void)revents;
     struct run *run = w->data;
     if (w->signum == SIGHUP) {
-        PK_LOG_INFO("reloading files signal=SIGHUP");
-        pk_agent_reload_files(run->agent);
+        reload(run);
         return;
     }
-    PK_LOG_INFO("stopping signal=%d", w->signum);
+    PK_LOG_INFO("stopping signal=%s", w->signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    notify(run, "STOPPING=1");
     ev_break(loop, EVBREAK_ALL);
 }
 
 int pk_cmd_run(int argc, char **argv)
 {
-    struct run run = {.loop = ev_default_loop(EVFLAG_AUTO), .status = 2};
-    struct pk_agent_config *cfg = NULL;
-    struct pk_identity_slot slot;
-    struct pk_admin *admin = NULL;
+    struct run run = {
+            .loop = ev_default_loop(EVFLAG_AUTO), .status = 2, .argc = argc, .argv = argv};
     struct pk_agent_hooks hooks = {.published = published_cb, .fatal = fatal_cb, .ctx = &run};
     bool help = false;
+    double wd;
     struct pk_err err;
 
     pk_err_clear(&err);
-    pk_identity_slot_init(&slot);
+    pk_identity_slot_init(&run.slot);
     /* A peer closing mid-write must be an error return, never a fatal signal. */
     signal(SIGPIPE, SIG_IGN);
-    if (pk_agent_config_load(argc, argv, environ, &cfg, &help, &err) != 0) {
+    if (pk_agent_config_load(argc, argv, environ, &run.cfg, &help, &err) != 0) {
         fprintf(stderr, "picket run: %s\n(see picket run --help)\n", err.msg);
         goto out;
     }
@@ -81,30 +267,40 @@ int pk_cmd_run(int argc, char **argv)
         run.status = 0;
         goto out;
     }
-    pk_log_setup((enum pk_log_level)cfg->log_level, cfg->log_json);
+    pk_log_setup((enum pk_log_level)run.cfg->log_level, run.cfg->log_json);
     if (run.loop == NULL) {
         fprintf(stderr, "picket run: cannot create the event loop\n");
         goto out;
     }
+    if (pk_notify_open(environ, &run.notify, &err) != 0) {
+        fprintf(stderr, "picket run: %s\n", err.msg);
+        goto out;
+    }
+    ev_async_init(&run.proxy_changed, proxy_changed_cb);
+    run.proxy_changed.data = &run;
+    ev_async_start(run.loop, &run.proxy_changed);
     /* Listeners first: a port in use is a start-up error, and a static identity is handed to
      * the proxy from inside pk_agent_new. */
-    if (cfg->n_listeners > 0 && pk_proxy_new(cfg, &run.proxy, &err) != 0) {
+    if (run.cfg->n_listeners > 0 && pk_proxy_new(run.cfg, &run.proxy, &err) != 0) {
         fprintf(stderr, "picket run: %s\n", err.msg);
         goto out;
     }
-    if (pk_agent_new(run.loop, cfg, &slot, &hooks, &run.agent, &err) != 0) {
+    if (run.proxy != NULL) {
+        pk_proxy_set_change_hook(run.proxy, proxy_hook, &run);
+    }
+    if (pk_agent_new(run.loop, run.cfg, &run.slot, &hooks, &run.agent, &err) != 0) {
         fprintf(stderr, "picket run: %s\n", err.msg);
         goto out;
     }
-    if (cfg->admin_listen != NULL && cfg->admin_listen[0] != '\0' &&
-        strcmp(cfg->admin_listen, "off") != 0) {
-        if (pk_admin_start(run.loop, cfg->admin_listen, run.agent, &admin, &err) != 0) {
+    if (run.cfg->admin_listen != NULL && run.cfg->admin_listen[0] != '\0' &&
+        strcmp(run.cfg->admin_listen, "off") != 0) {
+        if (pk_admin_start(run.loop, run.cfg->admin_listen, run.agent, &run.admin, &err) != 0) {
             fprintf(stderr, "picket run: %s\n", err.msg);
             goto out;
         }
     }
     if (run.proxy != NULL) {
-        pk_admin_set_proxy(admin, run.proxy);
+        pk_admin_set_proxy(run.admin, run.proxy);
         if (pk_proxy_start(run.proxy, &err) != 0) {
             fprintf(stderr, "picket run: %s\n", err.msg);
             goto out;
@@ -117,20 +313,52 @@ int pk_cmd_run(int argc, char **argv)
     ev_signal_start(run.loop, &run.sigterm);
     ev_signal_start(run.loop, &run.sigint);
     ev_signal_start(run.loop, &run.sighup);
-    PK_LOG_INFO("picket run started app_id=%s namespace=%s mode=%s", cfg->app_id, cfg->namespace_,
-                cfg->sentry_address != NULL ? "sentry" : "static");
+    ev_timer_init(&run.readiness_tick, readiness_tick_cb, READINESS_TICK, READINESS_TICK);
+    run.readiness_tick.data = &run;
+    ev_timer_start(run.loop, &run.readiness_tick);
+    wd = pk_notify_watchdog_interval(run.notify);
+    if (wd > 0) {
+        /* Twice per interval, as the protocol asks, so one late tick is not a missed one. */
+        ev_timer_init(&run.watchdog, watchdog_cb, wd / 2, wd / 2);
+        run.watchdog.data = &run;
+        ev_timer_start(run.loop, &run.watchdog);
+    }
+    PK_LOG_INFO("picket run started app_id=%s namespace=%s mode=%s notify=%s watchdog=%.3fs",
+                run.cfg->app_id, run.cfg->namespace_,
+                run.cfg->sentry_address != NULL ? "sentry" : "static",
+                run.notify != NULL ? pk_notify_address(run.notify) : "none", wd);
     run.status = 0;
     pk_agent_start(run.agent);
+    update_readiness(&run);
     ev_run(run.loop, 0);
     ev_signal_stop(run.loop, &run.sigterm);
     ev_signal_stop(run.loop, &run.sigint);
     ev_signal_stop(run.loop, &run.sighup);
+    ev_timer_stop(run.loop, &run.readiness_tick);
+    ev_timer_stop(run.loop, &run.watchdog);
 out:
-    pk_proxy_free(run.proxy, cfg != NULL ? cfg->shutdown_timeout : 0);
-    pk_admin_free(admin);
+    if (run.proxy != NULL) {
+        size_t open = 0;
+        for (size_t i = 0; i < pk_proxy_listener_count(run.proxy); i++) {
+            struct pk_listener_stats ls;
+            pk_proxy_listener_stats(run.proxy, i, &ls);
+            open += ls.active;
+        }
+        PK_LOG_INFO("draining connections count=%zu timeout=%.3fs", open,
+                    run.cfg->shutdown_timeout);
+    }
+    pk_proxy_free(run.proxy, run.cfg != NULL ? run.cfg->shutdown_timeout : 0);
+    if (run.loop != NULL) {
+        ev_async_stop(run.loop, &run.proxy_changed);
+    }
+    pk_admin_free(run.admin);
     pk_agent_free(run.agent);
-    pk_identity_slot_destroy(&slot);
-    pk_agent_config_free(cfg);
+    pk_identity_slot_destroy(&run.slot);
+    pk_agent_config_free(run.cfg);
+    pk_notify_free(run.notify);
     pk_tls_thread_exit();
+    if (run.status == 0 || run.status == 1) {
+        PK_LOG_INFO("picket run stopped status=%d", run.status);
+    }
     return run.status;
 }

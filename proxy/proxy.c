@@ -1,5 +1,22 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: listeners, workers and identity hand-off for the proxy. */
+/* picket: listeners, workers and identity hand-off for the proxy.
+ *
+ * Implementation notes.
+ *
+ * A "socket set" (struct lsock) is the listening sockets of one address: one per worker for TCP
+ * (SO_REUSEPORT), one on worker 0 for a unix socket. A "listener" (struct listener) is one
+ * [inbound NAME] or [outbound NAME] section: its own copy of the settings, its target, its
+ * counters, a reference on its socket set, and per worker the accept watcher state (struct
+ * lwatch), touched only by that worker's thread. A "generation" (struct gen) is the identity, the
+ * listener set and the policies built for both. All three are refcounted: the main thread holds
+ * the current listener set and identity; each worker holds its current generation; each
+ * connection holds the generation it started with, so a listener (its name, its counters) lives
+ * as long as its last connection.
+ *
+ * A worker that takes a new generation stops the watchers of listeners not in it and starts
+ * those of new ones; a dropped listener's sockets are closed right there (per worker) unless a
+ * listener of the new set shares them, so a removed port refuses connections at once instead of
+ * holding them in a backlog nobody accepts from. */
 #include "proxy/proxy.h"
 
 #include <arpa/inet.h>
@@ -31,34 +48,60 @@
 #define LISTEN_BACKLOG 1024
 #define MAX_WORKERS    256
 
-struct listener {
-    const struct pk_listener_config *cfg;
-    struct sockaddr_storage listen_addr;
-    socklen_t listen_len;
-    struct sockaddr_storage target;
-    socklen_t target_len;
+struct worker;
+struct listener;
+
+/* The listening sockets of one address. */
+struct lsock {
+    atomic_int refs;
+    char *listen; /* as configured */
+    struct sockaddr_storage addr;
+    socklen_t addr_len;
     bool is_unix;
+    dev_t unix_dev; /* the socket file we created, removed when the set is freed */
+    ino_t unix_ino;
     uint16_t port;
-    struct pk_conn_limits limits;
-    _Atomic uint64_t active, total, handshaking, bytes_in, bytes_out;
-    _Atomic uint64_t handshake_failed, denied, connect_failed, timeouts, resets;
+    int *fds; /* per worker; -1 where there is none (or it was closed) */
+    unsigned n_fds;
 };
 
-/* The identity in force and the policies built for it. Refcounted: a worker holds the newest,
- * each connection the one it started with. */
+/* One worker's accept state for one listener (that worker's thread only). */
+struct lwatch {
+    struct worker *w;
+    struct listener *l;
+    size_t li; /* the listener's index in the worker's current generation */
+    ev_io io;
+    ev_timer resume; /* accepting paused */
+    bool on;         /* watchers started */
+    bool starved;    /* paused for lack of descriptors (logged once) */
+};
+
+struct listener {
+    atomic_int refs;
+    struct pk_listener_config cfg; /* own copy */
+    struct lsock *sock;
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    struct pk_conn_limits limits;
+    struct lwatch *watch;       /* per worker */
+    _Atomic unsigned accepting; /* workers whose watchers are on */
+    _Atomic uint64_t active, total, handshaking, bytes_in, bytes_out;
+    _Atomic uint64_t closed[PK_PROXY_CLOSE_REASONS];
+};
+
+/* The identity in force, the listener set and the policies built for both. */
 struct gen {
     atomic_int refs;
     struct pk_identity *id;
+    struct listener **listeners; /* references */
     struct pk_policy **policies; /* one per listener */
     size_t n;
 };
 
-struct worker;
-
 struct proxied {
     struct proxied *prev, *next;
     struct worker *w;
-    size_t li; /* listener index */
+    size_t li; /* listener index in gen */
     struct gen *gen;
     struct pk_conn *conn;
     bool established; /* no longer counted as a handshake in progress */
@@ -77,11 +120,6 @@ struct worker {
     double drain_timeout;
     /* Loop-thread state. */
     struct gen *current;
-    int *fds;         /* per listener: the listening socket, or -1 */
-    ev_io *accept_io; /* per listener */
-    ev_timer *resume; /* per listener: accepting paused */
-    bool *starved;    /* per listener: paused for lack of descriptors (logged once) */
-    bool accepting;
     bool draining;
     ev_timer drain_timer;
     struct proxied *conns;
@@ -89,12 +127,69 @@ struct worker {
 };
 
 struct pk_proxy {
-    const struct pk_agent_config *cfg;
-    struct listener *listeners;
+    char *namespace_;            /* ours, for policies before the identity says */
+    struct listener **listeners; /* the current set (main thread), references */
     size_t n_listeners;
+    struct pk_identity *id; /* the current identity (main thread), NULL before the first */
     struct worker *workers;
     unsigned n_workers;
+    void (*hook)(void *ctx);
+    void *hook_ctx;
 };
+
+static const char *kind_name(const struct pk_listener_config *lc)
+{
+    return lc->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound";
+}
+
+/* ---- socket sets and listeners ---------------------------------------------------------- */
+
+static struct lsock *lsock_ref(struct lsock *s)
+{
+    atomic_fetch_add(&s->refs, 1);
+    return s;
+}
+
+static void lsock_unref(struct lsock *s)
+{
+    if (s == NULL || atomic_fetch_sub(&s->refs, 1) != 1) {
+        return;
+    }
+    for (unsigned i = 0; i < s->n_fds; i++) {
+        if (s->fds[i] >= 0) {
+            close(s->fds[i]);
+        }
+    }
+    if (s->is_unix && s->unix_ino != 0) {
+        const char *path = ((struct sockaddr_un *)&s->addr)->sun_path;
+        struct stat st;
+        /* Only the file we made: another process may have bound the path since. */
+        if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == s->unix_dev &&
+            st.st_ino == s->unix_ino) {
+            (void)unlink(path);
+        }
+    }
+    free(s->fds);
+    free(s->listen);
+    free(s);
+}
+
+static struct listener *listener_ref(struct listener *l)
+{
+    atomic_fetch_add(&l->refs, 1);
+    return l;
+}
+
+static void listener_unref(struct listener *l)
+{
+    if (l == NULL || atomic_fetch_sub(&l->refs, 1) != 1) {
+        return;
+    }
+    lsock_unref(l->sock);
+    pk_listener_config_clear(&l->cfg);
+    free(l->watch);
+    free(l);
+}
 
 /* ---- generations -------------------------------------------------------------------------- */
 
@@ -111,8 +206,10 @@ static void gen_unref(struct gen *g)
     }
     for (size_t i = 0; i < g->n; i++) {
         pk_policy_free(g->policies[i]);
+        listener_unref(g->listeners[i]);
     }
     free(g->policies);
+    free(g->listeners);
     pk_identity_unref(g->id);
     free(g);
 }
@@ -149,8 +246,7 @@ static int build_policy(const struct pk_listener_config *lc, const char *td, con
         }
     }
     if (r != 0) {
-        pk_err_prefix(err, r, "[%s %s]", lc->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound",
-                      lc->name);
+        pk_err_prefix(err, r, "[%s %s]", kind_name(lc), lc->name);
         pk_policy_free(p);
         return r;
     }
@@ -161,20 +257,24 @@ static int build_policy(const struct pk_listener_config *lc, const char *td, con
 static struct gen *gen_new(struct pk_proxy *px, struct pk_identity *id, struct pk_err *err)
 {
     const struct pk_spiffe_id *sid = pk_identity_spiffe(id);
-    const char *ns = sid->is_workload ? sid->namespace_ : px->cfg->namespace_;
+    const char *ns = sid->is_workload ? sid->namespace_ : px->namespace_;
     struct gen *g = pk_xcalloc(1, sizeof(*g));
+    size_t n = px->n_listeners;
 
     atomic_init(&g->refs, 1);
-    g->policies = pk_xcalloc(px->n_listeners > 0 ? px->n_listeners : 1, sizeof(*g->policies));
-    for (size_t i = 0; i < px->n_listeners; i++) {
-        if (build_policy(px->listeners[i].cfg, sid->trust_domain, ns, &g->policies[i], err) != 0) {
-            g->n = i;
+    g->id = pk_identity_ref(id);
+    g->policies = pk_xcalloc(n > 0 ? n : 1, sizeof(*g->policies));
+    g->listeners = pk_xcalloc(n > 0 ? n : 1, sizeof(*g->listeners));
+    for (size_t i = 0; i < n; i++) {
+        struct pk_policy *p = NULL;
+        if (build_policy(&px->listeners[i]->cfg, sid->trust_domain, ns, &p, err) != 0) {
             gen_unref(g);
             return NULL;
         }
+        g->policies[i] = p;
+        g->listeners[i] = listener_ref(px->listeners[i]);
+        g->n = i + 1;
     }
-    g->n = px->n_listeners;
-    g->id = pk_identity_ref(id);
     return g;
 }
 
@@ -237,17 +337,18 @@ static int parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *
     return 0;
 }
 
-static int listen_socket(struct listener *l, struct pk_err *err)
+/* One listening socket of set s, or -errno with err naming the listener lc. */
+static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, struct pk_err *err)
 {
-    int fd = socket(l->listen_addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(s->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    const char *what = l->cfg->listen;
 
     if (fd < 0) {
-        return pk_err_set(err, -errno, "%s: socket: %s", what, strerror(errno));
+        return pk_err_set(err, -errno, "[%s %s] listen %s: socket: %s", kind_name(lc), lc->name,
+                          s->listen, strerror(errno));
     }
-    if (l->is_unix) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&l->listen_addr;
+    if (s->is_unix) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
         struct stat st;
         /* A socket file left by an earlier run is replaced; anything else is not touched. */
         if (lstat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
@@ -259,49 +360,133 @@ static int listen_socket(struct listener *l, struct pk_err *err)
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
             int e = errno;
             close(fd);
-            return pk_err_set(err, -e, "%s: SO_REUSEPORT: %s", what, strerror(e));
+            return pk_err_set(err, -e, "[%s %s] listen %s: SO_REUSEPORT: %s", kind_name(lc),
+                              lc->name, s->listen, strerror(e));
         }
-        if (l->listen_addr.ss_family == AF_INET6) {
+        if (s->addr.ss_family == AF_INET6) {
             (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         }
     }
-    if (bind(fd, (struct sockaddr *)&l->listen_addr, l->listen_len) != 0 ||
+    if (bind(fd, (struct sockaddr *)&s->addr, s->addr_len) != 0 ||
         listen(fd, LISTEN_BACKLOG) != 0) {
         int e = errno;
         close(fd);
-        return pk_err_set(err, -e, "[%s %s] listen %s: %s",
-                          l->cfg->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound",
-                          l->cfg->name, what, strerror(e));
+        return pk_err_set(err, -e, "[%s %s] listen %s: %s", kind_name(lc), lc->name, s->listen,
+                          strerror(e));
     }
-    if (!l->is_unix && l->port == 0) {
+    if (s->is_unix) {
+        struct stat st;
+        if (stat(((struct sockaddr_un *)&s->addr)->sun_path, &st) == 0) {
+            s->unix_dev = st.st_dev;
+            s->unix_ino = st.st_ino;
+        }
+    } else if (s->port == 0) {
         struct sockaddr_storage bound;
         socklen_t blen = sizeof(bound);
         if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
-            l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+            s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                         : ((struct sockaddr_in *)&bound)->sin_port);
             /* Later workers bind the port the first one got. */
-            if (l->listen_addr.ss_family == AF_INET6) {
-                ((struct sockaddr_in6 *)&l->listen_addr)->sin6_port = htons(l->port);
+            if (s->addr.ss_family == AF_INET6) {
+                ((struct sockaddr_in6 *)&s->addr)->sin6_port = htons(s->port);
             } else {
-                ((struct sockaddr_in *)&l->listen_addr)->sin_port = htons(l->port);
+                ((struct sockaddr_in *)&s->addr)->sin_port = htons(s->port);
             }
         }
     }
     return fd;
 }
 
+/* The socket set for lc's listen address, bound on every worker (worker 0 only for a unix
+ * socket, which SO_REUSEPORT cannot share). */
+static int lsock_new(const struct pk_listener_config *lc, unsigned n_workers, struct lsock **out,
+                     struct pk_err *err)
+{
+    struct lsock *s = pk_xcalloc(1, sizeof(*s));
+    int r;
+
+    atomic_init(&s->refs, 1);
+    s->listen = pk_xstrdup(lc->listen);
+    s->fds = pk_xcalloc(n_workers, sizeof(int));
+    s->n_fds = n_workers;
+    for (unsigned i = 0; i < n_workers; i++) {
+        s->fds[i] = -1;
+    }
+    r = parse_addr(lc->listen, &s->addr, &s->addr_len, err);
+    if (r != 0) {
+        goto fail;
+    }
+    s->is_unix = s->addr.ss_family == AF_UNIX;
+    if (!s->is_unix) {
+        s->port = s->addr.ss_family == AF_INET6
+                          ? ntohs(((struct sockaddr_in6 *)&s->addr)->sin6_port)
+                          : ntohs(((struct sockaddr_in *)&s->addr)->sin_port);
+    }
+    for (unsigned i = 0; i < (s->is_unix ? 1 : n_workers); i++) {
+        int fd = listen_socket(s, lc, err);
+        if (fd < 0) {
+            r = fd;
+            goto fail;
+        }
+        s->fds[i] = fd;
+    }
+    *out = s;
+    return 0;
+fail:
+    lsock_unref(s);
+    return r;
+}
+
+/* A listener for lc on socket set sock (a reference is taken), its settings checked. */
+static int listener_new(const struct pk_listener_config *lc, const char *ns, struct lsock *sock,
+                        unsigned n_workers, struct listener **out, struct pk_err *err)
+{
+    struct listener *l;
+    struct pk_policy *probe = NULL;
+    struct sockaddr_storage target;
+    socklen_t target_len;
+    int r;
+
+    r = parse_addr(lc->target, &target, &target_len, err);
+    if (r != 0) {
+        return pk_err_prefix(err, r, "[%s %s] target", kind_name(lc), lc->name);
+    }
+    /* Policies are built per identity (they depend on our trust domain); build one now so a
+     * bad rule stops the start (or the reload) instead of the first connection. */
+    r = build_policy(lc, "picket.check", ns, &probe, err);
+    pk_policy_free(probe);
+    if (r != 0) {
+        return r;
+    }
+    l = pk_xcalloc(1, sizeof(*l));
+    atomic_init(&l->refs, 1);
+    pk_listener_config_copy(&l->cfg, lc);
+    l->sock = lsock_ref(sock);
+    l->target = target;
+    l->target_len = target_len;
+    l->limits = (struct pk_conn_limits){
+            .connect_timeout = lc->connect_timeout,
+            .handshake_timeout = lc->handshake_timeout,
+            .idle_timeout = lc->idle_timeout,
+            .max_lifetime = lc->max_lifetime,
+            .buffer_size = lc->buffer_size,
+    };
+    l->watch = pk_xcalloc(n_workers, sizeof(*l->watch));
+    *out = l;
+    return 0;
+}
+
 /* ---- connections ---------------------------------------------------------------------------- */
 
-static void stop_accepting(struct worker *w);
 static void maybe_finish(struct worker *w);
 static void release_slot(struct listener *l);
-static void pause_listener(struct worker *w, size_t li);
+static void pause_listener(struct lwatch *lw);
 
 static void conn_closed(void *ctx, const struct pk_conn_summary *s)
 {
     struct proxied *pc = ctx;
     struct worker *w = pc->w;
-    struct listener *l = &w->px->listeners[pc->li];
+    struct listener *l = pc->gen->listeners[pc->li];
     char peer_id[300], detail[300];
 
     atomic_fetch_sub(&l->active, 1);
@@ -310,27 +495,8 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
     if (!pc->established) {
         atomic_fetch_sub(&l->handshaking, 1);
     }
-    switch (s->reason) {
-    case PK_CLOSE_HANDSHAKE_FAILED:
-        atomic_fetch_add(&l->handshake_failed, 1);
-        break;
-    case PK_CLOSE_DENIED:
-        atomic_fetch_add(&l->denied, 1);
-        break;
-    case PK_CLOSE_CONNECT_FAILED:
-        atomic_fetch_add(&l->connect_failed, 1);
-        break;
-    case PK_CLOSE_HANDSHAKE_TIMEOUT:
-    case PK_CLOSE_CONNECT_TIMEOUT:
-    case PK_CLOSE_IDLE_TIMEOUT:
-        atomic_fetch_add(&l->timeouts, 1);
-        break;
-    case PK_CLOSE_RESET:
-    case PK_CLOSE_TLS_ERROR:
-        atomic_fetch_add(&l->resets, 1);
-        break;
-    default:
-        break;
+    if ((unsigned)s->reason < PK_PROXY_CLOSE_REASONS) {
+        atomic_fetch_add(&l->closed[s->reason], 1);
     }
     PK_LOG_INFO("connection closed listener=%s peer=%s peer_id=\"%s\" bytes_in=%llu "
                 "bytes_out=%llu duration=%.3fs reason=%s detail=\"%s\"",
@@ -361,6 +527,25 @@ static bool same_anchors(const struct gen *a, const struct gen *b)
     return x.len == y.len && memcmp(x.ptr, y.ptr, x.len) == 0;
 }
 
+/* The policy in g for pc's listener: the same listener's, or that of the listener of the same
+ * kind that took over its address with new settings; NULL when its listener is gone from g
+ * (its connections then run on under the rules they started with). */
+static struct pk_policy *policy_in(const struct gen *g, const struct proxied *pc)
+{
+    const struct listener *l = pc->gen->listeners[pc->li];
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->listeners[i] == l) {
+            return g->policies[i];
+        }
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->listeners[i]->sock == l->sock && g->listeners[i]->cfg.kind == l->cfg.kind) {
+            return g->policies[i];
+        }
+    }
+    return NULL;
+}
+
 /* Would the peer of pc, verified under its own generation, still be let in under g? When the
  * anchors differ its chain is verified again (rc is the pass's memo); the listener's policy of
  * g is asked in any case. Closes the connection (reason untrusted) when not; true if closed. */
@@ -378,7 +563,8 @@ static bool recheck_conn(struct proxied *pc, struct gen *g, struct pk_recheck *r
         pk_recheck_peer(rc, leaf, pk_conn_peer_chain(pc->conn), &err) != 0) {
         snprintf(detail, sizeof(detail), "peer no longer chains to the trust anchors: %.400s",
                  err.msg);
-    } else if (pk_policy_authorize(g->policies[pc->li], leaf, NULL, 0, &err) != 0) {
+    } else if (policy_in(g, pc) != NULL &&
+               pk_policy_authorize(policy_in(g, pc), leaf, NULL, 0, &err) != 0) {
         snprintf(detail, sizeof(detail), "peer no longer allowed: %.400s", err.msg);
     } else {
         return false;
@@ -416,7 +602,7 @@ static void conn_established(void *ctx, struct pk_conn *c)
 
     if (!pc->established) {
         pc->established = true;
-        atomic_fetch_sub(&w->px->listeners[pc->li].handshaking, 1);
+        atomic_fetch_sub(&pc->gen->listeners[pc->li]->handshaking, 1);
     }
     /* Authorized under a generation that has been replaced since it began: catch up. */
     if (pc->gen != w->current) {
@@ -428,27 +614,29 @@ static void conn_established(void *ctx, struct pk_conn *c)
     (void)c;
 }
 
-static void start_conn(struct worker *w, size_t li, int fd, const struct sockaddr_storage *peer,
+static void start_conn(struct lwatch *lw, int fd, const struct sockaddr_storage *peer,
                        socklen_t peer_len)
 {
-    struct listener *l = &w->px->listeners[li];
+    struct worker *w = lw->w;
+    struct listener *l = lw->l;
+    size_t li = lw->li;
     struct proxied *pc = pk_xcalloc(1, sizeof(*pc));
     struct pk_conn_params p = {
-            .dir = l->cfg->kind == PK_LISTENER_INBOUND ? PK_CONN_INBOUND : PK_CONN_OUTBOUND,
+            .dir = l->cfg.kind == PK_LISTENER_INBOUND ? PK_CONN_INBOUND : PK_CONN_OUTBOUND,
             .fd = fd,
             .peer = *peer,
             .peer_len = peer_len,
             .target = l->target,
             .target_len = l->target_len,
-            .target_sni = l->cfg->server_name,
+            .target_sni = l->cfg.server_name,
             .identity = w->current->id,
             .authorize = pk_policy_authorize,
             .authorize_ctx = w->current->policies[li],
-            .proxy_protocol = l->cfg->proxy_protocol,
+            .proxy_protocol = l->cfg.proxy_protocol,
             .close_on_peer_expiry = true,
-            .close_on_own_expiry = l->cfg->close_on_own_expiry,
+            .close_on_own_expiry = l->cfg.close_on_own_expiry,
             .limits = &l->limits,
-            .listener = l->cfg->name,
+            .listener = l->cfg.name,
             .closed = conn_closed,
             .closed_ctx = pc,
             .established = conn_established,
@@ -463,20 +651,20 @@ static void start_conn(struct worker *w, size_t li, int fd, const struct sockadd
     if (pk_conn_start(w->loop, &p, &pc->conn, &err) != 0) {
         /* Near the descriptor limit accept() can succeed while wolfSSL cannot get the
          * descriptor its RNG needs: the same starvation as EMFILE, handled the same way. */
-        if (!w->starved[li]) {
+        if (!lw->starved) {
             PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u error=\"%s\"",
-                        l->cfg->name, w->index, err.msg);
-            w->starved[li] = true;
+                        l->cfg.name, w->index, err.msg);
+            lw->starved = true;
         }
-        pause_listener(w, li);
+        pause_listener(lw);
         release_slot(l);
         gen_unref(pc->gen);
         free(pc);
         return;
     }
-    if (w->starved[li]) {
-        PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg->name, w->index);
-        w->starved[li] = false;
+    if (lw->starved) {
+        PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg.name, w->index);
+        lw->starved = false;
     }
     pc->next = w->conns;
     if (w->conns != NULL) {
@@ -488,12 +676,12 @@ static void start_conn(struct worker *w, size_t li, int fd, const struct sockadd
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
-static void pause_listener(struct worker *w, size_t li)
+static void pause_listener(struct lwatch *lw)
 {
-    ev_io_stop(w->loop, &w->accept_io[li]);
-    if (!ev_is_active(&w->resume[li])) {
-        ev_timer_set(&w->resume[li], ACCEPT_PAUSE, 0.0);
-        ev_timer_start(w->loop, &w->resume[li]);
+    ev_io_stop(lw->w->loop, &lw->io);
+    if (!ev_is_active(&lw->resume)) {
+        ev_timer_set(&lw->resume, ACCEPT_PAUSE, 0.0);
+        ev_timer_start(lw->w->loop, &lw->resume);
     }
 }
 
@@ -512,10 +700,10 @@ static bool reserve(_Atomic uint64_t *counter, long cap)
 
 static bool reserve_slot(struct listener *l)
 {
-    if (!reserve(&l->active, l->cfg->max_connections)) {
+    if (!reserve(&l->active, l->cfg.max_connections)) {
         return false;
     }
-    if (!reserve(&l->handshaking, l->cfg->max_handshakes)) {
+    if (!reserve(&l->handshaking, l->cfg.max_handshakes)) {
         atomic_fetch_sub(&l->active, 1);
         return false;
     }
@@ -530,17 +718,17 @@ static void release_slot(struct listener *l)
 
 static bool at_cap(const struct listener *l)
 {
-    return atomic_load(&l->active) >= (uint64_t)l->cfg->max_connections ||
-           atomic_load(&l->handshaking) >= (uint64_t)l->cfg->max_handshakes;
+    return atomic_load(&l->active) >= (uint64_t)l->cfg.max_connections ||
+           atomic_load(&l->handshaking) >= (uint64_t)l->cfg.max_handshakes;
 }
 
 static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    struct worker *w = io->data;
-    size_t li = (size_t)(io - w->accept_io);
-    struct listener *l = &w->px->listeners[li];
+    struct lwatch *lw = io->data;
+    struct listener *l = lw->l;
+    int lfd = l->sock->fds[lw->w->index];
 
     for (int n = 0; n < ACCEPT_BATCH; n++) {
         struct sockaddr_storage peer;
@@ -550,72 +738,136 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         /* Caps leave new connections in the kernel's backlog instead of refusing them. The
          * slots are taken before accept() so the caps hold exactly across workers. */
         if (!reserve_slot(l)) {
-            pause_listener(w, li);
+            pause_listener(lw);
             return;
         }
-        fd = accept4(w->fds[li], (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        fd = accept4(lfd, (struct sockaddr *)&peer, &peer_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             release_slot(l);
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                if (!w->starved[li]) {
+                if (!lw->starved) {
                     PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u "
                                 "error=\"%s\"",
-                                l->cfg->name, w->index, strerror(errno));
-                    w->starved[li] = true;
+                                l->cfg.name, lw->w->index, strerror(errno));
+                    lw->starved = true;
                 }
-                pause_listener(w, li);
+                pause_listener(lw);
             }
             return; /* EAGAIN, or a connection aborted before accept */
         }
-        if (l->is_unix) {
+        if (l->sock->is_unix) {
             memset(&peer, 0, sizeof(peer));
             peer.ss_family = AF_UNIX;
             peer_len = sizeof(sa_family_t);
         }
-        start_conn(w, li, fd, &peer, peer_len);
+        start_conn(lw, fd, &peer, peer_len);
     }
 }
 
 static void resume_cb(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
-    struct worker *w = t->data;
-    size_t li = (size_t)(t - w->resume);
+    struct lwatch *lw = t->data;
 
-    if (!w->accepting) {
+    if (!lw->on) {
         return;
     }
-    if (at_cap(&w->px->listeners[li])) {
+    if (at_cap(lw->l)) {
         ev_timer_set(t, ACCEPT_PAUSE, 0.0);
         ev_timer_start(loop, t);
         return;
     }
-    ev_io_start(loop, &w->accept_io[li]);
+    ev_io_start(loop, &lw->io);
 }
 
-static void start_accepting(struct worker *w)
+static void changed(struct worker *w)
 {
-    if (w->accepting || w->draining) {
+    if (w->px->hook != NULL) {
+        w->px->hook(w->px->hook_ctx);
+    }
+}
+
+static void watch_start(struct worker *w, struct listener *l, size_t li)
+{
+    struct lwatch *lw = &l->watch[w->index];
+    int fd = l->sock->fds[w->index];
+
+    lw->li = li;
+    if (lw->on || fd < 0) {
         return;
     }
-    w->accepting = true;
-    for (size_t i = 0; i < w->px->n_listeners; i++) {
-        if (w->fds[i] >= 0) {
-            ev_io_start(w->loop, &w->accept_io[i]);
+    lw->w = w;
+    lw->l = l;
+    ev_io_init(&lw->io, accept_cb, fd, EV_READ);
+    lw->io.data = lw;
+    ev_timer_init(&lw->resume, resume_cb, 0.0, 0.0);
+    lw->resume.data = lw;
+    ev_io_start(w->loop, &lw->io);
+    lw->on = true;
+    atomic_fetch_add(&l->accepting, 1);
+    changed(w);
+}
+
+/* Stop accepting for l on this worker; with close_fd also close this worker's socket, so the
+ * kernel refuses new connections instead of queueing them for nobody. */
+static void watch_stop(struct worker *w, struct listener *l, bool close_fd)
+{
+    struct lwatch *lw = &l->watch[w->index];
+
+    if (lw->on) {
+        ev_io_stop(w->loop, &lw->io);
+        ev_timer_stop(w->loop, &lw->resume);
+        lw->on = false;
+        atomic_fetch_sub(&l->accepting, 1);
+        changed(w);
+    }
+    if (close_fd && l->sock->fds[w->index] >= 0) {
+        close(l->sock->fds[w->index]);
+        l->sock->fds[w->index] = -1;
+    }
+}
+
+static bool gen_has(const struct gen *g, const struct listener *l, size_t *index)
+{
+    for (size_t i = 0; g != NULL && i < g->n; i++) {
+        if (g->listeners[i] == l) {
+            if (index != NULL) {
+                *index = i;
+            }
+            return true;
         }
+    }
+    return false;
+}
+
+static bool gen_uses_sock(const struct gen *g, const struct lsock *s)
+{
+    for (size_t i = 0; i < g->n; i++) {
+        if (g->listeners[i]->sock == s) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Move this worker's watchers from generation old (may be NULL) to g. */
+static void switch_gen(struct worker *w, struct gen *old, struct gen *g)
+{
+    for (size_t i = 0; old != NULL && i < old->n; i++) {
+        struct listener *l = old->listeners[i];
+        if (!gen_has(g, l, NULL)) {
+            watch_stop(w, l, !gen_uses_sock(g, l->sock));
+        }
+    }
+    for (size_t i = 0; i < g->n; i++) {
+        watch_start(w, g->listeners[i], i);
     }
 }
 
 static void stop_accepting(struct worker *w)
 {
-    w->accepting = false;
-    for (size_t i = 0; i < w->px->n_listeners; i++) {
-        ev_io_stop(w->loop, &w->accept_io[i]);
-        ev_timer_stop(w->loop, &w->resume[i]);
-        if (w->fds[i] >= 0) {
-            close(w->fds[i]);
-            w->fds[i] = -1;
-        }
+    for (size_t i = 0; w->current != NULL && i < w->current->n; i++) {
+        watch_stop(w, w->current->listeners[i], true);
     }
 }
 
@@ -657,10 +909,13 @@ static void wake_cb(struct ev_loop *loop, ev_async *a, int revents)
     pthread_mutex_unlock(&w->lock);
 
     if (g != NULL) {
-        gen_unref(w->current);
+        struct gen *old = w->current;
         w->current = g;
+        if (!w->draining) {
+            switch_gen(w, old, g);
+        }
         recheck_all(w, g);
-        start_accepting(w);
+        gen_unref(old);
     }
     if (stopping && !w->draining) {
         stop_accepting(w);
@@ -691,60 +946,103 @@ static unsigned worker_count(const struct pk_agent_config *cfg)
     return (unsigned)(n < 1 ? 1 : n > MAX_WORKERS ? MAX_WORKERS : n);
 }
 
+static void free_set(struct listener **set, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        listener_unref(set[i]);
+    }
+    free(set);
+}
+
+/* Build the listener set of cfg, reusing from old (n_old) what has not changed. On success
+ * *out holds n = cfg->n_listeners references; counts go to the optional outputs. */
+static int build_set(struct pk_proxy *px, const struct pk_agent_config *cfg, struct listener **old,
+                     size_t n_old, struct listener ***out, size_t *added, size_t *changed_out,
+                     struct pk_err *err)
+{
+    size_t n = cfg->n_listeners, n_added = 0, n_changed = 0;
+    struct listener **set = pk_xcalloc(n > 0 ? n : 1, sizeof(*set));
+    int r = 0;
+
+    for (size_t i = 0; i < n; i++) {
+        const struct pk_listener_config *lc = &cfg->listeners[i];
+        struct lsock *sock = NULL;
+        bool renamed_or_changed = false;
+
+        /* Two listeners on one address would split its connections between two policies. */
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(cfg->listeners[j].listen, lc->listen) == 0) {
+                r = pk_err_set(err, PK_E_INVALID,
+                               "[%s %s] listen %s: already the address of [%s %s]", kind_name(lc),
+                               lc->name, lc->listen, kind_name(&cfg->listeners[j]),
+                               cfg->listeners[j].name);
+                goto fail;
+            }
+        }
+        for (size_t j = 0; j < n_old && set[i] == NULL; j++) {
+            if (pk_listener_config_equal(&old[j]->cfg, lc)) {
+                set[i] = listener_ref(old[j]);
+            }
+        }
+        if (set[i] != NULL) {
+            continue;
+        }
+        for (size_t j = 0; j < n_old && sock == NULL; j++) {
+            if (strcmp(old[j]->cfg.listen, lc->listen) == 0) {
+                sock = lsock_ref(old[j]->sock);
+                renamed_or_changed = true;
+            }
+        }
+        if (sock == NULL) {
+            r = lsock_new(lc, px->n_workers, &sock, err);
+            if (r != 0) {
+                goto fail;
+            }
+        }
+        r = listener_new(lc, px->namespace_, sock, px->n_workers, &set[i], err);
+        lsock_unref(sock);
+        if (r != 0) {
+            goto fail;
+        }
+        if (renamed_or_changed) {
+            n_changed++;
+        } else {
+            n_added++;
+        }
+    }
+    *out = set;
+    if (added != NULL) {
+        *added = n_added;
+    }
+    if (changed_out != NULL) {
+        *changed_out = n_changed;
+    }
+    return 0;
+fail:
+    free_set(set, n);
+    return r;
+}
+
+static void log_listener(const struct listener *l, const char *what, unsigned n_workers)
+{
+    PK_LOG_INFO("listener %s kind=%s name=%s listen=%s port=%u target=%s workers=%u", what,
+                kind_name(&l->cfg), l->cfg.name, l->cfg.listen, l->sock->port, l->cfg.target,
+                l->sock->is_unix ? 1 : n_workers);
+}
+
 int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struct pk_err *err)
 {
     struct pk_proxy *px = pk_xcalloc(1, sizeof(*px));
     int r = 0;
 
-    px->cfg = cfg;
-    px->n_listeners = cfg->n_listeners;
-    px->listeners = pk_xcalloc(px->n_listeners > 0 ? px->n_listeners : 1, sizeof(*px->listeners));
+    px->namespace_ = pk_xstrdup(cfg->namespace_);
     px->n_workers = worker_count(cfg);
     px->workers = pk_xcalloc(px->n_workers, sizeof(*px->workers));
-    for (size_t i = 0; i < px->n_listeners; i++) {
-        struct listener *l = &px->listeners[i];
-        const struct pk_listener_config *lc = &cfg->listeners[i];
-        struct pk_policy *probe = NULL;
-
-        l->cfg = lc;
-        l->limits = (struct pk_conn_limits){
-                .connect_timeout = lc->connect_timeout,
-                .handshake_timeout = lc->handshake_timeout,
-                .idle_timeout = lc->idle_timeout,
-                .max_lifetime = lc->max_lifetime,
-                .buffer_size = lc->buffer_size,
-        };
-        r = parse_addr(lc->listen, &l->listen_addr, &l->listen_len, err);
-        if (r == 0) {
-            r = parse_addr(lc->target, &l->target, &l->target_len, err);
-        }
-        /* Policies are built per identity (they depend on our trust domain); build one now
-         * so a bad rule stops the start instead of the first connection. */
-        if (r == 0) {
-            r = build_policy(lc, "picket.check", cfg->namespace_, &probe, err);
-            pk_policy_free(probe);
-        }
-        if (r != 0) {
-            goto fail;
-        }
-        l->is_unix = l->listen_addr.ss_family == AF_UNIX;
-        l->port = l->is_unix ? 0
-                  : l->listen_addr.ss_family == AF_INET6
-                          ? ntohs(((struct sockaddr_in6 *)&l->listen_addr)->sin6_port)
-                          : ntohs(((struct sockaddr_in *)&l->listen_addr)->sin_port);
-    }
     for (unsigned wi = 0; wi < px->n_workers; wi++) {
         struct worker *w = &px->workers[wi];
         w->px = px;
         w->index = wi;
         pthread_mutex_init(&w->lock, NULL);
-        w->fds = pk_xcalloc(px->n_listeners + 1, sizeof(int));
-        for (size_t i = 0; i <= px->n_listeners; i++) {
-            w->fds[i] = -1; /* never 0: stop_accepting closes what is here */
-        }
-        w->accept_io = pk_xcalloc(px->n_listeners + 1, sizeof(ev_io));
-        w->resume = pk_xcalloc(px->n_listeners + 1, sizeof(ev_timer));
-        w->starved = pk_xcalloc(px->n_listeners + 1, sizeof(bool));
         w->loop = ev_loop_new(EVFLAG_AUTO);
         if (w->loop == NULL) {
             r = pk_err_set(err, -ENOMEM, "cannot create an event loop for worker %u", wi);
@@ -753,29 +1051,14 @@ int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struc
         ev_async_init(&w->wake, wake_cb);
         w->wake.data = w;
         ev_async_start(w->loop, &w->wake);
-        for (size_t i = 0; i < px->n_listeners; i++) {
-            struct listener *l = &px->listeners[i];
-            w->fds[i] = -1;
-            ev_timer_init(&w->resume[i], resume_cb, 0.0, 0.0);
-            w->resume[i].data = w;
-            if (l->is_unix && wi > 0) {
-                continue; /* a unix socket cannot be shared by SO_REUSEPORT */
-            }
-            int fd = listen_socket(l, err);
-            if (fd < 0) {
-                r = fd;
-                goto fail;
-            }
-            w->fds[i] = fd;
-            ev_io_init(&w->accept_io[i], accept_cb, fd, EV_READ);
-            w->accept_io[i].data = w;
-        }
     }
+    r = build_set(px, cfg, NULL, 0, &px->listeners, NULL, NULL, err);
+    if (r != 0) {
+        goto fail;
+    }
+    px->n_listeners = cfg->n_listeners;
     for (size_t i = 0; i < px->n_listeners; i++) {
-        const struct listener *l = &px->listeners[i];
-        PK_LOG_INFO("listener ready kind=%s name=%s listen=%s port=%u target=%s workers=%u",
-                    l->cfg->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound", l->cfg->name,
-                    l->cfg->listen, l->port, l->cfg->target, l->is_unix ? 1 : px->n_workers);
+        log_listener(px->listeners[i], "ready", px->n_workers);
     }
     *out = px;
     return 0;
@@ -797,16 +1080,21 @@ int pk_proxy_start(struct pk_proxy *px, struct pk_err *err)
     return 0;
 }
 
-void pk_proxy_set_identity(struct pk_proxy *px, struct pk_identity *id)
+/* Hand every worker a generation of the current identity and listener set. */
+static void publish(struct pk_proxy *px)
 {
     struct pk_err err;
 
+    if (px->id == NULL) {
+        return; /* nothing is accepted before the first identity */
+    }
     pk_err_clear(&err);
     for (unsigned wi = 0; wi < px->n_workers; wi++) {
         struct worker *w = &px->workers[wi];
-        struct gen *g = gen_new(px, id, &err);
+        struct gen *g = gen_new(px, px->id, &err);
         if (g == NULL) {
-            /* The rules were checked at start; only an ID we cannot express gets here. */
+            /* The rules were checked when the set was built; only an ID we cannot express
+             * gets here. */
             PK_LOG_ERR("proxy keeps the previous identity error=\"%s\"", err.msg);
             return;
         }
@@ -818,6 +1106,69 @@ void pk_proxy_set_identity(struct pk_proxy *px, struct pk_identity *id)
     }
 }
 
+void pk_proxy_set_identity(struct pk_proxy *px, struct pk_identity *id)
+{
+    struct pk_identity *old = px->id;
+    px->id = pk_identity_ref(id);
+    pk_identity_unref(old);
+    publish(px);
+}
+
+int pk_proxy_update(struct pk_proxy *px, const struct pk_agent_config *cfg, size_t *added,
+                    size_t *removed, size_t *changed_out, struct pk_err *err)
+{
+    struct listener **set = NULL;
+    size_t n_added = 0, n_changed = 0, n_kept = 0;
+    int r;
+
+    r = build_set(px, cfg, px->listeners, px->n_listeners, &set, &n_added, &n_changed, err);
+    if (r != 0) {
+        return r;
+    }
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        bool kept = false;
+        for (size_t j = 0; j < px->n_listeners && !kept; j++) {
+            kept = set[i] == px->listeners[j];
+        }
+        n_kept += kept;
+        if (!kept) {
+            log_listener(set[i], "ready", px->n_workers);
+        }
+    }
+    for (size_t j = 0; j < px->n_listeners; j++) {
+        bool gone = true;
+        for (size_t i = 0; i < cfg->n_listeners && gone; i++) {
+            gone = set[i] != px->listeners[j];
+        }
+        if (gone) {
+            log_listener(px->listeners[j], "retired", px->n_workers);
+        }
+    }
+    size_t n_old = px->n_listeners;
+    free_set(px->listeners, px->n_listeners);
+    px->listeners = set;
+    px->n_listeners = cfg->n_listeners;
+    publish(px);
+    if (added != NULL) {
+        *added = n_added;
+    }
+    if (changed_out != NULL) {
+        *changed_out = n_changed;
+    }
+    if (removed != NULL) {
+        /* Every old listener not kept as it was either changed (a new one took its address:
+         * addresses are unique in each set) or is gone. */
+        *removed = n_old - n_kept - n_changed;
+    }
+    return 0;
+}
+
+void pk_proxy_set_change_hook(struct pk_proxy *px, void (*fn)(void *ctx), void *ctx)
+{
+    px->hook = fn;
+    px->hook_ctx = ctx;
+}
+
 size_t pk_proxy_listener_count(const struct pk_proxy *px)
 {
     return px->n_listeners;
@@ -825,22 +1176,33 @@ size_t pk_proxy_listener_count(const struct pk_proxy *px)
 
 void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_listener_stats *out)
 {
-    const struct listener *l = &px->listeners[i];
+    const struct listener *l = px->listeners[i];
+    const struct lsock *s = l->sock;
+    uint64_t closed[PK_PROXY_CLOSE_REASONS];
+    unsigned want = s->is_unix ? 1 : px->n_workers;
+
+    for (size_t k = 0; k < PK_PROXY_CLOSE_REASONS; k++) {
+        closed[k] = atomic_load(&l->closed[k]);
+    }
     *out = (struct pk_listener_stats){
-            .name = l->cfg->name,
-            .inbound = l->cfg->kind == PK_LISTENER_INBOUND,
+            .name = l->cfg.name,
+            .listen = l->cfg.listen,
+            .inbound = l->cfg.kind == PK_LISTENER_INBOUND,
+            .up = atomic_load(&l->accepting) >= want,
             .active = atomic_load(&l->active),
             .total = atomic_load(&l->total),
             .handshaking = atomic_load(&l->handshaking),
             .bytes_in = atomic_load(&l->bytes_in),
             .bytes_out = atomic_load(&l->bytes_out),
-            .handshake_failed = atomic_load(&l->handshake_failed),
-            .denied = atomic_load(&l->denied),
-            .connect_failed = atomic_load(&l->connect_failed),
-            .timeouts = atomic_load(&l->timeouts),
-            .resets = atomic_load(&l->resets),
-            .port = l->port,
+            .handshake_failed = closed[PK_CLOSE_HANDSHAKE_FAILED],
+            .denied = closed[PK_CLOSE_DENIED],
+            .connect_failed = closed[PK_CLOSE_CONNECT_FAILED],
+            .timeouts = closed[PK_CLOSE_HANDSHAKE_TIMEOUT] + closed[PK_CLOSE_CONNECT_TIMEOUT] +
+                        closed[PK_CLOSE_IDLE_TIMEOUT],
+            .resets = closed[PK_CLOSE_RESET] + closed[PK_CLOSE_TLS_ERROR],
+            .port = s->port,
     };
+    memcpy(out->closed, closed, sizeof(closed));
 }
 
 void pk_proxy_free(struct pk_proxy *px, double shutdown_timeout)
@@ -865,21 +1227,18 @@ void pk_proxy_free(struct pk_proxy *px, double shutdown_timeout)
             pthread_join(w->thread, NULL);
         }
         if (w->loop != NULL) {
-            if (w->fds != NULL) {
-                stop_accepting(w);
-            }
+            /* A worker that never ran (a failed start) has no watchers; one that ran stopped
+             * its own before its loop ended. */
             ev_async_stop(w->loop, &w->wake);
             ev_loop_destroy(w->loop);
         }
         gen_unref(w->pending);
         gen_unref(w->current);
-        free(w->fds);
-        free(w->accept_io);
-        free(w->resume);
-        free(w->starved);
         pthread_mutex_destroy(&w->lock);
     }
+    free_set(px->listeners, px->n_listeners);
+    pk_identity_unref(px->id);
     free(px->workers);
-    free(px->listeners);
+    free(px->namespace_);
     free(px);
 }

@@ -11,8 +11,12 @@
  * generation it started with until it closes — so rotation drops nothing and the old identity
  * is freed with its last connection.
  *
- * Listening sockets are created (and bind errors reported) in pk_proxy_new; accepting starts
- * with the first identity. */
+ * The listener set is part of the generation too: pk_proxy_update (SIGHUP) builds the new set
+ * and publishes it like a new identity, so each worker switches its accept watchers in one step
+ * on its own loop and every connection keeps the listener settings it started with.
+ *
+ * Listening sockets are created (and bind errors reported) in pk_proxy_new and
+ * pk_proxy_update; accepting starts with the first identity. */
 #ifndef PK_PROXY_PROXY_H
 #define PK_PROXY_PROXY_H
 
@@ -24,13 +28,19 @@
 #include "common/compiler.h"
 #include "common/err.h"
 #include "common/identity.h"
+#include "proxy/conn.h"
 
 struct pk_proxy;
 
+/* The close reasons of proxy/conn.h, PK_CLOSE_DONE to PK_CLOSE_UNTRUSTED (the last). */
+#define PK_PROXY_CLOSE_REASONS (PK_CLOSE_UNTRUSTED + 1)
+
 /* Counters per listener, summed over workers. */
 struct pk_listener_stats {
-    const char *name;
+    const char *name;   /* borrowed: valid until the next pk_proxy_update or pk_proxy_free */
+    const char *listen; /* the listen address as configured; borrowed likewise */
     bool inbound;
+    bool up; /* every worker that owns one of its sockets is accepting on it */
     uint64_t active;
     uint64_t total;
     uint64_t handshaking;
@@ -41,20 +51,44 @@ struct pk_listener_stats {
     uint64_t connect_failed;
     uint64_t timeouts;
     uint64_t resets;
-    uint16_t port; /* bound TCP port (useful with port 0), 0 for unix */
+    uint64_t closed[PK_PROXY_CLOSE_REASONS]; /* connections ended, by enum pk_conn_close_reason */
+    uint16_t port;                           /* bound TCP port (useful with port 0), 0 for unix */
 };
 
-/* Create listening sockets for every listener in cfg (borrowed; must outlive the proxy). */
+/* Create listening sockets for every listener in cfg (borrowed during the call: the proxy keeps
+ * its own copies of what it needs). A bad address or policy rule, two listeners on one address,
+ * or a socket that cannot be bound is an error naming the listener; nothing is left open. */
 int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struct pk_err *err)
         PK_MUST_USE;
 
 /* Start the worker threads. */
 int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
 
+/* Replace the listener set with cfg's (borrowed during the call), from the main thread, as on
+ * SIGHUP. The new set is checked and every new socket bound before anything changes; on error
+ * nothing has (err names the listener). Then:
+ *   - a listener whose settings are all unchanged stays as it is: its sockets, its counters, its
+ *     connections;
+ *   - a listener with new settings on an address already in use keeps that address's sockets
+ *     (nothing queued in their backlog is lost) and applies the new settings to new
+ *     connections; its counters start again;
+ *   - a listener that is gone stops accepting and its sockets close as each worker takes the
+ *     new set; connections it already accepted run on under the settings they started with.
+ * *added, *removed and *changed (each may be NULL) receive the counts. cfg's namespace and
+ * workers are not taken (they need a restart). */
+int pk_proxy_update(struct pk_proxy *proxy, const struct pk_agent_config *cfg, size_t *added,
+                    size_t *removed, size_t *changed, struct pk_err *err) PK_MUST_USE;
+
 /* Publish a new identity (the caller keeps its reference). From the main thread. */
 void pk_proxy_set_identity(struct pk_proxy *proxy, struct pk_identity *id);
 
-/* Listener count and per-listener counters (i < count). */
+/* fn(ctx) is called, from a worker thread, each time a listener starts or stops accepting on a
+ * worker (so readiness can be re-evaluated): it must be thread-safe and quick (ev_async_send).
+ * Set before pk_proxy_start. */
+void pk_proxy_set_change_hook(struct pk_proxy *proxy, void (*fn)(void *ctx), void *ctx);
+
+/* Listener count and per-listener counters (i < count), in the order of the configuration.
+ * From the main thread. */
 size_t pk_proxy_listener_count(const struct pk_proxy *proxy);
 void pk_proxy_listener_stats(const struct pk_proxy *proxy, size_t i, struct pk_listener_stats *out);
 

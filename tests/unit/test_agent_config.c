@@ -901,6 +901,53 @@ static void test_config_flag_forms(void **state)
     unlink(path);
 }
 
+/* SIGHUP's rules: which settings need a restart, and listener copies that compare equal. */
+static void test_restart_changes_and_listener_copies(void **state)
+{
+    (void)state;
+    static const char base[] =
+            "[agent]\napp_id = a\nrenew_at = 0.5\n[admin]\nlisten = 127.0.0.1:1\n"
+            "[inbound web]\nlisten = 127.0.0.1:2\ntarget = 127.0.0.1:3\n"
+            "allow_app_id = x\nallow_app_id = y\n";
+    static const char same_keys[] =
+            "[agent]\nrenew_at = 0.7\nretry_max = 5s\n[log]\nlevel = debug\n";
+    static const char restart[] = "[agent]\napp_id = b\n[admin]\nlisten = off\n[proxy]\n"
+                                  "workers = 3\n";
+    struct pk_agent_config *a = pk_agent_config_new(), *b = pk_agent_config_new();
+    struct pk_listener_config copy;
+    char names[200];
+    struct pk_err err;
+
+    assert_int_equal(pk_agent_config_parse_ini(base, strlen(base), "a.ini", a, &err), 0);
+    assert_int_equal(pk_agent_config_parse_ini(base, strlen(base), "b.ini", b, &err), 0);
+    assert_int_equal(pk_agent_config_restart_changes(a, b, names, sizeof(names)), 0);
+    assert_string_equal(names, "");
+    assert_int_equal(pk_agent_config_parse_ini(same_keys, strlen(same_keys), "b.ini", b, &err), 0);
+    assert_int_equal(pk_agent_config_restart_changes(a, b, names, sizeof(names)), 0);
+    assert_int_equal(pk_agent_config_parse_ini(restart, strlen(restart), "b.ini", b, &err), 0);
+    assert_int_equal(pk_agent_config_restart_changes(a, b, names, sizeof(names)), 3);
+    assert_string_equal(names, "[agent] app_id, [admin] listen, [proxy] workers");
+    /* Cut to fit, still counted. */
+    assert_int_equal(pk_agent_config_restart_changes(a, b, names, 10), 3);
+    assert_int_equal(strlen(names), 9);
+
+    pk_listener_config_copy(&copy, &a->listeners[0]);
+    assert_true(copy.name != a->listeners[0].name);
+    assert_true(pk_listener_config_equal(&copy, &a->listeners[0]));
+    free(copy.allow_app_id[1]);
+    copy.allow_app_id[1] = strdup("z");
+    assert_false(pk_listener_config_equal(&copy, &a->listeners[0]));
+    pk_listener_config_clear(&copy);
+    pk_listener_config_copy(&copy, &a->listeners[0]);
+    copy.idle_timeout = 1;
+    assert_false(pk_listener_config_equal(&copy, &a->listeners[0]));
+    pk_listener_config_clear(&copy);
+    assert_null(copy.name);
+    pk_listener_config_clear(NULL);
+    pk_agent_config_free(a);
+    pk_agent_config_free(b);
+}
+
 static void test_help(void **state)
 {
     static const char *const forms[] = {"--help", "-h", "-help"};
@@ -1626,6 +1673,7 @@ int main(void)
             cmocka_unit_test(test_config_flag_forms),
             cmocka_unit_test(test_help),
             cmocka_unit_test(test_help_text),
+            cmocka_unit_test(test_restart_changes_and_listener_copies),
             cmocka_unit_test(test_load_errors),
             cmocka_unit_test(test_missing_config_file),
             cmocka_unit_test(test_ini_errors),
