@@ -204,18 +204,86 @@ static int metric(struct pk_buf *out, const char *name, const char *type, const 
     return metric_head(out, name, type, help) | pk_buf_printf(out, "%s %.17g\n", name, value);
 }
 
-/* One family per counter, one sample per listener. */
+/* The families of one listener sample each. */
+enum listener_family {
+    LF_UP,
+    LF_ACTIVE,
+    LF_TOTAL,
+    LF_HANDSHAKING,
+    LF_HANDSHAKE_FAILURES,
+    LF_CLOSED,
+    LF_BYTES,
+};
+
+static int listener_family(struct pk_buf *out, enum listener_family f, const char *name,
+                           const struct pk_listener_stats *s)
+{
+    const char *kind = s->inbound ? "inbound" : "outbound";
+    int r = 0;
+
+    switch (f) {
+    case LF_UP:
+        return pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %d\n", name, s->name, kind,
+                             s->up ? 1 : 0);
+    case LF_ACTIVE:
+    case LF_TOTAL:
+    case LF_HANDSHAKING:
+        return pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", name, s->name, kind,
+                             (unsigned long long)(f == LF_ACTIVE  ? s->active
+                                                  : f == LF_TOTAL ? s->total
+                                                                  : s->handshaking));
+    case LF_HANDSHAKE_FAILURES: {
+        /* The ways a connection fails before it carries a byte: the TLS handshake (bad or no
+         * certificate, protocol), the authorization of the verified peer, and the clock. */
+        const struct {
+            const char *reason;
+            uint64_t v;
+        } rs[] = {{"tls", s->closed[PK_CLOSE_HANDSHAKE_FAILED]},
+                  {"denied", s->closed[PK_CLOSE_DENIED]},
+                  {"timeout", s->closed[PK_CLOSE_HANDSHAKE_TIMEOUT]}};
+        for (size_t k = 0; k < PK_ARRAY_LEN(rs); k++) {
+            r |= pk_buf_printf(out, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", name, s->name,
+                               rs[k].reason, (unsigned long long)rs[k].v);
+        }
+        return r;
+    }
+    case LF_CLOSED:
+        for (int k = 0; k < PK_PROXY_CLOSE_REASONS; k++) {
+            r |= pk_buf_printf(out, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", name, s->name,
+                               pk_conn_close_reason_name((enum pk_conn_close_reason)k),
+                               (unsigned long long)s->closed[k]);
+        }
+        return r;
+    case LF_BYTES:
+        return pk_buf_printf(out,
+                             "%s{listener=\"%s\",direction=\"in\"} %llu\n"
+                             "%s{listener=\"%s\",direction=\"out\"} %llu\n",
+                             name, s->name, (unsigned long long)s->bytes_in, name, s->name,
+                             (unsigned long long)s->bytes_out);
+    }
+    return 0;
+}
+
+/* One family per counter, one sample per listener (listener names are [A-Za-z0-9_.-], so
+ * they need no escaping in a label value). */
 static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
 {
     static const struct {
+        enum listener_family f;
         const char *name, *type, *help;
     } fam[] = {
-            {"picket_listener_connections_active", "gauge", "Connections open now."},
-            {"picket_listener_connections_total", "counter", "Connections accepted."},
-            {"picket_listener_handshakes_in_progress", "gauge", "Handshakes in progress."},
-            {"picket_listener_bytes_total", "counter", "Bytes relayed by direction."},
-            {"picket_listener_failures_total", "counter",
-             "Connections that ended before or while streaming, by reason."},
+            {LF_UP, "picket_listener_up", "gauge",
+             "1 while every worker that owns a socket of the listener is accepting on it."},
+            {LF_ACTIVE, "picket_listener_connections_active", "gauge", "Connections open now."},
+            {LF_TOTAL, "picket_listener_connections_total", "counter", "Connections accepted."},
+            {LF_HANDSHAKING, "picket_listener_handshakes_in_progress", "gauge",
+             "Connections not yet streaming: TLS handshake, authorization or target connect."},
+            {LF_HANDSHAKE_FAILURES, "picket_listener_handshake_failures_total", "counter",
+             "Connections that failed before streaming: tls, denied (authorization) or timeout."},
+            {LF_CLOSED, "picket_listener_closed_total", "counter",
+             "Connections ended, by reason (done is a clean end in both directions)."},
+            {LF_BYTES, "picket_listener_bytes_total", "counter",
+             "Bytes relayed: in = from the accepting side toward the target, out = back."},
     };
     size_t n = pk_proxy_listener_count(px);
     int r = 0;
@@ -225,42 +293,7 @@ static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
         for (size_t i = 0; i < n; i++) {
             struct pk_listener_stats s;
             pk_proxy_listener_stats(px, i, &s);
-            const char *kind = s.inbound ? "inbound" : "outbound";
-            switch (f) {
-            case 0:
-                r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", fam[f].name,
-                                   s.name, kind, (unsigned long long)s.active);
-                break;
-            case 1:
-                r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", fam[f].name,
-                                   s.name, kind, (unsigned long long)s.total);
-                break;
-            case 2:
-                r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", fam[f].name,
-                                   s.name, kind, (unsigned long long)s.handshaking);
-                break;
-            case 3:
-                r |= pk_buf_printf(out,
-                                   "%s{listener=\"%s\",direction=\"in\"} %llu\n"
-                                   "%s{listener=\"%s\",direction=\"out\"} %llu\n",
-                                   fam[f].name, s.name, (unsigned long long)s.bytes_in, fam[f].name,
-                                   s.name, (unsigned long long)s.bytes_out);
-                break;
-            default: {
-                const struct {
-                    const char *reason;
-                    uint64_t v;
-                } rs[] = {{"handshake", s.handshake_failed},
-                          {"denied", s.denied},
-                          {"connect", s.connect_failed},
-                          {"timeout", s.timeouts},
-                          {"reset", s.resets}};
-                for (size_t k = 0; k < PK_ARRAY_LEN(rs); k++) {
-                    r |= pk_buf_printf(out, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", fam[f].name,
-                                       s.name, rs[k].reason, (unsigned long long)rs[k].v);
-                }
-            }
-            }
+            r |= listener_family(out, fam[f].f, fam[f].name, &s);
         }
     }
     return r;
@@ -278,8 +311,17 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
 
     pk_agent_stats(adm->agent, &st);
     reply->content_type = "text/plain; version=0.0.4; charset=utf-8";
-    r |= metric(out, "picket_ready", "gauge", "1 while a valid identity is held.",
-                st.ready ? 1 : 0);
+    r |= metric_head(out, "picket_build_info", "gauge", "Always 1; the version as a label.");
+    r |= pk_buf_printf(out, "picket_build_info{version=\"%s\"} 1\n", PK_VERSION);
+    r |= metric(out, "picket_ready", "gauge",
+                "1 while a valid identity is held and every listener is accepting.",
+                pk_admin_ready(adm->agent, adm->proxy, NULL, 0) ? 1 : 0);
+    r |= metric_head(out, "picket_identity_state", "gauge",
+                     "1 for the agent's current state, 0 for the others.");
+    for (int k = PK_AGENT_STARTING; k <= PK_AGENT_EXPIRED; k++) {
+        r |= pk_buf_printf(out, "picket_identity_state{state=\"%s\"} %d\n",
+                           pk_agent_state_name((enum pk_agent_state)k), (int)st.state == k ? 1 : 0);
+    }
     if (st.spiffe_id[0] != '\0') {
         r |= metric(out, "picket_identity_not_before_timestamp_seconds", "gauge",
                     "Start of the current identity's validity, in Unix seconds.",

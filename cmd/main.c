@@ -19,6 +19,7 @@ static const struct command commands[] = {
         {"sentry", pk_cmd_sentry, "run a Sentry-compatible certificate authority"},
         {"cert", pk_cmd_cert,
          "certificate tools: create a root and an issuer, inspect, fetch from Sentry"},
+        {"status", pk_cmd_status, "show what a running sidecar holds; non-zero when not ready"},
 };
 
 static void usage(FILE *out)

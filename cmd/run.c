@@ -337,7 +337,7 @@ int pk_cmd_run(int argc, char **argv)
     ev_timer_stop(run.loop, &run.readiness_tick);
     ev_timer_stop(run.loop, &run.watchdog);
 out:
-    if (run.proxy != NULL) {
+    if (run.proxy != NULL && run.status != 2) {
         size_t open = 0;
         for (size_t i = 0; i < pk_proxy_listener_count(run.proxy); i++) {
             struct pk_listener_stats ls;

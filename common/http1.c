@@ -372,3 +372,78 @@ int pk_http1_write_response(const struct pk_http1_response *resp, struct pk_buf 
     PK_ASSERT(rc == 0); /* the space was checked above */
     return 0;
 }
+
+/* The first CRLF at or after pos, or len. */
+static size_t find_crlf(const uint8_t *p, size_t len, size_t pos)
+{
+    for (size_t i = pos; i + 1 < len; i++) {
+        if (p[i] == '\r' && p[i + 1] == '\n') {
+            return i;
+        }
+    }
+    return len;
+}
+
+int pk_http1_parse_response(const uint8_t *p, size_t len, struct pk_http1_response_view *out,
+                            struct pk_err *err)
+{
+    static const char prefix[] = "HTTP/1.";
+    size_t eol = find_crlf(p, len, 0), pos, content_length = 0;
+    bool have_length = false;
+    int status;
+
+    /* "HTTP/1.x NNN" then a space and a reason, or nothing. */
+    if (eol == len) {
+        return pk_err_set(err, PK_E_PROTO, "response ends before its status line does");
+    }
+    if (eol < 12 || memcmp(p, prefix, 7) != 0 || (p[7] != '0' && p[7] != '1') || p[8] != ' ' ||
+        p[9] < '1' || p[9] > '5' || p[10] < '0' || p[10] > '9' || p[11] < '0' || p[11] > '9' ||
+        (eol > 12 && p[12] != ' ')) {
+        return pk_err_set(err, PK_E_PROTO, "not an HTTP/1.x status line");
+    }
+    status = (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+    pos = eol + 2;
+    for (;;) {
+        size_t end = find_crlf(p, len, pos), colon;
+        if (end == len) {
+            return pk_err_set(err, PK_E_PROTO, "response ends inside its header section");
+        }
+        if (end == pos) {
+            pos += 2;
+            break;
+        }
+        for (colon = pos; colon < end && p[colon] != ':'; colon++) {
+        }
+        if (colon == end || colon == pos) {
+            return pk_err_set(err, PK_E_PROTO, "a header line without a field name and colon");
+        }
+        if (slice_eq_nocase((struct pk_slice){p + pos, colon - pos}, "content-length")) {
+            size_t v = 0, i = colon + 1, digits = 0;
+            while (i < end && (p[i] == ' ' || p[i] == '\t')) {
+                i++;
+            }
+            for (; i < end && p[i] >= '0' && p[i] <= '9'; i++, digits++) {
+                if (v > (SIZE_MAX - 9) / 10) {
+                    return pk_err_set(err, PK_E_PROTO, "Content-Length too large");
+                }
+                v = v * 10 + (size_t)(p[i] - '0');
+            }
+            while (i < end && (p[i] == ' ' || p[i] == '\t')) {
+                i++;
+            }
+            if (digits == 0 || i != end || (have_length && v != content_length)) {
+                return pk_err_set(err, PK_E_PROTO, "bad Content-Length");
+            }
+            content_length = v;
+            have_length = true;
+        }
+        pos = end + 2;
+    }
+    if (have_length && len - pos != content_length) {
+        return pk_err_set(err, PK_E_PROTO, "body of %zu bytes where Content-Length says %zu",
+                          len - pos, content_length);
+    }
+    out->status = status;
+    out->body = (struct pk_slice){p + pos, len - pos};
+    return 0;
+}

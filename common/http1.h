@@ -83,4 +83,19 @@ struct pk_http1_response {
  * failure. */
 int pk_http1_write_response(const struct pk_http1_response *resp, struct pk_buf *out) PK_MUST_USE;
 
+/* A complete response as a client of our own admin endpoint reads it: the server sends one
+ * response and closes, so the whole of it is in the bytes received up to EOF. */
+struct pk_http1_response_view {
+    int status;           /* 100..599 */
+    struct pk_slice body; /* borrowed from the bytes parsed */
+};
+
+/* Parse a complete response p[0..len) (borrowed): "HTTP/1.x NNN reason", header lines ending in
+ * CRLF, a blank line and the body. With a Content-Length header the body must be exactly that
+ * long; without one it is everything after the head. Returns 0, or PK_E_PROTO with err (may be
+ * NULL) saying what is wrong (a truncated head, a bad status line, a body shorter or longer than
+ * announced, a header line without a colon). Never reads past len. */
+int pk_http1_parse_response(const uint8_t *p, size_t len, struct pk_http1_response_view *out,
+                            struct pk_err *err) PK_MUST_USE;
+
 #endif

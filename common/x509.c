@@ -771,22 +771,6 @@ void pk_cert_serial_hex(const struct pk_cert *cert, char *out, size_t out_len)
     out[o] = '\0';
 }
 
-void pk_cert_fingerprint(const struct pk_cert *cert, char out[65])
-{
-    static const char hex[] = "0123456789abcdef";
-    uint8_t digest[WC_SHA256_DIGEST_SIZE];
-    struct pk_slice der = pk_cert_der(cert);
-    /* Only fails for bad arguments; a parsed certificate's DER is bounded. */
-    int r = wc_Sha256Hash(der.ptr, (word32)der.len, digest);
-
-    PK_ASSERT(r == 0);
-    for (size_t k = 0; k < sizeof(digest); k++) {
-        out[2 * k] = hex[digest[k] >> 4];
-        out[2 * k + 1] = hex[digest[k] & 0x0f];
-    }
-    out[64] = '\0';
-}
-
 const char *pk_cert_subject(const struct pk_cert *cert)
 {
     return cert->subject_str;

@@ -51,9 +51,6 @@ time_t pk_cert_not_before(const struct pk_cert *cert);
 time_t pk_cert_not_after(const struct pk_cert *cert);
 /* Serial as lower-case hex without leading zeros into out (always NUL-terminated, cut to fit). */
 void pk_cert_serial_hex(const struct pk_cert *cert, char *out, size_t out_len);
-/* The SHA-256 of the certificate's DER as 64 lower-case hex digits and a NUL (what
- * `openssl x509 -fingerprint -sha256` shows, without the colons). */
-void pk_cert_fingerprint(const struct pk_cert *cert, char out[65]);
 /* One-line subject and issuer, e.g. "O=example.test" or "" for an empty name. */
 const char *pk_cert_subject(const struct pk_cert *cert);
 const char *pk_cert_issuer(const struct pk_cert *cert);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: fuzz target for the HTTP/1.1 request parser and response writer.
  *
- * Targets: pk_http1_parse_request, pk_http1_header_get, pk_http1_write_response. Besides memory
+ * Targets: pk_http1_parse_request, pk_http1_header_get, pk_http1_write_response and
+ * pk_http1_parse_response (the body of a parsed response lies within the input). Besides memory
  * safety it checks the parser's contract: a complete request lies within the input and the cap,
  * its slices point into the input, re-parsing exactly its head gives the same result, and no
  * prefix of the input is complete when the whole is an error (errors are found as early as the
@@ -43,6 +44,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int status = 0;
     int rc;
 
+    struct pk_http1_response_view view;
+    struct pk_err err;
+    if (pk_http1_parse_response(data, size, &view, &err) == 0 &&
+        (view.status < 100 || view.status > 599 || !within(view.body, data, size))) {
+        abort();
+    }
     rc = parse(data, size, &req, &status);
     if (rc == 0) {
         if (req.head_len > size || req.head_len > PK_HTTP1_MAX_REQUEST ||

@@ -308,6 +308,50 @@ static void response_writer_refuses(void **state)
     assert_string_equal(pk_http1_reason(299), "Unknown");
 }
 
+static int parse_resp(const char *s, struct pk_http1_response_view *v)
+{
+    struct pk_err err;
+    return pk_http1_parse_response((const uint8_t *)s, strlen(s), v, &err);
+}
+
+/* Responses as picket status reads them: the body exactly as long as announced. */
+static void responses(void **state)
+{
+    (void)state;
+    struct pk_http1_response_view v;
+    static const char *const bad[] = {
+            "",
+            "HTTP/1.1 200 OK",
+            "HTTP/2 200 OK\r\n\r\n",
+            "HTTP/1.1 20 OK\r\n\r\n",
+            "HTTP/1.1 600 x\r\n\r\n",
+            "HTTP/1.1 200OK\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nabc",
+            "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+            "HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
+            "HTTP/1.1 200 OK\r\n: empty name\r\n\r\n",
+    };
+
+    assert_int_equal(parse_resp("HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
+                                "content-length:  4 \r\nConnection: close\r\n\r\nwhy\n",
+                                &v),
+                     0);
+    assert_int_equal(v.status, 503);
+    assert_true(slice_is(v.body, "why\n"));
+    assert_int_equal(parse_resp("HTTP/1.0 200\r\n\r\nall of it", &v), 0);
+    assert_int_equal(v.status, 200);
+    assert_true(slice_is(v.body, "all of it"));
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (parse_resp(bad[i], &v) != PK_E_PROTO) {
+            fail_msg("accepted: %s", bad[i]);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -316,6 +360,7 @@ int main(void)
             cmocka_unit_test(bad_requests),       cmocka_unit_test(embedded_nul_is_refused),
             cmocka_unit_test(too_long),           cmocka_unit_test(too_many_headers),
             cmocka_unit_test(response_writer),    cmocka_unit_test(response_writer_refuses),
+            cmocka_unit_test(responses),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
