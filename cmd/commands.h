@@ -8,5 +8,6 @@ int pk_cmd_sentry(int argc, char **argv);
 int pk_cmd_cert(int argc, char **argv);
 int pk_cmd_run(int argc, char **argv);
 int pk_cmd_status(int argc, char **argv);
+int pk_cmd_demo(int argc, char **argv);
 
 #endif

@@ -20,6 +20,9 @@ static const struct command commands[] = {
         {"cert", pk_cmd_cert,
          "certificate tools: create a root and an issuer, inspect, fetch from Sentry"},
         {"status", pk_cmd_status, "show what a running sidecar holds; non-zero when not ready"},
+        {"demo", pk_cmd_demo,
+         "Sentry, two sidecars and an app on this machine, certificates "
+         "rotating under traffic"},
 };
 
 static void usage(FILE *out)
