@@ -107,7 +107,9 @@ struct key {
                     * a listener key */
     double min, max;
     const char *what; /* K_SEGMENT: how messages name it */
-    unsigned flags;   /* listener keys: KF_* */
+    unsigned flags;   /* KF_* */
+    const char *arg;  /* the value's placeholder in the reference: "DURATION" */
+    const char *doc;  /* one sentence for the reference (--help, README) */
     size_t count;     /* KF_REPEAT: offset of the list's count in struct pk_listener_config */
 };
 
@@ -135,76 +137,136 @@ struct key {
     }
 
 static const struct key agent_keys[] = {
-        KEY("app_id", K_SEGMENT, app_id, 0, 0, "app id", .flags = KF_RESTART),
-        KEY("namespace", K_SEGMENT, namespace_, 0, 0, "namespace", .flags = KF_RESTART),
-        KEY("trust_domain", K_TRUST_DOMAIN, trust_domain, 0, 0, NULL, .flags = KF_RESTART),
-        KEY("renew_at", K_FRACTION, renew_fraction, 0.05, 0.95, NULL),
-        KEY("renew_jitter", K_FRACTION, renew_jitter, 0, 0.25, NULL),
+        KEY("app_id", K_SEGMENT, app_id, 0, 0, "app id", .flags = KF_RESTART, .arg = "ID",
+            .doc = "the app id; required here, as --app-id or as APP_ID"),
+        KEY("namespace", K_SEGMENT, namespace_, 0, 0, "namespace", .flags = KF_RESTART, .arg = "NS",
+            .doc = "the app's namespace (NAMESPACE overrides it)"),
+        KEY("trust_domain", K_TRUST_DOMAIN, trust_domain, 0, 0, NULL, .flags = KF_RESTART,
+            .arg = "TD", .doc = "the trust domain to ask Sentry for; none: Sentry uses \"public\""),
+        KEY("renew_at", K_FRACTION, renew_fraction, 0.05, 0.95, NULL, .arg = "FRACTION",
+            .doc = "renew at this fraction of the certificate's lifetime, 0.05 to 0.95"),
+        KEY("renew_jitter", K_FRACTION, renew_jitter, 0, 0.25, NULL, .arg = "FRACTION",
+            .doc = "move the renewal by up to +/- this fraction of the lifetime, 0 to 0.25; "
+                   "renew_at +/- renew_jitter stays between 0 and 1"),
         /* Durations from 1ms (a zero wait would spin) to a day (longer is a typo). */
-        KEY("retry_initial", K_DURATION, retry_initial, 0.001, DAY, NULL),
-        KEY("retry_max", K_DURATION, retry_max, 0.001, DAY, NULL),
-        KEY("initial_attempts", K_COUNT, initial_attempts, 0, 1000000, NULL),
-        KEY("request_timeout", K_DURATION, request_timeout, 0.001, DAY, NULL),
-        KEY("cert_file", K_STRING, cert_file, 0, 0, NULL, .flags = KF_RESTART),
-        KEY("key_file", K_STRING, key_file, 0, 0, NULL, .flags = KF_RESTART),
-        KEY("allow_tls12", K_BOOL, allow_tls12, 0, 0, NULL),
-        KEY("export_dir", K_STRING, export_dir, 0, 0, NULL),
-        KEY("export_command", K_STRING, export_command, 0, 0, NULL),
-        KEY("export_pid_file", K_STRING, export_pid_file, 0, 0, NULL),
-        KEY("export_signal", K_SIGNAL, export_signal, 0, 0, NULL),
+        KEY("retry_initial", K_DURATION, retry_initial, 0.001, DAY, NULL, .arg = "DURATION",
+            .doc = "first wait after a failed request; each further wait doubles"),
+        KEY("retry_max", K_DURATION, retry_max, 0.001, DAY, NULL, .arg = "DURATION",
+            .doc = "longest wait between retries"),
+        KEY("initial_attempts", K_COUNT, initial_attempts, 0, 1000000, NULL, .arg = "N",
+            .doc = "exit after N failed first fetches; 0 keeps trying (daprd exits after one)"),
+        KEY("request_timeout", K_DURATION, request_timeout, 0.001, DAY, NULL, .arg = "DURATION",
+            .doc = "deadline of one Sentry request"),
+        KEY("cert_file", K_STRING, cert_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
+            .doc = "static identity instead of Sentry: the certificate chain (PEM), reloaded on "
+                   "change"),
+        KEY("key_file", K_STRING, key_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
+            .doc = "static identity: the private key (PEM), reloaded on change"),
+        KEY("allow_tls12", K_BOOL, allow_tls12, 0, 0, NULL, .arg = "BOOL",
+            .doc = "also accept TLS 1.2 (AEAD suites only); otherwise TLS 1.3 only"),
+        KEY("export_dir", K_STRING, export_dir, 0, 0, NULL, .arg = "DIR",
+            .doc = "write cert.pem, key.pem (0600) and bundle.pem here after each renewal"),
+        KEY("export_command", K_STRING, export_command, 0, 0, NULL, .arg = "COMMAND",
+            .doc = "run with /bin/sh -c after each export"),
+        KEY("export_pid_file", K_STRING, export_pid_file, 0, 0, NULL, .arg = "FILE",
+            .doc = "send export_signal to the process in this pid file after each export"),
+        KEY("export_signal", K_SIGNAL, export_signal, 0, 0, NULL, .arg = "SIGNAL",
+            .doc = "the signal for export_pid_file: HUP, USR1, ... (with or without SIG)"),
 };
 
 static const struct key sentry_keys[] = {
-        KEY("address", K_ADDRESS, sentry_address, 0, 0, NULL, .flags = KF_RESTART),
-        KEY("trust_anchors_file", K_STRING, trust_anchors_file, 0, 0, NULL, .flags = KF_RESTART),
+        KEY("address", K_ADDRESS, sentry_address, 0, 0, NULL, .flags = KF_RESTART,
+            .arg = "HOST:PORT",
+            .doc = "Sentry's gRPC address; none: a static identity (--sentry-address)"),
+        KEY("trust_anchors_file", K_STRING, trust_anchors_file, 0, 0, NULL, .flags = KF_RESTART,
+            .arg = "FILE",
+            .doc = "PEM file of the trusted roots, watched for changes (--trust-anchors-file, "
+                   "DAPR_TRUST_ANCHORS_FILE)"),
         KEY("control_plane_trust_domain", K_TRUST_DOMAIN, control_plane_trust_domain, 0, 0, NULL,
-            .flags = KF_RESTART),
+            .flags = KF_RESTART, .arg = "TD",
+            .doc = "Sentry's trust domain: it must present spiffe://TD/ns/NS/dapr-sentry"),
         KEY("control_plane_namespace", K_SEGMENT, control_plane_namespace, 0, 0,
-            "control-plane namespace", .flags = KF_RESTART),
-        KEY("token_file", K_STRING, token_file, 0, 0, NULL),
-        KEY("adopt_trust_chain", K_BOOL, adopt_sentry_anchors, 0, 0, NULL),
+            "control-plane namespace", .flags = KF_RESTART, .arg = "NS",
+            .doc = "Sentry's namespace"),
+        KEY("token_file", K_STRING, token_file, 0, 0, NULL, .arg = "FILE",
+            .doc = "a JWT sent to Sentry with each request (JWKS validator), read each time "
+                   "(DAPR_SENTRY_TOKEN_FILE)"),
+        KEY("adopt_trust_chain", K_BOOL, adopt_sentry_anchors, 0, 0, NULL, .arg = "BOOL",
+            .doc = "also trust the roots Sentry returns with each certificate"),
 };
 
 static const struct key admin_keys[] = {
-        KEY("listen", K_LISTEN, admin_listen, 0, 0, NULL, .flags = KF_RESTART),
+        KEY("listen", K_LISTEN, admin_listen, 0, 0, NULL, .flags = KF_RESTART, .arg = "ADDRESS",
+            .doc = "/healthz, /readyz, /status and /metrics on HOST:PORT, [V6]:PORT or unix:/PATH; "
+                   "empty or off: none"),
 };
 
 static const struct key log_keys[] = {
-        KEY("level", K_LOG_LEVEL, log_level, 0, 0, NULL),
-        KEY("json", K_BOOL, log_json, 0, 0, NULL),
+        KEY("level", K_LOG_LEVEL, log_level, 0, 0, NULL, .arg = "LEVEL",
+            .doc = "debug, info, warn or error (--log-level)"),
+        KEY("json", K_BOOL, log_json, 0, 0, NULL, .arg = "BOOL",
+            .doc = "log JSON objects instead of key=value lines (--log-as-json)"),
 };
 
 static const struct key proxy_keys[] = {
         /* 256 threads is far past the cores of any node a sidecar runs on. */
-        KEY("workers", K_COUNT, workers, 0, 256, NULL, .flags = KF_RESTART),
+        KEY("workers", K_COUNT, workers, 0, 256, NULL, .flags = KF_RESTART, .arg = "N",
+            .doc = "proxy threads, up to 256; 0: one per core"),
         /* 0: close every connection at once. */
-        KEY("shutdown_timeout", K_DURATION, shutdown_timeout, 0, DAY, NULL),
+        KEY("shutdown_timeout", K_DURATION, shutdown_timeout, 0, DAY, NULL, .arg = "DURATION",
+            .doc = "on SIGTERM, let open connections finish for this long; 0 closes them at once"),
 };
 
 static const struct key listener_keys[] = {
-        LKEY("listen", K_SOCKET, listen, 0, 0, NULL, KF_BOTH),
-        LKEY("target", K_SOCKET, target, 0, 0, NULL, KF_BOTH),
-        LLIST("allow_trust_domain", K_TRUST_DOMAIN, allow_trust_domain, NULL),
-        LLIST("allow_namespace", K_SEGMENT, allow_namespace, "namespace"),
-        LLIST("allow_app_id", K_APP_ID, allow_app_id, NULL),
-        LLIST("allow_spiffe_id", K_SPIFFE_PATTERN, allow_spiffe_id, NULL),
-        LKEY("proxy_protocol", K_BOOL, proxy_protocol, 0, 0, NULL, KF_INBOUND),
-        LKEY("expect_spiffe_id", K_SPIFFE_ID, expect_spiffe_id, 0, 0, NULL, KF_OUTBOUND),
-        LKEY("expect_app_id", K_SEGMENT, expect_app_id, 0, 0, "app id", KF_OUTBOUND),
-        LKEY("expect_namespace", K_SEGMENT, expect_namespace, 0, 0, "namespace", KF_OUTBOUND),
-        LKEY("server_name", K_SERVER_NAME, server_name, 0, 0, NULL, KF_OUTBOUND),
-        LKEY("allow_non_loopback", K_BOOL, allow_non_loopback, 0, 0, NULL, KF_OUTBOUND),
-        LKEY("max_connections", K_COUNT, max_connections, 1, 1000000, NULL, KF_BOTH),
-        LKEY("max_handshakes", K_COUNT, max_handshakes, 1, 100000, NULL, KF_BOTH),
+        LKEY("listen", K_SOCKET, listen, 0, 0, NULL, KF_BOTH, .arg = "ADDRESS",
+             .doc = "where to accept (required); outbound: loopback or unix: unless "
+                    "allow_non_loopback"),
+        LKEY("target", K_SOCKET, target, 0, 0, NULL, KF_BOTH, .arg = "ADDRESS",
+             .doc = "where to connect (required): inbound, this app; outbound, the other app's "
+                    "inbound listener"),
+        LLIST("allow_trust_domain", K_TRUST_DOMAIN, allow_trust_domain, NULL, .arg = "TD",
+              .doc = "let in any workload of trust domain TD (repeatable)"),
+        LLIST("allow_namespace", K_SEGMENT, allow_namespace, "namespace", .arg = "NS",
+              .doc = "let in any app of namespace NS of our trust domain (repeatable)"),
+        LLIST("allow_app_id", K_APP_ID, allow_app_id, NULL, .arg = "APP",
+              .doc = "let in app APP of our namespace, or NS/APP (repeatable)"),
+        LLIST("allow_spiffe_id", K_SPIFFE_PATTERN, allow_spiffe_id, NULL, .arg = "ID",
+              .doc = "let in this SPIFFE ID; a path segment * matches any one segment "
+                     "(repeatable)"),
+        LKEY("proxy_protocol", K_BOOL, proxy_protocol, 0, 0, NULL, KF_INBOUND, .arg = "BOOL",
+             .doc = "send a PROXY protocol v2 header with the peer's SPIFFE ID to the target"),
+        LKEY("expect_spiffe_id", K_SPIFFE_ID, expect_spiffe_id, 0, 0, NULL, KF_OUTBOUND,
+             .arg = "ID", .doc = "the server must be exactly this SPIFFE ID"),
+        LKEY("expect_app_id", K_SEGMENT, expect_app_id, 0, 0, "app id", KF_OUTBOUND, .arg = "APP",
+             .doc = "the server must be app APP of our trust domain (this or expect_spiffe_id)"),
+        LKEY("expect_namespace", K_SEGMENT, expect_namespace, 0, 0, "namespace", KF_OUTBOUND,
+             .arg = "NS", .doc = "... in namespace NS; none: our namespace"),
+        LKEY("server_name", K_SERVER_NAME, server_name, 0, 0, NULL, KF_OUTBOUND, .arg = "HOST",
+             .doc = "SNI to send; none: no SNI"),
+        LKEY("allow_non_loopback", K_BOOL, allow_non_loopback, 0, 0, NULL, KF_OUTBOUND,
+             .arg = "BOOL",
+             .doc = "let listen be reachable from other hosts, which then connect with our "
+                    "identity"),
+        LKEY("max_connections", K_COUNT, max_connections, 1, 1000000, NULL, KF_BOTH, .arg = "N",
+             .doc = "open connections, 1 to 1000000; more wait in the backlog"),
+        LKEY("max_handshakes", K_COUNT, max_handshakes, 1, 100000, NULL, KF_BOTH, .arg = "N",
+             .doc = "connections not yet streaming, 1 to 100000"),
         /* A zero connect or handshake timeout would fail every connection; a zero idle time or
          * lifetime means none. */
-        LKEY("connect_timeout", K_DURATION, connect_timeout, 0.001, DAY, NULL, KF_BOTH),
-        LKEY("handshake_timeout", K_DURATION, handshake_timeout, 0.001, DAY, NULL, KF_BOTH),
-        LKEY("idle_timeout", K_DURATION, idle_timeout, 0, DAY, NULL, KF_BOTH),
-        LKEY("max_lifetime", K_DURATION, max_lifetime, 0, DAY, NULL, KF_BOTH),
+        LKEY("connect_timeout", K_DURATION, connect_timeout, 0.001, DAY, NULL, KF_BOTH,
+             .arg = "DURATION", .doc = "to connect to the target"),
+        LKEY("handshake_timeout", K_DURATION, handshake_timeout, 0.001, DAY, NULL, KF_BOTH,
+             .arg = "DURATION", .doc = "to complete the TLS handshake"),
+        LKEY("idle_timeout", K_DURATION, idle_timeout, 0, DAY, NULL, KF_BOTH, .arg = "DURATION",
+             .doc = "close after this long without a byte either way; 0: never"),
+        LKEY("max_lifetime", K_DURATION, max_lifetime, 0, DAY, NULL, KF_BOTH, .arg = "DURATION",
+             .doc = "close after this long in any case; 0: never"),
         /* A TLS record is up to 16 KiB; below 1 KiB per-read overhead dominates. */
-        LKEY("buffer_size", K_SIZE, buffer_size, 1024, 1048576, NULL, KF_BOTH),
-        LKEY("close_on_own_expiry", K_BOOL, close_on_own_expiry, 0, 0, NULL, KF_BOTH),
+        LKEY("buffer_size", K_SIZE, buffer_size, 1024, 1048576, NULL, KF_BOTH, .arg = "BYTES",
+             .doc = "buffer per direction, 1024 to 1048576"),
+        LKEY("close_on_own_expiry", K_BOOL, close_on_own_expiry, 0, 0, NULL, KF_BOTH, .arg = "BOOL",
+             .doc = "also close a connection when the certificate it started with expires (the "
+                    "peer's expiry always closes it)"),
 };
 
 struct section_kind {
@@ -212,17 +274,27 @@ struct section_kind {
     bool named; /* sections of this kind are written [KIND NAME] */
     const struct key *keys;
     size_t n_keys;
-    unsigned only; /* named kinds: the KF_ bit of the keys it takes */
+    unsigned only;   /* named kinds: the KF_ bit of the keys it takes */
+    const char *doc; /* what the section is, for the reference */
 };
 
 static const struct section_kind kinds[] = {
-        {"agent", false, agent_keys, PK_ARRAY_LEN(agent_keys), 0},
-        {"sentry", false, sentry_keys, PK_ARRAY_LEN(sentry_keys), 0},
-        {"admin", false, admin_keys, PK_ARRAY_LEN(admin_keys), 0},
-        {"log", false, log_keys, PK_ARRAY_LEN(log_keys), 0},
-        {"proxy", false, proxy_keys, PK_ARRAY_LEN(proxy_keys), 0},
-        {"inbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_INBOUND},
-        {"outbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_OUTBOUND},
+        {"agent", false, agent_keys, PK_ARRAY_LEN(agent_keys), 0,
+         "The workload identity: who we are, when to renew, what to export."},
+        {"sentry", false, sentry_keys, PK_ARRAY_LEN(sentry_keys), 0,
+         "Where certificates come from and whom to trust."},
+        {"admin", false, admin_keys, PK_ARRAY_LEN(admin_keys), 0,
+         "The admin endpoint (`picket status` reads its /status)."},
+        {"log", false, log_keys, PK_ARRAY_LEN(log_keys), 0, "Logging to stderr."},
+        {"proxy", false, proxy_keys, PK_ARRAY_LEN(proxy_keys), 0, "All listeners."},
+        {"inbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_INBOUND,
+         "Any number, NAME 1 to 48 of A-Z a-z 0-9 _ . - and unique among listeners. Accepts mTLS "
+         "from other apps and forwards plain bytes to this app. Each allow_* line adds a rule and "
+         "a peer matching any rule is let in; with no rule, any peer of our own trust domain is."},
+        {"outbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_OUTBOUND,
+         "Any number, NAME as above. Accepts plain connections from this app and forwards them "
+         "over mTLS to another app's sidecar, which must prove the identity named by "
+         "expect_app_id or expect_spiffe_id (exactly one of them)."},
 };
 
 #define KNOWN_SECTIONS                                                                             \
@@ -1959,7 +2031,7 @@ out:
 
 /* ---- help ---- */
 
-static const char help_text[] =
+static const char help_head[] =
         "usage: picket run [flags]\n"
         "\n"
         "The sidecar: obtain this app's SPIFFE identity from Dapr's Sentry (or from static\n"
@@ -2003,103 +2075,174 @@ static const char help_text[] =
         "` ;' comments after a value. Each key at most once (allow_* may repeat); no empty\n"
         "values; no indented lines; at most 197 bytes per line. Booleans: true/false, yes/no,\n"
         "on/off, 1/0. Durations: 10s, 1m30s, 2h. Addresses: IPV4:PORT, [IPV6]:PORT,\n"
-        "localhost:PORT or unix:/PATH (names other than localhost are not resolved).\n"
-        "\n"
-        "[agent]\n"
-        "  app_id = ID                  the app id (required, here or as above)\n"
-        "  namespace = NS               the app's namespace (default default)\n"
-        "  trust_domain = TD            trust domain to ask Sentry for (default: none)\n"
-        "  renew_at = FRACTION          renew at this fraction of the certificate's lifetime,\n"
-        "                               0.05 to 0.95 (default 0.5)\n"
-        "  renew_jitter = FRACTION      move the renewal by up to +/- this fraction of the\n"
-        "                               lifetime, 0 to 0.25 (default 0.1); renew_at +/-\n"
-        "                               renew_jitter must stay between 0 and 1\n"
-        "  retry_initial = DURATION     first wait after a failed request (default 1s)\n"
-        "  retry_max = DURATION         longest wait between retries (default 2m)\n"
-        "  initial_attempts = N         exit after N failed first fetches; 0 = keep trying\n"
-        "                               (default 0; daprd exits after the first)\n"
-        "  request_timeout = DURATION   deadline of one Sentry request (default 10s)\n"
-        "  cert_file = FILE             static identity instead of Sentry: certificate chain\n"
-        "  key_file = FILE              static identity: private key (both PEM, reloaded on\n"
-        "                               change)\n"
-        "  allow_tls12 = BOOL           also accept TLS 1.2 (default false: TLS 1.3 only)\n"
-        "  export_dir = DIR             write cert.pem, key.pem (0600) and bundle.pem here after\n"
-        "                               each renewal (default: no export)\n"
-        "  export_command = COMMAND     run with /bin/sh -c after each export\n"
-        "  export_pid_file = FILE       signal the process in this pid file after each export\n"
-        "  export_signal = SIGNAL       the signal: HUP, USR1, ... (default HUP)\n"
-        "\n"
-        "[sentry]\n"
-        "  address = HOST:PORT          Sentry's gRPC address (default: none, static identity)\n"
-        "  trust_anchors_file = FILE    PEM file of the trusted roots, watched for changes\n"
-        "  control_plane_trust_domain = TD\n"
-        "                               Sentry's trust domain (default localhost)\n"
-        "  control_plane_namespace = NS Sentry's namespace (default default)\n"
-        "  token_file = FILE            JWT sent to Sentry (JWKS validator; default: none)\n"
-        "  adopt_trust_chain = BOOL     also trust the roots Sentry returns (default false)\n"
-        "\n"
-        "[admin]\n"
-        "  listen = ADDRESS             /healthz, /readyz, /status and /metrics on\n"
-        "                               127.0.0.1:PORT, [::1]:PORT or unix:/PATH; empty or off\n"
-        "                               turns it off (default 127.0.0.1:9901)\n"
-        "\n"
-        "[log]\n"
-        "  level = LEVEL                debug, info, warn or error (default info)\n"
-        "  json = BOOL                  JSON log lines (default false)\n"
-        "\n"
-        "[proxy]\n"
-        "  workers = N                  proxy threads, up to 256; 0 = one per core (default 0)\n"
-        "  shutdown_timeout = DURATION  on exit, let open connections finish for this long\n"
-        "                               (default 10s; 0 = close them at once)\n"
-        "\n"
-        "[inbound NAME]                 any number; NAME is 1 to 48 of A-Z a-z 0-9 _ . - and\n"
-        "                               unique among all listeners\n"
-        "  Accepts mTLS from other apps and forwards plain bytes to this app. Each allow_* line\n"
-        "  adds a rule, and a peer that matches any rule is let in; with no rule at all, any\n"
-        "  peer of our own trust domain is.\n"
-        "  listen = ADDRESS             where to accept (required)\n"
-        "  target = ADDRESS             this app (required)\n"
-        "  allow_trust_domain = TD      any workload of trust domain TD\n"
-        "  allow_namespace = NS         any app of namespace NS of our trust domain\n"
-        "  allow_app_id = APP           app APP of our namespace, or NS/APP of namespace NS (our\n"
-        "                               trust domain)\n"
-        "  allow_spiffe_id = ID         this SPIFFE ID; a path segment `*' matches any one\n"
-        "                               segment, as in spiffe://TD/ns/*/app\n"
-        "  proxy_protocol = BOOL        send a PROXY protocol v2 header to the target (default\n"
-        "                               false)\n"
-        "\n"
-        "[outbound NAME]                any number; NAME as above\n"
-        "  Accepts plain connections from this app and forwards them over mTLS to another app's\n"
-        "  sidecar, which must prove the identity named by expect_app_id or expect_spiffe_id\n"
-        "  (exactly one of them).\n"
-        "  listen = ADDRESS             where to accept (required; loopback or unix: unless\n"
-        "                               allow_non_loopback is true)\n"
-        "  target = ADDRESS             the other sidecar's inbound listener (required)\n"
-        "  expect_app_id = APP          the server is app APP of our trust domain\n"
-        "  expect_namespace = NS        ... in namespace NS (default: our namespace)\n"
-        "  expect_spiffe_id = ID        the server is exactly this SPIFFE ID\n"
-        "  server_name = HOST           SNI to send (default: none)\n"
-        "  allow_non_loopback = BOOL    let listen be reachable from other hosts, which then\n"
-        "                               connect with our identity (default false)\n"
-        "\n"
-        "Both listener kinds also take:\n"
-        "  max_connections = N          open connections, 1 to 1000000 (default 10000)\n"
-        "  max_handshakes = N           TLS handshakes in progress, 1 to 100000 (default 256)\n"
-        "  connect_timeout = DURATION   to connect to the target (default 5s)\n"
-        "  handshake_timeout = DURATION to complete the TLS handshake (default 10s)\n"
-        "  idle_timeout = DURATION      close after this long without a byte either way\n"
-        "                               (default 5m; 0 = never)\n"
-        "  max_lifetime = DURATION      close after this long in any case (default 0 = never)\n"
-        "  buffer_size = BYTES          buffer per direction, 1024 to 1048576 (default 16384)\n"
-        "  close_on_own_expiry = BOOL   also close a connection when the certificate it started\n"
-        "                               with expires (default false; the peer's expiry always\n"
-        "                               closes it)\n"
+        "localhost:PORT or unix:/PATH (names other than localhost are not resolved).\n";
+
+static const char help_tail[] =
         "\n"
         "Either a Sentry address or a static certificate and key is required, and trust\n"
         "anchors always are. Exit status: 0 after SIGTERM or SIGINT, 1 when the agent gives\n"
-        "up, 2 for a configuration error. SIGHUP reloads the files.\n";
+        "up, 2 for a configuration error. SIGHUP loads the configuration again and applies\n"
+        "it whole, except the settings marked [restart]; a configuration that fails any check\n"
+        "is refused and the running one stays.\n";
+
+/* ---- the reference, from the tables above ---- */
+
+/* The default of key k as text, from base (the defaults: a new config, or a listener fresh from
+ * listener_init); NULL when there is none. */
+static const char *default_text(const struct key *k, const void *base, char *buf, size_t len)
+{
+    const void *field = (const char *)base + k->offset;
+    static const char *const levels[] = {"debug", "info", "warn", "error", "fatal"};
+
+    if (k->flags & KF_REPEAT) {
+        return NULL;
+    }
+    switch (k->type) {
+    case K_STRING:
+    case K_SEGMENT:
+    case K_TRUST_DOMAIN:
+    case K_ADDRESS:
+    case K_LISTEN:
+    case K_SOCKET:
+    case K_APP_ID:
+    case K_SPIFFE_ID:
+    case K_SPIFFE_PATTERN:
+    case K_SERVER_NAME: {
+        const char *v = *(char *const *)field;
+        return v != NULL ? v : NULL;
+    }
+    case K_BOOL:
+        return *(const bool *)field ? "true" : "false";
+    case K_FRACTION:
+        snprintf(buf, len, "%g", *(const double *)field);
+        return buf;
+    case K_DURATION:
+        return pk_duration_format((int64_t)(*(const double *)field * 1e9), buf, len);
+    case K_COUNT:
+        snprintf(buf, len, "%ld", *(const long *)field);
+        return buf;
+    case K_SIZE:
+        snprintf(buf, len, "%zu", *(const size_t *)field);
+        return buf;
+    case K_SIGNAL:
+        for (size_t i = 0; i < PK_ARRAY_LEN(signals); i++) {
+            if (signals[i].number == *(const int *)field) {
+                return signals[i].name;
+            }
+        }
+        return NULL;
+    case K_LOG_LEVEL: {
+        int level = *(const int *)field;
+        return level >= 0 && (size_t)level < PK_ARRAY_LEN(levels) ? levels[level] : NULL;
+    }
+    }
+    return NULL;
+}
+
+/* Append text to out wrapped at width columns, continuation lines indented by indent; col is
+ * the column the text starts at. */
+static int append_wrapped(struct pk_buf *out, const char *text, size_t col, size_t indent,
+                          size_t width)
+{
+    int r = 0;
+
+    while (*text != '\0') {
+        size_t word = strcspn(text, " ");
+        if (col > indent && col + 1 + word > width) {
+            r |= pk_buf_printf(out, "\n%*s", (int)indent, "");
+            col = indent;
+        } else if (col > indent) {
+            r |= pk_buf_append_str(out, " ");
+            col++;
+        }
+        r |= pk_buf_append(out, text, word);
+        col += word;
+        text += word;
+        while (*text == ' ') {
+            text++;
+        }
+    }
+    return r;
+}
+
+int pk_agent_config_reference(bool markdown, struct pk_buf *out)
+{
+    struct pk_agent_config *defaults = pk_agent_config_new();
+    struct pk_listener_config listener;
+    int r = 0;
+
+    listener_init(&listener, PK_LISTENER_INBOUND, NULL);
+    for (size_t i = 0; i < PK_ARRAY_LEN(kinds); i++) {
+        const struct section_kind *kind = &kinds[i];
+        const void *base = kind->named ? (const void *)&listener : (const void *)defaults;
+        char title[40];
+
+        snprintf(title, sizeof(title), "[%s%s]", kind->name, kind->named ? " NAME" : "");
+        if (markdown) {
+            r |= pk_buf_printf(out,
+                               "#### `%s`\n\n%s\n\n| key | value | default | meaning |\n"
+                               "|---|---|---|---|\n",
+                               title, kind->doc);
+        } else {
+            r |= pk_buf_printf(out, "\n%s\n  ", title);
+            r |= append_wrapped(out, kind->doc, 2, 2, 92);
+            r |= pk_buf_append_str(out, "\n");
+        }
+        for (size_t j = 0; j < kind->n_keys; j++) {
+            const struct key *k = &kind->keys[j];
+            char buf[PK_DURATION_STR_LEN + 16], text[400];
+            const char *def;
+
+            if (kind->named && !(k->flags & kind->only)) {
+                continue;
+            }
+            def = default_text(k, base, buf, sizeof(buf));
+            snprintf(text, sizeof(text), "%s%s", k->doc,
+                     (k->flags & KF_RESTART) ? " [restart]" : "");
+            if (markdown) {
+                r |= pk_buf_printf(out, "| `%s` | %s | %s%s%s | %s |\n", k->name, k->arg,
+                                   def != NULL ? "`" : "", def != NULL ? def : "none",
+                                   def != NULL ? "`" : "", text);
+            } else {
+                char head[64];
+                int n = snprintf(head, sizeof(head), "  %s = %s", k->name, k->arg);
+                r |= pk_buf_printf(out, "%-32s", head);
+                if (def != NULL) {
+                    size_t l = strlen(text);
+                    snprintf(text + l, sizeof(text) - l, " (default %s)", def);
+                }
+                r |= append_wrapped(out, text, n < 32 ? 32 : (size_t)n, 32, 92);
+                r |= pk_buf_append_str(out, "\n");
+            }
+        }
+        if (markdown) {
+            r |= pk_buf_append_str(out, "\n");
+        }
+    }
+    if (markdown) {
+        r |= pk_buf_append_str(out, "[restart]: SIGHUP refuses a file that changes this key; "
+                                    "restart picket to change it.\n");
+    } else {
+        r |= pk_buf_append_str(out, "\n[restart]: SIGHUP refuses a file that changes this key.\n");
+    }
+    pk_agent_config_free(defaults);
+    return r != 0 ? PK_E_TOOBIG : 0;
+}
 
 const char *pk_agent_config_help(void)
 {
-    return help_text;
+    /* Built once, on the main thread, and kept for the life of the process. */
+    static struct pk_buf text;
+    static bool built;
+
+    if (!built) {
+        pk_buf_init(&text, 256 * 1024);
+        if (pk_buf_append_str(&text, help_head) != 0 ||
+            pk_agent_config_reference(false, &text) != 0 ||
+            pk_buf_append_str(&text, help_tail) != 0 || pk_buf_append(&text, "", 1) != 0) {
+            PK_ASSERT(!"help text exceeds its cap");
+        }
+        built = true;
+    }
+    return (const char *)text.data;
 }

@@ -33,6 +33,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/buf.h"
 #include "common/compiler.h"
 #include "common/err.h"
 
@@ -174,8 +175,15 @@ int pk_agent_config_load(int argc, char **argv, char *const *env, struct pk_agen
 void pk_agent_config_free(struct pk_agent_config *cfg);
 
 /* The full --help text: usage, flags, every section and key of picket.ini with its default, the
- * environment variables and the precedence. Static storage. */
+ * environment variables and the precedence. Static storage, built on the first call (not
+ * thread-safe). */
 const char *pk_agent_config_help(void);
+
+/* Append the reference of every section and key of picket.ini to out, made from the same tables
+ * the parser uses (names, value kinds, the defaults of a new configuration, which keys need a
+ * restart), so it cannot drift from what is parsed: Markdown tables for the README when markdown
+ * is true, else the plain text of --help. 0 or PK_E_TOOBIG (out's cap). */
+int pk_agent_config_reference(bool markdown, struct pk_buf *out) PK_MUST_USE;
 
 /* Parse len bytes of INI text (borrowed; need not be NUL-terminated) named name (borrowed; used
  * in messages) on top of into (borrowed): the keys the text sets replace those fields of into,

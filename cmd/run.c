@@ -250,11 +250,20 @@ int pk_cmd_run(int argc, char **argv)
     struct run run = {
             .loop = ev_default_loop(EVFLAG_AUTO), .status = 2, .argc = argc, .argv = argv};
     struct pk_agent_hooks hooks = {.published = published_cb, .fatal = fatal_cb, .ctx = &run};
-    bool help = false;
-    double wd;
+    bool help = false, ran = false;
+    double wd = 0;
     struct pk_err err;
 
     pk_err_clear(&err);
+    if (argc == 2 && strcmp(argv[1], "--print-config-reference") == 0) {
+        /* The README's configuration section is this output (a test compares them). */
+        struct pk_buf ref;
+        pk_buf_init(&ref, 256 * 1024);
+        run.status = pk_agent_config_reference(true, &ref) == 0 ? 0 : 1;
+        fwrite(ref.data, 1, ref.len, stdout);
+        pk_buf_free(&ref);
+        return run.status;
+    }
     pk_identity_slot_init(&run.slot);
     /* A peer closing mid-write must be an error return, never a fatal signal. */
     signal(SIGPIPE, SIG_IGN);
@@ -330,6 +339,7 @@ int pk_cmd_run(int argc, char **argv)
     run.status = 0;
     pk_agent_start(run.agent);
     update_readiness(&run);
+    ran = true;
     ev_run(run.loop, 0);
     ev_signal_stop(run.loop, &run.sigterm);
     ev_signal_stop(run.loop, &run.sigint);
@@ -337,7 +347,7 @@ int pk_cmd_run(int argc, char **argv)
     ev_timer_stop(run.loop, &run.readiness_tick);
     ev_timer_stop(run.loop, &run.watchdog);
 out:
-    if (run.proxy != NULL && run.status != 2) {
+    if (run.proxy != NULL && ran) {
         size_t open = 0;
         for (size_t i = 0; i < pk_proxy_listener_count(run.proxy); i++) {
             struct pk_listener_stats ls;
@@ -357,7 +367,7 @@ out:
     pk_agent_config_free(run.cfg);
     pk_notify_free(run.notify);
     pk_tls_thread_exit();
-    if (run.status == 0 || run.status == 1) {
+    if (ran) {
         PK_LOG_INFO("picket run stopped status=%d", run.status);
     }
     return run.status;

@@ -995,7 +995,7 @@ static void test_help_text(void **state)
             /* defaults and precedence */
             "127.0.0.1:9901", "localhost", "0.5", "Precedence", "usage: picket run",
             "(default 10000)", "(default 256)", "(default 5s)", "(default 10s)", "(default 5m",
-            "(default 16384)", "(default 0 = never)", "(default 0)"};
+            "(default 16384)", "0: never", "(default 0s)", "(default 0)", "[restart]"};
     const char *help = pk_agent_config_help();
 
     (void)state;
