@@ -92,7 +92,7 @@ def test_picket_run_metrics_pass_promtool_and_tell_the_truth(start_sentry, start
     assert m['picket_listener_handshake_failures_total{listener="in",reason="tls"}'] == 1
     assert m['picket_listener_handshake_failures_total{listener="in",reason="denied"}'] == 0
     # Every close reason is a sample, so a rate() never starts from nothing.
-    assert len([k for k in m if k.startswith('picket_listener_closed_total{listener="in",')]) == 13
+    assert len([k for k in m if k.startswith('picket_listener_closed_total{listener="in",')]) == 14
     # Every family has HELP and TYPE, and no name appears twice.
     names = [n for n, _ in families(text)]
     assert len(names) == len(set(names))
