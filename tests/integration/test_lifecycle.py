@@ -351,3 +351,41 @@ def test_sigterm_closes_what_is_left_at_the_timeout(start_sentry, start_agent):
     except ConnectionResetError:
         pass
     conn.close()
+
+
+def test_sighup_policy_change_closes_connections_it_no_longer_allows(start_sentry, start_agent):
+    """[inbound in] keeps its address but now allows only another app: its live connection
+    (from ourselves, through [outbound out]) is closed as untrusted, new ones are refused, and
+    the listener's sockets were never reopened (same port, no bind error)."""
+    sentry = start_sentry()
+    app = Recorder()
+    in_port, out_port = free_port(), free_port()
+    sections = sentry_sections(sentry)
+    sections.update(loop_listeners(app.port, in_port, out_port))
+    agent = start_agent(sections)
+    conn = connect_echo(out_port)
+    new = sentry_sections(sentry)
+    new.update(loop_listeners(app.port, in_port, out_port))
+    new["inbound in"]["allow_app_id"] = "someone-else"
+    rewrite(agent, new)
+    mark = len(agent.proc.output())
+    agent.proc.signal(signal.SIGHUP)
+    agent.proc.wait_log(r"configuration reloaded listeners=2 added=0 removed=0 changed=1",
+                        start=mark)
+    agent.proc.wait_log(r"connection closed listener=in .*reason=untrusted", start=mark)
+    conn.settimeout(5)
+    try:
+        assert conn.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    conn.close()
+    # A new connection is denied by the new rule, on the same port.
+    s = socket.create_connection(("127.0.0.1", out_port), timeout=5)
+    s.settimeout(5)
+    try:
+        s.sendall(b"hello")
+        assert s.recv(100) == b""
+    except (ConnectionResetError, BrokenPipeError):
+        pass
+    s.close()
+    agent.proc.wait_log(r"connection closed listener=in .*reason=denied", start=mark)
