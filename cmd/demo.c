@@ -203,12 +203,17 @@ static int spawn(struct demo *d, enum child_id id, char *const args[])
         return -1;
     }
     if (pid == 0) {
-        /* If the demo dies without cleaning up (SIGKILL), its children go too. */
+        /* Only async-signal-safe calls until exec: the app thread may hold a lock. Its own
+         * process group keeps a terminal's Ctrl-C from reaching the child directly, so the
+         * demo stops everything in order; if the demo dies without cleaning up (SIGKILL),
+         * PR_SET_PDEATHSIG still takes its children along. */
+        static const char msg[] = "picket demo: cannot execute this program again\n";
+        setpgid(0, 0);
         prctl(PR_SET_PDEATHSIG, SIGTERM);
         dup2(fd, STDOUT_FILENO);
         dup2(fd, STDERR_FILENO);
         execv(d->exe, args);
-        dprintf(fd, "picket demo: exec %s: %s\n", d->exe, strerror(errno));
+        (void)!write(fd, msg, sizeof(msg) - 1);
         _exit(127);
     }
     close(fd);

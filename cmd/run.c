@@ -228,7 +228,11 @@ done:
     pk_agent_config_free(next);
     /* The files are re-read either way: SIGHUP also means "look at the certificates again". */
     pk_agent_reload_files(run->agent);
-    notify(run, "READY=1");
+    /* The reload is over. Before the first READY=1 (still starting) there is nothing to end:
+     * READY=1 now would tell the manager we are up before we are. */
+    if (run->ready_sent) {
+        notify(run, "READY=1");
+    }
     update_readiness(run);
 }
 
