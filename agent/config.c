@@ -2220,10 +2220,11 @@ int pk_agent_config_reference(bool markdown, struct pk_buf *out)
         }
     }
     if (markdown) {
-        r |= pk_buf_append_str(out, "[restart]: SIGHUP refuses a file that changes this key; "
-                                    "restart picket to change it.\n");
+        r |= pk_buf_append_str(out, "Keys marked [restart] need a restart to change: SIGHUP "
+                                    "refuses a file that changes them.\n");
     } else {
-        r |= pk_buf_append_str(out, "\n[restart]: SIGHUP refuses a file that changes this key.\n");
+        r |= pk_buf_append_str(out, "\nKeys marked [restart] need a restart to change: SIGHUP "
+                                    "refuses a file that changes them.\n");
     }
     pk_agent_config_free(defaults);
     return r != 0 ? PK_E_TOOBIG : 0;
