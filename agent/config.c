@@ -47,6 +47,7 @@
 #include <sys/un.h>
 
 #include "common/buf.h"
+#include "common/dstmap.h"
 #include "common/duration.h"
 #include "common/fsutil.h"
 #include "common/log.h"
@@ -89,13 +90,21 @@ enum key_type {
     K_SIZE,     /* a size_t in [min, max] */
     K_SIGNAL,   /* a signal name: HUP, SIGUSR1, ... */
     K_LOG_LEVEL,
+    K_DST,      /* CIDR [PORTS] (common/dstmap.h) */
+    K_DST_RULE, /* CIDR [PORTS] ACTION (common/dstmap.h) */
+    K_PORTS,    /* PORT or LO-HI */
+    K_UNMAPPED, /* deny or passthrough */
+    K_MARK,     /* a 32-bit firewall mark, decimal or 0x hex; 0 = none */
+    K_OWNER,    /* a uid or gid */
 };
 
 /* struct key's flags: the listener kinds that take a listener key, and whether it repeats. */
-#define KF_INBOUND  1u
-#define KF_OUTBOUND 2u
-#define KF_BOTH     (KF_INBOUND | KF_OUTBOUND)
-#define KF_REPEAT   4u /* each line appends to a list: char **field with a size_t count */
+#define KF_INBOUND     1u
+#define KF_OUTBOUND    2u
+#define KF_TRANSPARENT 16u
+#define KF_BOTH        (KF_INBOUND | KF_OUTBOUND)
+#define KF_ALL         (KF_INBOUND | KF_OUTBOUND | KF_TRANSPARENT)
+#define KF_REPEAT      4u /* each line appends to a list: char **field with a size_t count */
 /* Keys of unnamed sections that define the identity or its sources (or the process's shape):
  * SIGHUP refuses a file that changes them, because applying them needs a restart. */
 #define KF_RESTART 8u
@@ -131,9 +140,12 @@ struct key {
     }
 /* A repeatable key of inbound sections: field_ and n_##field_ hold the list. */
 #define LLIST(name_, type_, field_, what_, ...)                                                    \
+    LLISTK(name_, type_, field_, what_, KF_INBOUND, __VA_ARGS__)
+/* A repeatable key of the listener kinds in flags_. */
+#define LLISTK(name_, type_, field_, what_, flags_, ...)                                           \
     {                                                                                              \
         .name = (name_), .type = (type_), .offset = LFIELD(field_), .what = (what_),               \
-        .flags = KF_INBOUND | KF_REPEAT, .count = LFIELD(n_##field_), __VA_ARGS__                  \
+        .flags = (flags_) | KF_REPEAT, .count = LFIELD(n_##field_), __VA_ARGS__                    \
     }
 
 static const struct key agent_keys[] = {
@@ -215,12 +227,24 @@ static const struct key proxy_keys[] = {
         /* 0: close every connection at once. */
         KEY("shutdown_timeout", K_DURATION, shutdown_timeout, 0, DAY, NULL, .arg = "DURATION",
             .doc = "on SIGTERM, let open connections finish for this long; 0 closes them at once"),
+        KEY("mark", K_MARK, mark, 0, 0, NULL, .flags = KF_RESTART, .arg = "MARK",
+            .doc = "firewall mark (SO_MARK) on every socket picket connects, Sentry's included, so "
+                   "the rules of `picket iptables` let them pass; decimal or 0x hex; 0: none; "
+                   "needs CAP_NET_ADMIN"),
+};
+
+static const struct key iptables_keys[] = {
+        KEY("exclude_uid", K_OWNER, exclude_uid, 0, 0, "uid", .arg = "UID",
+            .doc = "`picket iptables`: never redirect this user's connections (picket's); -1: "
+                   "none"),
+        KEY("exclude_gid", K_OWNER, exclude_gid, 0, 0, "gid", .arg = "GID",
+            .doc = "`picket iptables`: never redirect this group's connections; -1: none"),
 };
 
 static const struct key listener_keys[] = {
-        LKEY("listen", K_SOCKET, listen, 0, 0, NULL, KF_BOTH, .arg = "ADDRESS",
-             .doc = "where to accept (required); outbound: loopback or unix: unless "
-                    "allow_non_loopback"),
+        LKEY("listen", K_SOCKET, listen, 0, 0, NULL, KF_ALL, .arg = "ADDRESS",
+             .doc = "where to accept (required); outbound and transparent: loopback (or unix: "
+                    "for outbound) unless allow_non_loopback"),
         LKEY("target", K_SOCKET, target, 0, 0, NULL, KF_BOTH, .arg = "ADDRESS",
              .doc = "where to connect (required): inbound, this app; outbound, the other app's "
                     "inbound listener"),
@@ -235,6 +259,24 @@ static const struct key listener_keys[] = {
                      "(repeatable)"),
         LKEY("proxy_protocol", K_BOOL, proxy_protocol, 0, 0, NULL, KF_INBOUND, .arg = "BOOL",
              .doc = "send a PROXY protocol v2 header with the peer's SPIFFE ID to the target"),
+        LKEY("permissive", K_BOOL, permissive, 0, 0, NULL, KF_INBOUND, .arg = "BOOL",
+             .doc = "also accept plaintext (no TLS ClientHello first) and forward it as is, "
+                    "counted apart"),
+        LLISTK("intercept_port", K_PORTS, intercept_port, NULL, KF_INBOUND, .arg = "PORT",
+               .doc = "`picket iptables` redirects incoming connections to PORT (or LO-HI) here; "
+                      "listen must then not be loopback (repeatable)"),
+        LLISTK("map", K_DST_RULE, map, NULL, KF_TRANSPARENT, .arg = "CIDR [PORTS] ACTION",
+               .doc = "the identity a destination must prove: spiffe://..., app=APP, "
+                      "app=NS/APP, any (our trust domain), passthrough or deny; the most "
+                      "specific line wins (repeatable)"),
+        LKEY("unmapped", K_UNMAPPED, unmapped, 0, 0, NULL, KF_TRANSPARENT, .arg = "POLICY",
+             .doc = "deny or passthrough (plaintext, logged and counted) for destinations no map "
+                    "line covers"),
+        LLISTK("intercept", K_DST, intercept, NULL, KF_TRANSPARENT, .arg = "CIDR [PORTS]",
+               .doc = "what `picket iptables` redirects here; none: the map lines' destinations "
+                      "(repeatable)"),
+        LLISTK("exclude", K_DST, exclude, NULL, KF_TRANSPARENT, .arg = "CIDR [PORTS]",
+               .doc = "never redirected (repeatable)"),
         LKEY("expect_spiffe_id", K_SPIFFE_ID, expect_spiffe_id, 0, 0, NULL, KF_OUTBOUND,
              .arg = "ID", .doc = "the server must be exactly this SPIFFE ID"),
         LKEY("expect_app_id", K_SEGMENT, expect_app_id, 0, 0, "app id", KF_OUTBOUND, .arg = "APP",
@@ -243,28 +285,28 @@ static const struct key listener_keys[] = {
              .arg = "NS", .doc = "... in namespace NS; none: our namespace"),
         LKEY("server_name", K_SERVER_NAME, server_name, 0, 0, NULL, KF_OUTBOUND, .arg = "HOST",
              .doc = "SNI to send; none: no SNI"),
-        LKEY("allow_non_loopback", K_BOOL, allow_non_loopback, 0, 0, NULL, KF_OUTBOUND,
-             .arg = "BOOL",
+        LKEY("allow_non_loopback", K_BOOL, allow_non_loopback, 0, 0, NULL,
+             KF_OUTBOUND | KF_TRANSPARENT, .arg = "BOOL",
              .doc = "let listen be reachable from other hosts, which then connect with our "
                     "identity"),
-        LKEY("max_connections", K_COUNT, max_connections, 1, 1000000, NULL, KF_BOTH, .arg = "N",
+        LKEY("max_connections", K_COUNT, max_connections, 1, 1000000, NULL, KF_ALL, .arg = "N",
              .doc = "open connections, 1 to 1000000; more wait in the backlog"),
-        LKEY("max_handshakes", K_COUNT, max_handshakes, 1, 100000, NULL, KF_BOTH, .arg = "N",
+        LKEY("max_handshakes", K_COUNT, max_handshakes, 1, 100000, NULL, KF_ALL, .arg = "N",
              .doc = "connections not yet streaming, 1 to 100000"),
         /* A zero connect or handshake timeout would fail every connection; a zero idle time or
          * lifetime means none. */
-        LKEY("connect_timeout", K_DURATION, connect_timeout, 0.001, DAY, NULL, KF_BOTH,
+        LKEY("connect_timeout", K_DURATION, connect_timeout, 0.001, DAY, NULL, KF_ALL,
              .arg = "DURATION", .doc = "to connect to the target"),
-        LKEY("handshake_timeout", K_DURATION, handshake_timeout, 0.001, DAY, NULL, KF_BOTH,
+        LKEY("handshake_timeout", K_DURATION, handshake_timeout, 0.001, DAY, NULL, KF_ALL,
              .arg = "DURATION", .doc = "to complete the TLS handshake"),
-        LKEY("idle_timeout", K_DURATION, idle_timeout, 0, DAY, NULL, KF_BOTH, .arg = "DURATION",
+        LKEY("idle_timeout", K_DURATION, idle_timeout, 0, DAY, NULL, KF_ALL, .arg = "DURATION",
              .doc = "close after this long without a byte either way; 0: never"),
-        LKEY("max_lifetime", K_DURATION, max_lifetime, 0, DAY, NULL, KF_BOTH, .arg = "DURATION",
+        LKEY("max_lifetime", K_DURATION, max_lifetime, 0, DAY, NULL, KF_ALL, .arg = "DURATION",
              .doc = "close after this long in any case; 0: never"),
         /* A TLS record is up to 16 KiB; below 1 KiB per-read overhead dominates. */
-        LKEY("buffer_size", K_SIZE, buffer_size, 1024, 1048576, NULL, KF_BOTH, .arg = "BYTES",
+        LKEY("buffer_size", K_SIZE, buffer_size, 1024, 1048576, NULL, KF_ALL, .arg = "BYTES",
              .doc = "buffer per direction, 1024 to 1048576"),
-        LKEY("close_on_own_expiry", K_BOOL, close_on_own_expiry, 0, 0, NULL, KF_BOTH, .arg = "BOOL",
+        LKEY("close_on_own_expiry", K_BOOL, close_on_own_expiry, 0, 0, NULL, KF_ALL, .arg = "BOOL",
              .doc = "also close a connection when the certificate it started with expires (the "
                     "peer's expiry always closes it)"),
 };
@@ -287,6 +329,8 @@ static const struct section_kind kinds[] = {
          "The admin endpoint (`picket status` reads its /status)."},
         {"log", false, log_keys, PK_ARRAY_LEN(log_keys), 0, "Logging to stderr."},
         {"proxy", false, proxy_keys, PK_ARRAY_LEN(proxy_keys), 0, "All listeners."},
+        {"iptables", false, iptables_keys, PK_ARRAY_LEN(iptables_keys), 0,
+         "Read by `picket iptables` only: whose connections the redirect rules leave alone."},
         {"inbound", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_INBOUND,
          "Any number, NAME 1 to 48 of A-Z a-z 0-9 _ . - and unique among listeners. Accepts mTLS "
          "from other apps and forwards plain bytes to this app. Each allow_* line adds a rule and "
@@ -295,13 +339,19 @@ static const struct section_kind kinds[] = {
          "Any number, NAME as above. Accepts plain connections from this app and forwards them "
          "over mTLS to another app's sidecar, which must prove the identity named by "
          "expect_app_id or expect_spiffe_id (exactly one of them)."},
+        {"transparent", true, listener_keys, PK_ARRAY_LEN(listener_keys), KF_TRANSPARENT,
+         "Any number, NAME as above. Accepts this app's outgoing connections that the firewall "
+         "redirected here (`picket iptables`), reads where each was going (SO_ORIGINAL_DST) and "
+         "forwards it there over mTLS, expecting the identity its map line names. Needs [proxy] "
+         "mark or [iptables] exclude_uid/exclude_gid. IPv4 and IPv6 take a listener each."},
 };
 
 #define KNOWN_SECTIONS                                                                             \
-    "[agent], [sentry], [admin], [log], [proxy], [inbound NAME] and [outbound NAME]"
+    "[agent], [sentry], [admin], [log], [proxy], [iptables], [inbound NAME], [outbound NAME] "     \
+    "and [transparent NAME]"
 /* Every key of every unnamed section at most once. */
 #define MAX_SEEN 64
-/* "outbound " NAME and its NUL. */
+/* "transparent " NAME and its NUL. */
 #define SECTION_LABEL_LEN 64
 
 struct seen {
@@ -341,6 +391,18 @@ static const char *quote(char *buf, const char *text)
 static bool is_blank(char c)
 {
     return isspace((unsigned char)c) != 0;
+}
+static const char *kind_name(enum pk_listener_kind kind)
+{
+    switch (kind) {
+    case PK_LISTENER_INBOUND:
+        return "inbound";
+    case PK_LISTENER_OUTBOUND:
+        return "outbound";
+    case PK_LISTENER_TRANSPARENT:
+        return "transparent";
+    }
+    return "?";
 }
 
 /* ---- values ---- */
@@ -429,6 +491,34 @@ static int parse_signal(const char *text, int *out)
         }
     }
     return PK_E_INVALID;
+}
+
+/* A firewall mark: decimal or 0x hex, 0 to 0xffffffff (the kernel's mark is 32 bits). */
+static int parse_mark(const char *text, long *out)
+{
+    bool hex = text[0] == '0' && (text[1] == 'x' || text[1] == 'X');
+    const char *digits = hex ? text + 2 : text;
+    unsigned long long v = 0;
+    size_t n = strlen(digits);
+
+    if (n == 0 || n > (hex ? 8 : 10)) {
+        return PK_E_INVALID;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int d = isdigit((unsigned char)digits[i]) ? digits[i] - '0'
+                : hex && isxdigit((unsigned char)digits[i])
+                        ? (tolower((unsigned char)digits[i]) - 'a' + 10)
+                        : -1;
+        if (d < 0) {
+            return PK_E_INVALID;
+        }
+        v = v * (hex ? 16 : 10) + (unsigned)d;
+    }
+    if (v > 0xffffffffull) {
+        return PK_E_INVALID;
+    }
+    *out = (long)v;
+    return 0;
 }
 
 static int parse_port(const char *text, unsigned min, unsigned *out)
@@ -675,7 +765,7 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
     struct pk_spiffe_id id;
 
     if (value[0] == '\0') {
-        if (k->flags & KF_REPEAT) {
+        if ((k->flags & KF_REPEAT) && strncmp(k->name, "allow_", 6) == 0) {
             /* The policy module would refuse it too; say so here, with the line. */
             return pk_err_set(err, PK_E_INVALID,
                               "empty value: an allow rule must name whom it allows (an empty "
@@ -703,6 +793,31 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
         return check_spiffe_pattern(value, err);
     case K_SERVER_NAME:
         return check_server_name(value, err);
+    case K_DST: {
+        struct pk_dst dst;
+        return pk_dst_parse(value, &dst, err);
+    }
+    case K_DST_RULE: {
+        struct pk_dst_rule rule;
+        int r = pk_dst_rule_parse(value, &rule, err);
+        if (r == 0) {
+            pk_dst_rule_clear(&rule);
+        }
+        return r;
+    }
+    case K_PORTS: {
+        /* The ports of a destination, checked by the same parser. */
+        char text[QUOTE_LEN + 16];
+        struct pk_dst dst;
+        char q[QUOTE_LEN];
+        if (strlen(value) > QUOTE_LEN || strpbrk(value, " \t") != NULL) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s' is not a port (1 to 65535) or a range such as 8000-8099",
+                              quote(q, value));
+        }
+        snprintf(text, sizeof(text), "0.0.0.0/0 %s", value);
+        return pk_dst_parse(text, &dst, err);
+    }
     default:
         return 0;
     }
@@ -731,6 +846,9 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
     case K_SPIFFE_ID:
     case K_SPIFFE_PATTERN:
     case K_SERVER_NAME:
+    case K_DST:
+    case K_DST_RULE:
+    case K_PORTS:
         if (check_text(k, value, err) != 0) {
             return PK_E_INVALID;
         }
@@ -808,6 +926,33 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
         *(int *)field = (int)level;
         return 0;
     }
+    case K_UNMAPPED:
+        if (strcmp(value, "deny") == 0) {
+            *(enum pk_unmapped_policy *)field = PK_UNMAPPED_DENY;
+        } else if (strcmp(value, "passthrough") == 0) {
+            *(enum pk_unmapped_policy *)field = PK_UNMAPPED_PASSTHROUGH;
+        } else {
+            return pk_err_set(err, PK_E_INVALID, "`%s' is not deny or passthrough",
+                              quote(q, value));
+        }
+        return 0;
+    case K_MARK:
+        if (parse_mark(value, &n) != 0) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "`%s' is not a firewall mark: a number from 0 to 4294967295, "
+                              "decimal or 0x hex",
+                              quote(q, value));
+        }
+        *(long *)field = n;
+        return 0;
+    case K_OWNER:
+        /* (uid_t)-1 means "no change" to the kernel: not a real owner. */
+        if (parse_count(value, 0, 4294967294L, &n) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "`%s' is not a numeric %s from 0 to 4294967294",
+                              quote(q, value), k->what);
+        }
+        *(long *)field = n;
+        return 0;
     }
     PK_ASSERT(!"unknown key type");
     return PK_E_INVALID;
@@ -831,6 +976,9 @@ static void move_field(const struct key *k, void *to, void *from)
     case K_SPIFFE_ID:
     case K_SPIFFE_PATTERN:
     case K_SERVER_NAME:
+    case K_DST:
+    case K_DST_RULE:
+    case K_PORTS:
         free(*dst);
         *dst = *src;
         *src = NULL;
@@ -843,7 +991,12 @@ static void move_field(const struct key *k, void *to, void *from)
         memcpy(dst, src, sizeof(double));
         return;
     case K_COUNT:
+    case K_MARK:
+    case K_OWNER:
         memcpy(dst, src, sizeof(long));
+        return;
+    case K_UNMAPPED:
+        memcpy(dst, src, sizeof(enum pk_unmapped_policy));
         return;
     case K_SIZE:
         memcpy(dst, src, sizeof(size_t));
@@ -929,8 +1082,9 @@ static bool is_name_char(char c)
 static int begin_listener(struct parser *ps, const char *name, size_t len, const char *shown)
 {
     struct pk_agent_config *sc = ps->scratch;
-    enum pk_listener_kind kind =
-            ps->kind->only == KF_INBOUND ? PK_LISTENER_INBOUND : PK_LISTENER_OUTBOUND;
+    enum pk_listener_kind kind = ps->kind->only == KF_INBOUND    ? PK_LISTENER_INBOUND
+                                 : ps->kind->only == KF_OUTBOUND ? PK_LISTENER_OUTBOUND
+                                                                 : PK_LISTENER_TRANSPARENT;
     char q[QUOTE_LEN];
     size_t n = sc->n_listeners;
 
@@ -951,8 +1105,7 @@ static int begin_listener(struct parser *ps, const char *name, size_t len, const
         const struct pk_listener_config *other = &sc->listeners[i];
         if (strlen(other->name) == len && memcmp(other->name, name, len) == 0) {
             fail(ps, "[%s]: the NAME %s is already used by [%s %s] on line %d", shown, other->name,
-                 other->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound", other->name,
-                 ps->lines[i].section);
+                 kind_name(other->kind), other->name, ps->lines[i].section);
             return PK_E_INVALID;
         }
     }
@@ -1099,15 +1252,22 @@ static char *read_line(char *str, int num, void *stream)
     return str;
 }
 
-/* Where the file set key_name of [agent] (the rules between keys are all about [agent]). */
-static const struct seen *find_seen(const struct parser *ps, const char *key_name)
+/* Where the file set key_name of the unnamed section whose key table is keys. */
+static const struct seen *find_seen_in(const struct parser *ps, const struct key *keys,
+                                       const char *key_name)
 {
     for (size_t i = 0; i < ps->n_seen; i++) {
-        if (ps->seen[i].kind->keys == agent_keys && strcmp(ps->seen[i].key->name, key_name) == 0) {
+        if (ps->seen[i].kind->keys == keys && strcmp(ps->seen[i].key->name, key_name) == 0) {
             return &ps->seen[i];
         }
     }
     return NULL;
+}
+
+/* Where the file set key_name of [agent] (most rules between keys are about [agent]). */
+static const struct seen *find_seen(const struct parser *ps, const char *key_name)
+{
+    return find_seen_in(ps, agent_keys, key_name);
 }
 
 /* Whether sections of kind take key (a listener kind takes only its own listener keys). */
@@ -1161,9 +1321,17 @@ static int on_key(void *user, const char *section, const char *name, const char 
         }
     }
     if (key != NULL && !kind_takes(ps->kind, key)) {
-        bool inbound = ps->kind->only == KF_INBOUND;
-        fail(ps, "[%s] %s: not valid in an %s section (only [%s NAME] has it)", ps->section,
-             key->name, inbound ? "inbound" : "outbound", inbound ? "outbound" : "inbound");
+        char where[96] = "";
+        size_t off_w = 0;
+        for (size_t i = 0; i < PK_ARRAY_LEN(kinds); i++) {
+            if (kinds[i].named && (key->flags & kinds[i].only) != 0) {
+                int w = snprintf(where + off_w, sizeof(where) - off_w, "%s[%s NAME]",
+                                 off_w > 0 ? " or " : "", kinds[i].name);
+                off_w += w > 0 ? (size_t)w : 0;
+            }
+        }
+        fail(ps, "[%s] %s: not valid in a%s %s section (only %s has it)", ps->section, key->name,
+             ps->kind->only == KF_TRANSPARENT ? "" : "n", ps->kind->name, where);
         return 0;
     }
     if (key == NULL) {
@@ -1295,53 +1463,124 @@ static int key_line(const struct listener_lines *lines, const char *key_name)
 static int check_listener(struct parser *ps, const struct pk_listener_config *lc,
                           const struct listener_lines *lines)
 {
-    const char *kind = lc->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound";
+    const char *kind = kind_name(lc->kind);
     int spiffe_line = key_line(lines, "expect_spiffe_id");
     int app_line = key_line(lines, "expect_app_id");
     int ns_line = key_line(lines, "expect_namespace");
     char q[QUOTE_LEN];
 
-    if (lc->listen == NULL || lc->target == NULL) {
+    if (lc->listen == NULL) {
         fail_at(ps, lines->section,
-                "[%s %s] %s: missing: a listener needs listen (where to accept) and target "
+                "[%s %s] listen: missing: a listener needs listen (where to accept)%s", kind,
+                lc->name,
+                lc->kind == PK_LISTENER_TRANSPARENT ? "" : " and target (where to connect)");
+        return PK_E_INVALID;
+    }
+    if (lc->kind == PK_LISTENER_TRANSPARENT) {
+        /* The firewall redirects TCP to a port of this host: a unix socket cannot take it. */
+        if (strncmp(lc->listen, "unix:", 5) == 0) {
+            fail_at(ps, key_line(lines, "listen"),
+                    "[%s %s] listen: `%s': a transparent listener takes redirected TCP "
+                    "connections, so it needs an IP address and port",
+                    kind, lc->name, quote(q, lc->listen));
+            return PK_E_INVALID;
+        }
+        if (lc->n_map == 0 && lc->unmapped == PK_UNMAPPED_DENY) {
+            fail_at(ps, lines->section,
+                    "[%s %s]: no map line and unmapped = deny would refuse every connection: "
+                    "add map = CIDR [PORTS] ACTION lines",
+                    kind, lc->name);
+            return PK_E_INVALID;
+        }
+        if (lc->n_map == 0 && lc->n_intercept == 0) {
+            fail_at(ps, lines->section,
+                    "[%s %s]: nothing to intercept: add intercept = CIDR [PORTS] (or map lines, "
+                    "whose destinations are intercepted by default)",
+                    kind, lc->name);
+            return PK_E_INVALID;
+        }
+    } else if (lc->target == NULL) {
+        fail_at(ps, lines->section,
+                "[%s %s] target: missing: a listener needs listen (where to accept) and target "
                 "(where to connect)",
-                kind, lc->name, lc->listen == NULL ? "listen" : "target");
+                kind, lc->name);
         return PK_E_INVALID;
     }
     if (lc->kind == PK_LISTENER_INBOUND) {
+        /* REDIRECT in PREROUTING sends to the address of the interface the connection came
+         * in on, never to loopback. */
+        if (lc->n_intercept_port > 0 && is_loopback(lc->listen)) {
+            fail_at(ps, key_line(lines, "intercept_port"),
+                    "[%s %s] intercept_port: the firewall redirects incoming connections to this "
+                    "host's own address, but listen is `%s'; listen on 0.0.0.0:PORT or [::]:PORT",
+                    kind, lc->name, quote(q, lc->listen));
+            return PK_E_INVALID;
+        }
         return 0;
     }
-    if (spiffe_line != 0 && app_line != 0) {
-        bool app_later = app_line > spiffe_line;
-        fail_at(ps, app_later ? app_line : spiffe_line,
-                "[%s %s] %s: the server's identity is already given by %s on line %d: keep one "
-                "of expect_spiffe_id and expect_app_id",
-                kind, lc->name, app_later ? "expect_app_id" : "expect_spiffe_id",
-                app_later ? "expect_spiffe_id" : "expect_app_id",
-                app_later ? spiffe_line : app_line);
-        return PK_E_INVALID;
+    if (lc->kind == PK_LISTENER_OUTBOUND) {
+        if (spiffe_line != 0 && app_line != 0) {
+            bool app_later = app_line > spiffe_line;
+            fail_at(ps, app_later ? app_line : spiffe_line,
+                    "[%s %s] %s: the server's identity is already given by %s on line %d: keep "
+                    "one of expect_spiffe_id and expect_app_id",
+                    kind, lc->name, app_later ? "expect_app_id" : "expect_spiffe_id",
+                    app_later ? "expect_spiffe_id" : "expect_app_id",
+                    app_later ? spiffe_line : app_line);
+            return PK_E_INVALID;
+        }
+        if (ns_line != 0 && app_line == 0) {
+            fail_at(ps, ns_line,
+                    "[%s %s] expect_namespace: only goes with expect_app_id (expect_spiffe_id "
+                    "names its namespace itself)",
+                    kind, lc->name);
+            return PK_E_INVALID;
+        }
+        if (spiffe_line == 0 && app_line == 0) {
+            fail_at(ps, lines->section,
+                    "[%s %s]: the server's identity is missing: set expect_app_id (with "
+                    "expect_namespace for another namespace) or expect_spiffe_id",
+                    kind, lc->name);
+            return PK_E_INVALID;
+        }
     }
-    if (ns_line != 0 && app_line == 0) {
-        fail_at(ps, ns_line,
-                "[%s %s] expect_namespace: only goes with expect_app_id (expect_spiffe_id "
-                "names its namespace itself)",
-                kind, lc->name);
-        return PK_E_INVALID;
-    }
-    if (spiffe_line == 0 && app_line == 0) {
-        fail_at(ps, lines->section,
-                "[%s %s]: the server's identity is missing: set expect_app_id (with "
-                "expect_namespace for another namespace) or expect_spiffe_id",
-                kind, lc->name);
-        return PK_E_INVALID;
-    }
-    /* Whoever can connect to an outbound listener talks with this app's identity. */
+    /* Whoever can connect to an outbound or transparent listener talks with this app's
+     * identity. */
     if (!lc->allow_non_loopback && !is_loopback(lc->listen)) {
         fail_at(ps, key_line(lines, "listen"),
                 "[%s %s] listen: `%s' is not a loopback address, so other hosts could connect "
                 "with this app's identity; set allow_non_loopback = true if that is intended",
                 kind, lc->name, quote(q, lc->listen));
         return PK_E_INVALID;
+    }
+    return 0;
+}
+
+/* A transparent listener needs a way for the firewall to tell picket's own connections from
+ * the app's: without one, each connection picket makes to an original destination would be
+ * redirected back to picket, forever. */
+static int check_loop_prevention(struct parser *ps, const struct pk_agent_config *into)
+{
+    const struct seen *mark_seen = find_seen_in(ps, proxy_keys, "mark");
+    const struct seen *uid_seen = find_seen_in(ps, iptables_keys, "exclude_uid");
+    const struct seen *gid_seen = find_seen_in(ps, iptables_keys, "exclude_gid");
+    long mark = mark_seen != NULL ? ps->scratch->mark : into->mark;
+    long uid = uid_seen != NULL ? ps->scratch->exclude_uid : into->exclude_uid;
+    long gid = gid_seen != NULL ? ps->scratch->exclude_gid : into->exclude_gid;
+
+    if (mark != 0 || uid >= 0 || gid >= 0) {
+        return 0;
+    }
+    for (size_t i = 0; i < ps->scratch->n_listeners; i++) {
+        const struct pk_listener_config *lc = &ps->scratch->listeners[i];
+        if (lc->kind == PK_LISTENER_TRANSPARENT) {
+            fail_at(ps, ps->lines[i].section,
+                    "[transparent %s]: picket's own connections would be redirected back to it: "
+                    "set [proxy] mark (a firewall mark picket puts on its sockets) or [iptables] "
+                    "exclude_uid / exclude_gid (the user or group picket runs as)",
+                    lc->name);
+            return PK_E_INVALID;
+        }
     }
     return 0;
 }
@@ -1387,6 +1626,9 @@ int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
     if (r == 0) {
         r = check_listeners(&ps);
     }
+    if (r == 0) {
+        r = check_loop_prevention(&ps, into);
+    }
     if (r != 0) {
         goto out;
     }
@@ -1431,6 +1673,9 @@ struct pk_agent_config *pk_agent_config_new(void)
     cfg->log_json = false;
     cfg->workers = 0;
     cfg->shutdown_timeout = 10;
+    cfg->mark = 0;
+    cfg->exclude_uid = -1;
+    cfg->exclude_gid = -1;
     return cfg;
 }
 
@@ -1451,6 +1696,10 @@ static void listener_free_fields(struct pk_listener_config *lc)
     free_list(lc->allow_namespace, lc->n_allow_namespace);
     free_list(lc->allow_app_id, lc->n_allow_app_id);
     free_list(lc->allow_spiffe_id, lc->n_allow_spiffe_id);
+    free_list(lc->intercept_port, lc->n_intercept_port);
+    free_list(lc->map, lc->n_map);
+    free_list(lc->intercept, lc->n_intercept);
+    free_list(lc->exclude, lc->n_exclude);
     free(lc->expect_spiffe_id);
     free(lc->expect_app_id);
     free(lc->expect_namespace);
@@ -1472,7 +1721,10 @@ static bool field_equal(const struct key *k, const void *a, const void *b)
     case K_APP_ID:
     case K_SPIFFE_ID:
     case K_SPIFFE_PATTERN:
-    case K_SERVER_NAME: {
+    case K_SERVER_NAME:
+    case K_DST:
+    case K_DST_RULE:
+    case K_PORTS: {
         const char *s = *(char *const *)x, *t = *(char *const *)y;
         return (s == NULL && t == NULL) || (s != NULL && t != NULL && strcmp(s, t) == 0);
     }
@@ -1482,7 +1734,11 @@ static bool field_equal(const struct key *k, const void *a, const void *b)
     case K_DURATION:
         return *(const double *)x == *(const double *)y;
     case K_COUNT:
+    case K_MARK:
+    case K_OWNER:
         return *(const long *)x == *(const long *)y;
+    case K_UNMAPPED:
+        return *(const enum pk_unmapped_policy *)x == *(const enum pk_unmapped_policy *)y;
     case K_SIZE:
         return *(const size_t *)x == *(const size_t *)y;
     case K_SIGNAL:
@@ -1551,6 +1807,10 @@ void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_lis
     dst->allow_namespace = copy_list(src->allow_namespace, src->n_allow_namespace);
     dst->allow_app_id = copy_list(src->allow_app_id, src->n_allow_app_id);
     dst->allow_spiffe_id = copy_list(src->allow_spiffe_id, src->n_allow_spiffe_id);
+    dst->intercept_port = copy_list(src->intercept_port, src->n_intercept_port);
+    dst->map = copy_list(src->map, src->n_map);
+    dst->intercept = copy_list(src->intercept, src->n_intercept);
+    dst->exclude = copy_list(src->exclude, src->n_exclude);
     dst->expect_spiffe_id = copy_string(src->expect_spiffe_id);
     dst->expect_app_id = copy_string(src->expect_app_id);
     dst->expect_namespace = copy_string(src->expect_namespace);
@@ -1587,7 +1847,12 @@ bool pk_listener_config_equal(const struct pk_listener_config *a,
            list_equal(a->allow_app_id, a->n_allow_app_id, b->allow_app_id, b->n_allow_app_id) &&
            list_equal(a->allow_spiffe_id, a->n_allow_spiffe_id, b->allow_spiffe_id,
                       b->n_allow_spiffe_id) &&
-           a->proxy_protocol == b->proxy_protocol &&
+           a->proxy_protocol == b->proxy_protocol && a->permissive == b->permissive &&
+           list_equal(a->intercept_port, a->n_intercept_port, b->intercept_port,
+                      b->n_intercept_port) &&
+           list_equal(a->map, a->n_map, b->map, b->n_map) && a->unmapped == b->unmapped &&
+           list_equal(a->intercept, a->n_intercept, b->intercept, b->n_intercept) &&
+           list_equal(a->exclude, a->n_exclude, b->exclude, b->n_exclude) &&
            string_equal(a->expect_spiffe_id, b->expect_spiffe_id) &&
            string_equal(a->expect_app_id, b->expect_app_id) &&
            string_equal(a->expect_namespace, b->expect_namespace) &&
@@ -2107,7 +2372,10 @@ static const char *default_text(const struct key *k, const void *base, char *buf
     case K_APP_ID:
     case K_SPIFFE_ID:
     case K_SPIFFE_PATTERN:
-    case K_SERVER_NAME: {
+    case K_SERVER_NAME:
+    case K_DST:
+    case K_DST_RULE:
+    case K_PORTS: {
         const char *v = *(char *const *)field;
         return v != NULL ? v : NULL;
     }
@@ -2119,8 +2387,15 @@ static const char *default_text(const struct key *k, const void *base, char *buf
     case K_DURATION:
         return pk_duration_format((int64_t)(*(const double *)field * 1e9), buf, len);
     case K_COUNT:
+    case K_OWNER:
         snprintf(buf, len, "%ld", *(const long *)field);
         return buf;
+    case K_MARK:
+        snprintf(buf, len, "%#lx", *(const long *)field);
+        return buf;
+    case K_UNMAPPED:
+        return *(const enum pk_unmapped_policy *)field == PK_UNMAPPED_PASSTHROUGH ? "passthrough"
+                                                                                  : "deny";
     case K_SIZE:
         snprintf(buf, len, "%zu", *(const size_t *)field);
         return buf;

@@ -10,8 +10,9 @@
  * are dropped (daprd 1.14+ ignores them too). The result never changes: a reload loads a new one
  * and swaps it in only when it is valid.
  *
- * The file: sections [agent], [sentry], [admin], [log] and [proxy], plus any number of listener
- * sections [inbound NAME] and [outbound NAME], with `key = value` lines; `;` or `#` start a
+ * The file: sections [agent], [sentry], [admin], [log], [proxy] and [iptables], plus any number
+ * of listener sections [inbound NAME], [outbound NAME] and [transparent NAME], with `key = value`
+ * lines; `;` or `#` start a
  * comment line, and ` ;` (a semicolon after a blank) starts a comment at the end of a value.
  * Unknown sections, unknown keys, a key given twice (except the repeatable allow_* keys of an
  * inbound section), an empty or badly typed value, an indented line (inih would glue it to the
@@ -22,7 +23,9 @@
  * Listeners exist only in the file (no flag or variable makes one). An inbound listener accepts
  * mTLS from other apps and forwards plain bytes to its target (our app); an outbound listener
  * accepts plain connections from our app and forwards them over mTLS to its target (another
- * app's sidecar). Every value is checked when the file is read except the pattern rules of
+ * app's sidecar). A transparent listener accepts our app's connections that the firewall
+ * redirected to it (`picket iptables`), reads where each was going (SO_ORIGINAL_DST) and
+ * forwards it there over mTLS, expecting the identity its map line names. Every value is checked when the file is read except the pattern rules of
  * allow_spiffe_id, which the proxy's policy module owns and checks when the proxy starts.
  *
  * Booleans are true/false, yes/no, on/off or 1/0 (any case); durations are Go durations ("10s",
@@ -50,16 +53,20 @@
 /* The longest NAME of [inbound NAME] or [outbound NAME]. */
 #define PK_AGENT_CONFIG_MAX_NAME 48
 
-enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND };
+enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND, PK_LISTENER_TRANSPARENT };
 
-/* One [inbound NAME] or [outbound NAME] section. Addresses are "HOST:PORT" with a numeric IPv4
+/* What a transparent listener does with a destination no map line covers. */
+enum pk_unmapped_policy { PK_UNMAPPED_DENY, PK_UNMAPPED_PASSTHROUGH };
+
+/* One [inbound NAME], [outbound NAME] or [transparent NAME] section. Addresses are "HOST:PORT" with a numeric IPv4
  * host or "localhost", "[V6]:PORT", or "unix:/absolute/path"; ports are 1 to 65535. Every
  * string is owned by the configuration that holds the listener. */
 struct pk_listener_config {
     enum pk_listener_kind kind;
     char *name;   /* the NAME of [inbound NAME]: 1 to 48 of [A-Za-z0-9_.-], unique in the file */
     char *listen; /* key listen: where to accept; required */
-    char *target; /* key target: where to connect; required */
+    char *target; /* key target: where to connect; required (transparent: none, the
+                   * original destination is the target) */
     /* inbound: authorization, each key repeatable (every line adds a rule; all rules are OR-ed);
      * values kept as written, checked here; no rule at all = peers of our own trust domain */
     char **allow_trust_domain; /* key allow_trust_domain: a trust domain */
@@ -72,6 +79,20 @@ struct pk_listener_config {
                              * checks the rest, `*' segments included) */
     size_t n_allow_spiffe_id;
     bool proxy_protocol; /* inbound only: key proxy_protocol; default false */
+    bool permissive;     /* inbound only: key permissive: also take plaintext (no TLS
+                          * ClientHello first) and forward it as is; default false */
+    char **intercept_port; /* inbound only: key intercept_port, repeatable: PORT or LO-HI;
+                            * `picket iptables' redirects connections to these ports here */
+    size_t n_intercept_port;
+    /* transparent only: outbound connections redirected here by the firewall */
+    char **map; /* key map, repeatable: CIDR [PORTS] ACTION (common/dstmap.h), checked */
+    size_t n_map;
+    enum pk_unmapped_policy unmapped; /* key unmapped: deny (default) or passthrough */
+    char **intercept; /* key intercept, repeatable: CIDR [PORTS] to redirect here; none = the
+                       * destinations of the map lines */
+    size_t n_intercept;
+    char **exclude; /* key exclude, repeatable: CIDR [PORTS] never redirected */
+    size_t n_exclude;
     /* outbound: the server's identity: expect_spiffe_id, or expect_app_id (+ expect_namespace,
      * default: our namespace) in our trust domain. Exactly one form is required. */
     char *expect_spiffe_id;  /* key expect_spiffe_id: a valid SPIFFE ID */
@@ -143,7 +164,13 @@ struct pk_agent_config {
     long workers;            /* key workers: proxy threads; 0 = one per core (default); 0 to 256 */
     double shutdown_timeout; /* key shutdown_timeout: on exit, how long open connections may
                               * finish, seconds; default 10; 0 to 24h */
-    /* [inbound NAME] and [outbound NAME], in the order of the file */
+    long mark; /* key mark: SO_MARK set on every socket picket connects (proxy and Sentry
+                * client), so the firewall can leave them alone; 0 = none (default); 1 to
+                * 0xffffffff, decimal or 0x hex */
+    /* [iptables] */
+    long exclude_uid; /* key exclude_uid: connections of this uid are not redirected; -1 = none */
+    long exclude_gid; /* key exclude_gid: the same for a gid; -1 = none */
+    /* [inbound NAME], [outbound NAME] and [transparent NAME], in the order of the file */
     struct pk_listener_config *listeners;
     size_t n_listeners;
     /* where it came from */
