@@ -25,8 +25,9 @@
  * accepts plain connections from our app and forwards them over mTLS to its target (another
  * app's sidecar). A transparent listener accepts our app's connections that the firewall
  * redirected to it (`picket iptables`), reads where each was going (SO_ORIGINAL_DST) and
- * forwards it there over mTLS, expecting the identity its map line names. Every value is checked when the file is read except the pattern rules of
- * allow_spiffe_id, which the proxy's policy module owns and checks when the proxy starts.
+ * forwards it there over mTLS, expecting the identity its map line names. Every value is checked
+ * when the file is read except the pattern rules of allow_spiffe_id, which the proxy's policy
+ * module owns and checks when the proxy starts.
  *
  * Booleans are true/false, yes/no, on/off or 1/0 (any case); durations are Go durations ("10s",
  * "1m30s"); fractions are decimals between 0 and 1 ("0.5"). */
@@ -58,9 +59,9 @@ enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND, PK_LISTENER_T
 /* What a transparent listener does with a destination no map line covers. */
 enum pk_unmapped_policy { PK_UNMAPPED_DENY, PK_UNMAPPED_PASSTHROUGH };
 
-/* One [inbound NAME], [outbound NAME] or [transparent NAME] section. Addresses are "HOST:PORT" with a numeric IPv4
- * host or "localhost", "[V6]:PORT", or "unix:/absolute/path"; ports are 1 to 65535. Every
- * string is owned by the configuration that holds the listener. */
+/* One [inbound NAME], [outbound NAME] or [transparent NAME] section. Addresses are "HOST:PORT" with
+ * a numeric IPv4 host or "localhost", "[V6]:PORT", or "unix:/absolute/path"; ports are 1 to 65535.
+ * Every string is owned by the configuration that holds the listener. */
 struct pk_listener_config {
     enum pk_listener_kind kind;
     char *name;   /* the NAME of [inbound NAME]: 1 to 48 of [A-Za-z0-9_.-], unique in the file */
@@ -78,9 +79,9 @@ struct pk_listener_config {
     char **allow_spiffe_id; /* key allow_spiffe_id: spiffe://... (the proxy's policy module
                              * checks the rest, `*' segments included) */
     size_t n_allow_spiffe_id;
-    bool proxy_protocol; /* inbound only: key proxy_protocol; default false */
-    bool permissive;     /* inbound only: key permissive: also take plaintext (no TLS
-                          * ClientHello first) and forward it as is; default false */
+    bool proxy_protocol;   /* inbound only: key proxy_protocol; default false */
+    bool permissive;       /* inbound only: key permissive: also take plaintext (no TLS
+                            * ClientHello first) and forward it as is; default false */
     char **intercept_port; /* inbound only: key intercept_port, repeatable: PORT or LO-HI;
                             * `picket iptables' redirects connections to these ports here */
     size_t n_intercept_port;

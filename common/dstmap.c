@@ -119,7 +119,8 @@ static int parse_cidr(const struct token *t, struct pk_dst *out, struct pk_err *
     }
     prefix = max;
     if (slash != NULL && parse_uint(slash + 1, strlen(slash + 1), max, &prefix) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "`%s': the prefix length must be a number from 0 to %u",
+        return pk_err_set(err, PK_E_INVALID,
+                          "`%s': the prefix length must be a number from 0 to %u",
                           pk_log_escape(q, sizeof(q), text), max);
     }
     out->prefix = (unsigned)prefix;

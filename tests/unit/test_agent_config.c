@@ -1191,9 +1191,12 @@ static const struct ini_error ini_errors[] = {
         {"[agent]\nfoo = 1\n", "t.ini:2: [agent] foo: unknown key (the keys of [agent] are app_id"},
         {"[agnet]\napp_id = a\n", "t.ini:1: [agnet]: unknown section"},
         {"[agent]\n[empty-unknown]\n", "t.ini:2: [empty-unknown]: unknown section"},
-        {"[transparent]\nlisten = :8443\n", "t.ini:1: [transparent]: unknown section (picket.ini "
-                                            "has [agent], [sentry], [admin], [log], [proxy], "
-                                            "[inbound NAME] and [outbound NAME])"},
+        {"[tproxy]\nlisten = :8443\n",
+         "t.ini:1: [tproxy]: unknown section (picket.ini has [agent], "
+         "[sentry], [admin], [log], [proxy], [iptables], [inbound "
+         "NAME], [outbound NAME] and [transparent NAME])"},
+        {"[transparent]\nlisten = :8443\n",
+         "t.ini:1: [transparent]: section [transparent] needs a name, as in [transparent NAME]"},
         {"[agent x]\n", "t.ini:1: [agent x]: section [agent] takes no name"},
         {"[agent\n", "t.ini:1: section header without a closing `]'"},
         {"[agent] junk\n", "t.ini:1: unexpected text after the section header"},
@@ -1259,7 +1262,7 @@ static const struct ini_error ini_errors[] = {
          "t.ini:4: [proxy] workers: given twice (first on line 2)"},
         {"[proxy main]\n", "t.ini:1: [proxy main]: section [proxy] takes no name"},
         {"[proxy]\nlisten = 127.0.0.1:1\n", "t.ini:2: [proxy] listen: unknown key (the keys of "
-                                            "[proxy] are workers, shutdown_timeout)"},
+                                            "[proxy] are workers, shutdown_timeout, mark)"},
         /* listener names */
         {"[inbound]\n", "t.ini:1: [inbound]: section [inbound] needs a name, as in [inbound NAME]"},
         {"[outbound ]\n", "t.ini:1: [outbound ]: section [outbound] needs a name"},
@@ -1291,7 +1294,7 @@ static const struct ini_error ini_errors[] = {
          "t.ini:2: [inbound web] allow: unknown key (the keys of [inbound NAME] are listen, "
          "target, "
          "allow_trust_domain, allow_namespace, allow_app_id, allow_spiffe_id, proxy_protocol, "
-         "max_connections"},
+         "permissive, intercept_port, max_connections"},
         {"[outbound api]\nexpect = a\n",
          "t.ini:2: [outbound api] expect: unknown key (the keys of [outbound NAME] are listen, "
          "target, expect_spiffe_id, expect_app_id, expect_namespace, server_name, "
