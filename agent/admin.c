@@ -59,8 +59,8 @@ bool pk_admin_ready(struct pk_agent *agent, struct pk_proxy *proxy, char *why, s
         struct pk_listener_stats ls;
         pk_proxy_listener_stats(proxy, i, &ls);
         if (!ls.up) {
-            snprintf(why, why_len, "listener [%s %s] on %s is not accepting yet",
-                     ls.inbound ? "inbound" : "outbound", ls.name, ls.listen);
+            snprintf(why, why_len, "listener [%s %s] on %s is not accepting yet", ls.kind, ls.name,
+                     ls.listen);
             return false;
         }
     }
@@ -164,7 +164,7 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
             json_t *o = json_object();
             pk_proxy_listener_stats(adm->proxy, i, &ps);
             set_str(o, "name", ps.name);
-            set_str(o, "kind", ps.inbound ? "inbound" : "outbound");
+            set_str(o, "kind", ps.kind);
             set_str(o, "listen", ps.listen);
             json_object_set_new(o, "up", json_boolean(ps.up));
             set_int(o, "port", ps.port);
@@ -178,6 +178,9 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
             set_int(o, "connect_failed", (long long)ps.connect_failed);
             set_int(o, "timeouts", (long long)ps.timeouts);
             set_int(o, "resets", (long long)ps.resets);
+            set_int(o, "passthrough", (long long)ps.passthrough);
+            set_int(o, "permissive_plaintext", (long long)ps.plaintext);
+            set_int(o, "permissive_tls", (long long)ps.tls);
             json_array_append_new(ls, o);
         }
         json_object_set_new(root, "listeners", ls);
@@ -213,12 +216,14 @@ enum listener_family {
     LF_HANDSHAKE_FAILURES,
     LF_CLOSED,
     LF_BYTES,
+    LF_PASSTHROUGH,
+    LF_PERMISSIVE,
 };
 
 static int listener_family(struct pk_buf *out, enum listener_family f, const char *name,
                            const struct pk_listener_stats *s)
 {
-    const char *kind = s->inbound ? "inbound" : "outbound";
+    const char *kind = s->kind;
     int r = 0;
 
     switch (f) {
@@ -260,6 +265,15 @@ static int listener_family(struct pk_buf *out, enum listener_family f, const cha
                              "%s{listener=\"%s\",direction=\"out\"} %llu\n",
                              name, s->name, (unsigned long long)s->bytes_in, name, s->name,
                              (unsigned long long)s->bytes_out);
+    case LF_PASSTHROUGH:
+        return pk_buf_printf(out, "%s{listener=\"%s\"} %llu\n", name, s->name,
+                             (unsigned long long)s->passthrough);
+    case LF_PERMISSIVE:
+        return pk_buf_printf(out,
+                             "%s{listener=\"%s\",protocol=\"tls\"} %llu\n"
+                             "%s{listener=\"%s\",protocol=\"plaintext\"} %llu\n",
+                             name, s->name, (unsigned long long)s->tls, name, s->name,
+                             (unsigned long long)s->plaintext);
     }
     return 0;
 }
@@ -284,6 +298,11 @@ static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
              "Connections ended, by reason (done is a clean end in both directions)."},
             {LF_BYTES, "picket_listener_bytes_total", "counter",
              "Bytes relayed: in = from the accepting side toward the target, out = back."},
+            {LF_PASSTHROUGH, "picket_listener_passthrough_total", "counter",
+             "Transparent listeners: connections let through without TLS (passthrough)."},
+            {LF_PERMISSIVE, "picket_listener_permissive_total", "counter",
+             "Permissive inbound listeners: connections by what they began with, tls or "
+             "plaintext."},
     };
     size_t n = pk_proxy_listener_count(px);
     int r = 0;

@@ -409,6 +409,7 @@ static void start_fetch(struct pk_agent *a)
             .anchors_pem = anchors->data,
             .anchors_pem_len = anchors->len,
             .timeout = cfg->request_timeout,
+            .mark = (uint32_t)cfg->mark,
     };
     struct pk_err err;
 

@@ -304,6 +304,7 @@ int pk_sentry_fetch_sync(const struct pk_sentry_client_config *cfg, struct pk_sv
                 .max_response = MAX_RESPONSE,
                 .verify_peer = pk_sentry_client_verify_server,
                 .verify_ctx = (void *)cfg,
+                .mark = cfg->mark,
         };
         r = pk_rpc_call_sync(&copts, &result, err);
         if (r != 0) {
@@ -438,6 +439,7 @@ int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_co
                 .max_response = MAX_RESPONSE,
                 .verify_peer = pk_sentry_client_verify_server,
                 .verify_ctx = &f->cfg,
+                .mark = f->cfg.mark,
         };
         r = pk_rpc_call_start(loop, &copts, fetch_done, f, &f->call, err);
         if (r != 0) {

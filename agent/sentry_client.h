@@ -35,6 +35,7 @@ struct pk_sentry_client_config {
     const uint8_t *anchors_pem;             /* trust anchors (borrowed) */
     size_t anchors_pem_len;
     double timeout; /* per attempt, seconds */
+    uint32_t mark;  /* SO_MARK of the connection to Sentry; 0 = none */
 };
 
 /* A workload identity obtained from Sentry and checked. */

@@ -126,6 +126,7 @@ struct pk_conn {
     bool proxy_protocol;
     bool close_on_peer_expiry;
     bool close_on_own_expiry;
+    uint32_t mark;
     struct pk_conn_limits limits;
     void (*closed)(void *ctx, const struct pk_conn_summary *summary);
     void (*established)(void *ctx, struct pk_conn *c);
@@ -593,6 +594,11 @@ static bool connect_begin(struct pk_conn *c)
         return false;
     }
     side_init(c, &c->tgt, fd);
+    if (c->mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &c->mark, sizeof(c->mark)) != 0) {
+        conn_fail(c, PK_CLOSE_CONNECT_FAILED, "SO_MARK %#x: %s", (unsigned)c->mark,
+                  strerror(errno));
+        return false;
+    }
     if (c->limits.connect_timeout > 0) {
         ev_timer_set(&c->t_connect, c->limits.connect_timeout, 0.);
         ev_timer_start(c->loop, &c->t_connect);
@@ -1309,6 +1315,7 @@ int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct p
     c->proxy_protocol = p->proxy_protocol;
     c->close_on_peer_expiry = p->close_on_peer_expiry;
     c->close_on_own_expiry = p->close_on_own_expiry;
+    c->mark = p->mark;
     apply_limits(&c->limits, p->limits);
     c->closed = p->closed;
     c->established = p->established;

@@ -104,6 +104,8 @@ struct pk_conn_params {
     bool proxy_protocol;            /* inbound: send a PROXY v2 header to the target */
     bool close_on_peer_expiry;      /* close when the peer's leaf expires (default on) */
     bool close_on_own_expiry; /* close when the identity the connection started with expires */
+    uint32_t mark;            /* SO_MARK for the socket to the target (the firewall lets
+                               * picket's own connections pass by it); 0 = none */
     /* Copied. NULL = all defaults; in a given struct, a connect or handshake timeout or a
      * buffer size of 0 means the default, buffers are at least 1 KiB (room for the PROXY
      * header), and idle_timeout / max_lifetime 0 mean none. */

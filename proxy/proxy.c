@@ -33,13 +33,17 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/dstmap.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
 #include "proxy/conn.h"
+#include "proxy/origdst.h"
 #include "proxy/policy.h"
 #include "proxy/recheck.h"
+#include "proxy/relay.h"
+#include "proxy/sniff.h"
 
 /* Connections accepted per wake-up, so one busy listener cannot starve the loop. */
 #define ACCEPT_BATCH 64
@@ -47,6 +51,9 @@
 #define ACCEPT_PAUSE   0.05
 #define LISTEN_BACKLOG 1024
 #define MAX_WORKERS    256
+/* After the first bytes of what may be a ClientHello, look again this much later (peeked bytes
+ * keep the socket readable, so watching it would spin). */
+#define SNIFF_REPOLL 0.01
 
 struct worker;
 struct listener;
@@ -83,10 +90,15 @@ struct listener {
     struct sockaddr_storage target;
     socklen_t target_len;
     struct pk_conn_limits limits;
+    uint32_t mark;             /* SO_MARK for sockets to targets; 0 = none */
+    struct pk_dst_rule *rules; /* transparent: the map lines, parsed */
+    size_t n_rules;
     struct lwatch *watch;       /* per worker */
     _Atomic unsigned accepting; /* workers whose watchers are on */
     _Atomic uint64_t active, total, handshaking, bytes_in, bytes_out;
     _Atomic uint64_t closed[PK_PROXY_CLOSE_REASONS];
+    _Atomic uint64_t passthrough;    /* transparent: connections let through in plaintext */
+    _Atomic uint64_t plaintext, tls; /* permissive inbound: what the first bytes were */
 };
 
 /* The identity in force, the listener set and the policies built for both. */
@@ -95,7 +107,16 @@ struct gen {
     struct pk_identity *id;
     struct listener **listeners; /* references */
     struct pk_policy **policies; /* one per listener */
+    /* one per listener: for a transparent one, a policy per map line (NULL for passthrough and
+     * deny lines); NULL for the other kinds */
+    struct pk_policy ***map_policies;
     size_t n;
+};
+
+enum proxied_kind {
+    PC_CONN,  /* an mTLS connection (struct pk_conn) */
+    PC_RELAY, /* a plaintext relay: passthrough, or permissive plaintext */
+    PC_SNIFF, /* permissive inbound: waiting for the first bytes to tell TLS from plaintext */
 };
 
 struct proxied {
@@ -103,8 +124,19 @@ struct proxied {
     struct worker *w;
     size_t li; /* listener index in gen */
     struct gen *gen;
-    struct pk_conn *conn;
-    bool established; /* no longer counted as a handshake in progress */
+    enum proxied_kind kind;
+    struct pk_conn *conn;   /* PC_CONN */
+    struct pk_relay *relay; /* PC_RELAY */
+    /* the accepted socket until a pk_conn or relay takes it (PC_SNIFF waits with it) */
+    int fd;
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    ev_io sniff_io;
+    ev_timer sniff_timer; /* the deadline, or a short pause after a partial ClientHello */
+    ev_tstamp sniff_deadline;
+    struct sockaddr_storage dst; /* transparent: the original destination */
+    bool transparent;            /* dst is set and decides the policy */
+    bool established;            /* no longer counted as a handshake in progress */
 };
 
 struct worker {
@@ -128,6 +160,7 @@ struct worker {
 
 struct pk_proxy {
     char *namespace_;            /* ours, for policies before the identity says */
+    uint32_t mark;               /* [proxy] mark: SO_MARK for sockets to targets; 0 = none */
     struct listener **listeners; /* the current set (main thread), references */
     size_t n_listeners;
     struct pk_identity *id; /* the current identity (main thread), NULL before the first */
@@ -139,7 +172,15 @@ struct pk_proxy {
 
 static const char *kind_name(const struct pk_listener_config *lc)
 {
-    return lc->kind == PK_LISTENER_INBOUND ? "inbound" : "outbound";
+    switch (lc->kind) {
+    case PK_LISTENER_INBOUND:
+        return "inbound";
+    case PK_LISTENER_OUTBOUND:
+        return "outbound";
+    case PK_LISTENER_TRANSPARENT:
+        return "transparent";
+    }
+    return "?";
 }
 
 /* ---- socket sets and listeners ---------------------------------------------------------- */
@@ -186,6 +227,10 @@ static void listener_unref(struct listener *l)
         return;
     }
     lsock_unref(l->sock);
+    for (size_t k = 0; k < l->n_rules; k++) {
+        pk_dst_rule_clear(&l->rules[k]);
+    }
+    free(l->rules);
     pk_listener_config_clear(&l->cfg);
     free(l->watch);
     free(l);
@@ -206,12 +251,67 @@ static void gen_unref(struct gen *g)
     }
     for (size_t i = 0; i < g->n; i++) {
         pk_policy_free(g->policies[i]);
+        if (g->map_policies[i] != NULL) {
+            for (size_t k = 0; k < g->listeners[i]->n_rules; k++) {
+                pk_policy_free(g->map_policies[i][k]);
+            }
+            free(g->map_policies[i]);
+        }
         listener_unref(g->listeners[i]);
     }
     free(g->policies);
+    free(g->map_policies);
     free(g->listeners);
     pk_identity_unref(g->id);
     free(g);
+}
+
+/* The policy of one map line of a transparent listener for our trust domain and namespace:
+ * *out is NULL for passthrough and deny lines, which no peer is checked against. */
+static int build_rule_policy(const struct pk_dst_rule *rule, const char *td, const char *ns,
+                             struct pk_policy **out, struct pk_err *err)
+{
+    char id[PK_SPIFFE_MAX_LEN + 1];
+    struct pk_policy *p;
+    int r = 0;
+
+    *out = NULL;
+    switch (rule->action) {
+    case PK_DST_PASSTHROUGH:
+    case PK_DST_DENY:
+        return 0;
+    case PK_DST_ANY:
+        /* A policy without rules allows the peers of our own trust domain. */
+        *out = pk_policy_new(td, ns);
+        return 0;
+    case PK_DST_SPIFFE_ID:
+        p = pk_policy_new(td, ns);
+        r = pk_policy_add(p, PK_EXPECT_SPIFFE_ID, rule->arg, err);
+        break;
+    case PK_DST_APP_ID: {
+        const char *slash = strchr(rule->arg, '/');
+        char app_ns[PK_SPIFFE_MAX_LEN + 1];
+        const char *app = rule->arg;
+        if (slash != NULL) {
+            snprintf(app_ns, sizeof(app_ns), "%.*s", (int)(slash - rule->arg), rule->arg);
+            app = slash + 1;
+        }
+        p = pk_policy_new(td, ns);
+        r = pk_spiffe_format_workload(id, sizeof(id), td, slash != NULL ? app_ns : ns, app, err);
+        if (r == 0) {
+            r = pk_policy_add(p, PK_EXPECT_SPIFFE_ID, id, err);
+        }
+        break;
+    }
+    default:
+        return pk_err_set(err, PK_E_INVALID, "unknown map action");
+    }
+    if (r != 0) {
+        pk_policy_free(p);
+        return r;
+    }
+    *out = p;
+    return 0;
 }
 
 /* The policy of one listener for our trust domain and namespace. */
@@ -221,7 +321,9 @@ static int build_policy(const struct pk_listener_config *lc, const char *td, con
     struct pk_policy *p = pk_policy_new(td, ns);
     int r = 0;
 
-    if (lc->kind == PK_LISTENER_INBOUND) {
+    if (lc->kind == PK_LISTENER_TRANSPARENT) {
+        /* Unused: each map line has its own (build_rule_policy). */
+    } else if (lc->kind == PK_LISTENER_INBOUND) {
         for (size_t i = 0; r == 0 && i < lc->n_allow_trust_domain; i++) {
             r = pk_policy_add(p, PK_ALLOW_TRUST_DOMAIN, lc->allow_trust_domain[i], err);
         }
@@ -264,16 +366,30 @@ static struct gen *gen_new(struct pk_proxy *px, struct pk_identity *id, struct p
     atomic_init(&g->refs, 1);
     g->id = pk_identity_ref(id);
     g->policies = pk_xcalloc(n > 0 ? n : 1, sizeof(*g->policies));
+    g->map_policies = pk_xcalloc(n > 0 ? n : 1, sizeof(*g->map_policies));
     g->listeners = pk_xcalloc(n > 0 ? n : 1, sizeof(*g->listeners));
     for (size_t i = 0; i < n; i++) {
+        struct listener *l = px->listeners[i];
         struct pk_policy *p = NULL;
-        if (build_policy(&px->listeners[i]->cfg, sid->trust_domain, ns, &p, err) != 0) {
+        if (build_policy(&l->cfg, sid->trust_domain, ns, &p, err) != 0) {
             gen_unref(g);
             return NULL;
         }
         g->policies[i] = p;
-        g->listeners[i] = listener_ref(px->listeners[i]);
+        g->listeners[i] = listener_ref(l);
         g->n = i + 1;
+        if (l->n_rules > 0) {
+            g->map_policies[i] = pk_xcalloc(l->n_rules, sizeof(**g->map_policies));
+            for (size_t k = 0; k < l->n_rules; k++) {
+                int r = build_rule_policy(&l->rules[k], sid->trust_domain, ns,
+                                          &g->map_policies[i][k], err);
+                if (r != 0) {
+                    pk_err_prefix(err, r, "[transparent %s] map", l->cfg.name);
+                    gen_unref(g);
+                    return NULL;
+                }
+            }
+        }
     }
     return g;
 }
@@ -438,18 +554,24 @@ fail:
 }
 
 /* A listener for lc on socket set sock (a reference is taken), its settings checked. */
-static int listener_new(const struct pk_listener_config *lc, const char *ns, struct lsock *sock,
-                        unsigned n_workers, struct listener **out, struct pk_err *err)
+static int listener_new(const struct pk_listener_config *lc, const char *ns, uint32_t mark,
+                        struct lsock *sock, unsigned n_workers, struct listener **out,
+                        struct pk_err *err)
 {
     struct listener *l;
     struct pk_policy *probe = NULL;
-    struct sockaddr_storage target;
-    socklen_t target_len;
-    int r;
+    struct sockaddr_storage target = {0};
+    socklen_t target_len = 0;
+    struct pk_dst_rule *rules = NULL;
+    size_t n_rules = 0;
+    int r = 0;
 
-    r = parse_addr(lc->target, &target, &target_len, err);
-    if (r != 0) {
-        return pk_err_prefix(err, r, "[%s %s] target", kind_name(lc), lc->name);
+    /* A transparent listener's targets are the original destinations. */
+    if (lc->target != NULL) {
+        r = parse_addr(lc->target, &target, &target_len, err);
+        if (r != 0) {
+            return pk_err_prefix(err, r, "[%s %s] target", kind_name(lc), lc->name);
+        }
     }
     /* Policies are built per identity (they depend on our trust domain); build one now so a
      * bad rule stops the start (or the reload) instead of the first connection. */
@@ -458,8 +580,34 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, str
     if (r != 0) {
         return r;
     }
+    /* The same for each map line: parsed once here, a policy per line for a stand-in ID. */
+    if (lc->n_map > 0) {
+        rules = pk_xcalloc(lc->n_map, sizeof(*rules));
+    }
+    for (size_t k = 0; r == 0 && k < lc->n_map; k++) {
+        r = pk_dst_rule_parse(lc->map[k], &rules[k], err);
+        if (r == 0) {
+            n_rules = k + 1;
+            r = build_rule_policy(&rules[k], "picket.check", ns, &probe, err);
+            pk_policy_free(probe);
+            probe = NULL;
+        }
+        if (r != 0) {
+            pk_err_prefix(err, r, "[transparent %s] map", lc->name);
+        }
+    }
+    if (r != 0) {
+        for (size_t k = 0; k < n_rules; k++) {
+            pk_dst_rule_clear(&rules[k]);
+        }
+        free(rules);
+        return r;
+    }
     l = pk_xcalloc(1, sizeof(*l));
     atomic_init(&l->refs, 1);
+    l->mark = mark;
+    l->rules = rules;
+    l->n_rules = n_rules;
     pk_listener_config_copy(&l->cfg, lc);
     l->sock = lsock_ref(sock);
     l->target = target;
@@ -481,6 +629,19 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, str
 static void maybe_finish(struct worker *w);
 static void release_slot(struct listener *l);
 static void pause_listener(struct lwatch *lw);
+
+static void pc_unlink(struct worker *w, struct proxied *pc)
+{
+    if (pc->prev != NULL) {
+        pc->prev->next = pc->next;
+    } else {
+        w->conns = pc->next;
+    }
+    if (pc->next != NULL) {
+        pc->next->prev = pc->prev;
+    }
+    w->n_conns--;
+}
 
 static void conn_closed(void *ctx, const struct pk_conn_summary *s)
 {
@@ -504,18 +665,49 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
                 (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out, s->duration,
                 pk_conn_close_reason_name(s->reason),
                 pk_log_escape(detail, sizeof(detail), s->detail));
-    if (pc->prev != NULL) {
-        pc->prev->next = pc->next;
-    } else {
-        w->conns = pc->next;
-    }
-    if (pc->next != NULL) {
-        pc->next->prev = pc->prev;
-    }
-    w->n_conns--;
+    pc_unlink(w, pc);
     gen_unref(pc->gen);
     free(pc);
     maybe_finish(w);
+}
+
+static void format_sockaddr(const struct sockaddr_storage *ss, char *out, size_t n)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+        snprintf(out, n, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+        snprintf(out, n, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, n, "unix");
+    }
+}
+
+/* End a connection that never got as far as a pk_conn or a relay (refused by the map, not
+ * redirected, closed while its first bytes were awaited): the same accounting and log line. */
+static void pc_finish(struct proxied *pc, enum pk_conn_close_reason reason, const char *detail)
+{
+    struct pk_conn_summary sum = {
+            .listener = pc->gen->listeners[pc->li]->cfg.name,
+            .reason = reason,
+    };
+
+    if (pc->kind == PC_SNIFF) {
+        ev_io_stop(pc->w->loop, &pc->sniff_io);
+        ev_timer_stop(pc->w->loop, &pc->sniff_timer);
+    }
+    if (pc->fd >= 0) {
+        close(pc->fd);
+        pc->fd = -1;
+    }
+    format_sockaddr(&pc->peer, sum.peer_addr, sizeof(sum.peer_addr));
+    snprintf(sum.detail, sizeof(sum.detail), "%s", detail);
+    conn_closed(pc, &sum);
 }
 
 /* ---- re-checks ------------------------------------------------------------------------------ */
@@ -529,42 +721,63 @@ static bool same_anchors(const struct gen *a, const struct gen *b)
 
 /* The policy in g for pc's listener: the same listener's, or that of the listener of the same
  * kind that took over its address with new settings; NULL when its listener is gone from g
- * (its connections then run on under the rules they started with). */
-static struct pk_policy *policy_in(const struct gen *g, const struct proxied *pc)
+ * (its connections then run on under the rules they started with). For a transparent
+ * connection it is the policy of the map line that covers its destination in g's listener;
+ * *unmapped is set when no line there names an identity for it any more. */
+static struct pk_policy *policy_in(const struct gen *g, const struct proxied *pc, bool *unmapped)
 {
     const struct listener *l = pc->gen->listeners[pc->li];
-    for (size_t i = 0; i < g->n; i++) {
-        if (g->listeners[i] == l) {
-            return g->policies[i];
+    size_t i = g->n;
+
+    *unmapped = false;
+    for (size_t k = 0; k < g->n && i == g->n; k++) {
+        if (g->listeners[k] == l) {
+            i = k;
         }
     }
-    for (size_t i = 0; i < g->n; i++) {
-        if (g->listeners[i]->sock == l->sock && g->listeners[i]->cfg.kind == l->cfg.kind) {
-            return g->policies[i];
+    for (size_t k = 0; k < g->n && i == g->n; k++) {
+        if (g->listeners[k]->sock == l->sock && g->listeners[k]->cfg.kind == l->cfg.kind) {
+            i = k;
         }
     }
-    return NULL;
+    if (i == g->n) {
+        return NULL;
+    }
+    if (!pc->transparent) {
+        return g->policies[i];
+    }
+    const struct listener *gl = g->listeners[i];
+    const struct pk_dst_rule *rule =
+            pk_dst_lookup(gl->rules, gl->n_rules, (const struct sockaddr *)&pc->dst);
+    struct pk_policy *p = rule != NULL ? g->map_policies[i][rule - gl->rules] : NULL;
+    *unmapped = p == NULL;
+    return p;
 }
 
 /* Would the peer of pc, verified under its own generation, still be let in under g? When the
  * anchors differ its chain is verified again (rc is the pass's memo); the listener's policy of
- * g is asked in any case. Closes the connection (reason untrusted) when not; true if closed. */
+ * g is asked in any case. Closes the connection (reason untrusted) when not; true if closed.
+ * Only mTLS connections have a peer: relays and connections still sniffed are left alone. */
 static bool recheck_conn(struct proxied *pc, struct gen *g, struct pk_recheck *rc)
 {
-    const struct pk_cert *leaf = pk_conn_peer_leaf(pc->conn);
+    const struct pk_cert *leaf = pc->kind == PC_CONN ? pk_conn_peer_leaf(pc->conn) : NULL;
+    struct pk_policy *policy;
     struct pk_err err;
     char detail[512];
+    bool unmapped;
 
     pk_err_clear(&err);
     if (leaf == NULL || pc->gen == g) {
         return false; /* not authorized yet: it will be, by g's rules or in conn_established */
     }
+    policy = policy_in(g, pc, &unmapped);
     if (!same_anchors(pc->gen, g) &&
         pk_recheck_peer(rc, leaf, pk_conn_peer_chain(pc->conn), &err) != 0) {
         snprintf(detail, sizeof(detail), "peer no longer chains to the trust anchors: %.400s",
                  err.msg);
-    } else if (policy_in(g, pc) != NULL &&
-               pk_policy_authorize(policy_in(g, pc), leaf, NULL, 0, &err) != 0) {
+    } else if (unmapped) {
+        snprintf(detail, sizeof(detail), "the destination no longer maps to an identity");
+    } else if (policy != NULL && pk_policy_authorize(policy, leaf, NULL, 0, &err) != 0) {
         snprintf(detail, sizeof(detail), "peer no longer allowed: %.400s", err.msg);
     } else {
         return false;
@@ -582,7 +795,7 @@ static void recheck_all(struct worker *w, struct gen *g)
     pk_recheck_begin(&rc, pk_identity_trusted_anchors(g->id));
     for (struct proxied *pc = w->conns, *next; pc != NULL; pc = next) {
         next = pc->next; /* recheck_conn may free pc */
-        if (pk_conn_peer_leaf(pc->conn) == NULL || pc->gen == g) {
+        if (pc->kind != PC_CONN || pk_conn_peer_leaf(pc->conn) == NULL || pc->gen == g) {
             continue;
         }
         checked++;
@@ -595,15 +808,20 @@ static void recheck_all(struct worker *w, struct gen *g)
     }
 }
 
+static void mark_established(struct proxied *pc)
+{
+    if (!pc->established) {
+        pc->established = true;
+        atomic_fetch_sub(&pc->gen->listeners[pc->li]->handshaking, 1);
+    }
+}
+
 static void conn_established(void *ctx, struct pk_conn *c)
 {
     struct proxied *pc = ctx;
     struct worker *w = pc->w;
 
-    if (!pc->established) {
-        pc->established = true;
-        atomic_fetch_sub(&pc->gen->listeners[pc->li]->handshaking, 1);
-    }
+    mark_established(pc);
     /* Authorized under a generation that has been replaced since it began: catch up. */
     if (pc->gen != w->current) {
         struct pk_recheck rc;
@@ -614,27 +832,90 @@ static void conn_established(void *ctx, struct pk_conn *c)
     (void)c;
 }
 
-static void start_conn(struct lwatch *lw, int fd, const struct sockaddr_storage *peer,
-                       socklen_t peer_len)
+static void relay_established(void *ctx)
 {
-    struct worker *w = lw->w;
-    struct listener *l = lw->l;
-    size_t li = lw->li;
+    mark_established(ctx);
+}
+
+/* A new connection of listener li of the worker's current generation, counted and linked; its
+ * slot was reserved before accept(). pc->fd holds the socket until a pk_conn or relay takes
+ * it. */
+static struct proxied *pc_new(struct worker *w, size_t li, int fd,
+                              const struct sockaddr_storage *peer, socklen_t peer_len)
+{
     struct proxied *pc = pk_xcalloc(1, sizeof(*pc));
+
+    pc->w = w;
+    pc->li = li;
+    pc->gen = gen_ref(w->current);
+    pc->fd = fd;
+    pc->peer = *peer;
+    pc->peer_len = peer_len;
+    atomic_fetch_add(&pc->gen->listeners[li]->total, 1);
+    pc->next = w->conns;
+    if (w->conns != NULL) {
+        w->conns->prev = pc;
+    }
+    w->conns = pc;
+    w->n_conns++;
+    return pc;
+}
+
+/* Near the descriptor limit accept() can succeed while wolfSSL cannot get the descriptor its
+ * RNG needs: the same starvation as EMFILE, handled the same way. pc (whose socket the failed
+ * start closed) is dropped without a close line: it never began. */
+static void start_failed(struct proxied *pc, const char *why)
+{
+    struct worker *w = pc->w;
+    struct listener *l = pc->gen->listeners[pc->li];
+    struct lwatch *lw = &l->watch[w->index];
+
+    if (!lw->starved) {
+        PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u error=\"%s\"",
+                    l->cfg.name, w->index, why);
+        lw->starved = true;
+    }
+    pause_listener(lw);
+    release_slot(l);
+    atomic_fetch_sub(&l->total, 1);
+    pc_unlink(w, pc);
+    gen_unref(pc->gen);
+    free(pc);
+}
+
+static void started(struct proxied *pc)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+    struct lwatch *lw = &l->watch[pc->w->index];
+
+    if (lw->starved) {
+        PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg.name, pc->w->index);
+        lw->starved = false;
+    }
+}
+
+/* Hand pc's socket to a new pk_conn towards target, authorized by policy. */
+static void start_tls(struct proxied *pc, enum pk_conn_dir dir,
+                      const struct sockaddr_storage *target, socklen_t target_len,
+                      struct pk_policy *policy)
+{
+    struct worker *w = pc->w;
+    struct listener *l = pc->gen->listeners[pc->li];
     struct pk_conn_params p = {
-            .dir = l->cfg.kind == PK_LISTENER_INBOUND ? PK_CONN_INBOUND : PK_CONN_OUTBOUND,
-            .fd = fd,
-            .peer = *peer,
-            .peer_len = peer_len,
-            .target = l->target,
-            .target_len = l->target_len,
+            .dir = dir,
+            .fd = pc->fd,
+            .peer = pc->peer,
+            .peer_len = pc->peer_len,
+            .target = *target,
+            .target_len = target_len,
             .target_sni = l->cfg.server_name,
-            .identity = w->current->id,
+            .identity = pc->gen->id,
             .authorize = pk_policy_authorize,
-            .authorize_ctx = w->current->policies[li],
+            .authorize_ctx = policy,
             .proxy_protocol = l->cfg.proxy_protocol,
             .close_on_peer_expiry = true,
             .close_on_own_expiry = l->cfg.close_on_own_expiry,
+            .mark = l->mark,
             .limits = &l->limits,
             .listener = l->cfg.name,
             .closed = conn_closed,
@@ -644,34 +925,188 @@ static void start_conn(struct lwatch *lw, int fd, const struct sockaddr_storage 
     struct pk_err err;
 
     pk_err_clear(&err);
-    pc->w = w;
-    pc->li = li;
-    pc->gen = gen_ref(w->current);
-    atomic_fetch_add(&l->total, 1); /* active and handshaking were reserved before accept() */
+    pc->fd = -1; /* pk_conn_start takes it, on failure too */
+    pc->kind = PC_CONN;
     if (pk_conn_start(w->loop, &p, &pc->conn, &err) != 0) {
-        /* Near the descriptor limit accept() can succeed while wolfSSL cannot get the
-         * descriptor its RNG needs: the same starvation as EMFILE, handled the same way. */
-        if (!lw->starved) {
-            PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u error=\"%s\"",
-                        l->cfg.name, w->index, err.msg);
-            lw->starved = true;
-        }
-        pause_listener(lw);
-        release_slot(l);
-        gen_unref(pc->gen);
-        free(pc);
+        start_failed(pc, err.msg);
         return;
     }
-    if (lw->starved) {
-        PK_LOG_INFO("accept resumed listener=%s worker=%u", l->cfg.name, w->index);
-        lw->starved = false;
+    started(pc);
+}
+
+/* Hand pc's socket to a plaintext relay towards target. */
+static void start_relay(struct proxied *pc, const struct sockaddr_storage *target,
+                        socklen_t target_len)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+    struct pk_relay_params p = {
+            .fd = pc->fd,
+            .peer = pc->peer,
+            .peer_len = pc->peer_len,
+            .target = *target,
+            .target_len = target_len,
+            .mark = l->mark,
+            .limits = &l->limits,
+            .listener = l->cfg.name,
+            .closed = conn_closed,
+            .established = relay_established,
+            .ctx = pc,
+    };
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    pc->fd = -1;
+    pc->kind = PC_RELAY;
+    if (pk_relay_start(pc->w->loop, &p, &pc->relay, &err) != 0) {
+        start_failed(pc, err.msg);
+        return;
     }
-    pc->next = w->conns;
-    if (w->conns != NULL) {
-        w->conns->prev = pc;
+    started(pc);
+}
+
+/* A transparent listener's connection: where was it going, and what does the map say? */
+static void start_transparent(struct proxied *pc)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+    socklen_t dst_len = 0;
+    const struct pk_dst_rule *rule;
+    enum pk_dst_action action;
+    char where[80], peer[80], detail[200];
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (pk_origdst_get(pc->fd, &pc->dst, &dst_len, &err) != 0) {
+        pc_finish(pc, PK_CLOSE_DENIED, err.msg);
+        return;
     }
-    w->conns = pc;
-    w->n_conns++;
+    pc->transparent = true;
+    format_sockaddr(&pc->dst, where, sizeof(where));
+    rule = pk_dst_lookup(l->rules, l->n_rules, (const struct sockaddr *)&pc->dst);
+    if (rule != NULL) {
+        action = rule->action;
+    } else {
+        action = l->cfg.unmapped == PK_UNMAPPED_PASSTHROUGH ? PK_DST_PASSTHROUGH : PK_DST_DENY;
+    }
+    switch (action) {
+    case PK_DST_DENY:
+        snprintf(detail, sizeof(detail), "destination %s is %s", where,
+                 rule != NULL ? "denied by its map line" : "not mapped (unmapped = deny)");
+        pc_finish(pc, PK_CLOSE_DENIED, detail);
+        return;
+    case PK_DST_PASSTHROUGH:
+        /* Plaintext leaves the host here: say so every time. */
+        format_sockaddr(&pc->peer, peer, sizeof(peer));
+        PK_LOG_INFO("passthrough without TLS listener=%s peer=%s destination=%s reason=%s",
+                    l->cfg.name, peer, where, rule != NULL ? "map" : "unmapped");
+        atomic_fetch_add(&l->passthrough, 1);
+        start_relay(pc, &pc->dst, dst_len);
+        return;
+    default:
+        PK_LOG_DEBUG("transparent connection listener=%s destination=%s", l->cfg.name, where);
+        start_tls(pc, PK_CONN_OUTBOUND, &pc->dst, dst_len,
+                  pc->gen->map_policies[pc->li][rule - l->rules]);
+        return;
+    }
+}
+
+/* ---- permissive inbound: TLS or plaintext? ----------------------------------------------- */
+
+static void sniff_io_cb(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct proxied *pc = io->data;
+    struct listener *l = pc->gen->listeners[pc->li];
+    uint8_t first[PK_SNIFF_BYTES];
+    ssize_t n;
+
+    /* Peek, so that the TLS side or the app still gets every byte. */
+    n = recv(pc->fd, first, sizeof(first), MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return;
+    }
+    if (n <= 0) {
+        pc_finish(pc, n == 0 ? PK_CLOSE_DONE : PK_CLOSE_RESET,
+                  n == 0 ? "closed before sending anything" : strerror(errno));
+        return;
+    }
+    ev_io_stop(pc->w->loop, &pc->sniff_io);
+    ev_timer_stop(pc->w->loop, &pc->sniff_timer);
+    switch (pk_sniff_client_hello(first, (size_t)n)) {
+    case PK_SNIFF_MORE:
+        /* A few bytes of what may be a ClientHello: the rest follows shortly. MSG_PEEK keeps
+         * them readable, so look again a little later rather than spin on the socket. */
+        ev_timer_set(&pc->sniff_timer, SNIFF_REPOLL, 0.);
+        ev_timer_start(pc->w->loop, &pc->sniff_timer);
+        return;
+    case PK_SNIFF_TLS:
+        atomic_fetch_add(&l->tls, 1);
+        start_tls(pc, PK_CONN_INBOUND, &l->target, l->target_len, pc->gen->policies[pc->li]);
+        return;
+    case PK_SNIFF_PLAIN:
+        atomic_fetch_add(&l->plaintext, 1);
+        PK_LOG_INFO("permissive: plaintext client listener=%s", l->cfg.name);
+        start_relay(pc, &l->target, l->target_len);
+        return;
+    }
+}
+
+static void sniff_timer_cb(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct proxied *pc = t->data;
+    struct listener *l = pc->gen->listeners[pc->li];
+    char detail[120];
+
+    /* A millisecond of slack: the timer and ev_now() may round differently. */
+    if (ev_now(loop) + 0.001 >= pc->sniff_deadline) {
+        snprintf(detail, sizeof(detail), "no TLS ClientHello or plaintext within %gs",
+                 l->limits.handshake_timeout);
+        pc_finish(pc, PK_CLOSE_HANDSHAKE_TIMEOUT, detail);
+        return;
+    }
+    /* The pause after a partial ClientHello is over: watch the socket again. */
+    ev_io_start(loop, &pc->sniff_io);
+    ev_timer_set(t, pc->sniff_deadline - ev_now(loop), 0.);
+    ev_timer_start(loop, t);
+}
+
+static void start_sniff(struct proxied *pc)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+
+    pc->kind = PC_SNIFF;
+    ev_io_init(&pc->sniff_io, sniff_io_cb, pc->fd, EV_READ);
+    pc->sniff_io.data = pc;
+    pc->sniff_deadline = ev_now(pc->w->loop) + l->limits.handshake_timeout;
+    ev_timer_init(&pc->sniff_timer, sniff_timer_cb, l->limits.handshake_timeout, 0.);
+    pc->sniff_timer.data = pc;
+    ev_io_start(pc->w->loop, &pc->sniff_io);
+    ev_timer_start(pc->w->loop, &pc->sniff_timer);
+    started(pc);
+}
+
+static void start_conn(struct lwatch *lw, int fd, const struct sockaddr_storage *peer,
+                       socklen_t peer_len)
+{
+    struct listener *l = lw->l;
+    struct proxied *pc = pc_new(lw->w, lw->li, fd, peer, peer_len);
+
+    switch (l->cfg.kind) {
+    case PK_LISTENER_TRANSPARENT:
+        start_transparent(pc);
+        return;
+    case PK_LISTENER_INBOUND:
+        if (l->cfg.permissive) {
+            start_sniff(pc);
+        } else {
+            start_tls(pc, PK_CONN_INBOUND, &l->target, l->target_len, pc->gen->policies[pc->li]);
+        }
+        return;
+    case PK_LISTENER_OUTBOUND:
+        start_tls(pc, PK_CONN_OUTBOUND, &l->target, l->target_len, pc->gen->policies[pc->li]);
+        return;
+    }
 }
 
 /* ---- accepting ------------------------------------------------------------------------------ */
@@ -888,7 +1323,18 @@ static void drain_timeout_cb(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = t->data;
     PK_LOG_WARN("shutdown timeout: closing connections worker=%u count=%zu", w->index, w->n_conns);
     while (w->conns != NULL) {
-        pk_conn_close(w->conns->conn); /* conn_closed unlinks it */
+        struct proxied *pc = w->conns; /* each close unlinks it */
+        switch (pc->kind) {
+        case PC_CONN:
+            pk_conn_close(pc->conn);
+            break;
+        case PC_RELAY:
+            pk_relay_close(pc->relay);
+            break;
+        case PC_SNIFF:
+            pc_finish(pc, PK_CLOSE_SHUTDOWN, "closed by picket");
+            break;
+        }
     }
     maybe_finish(w);
 }
@@ -936,6 +1382,26 @@ static void *worker_main(void *arg)
 }
 
 /* ---- the public side ---------------------------------------------------------------------- */
+
+/* Setting SO_MARK needs CAP_NET_ADMIN: find out at start, not on the first connection (which
+ * would otherwise fail, or worse, loop through the firewall's redirect). */
+static int check_mark(uint32_t mark, struct pk_err *err)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int r = 0;
+
+    if (fd < 0) {
+        return pk_err_set(err, -errno, "[proxy] mark: socket: %s", strerror(errno));
+    }
+    if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof(mark)) != 0) {
+        r = pk_err_set(err, -errno,
+                       "[proxy] mark: cannot put mark %#x on sockets (SO_MARK needs "
+                       "CAP_NET_ADMIN): %s",
+                       (unsigned)mark, strerror(errno));
+    }
+    close(fd);
+    return r;
+}
 
 static unsigned worker_count(const struct pk_agent_config *cfg)
 {
@@ -999,7 +1465,7 @@ static int build_set(struct pk_proxy *px, const struct pk_agent_config *cfg, str
                 goto fail;
             }
         }
-        r = listener_new(lc, px->namespace_, sock, px->n_workers, &set[i], err);
+        r = listener_new(lc, px->namespace_, px->mark, sock, px->n_workers, &set[i], err);
         lsock_unref(sock);
         if (r != 0) {
             goto fail;
@@ -1026,7 +1492,8 @@ fail:
 static void log_listener(const struct listener *l, const char *what, unsigned n_workers)
 {
     PK_LOG_INFO("listener %s kind=%s name=%s listen=%s port=%u target=%s workers=%u", what,
-                kind_name(&l->cfg), l->cfg.name, l->cfg.listen, l->sock->port, l->cfg.target,
+                kind_name(&l->cfg), l->cfg.name, l->cfg.listen, l->sock->port,
+                l->cfg.target != NULL ? l->cfg.target : "original-destination",
                 l->sock->is_unix ? 1 : n_workers);
 }
 
@@ -1036,6 +1503,13 @@ int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struc
     int r = 0;
 
     px->namespace_ = pk_xstrdup(cfg->namespace_);
+    px->mark = (uint32_t)cfg->mark;
+    if (cfg->mark != 0 && cfg->n_listeners > 0) {
+        r = check_mark(px->mark, err);
+        if (r != 0) {
+            goto fail;
+        }
+    }
     px->n_workers = worker_count(cfg);
     px->workers = pk_xcalloc(px->n_workers, sizeof(*px->workers));
     for (unsigned wi = 0; wi < px->n_workers; wi++) {
@@ -1188,6 +1662,10 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
             .name = l->cfg.name,
             .listen = l->cfg.listen,
             .inbound = l->cfg.kind == PK_LISTENER_INBOUND,
+            .kind = kind_name(&l->cfg),
+            .passthrough = atomic_load(&l->passthrough),
+            .plaintext = atomic_load(&l->plaintext),
+            .tls = atomic_load(&l->tls),
             .up = atomic_load(&l->accepting) >= want,
             .active = atomic_load(&l->active),
             .total = atomic_load(&l->total),

@@ -40,7 +40,8 @@ struct pk_listener_stats {
     const char *name;   /* borrowed: valid until the next pk_proxy_update or pk_proxy_free */
     const char *listen; /* the listen address as configured; borrowed likewise */
     bool inbound;
-    bool up; /* every worker that owns one of its sockets is accepting on it */
+    const char *kind; /* "inbound", "outbound" or "transparent" (static) */
+    bool up;          /* every worker that owns one of its sockets is accepting on it */
     uint64_t active;
     uint64_t total;
     uint64_t handshaking;
@@ -51,6 +52,9 @@ struct pk_listener_stats {
     uint64_t connect_failed;
     uint64_t timeouts;
     uint64_t resets;
+    uint64_t passthrough; /* transparent: connections let through without TLS */
+    uint64_t plaintext;   /* permissive inbound: clients that spoke plaintext */
+    uint64_t tls;         /* permissive inbound: clients that began with a ClientHello */
     uint64_t closed[PK_PROXY_CLOSE_REASONS]; /* connections ended, by enum pk_conn_close_reason */
     uint16_t port;                           /* bound TCP port (useful with port 0), 0 for unix */
 };

@@ -49,6 +49,7 @@ struct pk_rpc_call {
     int (*verify_peer)(void *ctx, struct pk_slice leaf_der, struct pk_err *err);
     void *verify_ctx;
     double timeout;
+    uint32_t mark; /* SO_MARK; 0 = none */
     bool verified;
     bool finished;
     int async_status;
@@ -264,6 +265,14 @@ static void call_try_next(struct pk_rpc_call *call)
             continue;
         }
         setsockopt(call->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        if (call->mark != 0 &&
+            setsockopt(call->fd, SOL_SOCKET, SO_MARK, &call->mark, sizeof(call->mark)) != 0) {
+            snprintf(call->message, sizeof(call->message), "cannot connect to %s: SO_MARK: %s",
+                     call->address, strerror(errno));
+            close(call->fd);
+            call->fd = -1;
+            continue;
+        }
         if (connect(call->fd, ai->ai_addr, ai->ai_addrlen) == 0) {
             call_start_tls(call);
             return;
@@ -384,6 +393,7 @@ int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
     call->verify_peer = opts->verify_peer;
     call->verify_ctx = opts->verify_ctx;
     call->timeout = opts->timeout;
+    call->mark = opts->mark;
     call->address = pk_xstrdup(opts->address);
     call->tls = pk_tls_ctx_ref(opts->tls);
     ev_io_init(&call->cio, call_connect_cb, -1, EV_WRITE);

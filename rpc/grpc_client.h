@@ -46,6 +46,9 @@ struct pk_rpc_call_opts {
      * check beyond the context's chain verification). Must not cancel the call. */
     int (*verify_peer)(void *ctx, struct pk_slice leaf_der, struct pk_err *err);
     void *verify_ctx;
+    /* SO_MARK for the connection (so a transparent-mode firewall lets picket's own traffic
+     * pass); 0 = none. A mark that cannot be set fails the attempt like a refused connect. */
+    uint32_t mark;
 };
 
 /* The outcome handed to `done`; everything is borrowed and valid only during `done`. */
