@@ -9,5 +9,6 @@ int pk_cmd_cert(int argc, char **argv);
 int pk_cmd_run(int argc, char **argv);
 int pk_cmd_status(int argc, char **argv);
 int pk_cmd_demo(int argc, char **argv);
+int pk_cmd_iptables(int argc, char **argv);
 
 #endif

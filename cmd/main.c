@@ -23,6 +23,8 @@ static const struct command commands[] = {
         {"demo", pk_cmd_demo,
          "Sentry, two sidecars and an app on this machine, certificates "
          "rotating under traffic"},
+        {"iptables", pk_cmd_iptables,
+         "install, remove or show the transparent-mode firewall rules"},
 };
 
 static void usage(FILE *out)
