@@ -36,6 +36,12 @@ static bool jumps_to(const char *line, size_t len, const char *target)
            (memcmp(tail, " -j ", 4) == 0 || memcmp(tail, " -g ", 4) == 0);
 }
 
+static bool starts_with(const char *line, size_t len, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    return len >= pl && memcmp(line, prefix, pl) == 0;
+}
+
 static bool line_is(const char *line, size_t len, const char *text)
 {
     return len == strlen(text) && memcmp(line, text, len) == 0;
@@ -69,11 +75,8 @@ int pk_iptables_state_parse(const char *text, size_t len, struct pk_iptables_sta
                    (jumps_to(p, n, PK_IPTABLES_OUTPUT) || jumps_to(p, n, PK_IPTABLES_PREROUTING))) {
             /* Rules inside our own chains are flushed with them; only jumps from elsewhere
              * need deleting one by one. */
-            bool ours =
-                    n > 3 + strlen(PK_IPTABLES_OUTPUT) &&
-                    (memcmp(p + 3, PK_IPTABLES_OUTPUT " ", strlen(PK_IPTABLES_OUTPUT) + 1) == 0 ||
-                     memcmp(p + 3, PK_IPTABLES_PREROUTING " ",
-                            strlen(PK_IPTABLES_PREROUTING) + 1) == 0);
+            bool ours = starts_with(p + 3, n - 3, PK_IPTABLES_OUTPUT " ") ||
+                        starts_with(p + 3, n - 3, PK_IPTABLES_PREROUTING " ");
             if (!ours) {
                 if (out->n_jumps == PK_IPTABLES_MAX_JUMPS) {
                     return pk_err_set(err, PK_E_TOOBIG,

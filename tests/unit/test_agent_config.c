@@ -1461,6 +1461,57 @@ static const struct ini_error ini_errors[] = {
         /* a bad key after good listeners still changes nothing */
         {"[inbound a]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n[agent]\nbogus = 1\n",
          "t.ini:5: [agent] bogus: unknown key"},
+        /* transparent mode */
+        {"[transparent out]\nlisten = 127.0.0.1:15001\n",
+         "t.ini:1: [transparent out]: no map line and unmapped = deny would refuse every "
+         "connection"},
+        {"[transparent out]\nlisten = 127.0.0.1:15001\nunmapped = passthrough\n",
+         "t.ini:1: [transparent out]: nothing to intercept"},
+        {"[transparent out]\nlisten = 127.0.0.1:15001\nmap = 10.0.0.1/8 any\n",
+         "t.ini:3: [transparent out] map: `10.0.0.1/8': bits are set past the /8 prefix"},
+        {"[transparent out]\nlisten = 127.0.0.1:15001\nmap = 10.0.0.0/8 8080 allow\n",
+         "t.ini:3: [transparent out] map: `allow' is not an action"},
+        {"[transparent out]\nlisten = 127.0.0.1:15001\nintercept = 10.0.0.0/8 http\n",
+         "t.ini:3: [transparent out] intercept: `http' is not a port"},
+        {"[transparent out]\nlisten = 127.0.0.1:15001\nunmapped = allow\n",
+         "t.ini:3: [transparent out] unmapped: `allow' is not deny or passthrough"},
+        {"[transparent out]\ntarget = 10.0.0.1:80\n",
+         "t.ini:2: [transparent out] target: not valid in a transparent section (only [inbound "
+         "NAME] or [outbound NAME] has it)"},
+        {"[transparent out]\nmap = 10.0.0.0/8 any\n",
+         "t.ini:1: [transparent out] listen: missing: a listener needs listen (where to "
+         "accept)"},
+        {"[transparent out]\nlisten = unix:/run/x.sock\nmap = 10.0.0.0/8 any\n",
+         "t.ini:2: [transparent out] listen: `unix:/run/x.sock': a transparent listener takes "
+         "redirected TCP connections"},
+        {"[proxy]\nmark = 1\n[transparent out]\nlisten = 0.0.0.0:15001\nmap = 10.0.0.0/8 any\n",
+         "t.ini:4: [transparent out] listen: `0.0.0.0:15001' is not a loopback address"},
+        {"[transparent out]\nlisten = 127.0.0.1:15001\nmap = 10.0.0.0/8 any\n",
+         "t.ini:1: [transparent out]: picket's own connections would be redirected back to it: "
+         "set [proxy] mark"},
+        {"[proxy]\nmark = 0x1ffffffff\n", "t.ini:2: [proxy] mark: `0x1ffffffff' is not a "
+                                          "firewall mark"},
+        {"[proxy]\nmark = 0x\n", "t.ini:2: [proxy] mark: `0x' is not a firewall mark"},
+        {"[proxy]\nmark = -1\n", "t.ini:2: [proxy] mark: `-1' is not a firewall mark"},
+        {"[iptables]\nexclude_uid = root\n",
+         "t.ini:2: [iptables] exclude_uid: `root' is not a numeric uid from 0 to 4294967294"},
+        {"[iptables]\nexclude_gid = 4294967295\n",
+         "t.ini:2: [iptables] exclude_gid: `4294967295' is not a numeric gid"},
+        {"[inbound in]\nlisten = 127.0.0.1:15006\ntarget = 127.0.0.1:80\nintercept_port = 80\n",
+         "t.ini:4: [inbound in] intercept_port: the firewall redirects incoming connections to "
+         "this host's own address"},
+        {"[inbound in]\nintercept_port = 80 81\n",
+         "t.ini:2: [inbound in] intercept_port: `80 81' is not a port"},
+        {"[inbound in]\nintercept_port = 0\n", "t.ini:2: [inbound in] intercept_port: `0' is "
+                                               "not a port"},
+        {"[inbound in]\npermissive = maybe\n",
+         "t.ini:2: [inbound in] permissive: `maybe' is not a boolean"},
+        {"[outbound o]\npermissive = true\n",
+         "t.ini:2: [outbound o] permissive: not valid in an outbound section (only [inbound "
+         "NAME] has it)"},
+        {"[inbound in]\nmap = 10.0.0.0/8 any\n",
+         "t.ini:2: [inbound in] map: not valid in an inbound section (only [transparent NAME] "
+         "has it)"},
 };
 
 static void test_ini_errors(void **state)
