@@ -36,7 +36,7 @@ static const char usage_text[] =
         "PICKET_OUTPUT and PICKET_PREROUTING, for IPv4 (iptables) and IPv6 (ip6tables).\n"
         "\n"
         "  install    make the chains hold exactly the rules picket.ini asks for (repeatable)\n"
-        "  remove     delete picket's chains and the rules that jump to them (no -c needed)\n"
+        "  remove     delete picket's chains and the rules that jump to them (-c is ignored)\n"
         "  show       print what picket has installed now\n"
         "\n"
         "  -c, --config FILE   picket.ini: its [transparent NAME] listeners, the intercept_port\n"
@@ -349,7 +349,9 @@ int pk_cmd_iptables(int argc, char **argv)
         snprintf(fams[i].list_cmd, sizeof(fams[i].list_cmd), "%s%s", base, suffix);
         snprintf(fams[i].apply_cmd, sizeof(fams[i].apply_cmd), "%s%s-restore", base, suffix);
     }
-    if (config != NULL) {
+    /* Only install reads the file: remove and show work from what is installed, so a broken
+     * or missing picket.ini never keeps the rules in place (ExecStopPost= passes it anyway). */
+    if (config != NULL && strcmp(action, "install") == 0) {
         rc = load_config(config, &cfg);
         if (rc != 0) {
             return rc;
