@@ -440,6 +440,40 @@ def test_permissive_inbound_counts_plaintext_and_tls(net):
     assert len(client_peers(app)) == 2
 
 
+PARTIAL_HELLO = f"""
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, 36, {int(MARK, 16)})
+s.settimeout(10)
+s.connect((sys.argv[1], int(sys.argv[2])))
+s.sendall(bytes([22, 3, 1]))  # the start of a TLS record header, then nothing
+t0 = time.monotonic()
+try:
+    got = s.recv(100)
+except OSError as e:
+    got = repr(e).encode()
+print(f"{{time.monotonic() - t0:.2f}} {{got!r}}")
+"""
+
+
+def test_permissive_waits_out_a_partial_client_hello(net):
+    app = net.server()
+    start_pair(net, b_inbound={"permissive": "true", "handshake_timeout": "1s"})
+    r = ns_run(net.a, "python3", "-c", PARTIAL_HELLO, B_IP, str(APP_PORT))
+    waited, got = r.stdout.split(" ", 1)
+    # Three bytes that may begin a ClientHello are neither TLS nor plaintext yet: picket waits
+    # for more, up to the handshake timeout, and then closes the connection (with a reset, as
+    # the kernel does for a socket closed with unread bytes).
+    assert 0.8 <= float(waited) < 5, r.stdout
+    assert got.strip() == "b''" or "Connection reset" in got, r.stdout
+    wait_for(lambda: metric(net.b, "picket_listener_failures_total", listener="in4",
+                            reason="timeout") == 1, 10, what="timeout counted")
+    assert metric(net.b, "picket_listener_permissive_total", listener="in4", protocol="tls") == 0
+    assert metric(net.b, "picket_listener_permissive_total", listener="in4",
+                  protocol="plaintext") == 0
+    assert client_peers(app) == []
+
+
 def _save(ns, tool, backend):
     """iptables-save output without its comment lines and counters (the rules themselves)."""
     out = ns_run(ns, f"{tool}-{backend}-save").stdout
