@@ -346,8 +346,8 @@ def test_plaintext_to_the_app_port_is_refused_without_permissive(net):
     # A client on A that carries picket's mark skips A's redirect and speaks plain HTTP to B.
     r = ns_run(net.a, "python3", "-c", PLAIN_CLIENT, B_IP, str(APP_PORT), check=False)
     assert "HTTP/1" not in r.stdout, r.stdout
-    wait_for(lambda: metric(net.b, "picket_listener_failures_total", listener="in4",
-                            reason="handshake") == 1, 10, what="B refuses the plaintext client")
+    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4",
+                            reason="tls") == 1, 10, what="B refuses the plaintext client")
     assert client_peers(app) == []
 
 
@@ -377,7 +377,8 @@ def test_wrong_identity_is_refused_both_ways(net):
     start_pair(net, a_map=[f"{B_IP}/32 {APP_PORT} app=billing"])
     code, _ = ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")
     assert code is None
-    assert metric(net.a, "picket_listener_failures_total", listener="out4", reason="denied") == 1
+    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4",
+                  reason="denied") == 1
     assert client_peers(app) == []
 
 
@@ -386,7 +387,7 @@ def test_inbound_refuses_a_client_it_does_not_allow(net):
     start_pair(net, b_inbound={"allow_app_id": "billing"})
     code, _ = ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")
     assert code is None
-    wait_for(lambda: metric(net.b, "picket_listener_failures_total", listener="in4",
+    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4",
                             reason="denied") == 1, 10, what="B denies the client")
     assert client_peers(app) == []
 
@@ -396,7 +397,8 @@ def test_unmapped_destination_is_denied_by_default(net):
     start_pair(net)
     code, err = ns_curl(net.a, f"http://{B_IP}:{OTHER_PORT}/hello.txt")
     assert code is None, err
-    assert metric(net.a, "picket_listener_failures_total", listener="out4", reason="denied") == 1
+    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4",
+                  reason="denied") == 1
     assert metric(net.a, "picket_listener_passthrough_total", listener="out4") == 0
     assert client_peers(other) == []
 
@@ -424,7 +426,8 @@ def test_direct_connection_to_the_transparent_listener_is_refused(net):
     r = ns_run(net.a, "curl", "-sS", "-m", "5", "http://127.0.0.1:15001/", check=False)
     assert r.returncode != 0
     wait_for(lambda: "instead of being redirected" in pa.output(), 10, what="refusal logged")
-    assert metric(net.a, "picket_listener_failures_total", listener="out4", reason="denied") == 1
+    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4",
+                  reason="denied") == 1
 
 
 def test_permissive_inbound_counts_plaintext_and_tls(net):
@@ -466,7 +469,7 @@ def test_permissive_waits_out_a_partial_client_hello(net):
     # the kernel does for a socket closed with unread bytes).
     assert 0.8 <= float(waited) < 5, r.stdout
     assert got.strip() == "b''" or "Connection reset" in got, r.stdout
-    wait_for(lambda: metric(net.b, "picket_listener_failures_total", listener="in4",
+    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4",
                             reason="timeout") == 1, 10, what="timeout counted")
     assert metric(net.b, "picket_listener_permissive_total", listener="in4", protocol="tls") == 0
     assert metric(net.b, "picket_listener_permissive_total", listener="in4",
