@@ -477,6 +477,56 @@ def test_permissive_waits_out_a_partial_client_hello(net):
     assert client_peers(app) == []
 
 
+HOLD_OPEN = """
+import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=30)
+print("connected", flush=True)
+t0 = time.monotonic()
+try:
+    got = s.recv(100)
+except OSError as e:
+    got = repr(e).encode()
+print(f"ended after {time.monotonic() - t0:.1f}s {got!r}", flush=True)
+"""
+
+
+def test_reload_that_remaps_a_destination_closes_its_live_connections(net):
+    net.server()
+    pa, _ = start_pair(net)
+    client = net.spawn(net.a, "holder", ["python3", "-c", HOLD_OPEN, B_IP, APP_PORT])
+    client.wait_log(r"connected", timeout=10)
+    wait_for(lambda: metric(net.a, "picket_listener_connections_active", listener="out4",
+                            kind="transparent") == 1, 10, what="the connection streams")
+    # The same destination now has to be another app: the live connection fails the re-check.
+    ini = pa.ini.read_text().replace(f"map = {B_IP}/32 {APP_PORT} app=server",
+                                     f"map = {B_IP}/32 {APP_PORT} app=billing")
+    pa.ini.write_text(ini)
+    pa.signal(signal.SIGHUP)
+    client.wait_log(r"ended after", timeout=10)
+    # (The counters start afresh with the changed listener; the close line tells.)
+    pa.wait_log(r"connection closed listener=out4 .*reason=untrusted detail=\"peer no longer "
+                r"allowed: .*not the expected peer `spiffe://example.test/ns/default/billing'",
+                timeout=10)
+    # A destination the new map no longer covers at all ends the same way.
+    client = net.spawn(net.a, "holder2", ["python3", "-c", HOLD_OPEN, B_IP, APP_PORT])
+    start = len(pa.output())
+    assert "ended after" not in client.output()
+    pa.ini.write_text(ini.replace(f"map = {B_IP}/32 {APP_PORT} app=billing",
+                                  f"map = {B_IP}/32 {APP_PORT} app=server"))
+    pa.signal(signal.SIGHUP)
+    pa.wait_log(r"configuration reloaded", timeout=10, start=start)
+    client.wait_log(r"connected", timeout=10)
+    wait_for(lambda: metric(net.a, "picket_listener_connections_active", listener="out4",
+                            kind="transparent") == 1, 10, what="the second connection streams")
+    start = len(pa.output())
+    pa.ini.write_text(ini.replace(f"map = {B_IP}/32 {APP_PORT} app=billing",
+                                  f"map = {B_IP}/32 {OTHER_PORT} app=server"))
+    pa.signal(signal.SIGHUP)
+    client.wait_log(r"ended after", timeout=10)
+    pa.wait_log(r"reason=untrusted detail=\"the destination no longer maps to an identity\"",
+                timeout=10, start=start)
+
+
 def _save(ns, tool, backend):
     """iptables-save output without its comment lines and counters (the rules themselves)."""
     out = ns_run(ns, f"{tool}-{backend}-save").stdout
