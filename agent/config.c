@@ -98,6 +98,23 @@ enum key_type {
     K_OWNER,    /* a uid or gid */
 };
 
+/* The key types whose field is a char * (the text as written, checked): one list for every
+ * switch that treats them alike, so a new text type cannot be missed in one of them. */
+#define CASE_TEXT_KEYS                                                                             \
+    case K_STRING:                                                                                 \
+    case K_SEGMENT:                                                                                \
+    case K_TRUST_DOMAIN:                                                                           \
+    case K_ADDRESS:                                                                                \
+    case K_LISTEN:                                                                                 \
+    case K_SOCKET:                                                                                 \
+    case K_APP_ID:                                                                                 \
+    case K_SPIFFE_ID:                                                                              \
+    case K_SPIFFE_PATTERN:                                                                         \
+    case K_SERVER_NAME:                                                                            \
+    case K_DST:                                                                                    \
+    case K_DST_RULE:                                                                               \
+    case K_PORTS
+
 /* struct key's flags: the listener kinds that take a listener key, and whether it repeats. */
 #define KF_INBOUND     1u
 #define KF_OUTBOUND    2u
@@ -966,19 +983,7 @@ static void move_field(const struct key *k, void *to, void *from)
 
     PK_ASSERT(!(k->flags & KF_REPEAT));
     switch (k->type) {
-    case K_STRING:
-    case K_SEGMENT:
-    case K_TRUST_DOMAIN:
-    case K_ADDRESS:
-    case K_LISTEN:
-    case K_SOCKET:
-    case K_APP_ID:
-    case K_SPIFFE_ID:
-    case K_SPIFFE_PATTERN:
-    case K_SERVER_NAME:
-    case K_DST:
-    case K_DST_RULE:
-    case K_PORTS:
+    CASE_TEXT_KEYS:
         free(*dst);
         *dst = *src;
         *src = NULL;
@@ -1712,19 +1717,7 @@ static bool field_equal(const struct key *k, const void *a, const void *b)
     const void *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
 
     switch (k->type) {
-    case K_STRING:
-    case K_SEGMENT:
-    case K_TRUST_DOMAIN:
-    case K_ADDRESS:
-    case K_LISTEN:
-    case K_SOCKET:
-    case K_APP_ID:
-    case K_SPIFFE_ID:
-    case K_SPIFFE_PATTERN:
-    case K_SERVER_NAME:
-    case K_DST:
-    case K_DST_RULE:
-    case K_PORTS: {
+    CASE_TEXT_KEYS : {
         const char *s = *(char *const *)x, *t = *(char *const *)y;
         return (s == NULL && t == NULL) || (s != NULL && t != NULL && strcmp(s, t) == 0);
     }
@@ -2363,19 +2356,7 @@ static const char *default_text(const struct key *k, const void *base, char *buf
         return NULL;
     }
     switch (k->type) {
-    case K_STRING:
-    case K_SEGMENT:
-    case K_TRUST_DOMAIN:
-    case K_ADDRESS:
-    case K_LISTEN:
-    case K_SOCKET:
-    case K_APP_ID:
-    case K_SPIFFE_ID:
-    case K_SPIFFE_PATTERN:
-    case K_SERVER_NAME:
-    case K_DST:
-    case K_DST_RULE:
-    case K_PORTS: {
+    CASE_TEXT_KEYS : {
         const char *v = *(char *const *)field;
         return v != NULL ? v : NULL;
     }
