@@ -32,37 +32,14 @@
 #include "common/pem.h"
 #include "common/tls.h"
 #include "common/x509.h"
+#include "testutil.h"
 
 #define TD       "example.test"
 #define ISSUER_O "spiffe://example.test/ns/dapr-system/dapr-sentry"
 #define FRONTEND "spiffe://example.test/ns/default/frontend"
 #define BACKEND  "spiffe://example.test/ns/default/backend"
 
-static char tmpdir[512];
-
 /* ---- fixtures ---- */
-
-static struct pk_pubkey *pub_of(const struct pk_key *key)
-{
-    struct pk_pubkey *pub = NULL;
-    assert_int_equal(pk_key_public(key, &pub), 0);
-    return pub;
-}
-
-static struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *subject,
-                             const struct pk_cert *issuer, const struct pk_key *issuer_key)
-{
-    struct pk_pubkey *pub = pub_of(subject);
-    struct pk_cert *cert = NULL;
-    struct pk_err err = {{0}};
-    int r = pk_cert_issue(t, pub, issuer, issuer_key, &cert, &err);
-
-    if (r != 0) {
-        fail_msg("pk_cert_issue: %d %s", r, err.msg);
-    }
-    pk_pubkey_free(pub);
-    return cert;
-}
 
 /* A root and an issuer signed by it, in the Dapr Sentry profile. */
 struct pki {
@@ -206,9 +183,7 @@ static void expect_leaf_refused(const struct pki *p, const struct pk_cert_templa
 static int setup(void **state)
 {
     (void)state;
-    const char *base = getenv("PICKET_TEST_TMP");
-    snprintf(tmpdir, sizeof(tmpdir), "%s/identitytest.XXXXXX", base != NULL ? base : "/tmp");
-    if (mkdtemp(tmpdir) == NULL) {
+    if (tmpdir_create("identitytest") != 0) {
         return -1;
     }
     pki_make(&p256, PK_KEY_P256, TD);
@@ -219,61 +194,12 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    char cmd[600];
-
     (void)state;
     pki_free(&p256);
     pki_free(&ed);
     pki_free(&foreign);
     pk_tls_thread_exit();
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Run a shell command in tmpdir; its exit status is returned. */
-static int sh_status(const char *fmt, ...) PK_PRINTF(1, 2);
-static int sh_status(const char *fmt, ...)
-{
-    char cmd[4096];
-    char full[4700];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tmpdir, cmd);
-    return system(full);
-}
-
-#define sh(...) assert_int_equal(sh_status(__VA_ARGS__), 0)
-
-static void write_file(const char *name, const void *data, size_t len)
-{
-    char path[700];
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    f = fopen(path, "wb");
-    assert_non_null(f);
-    assert_int_equal(fwrite(data, 1, len, f), len);
-    fclose(f);
-}
-
-static void slurp(const char *name, struct pk_buf *out)
-{
-    char path[700];
-    uint8_t chunk[4096];
-    size_t n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    pk_buf_init(out, 1 << 20);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        assert_int_equal(pk_buf_append(out, chunk, n), 0);
-    }
-    fclose(f);
+    return tmpdir_remove();
 }
 
 static void write_cert(const char *name, const struct pk_cert *cert)

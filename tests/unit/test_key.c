@@ -23,55 +23,16 @@
 #include "common/key.h"
 #include "common/mem.h"
 #include "common/pem.h"
-
-static char tmpdir[512];
+#include "testutil.h"
 
 static int setup_tmp(void **state)
 {
-    const char *base = getenv("PICKET_TEST_TMP");
-    snprintf(tmpdir, sizeof(tmpdir), "%s/keytest.XXXXXX", base != NULL ? base : "/tmp");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+    return tmpdir_create("keytest");
 }
 
 static int teardown_tmp(void **state)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Run a shell command in tmpdir; fails the test when it does not exit 0. */
-static void sh(const char *fmt, ...) PK_PRINTF(1, 2);
-static void sh(const char *fmt, ...)
-{
-    char cmd[2048];
-    char full[2600];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tmpdir, cmd);
-    if (system(full) != 0) {
-        fail_msg("command failed: %s", cmd);
-    }
-}
-
-static void slurp(const char *name, struct pk_buf *out)
-{
-    char path[700];
-    uint8_t chunk[4096];
-    size_t n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    pk_buf_init(out, 1 << 20);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        assert_int_equal(pk_buf_append(out, chunk, n), 0);
-    }
-    fclose(f);
+    return tmpdir_remove();
 }
 
 static void spew(const char *name, const void *p, size_t n)

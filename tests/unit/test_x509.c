@@ -23,60 +23,21 @@
 #include "common/key.h"
 #include "common/pem.h"
 #include "common/x509.h"
+#include "testutil.h"
 
 #define TD       "example.test"
 #define ISSUER_O "spiffe://example.test/ns/dapr-system/dapr-sentry"
 #define LEAF_URI "spiffe://example.test/ns/default/frontend"
 #define Y2051    ((time_t)2556144000) /* 2051-01-01T00:00:00Z */
 
-static char tmpdir[512];
-
 static int setup_tmp(void **state)
 {
-    const char *base = getenv("PICKET_TEST_TMP");
-    snprintf(tmpdir, sizeof(tmpdir), "%s/x509test.XXXXXX", base != NULL ? base : "/tmp");
-    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+    return tmpdir_create("x509test");
 }
 
 static int teardown_tmp(void **state)
 {
-    char cmd[600];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-    return system(cmd) == 0 ? 0 : -1;
-}
-
-/* Run a shell command in tmpdir; its exit status is returned. */
-static int sh_status(const char *fmt, ...) PK_PRINTF(1, 2);
-static int sh_status(const char *fmt, ...)
-{
-    char cmd[4096];
-    char full[4700];
-    va_list ap;
-
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof(cmd), fmt, ap);
-    va_end(ap);
-    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tmpdir, cmd);
-    return system(full);
-}
-
-#define sh(...) assert_int_equal(sh_status(__VA_ARGS__), 0)
-
-static void slurp(const char *name, struct pk_buf *out)
-{
-    char path[700];
-    uint8_t chunk[4096];
-    size_t n;
-    FILE *f;
-
-    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
-    f = fopen(path, "rb");
-    assert_non_null(f);
-    pk_buf_init(out, 1 << 20);
-    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
-        assert_int_equal(pk_buf_append(out, chunk, n), 0);
-    }
-    fclose(f);
+    return tmpdir_remove();
 }
 
 static void write_cert(const char *name, const struct pk_cert *cert)
@@ -107,28 +68,6 @@ static void openssl_text(const struct pk_cert *cert, struct pk_buf *out)
 static bool has(const struct pk_buf *text, const char *frag)
 {
     return strstr((const char *)text->data, frag) != NULL;
-}
-
-static struct pk_pubkey *pub_of(const struct pk_key *key)
-{
-    struct pk_pubkey *pub = NULL;
-    assert_int_equal(pk_key_public(key, &pub), 0);
-    return pub;
-}
-
-static struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *subject,
-                             const struct pk_cert *issuer, const struct pk_key *issuer_key)
-{
-    struct pk_pubkey *pub = pub_of(subject);
-    struct pk_cert *cert = NULL;
-    struct pk_err err = {{0}};
-    int r = pk_cert_issue(t, pub, issuer, issuer_key, &cert, &err);
-
-    if (r != 0) {
-        fail_msg("pk_cert_issue: %d %s", r, err.msg);
-    }
-    pk_pubkey_free(pub);
-    return cert;
 }
 
 static struct pk_cert_template root_tmpl(time_t now)

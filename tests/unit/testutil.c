@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "testutil.h"
+
+/* cmocka.h needs the standard headers before it. */
+/* clang-format off */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+/* clang-format on */
+
+char tmpdir[512];
+
+int tmpdir_create(const char *prefix)
+{
+    const char *base = getenv("PICKET_TEST_TMP");
+    snprintf(tmpdir, sizeof(tmpdir), "%s/%s.XXXXXX", base != NULL ? base : "/tmp", prefix);
+    return mkdtemp(tmpdir) == NULL ? -1 : 0;
+}
+
+int tmpdir_remove(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int sh_status(const char *fmt, ...)
+{
+    char cmd[4096];
+    char full[4700];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof(cmd), fmt, ap);
+    va_end(ap);
+    snprintf(full, sizeof(full), "cd '%s' && (%s) >/dev/null 2>&1", tmpdir, cmd);
+    return system(full);
+}
+
+void write_file(const char *name, const void *data, size_t len)
+{
+    char path[700];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+void slurp(const char *name, struct pk_buf *out)
+{
+    char path[700];
+    uint8_t chunk[4096];
+    size_t n;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/%s", tmpdir, name);
+    f = fopen(path, "rb");
+    assert_non_null(f);
+    pk_buf_init(out, 1 << 20);
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        assert_int_equal(pk_buf_append(out, chunk, n), 0);
+    }
+    fclose(f);
+}
+
+struct pk_pubkey *pub_of(const struct pk_key *key)
+{
+    struct pk_pubkey *pub = NULL;
+    assert_int_equal(pk_key_public(key, &pub), 0);
+    return pub;
+}
+
+struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *subject,
+                      const struct pk_cert *issuer, const struct pk_key *issuer_key)
+{
+    struct pk_pubkey *pub = pub_of(subject);
+    struct pk_cert *cert = NULL;
+    struct pk_err err = {{0}};
+    int r = pk_cert_issue(t, pub, issuer, issuer_key, &cert, &err);
+
+    if (r != 0) {
+        fail_msg("pk_cert_issue: %d %s", r, err.msg);
+    }
+    pk_pubkey_free(pub);
+    return cert;
+}
