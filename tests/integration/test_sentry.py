@@ -133,7 +133,7 @@ def test_ed25519_credentials_and_csrs(start_sentry):
 
 
 def test_request_trust_domain_and_namespace_make_the_identity(start_sentry):
-    sentry = start_sentry()
+    sentry = start_sentry("--allowed-trust-domains", "example.org")
     res = sentry.sign(app_id="orders", namespace="shop", trust_domain="example.org")
     assert res.status == OK, res.message
     leaf, _ = leaf_and_chain(res)
@@ -386,13 +386,19 @@ def rs256_token(key, claims, kid="k1"):
     return f"{header}.{payload}.{b64url(sig)}"
 
 
-def test_jwks_validator(start_sentry, tmp_path):
+def rsa_jwks():
+    """A new RSA key and a JWKS (JSON text) holding its public half as kid k1."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     nums = key.public_key().public_numbers()
     jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
                       "n": b64url(nums.n.to_bytes(256, "big")),
                       "e": b64url(nums.e.to_bytes(3, "big"))}]}
-    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
+    return key, json.dumps(jwks)
+
+
+def test_jwks_validator(start_sentry, tmp_path):
+    key, jwks = rsa_jwks()
+    (tmp_path / "jwks.json").write_text(jwks)
     cfg = tmp_path / "config.yaml"
     cfg.write_text("spec:\n  mtls:\n    tokenValidators:\n      - name: jwks\n        options:\n"
                    f"          source: \"{tmp_path / 'jwks.json'}\"\n")
