@@ -134,7 +134,9 @@ int pk_cmd_sentry(int argc, char **argv)
             .reload_delay = 1.0,
     };
     struct pk_sentry_trust_domains allowed = {0};
-    const char *allowed_flag = NULL;
+    /* Every --allowed-trust-domains given adds to the list; a repeat never drops the earlier. */
+    const char *allowed_flags[16];
+    size_t n_allowed_flags = 0;
     struct pk_err err;
     enum pk_log_level level = PK_LOG_LEVEL_INFO;
     bool json = false;
@@ -161,7 +163,14 @@ int pk_cmd_sentry(int argc, char **argv)
             opts.trust_domain = optarg;
             break;
         case OPT_ALLOWED_TRUST_DOMAINS:
-            allowed_flag = optarg;
+            if (n_allowed_flags == PK_ARRAY_LEN(allowed_flags)) {
+                fprintf(stderr,
+                        "picket sentry: --allowed-trust-domains given more than %zu times; "
+                        "list several trust domains in one, separated by commas\n",
+                        PK_ARRAY_LEN(allowed_flags));
+                return 2;
+            }
+            allowed_flags[n_allowed_flags++] = optarg;
             break;
         case OPT_ALLOW_INSECURE_CONTROL_PLANE_IDS:
             if (pk_flag_bool("--allow-insecure-control-plane-ids", optarg,
@@ -245,12 +254,16 @@ int pk_cmd_sentry(int argc, char **argv)
     /* Signed for: Sentry's own trust domain, daprd's default "public", and the flag's. */
     if (pk_sentry_trust_domains_add(&allowed, opts.trust_domain, "--trust-domain", &err) != 0 ||
         pk_sentry_trust_domains_add(&allowed, PK_SENTRY_DEFAULT_REQUEST_TRUST_DOMAIN, "default",
-                                    &err) != 0 ||
-        (allowed_flag != NULL &&
-         pk_sentry_trust_domains_add_list(&allowed, allowed_flag, "--allowed-trust-domains",
-                                          &err) != 0)) {
+                                    &err) != 0) {
         fprintf(stderr, "picket sentry: %s\n", err.msg);
         return 2;
+    }
+    for (size_t i = 0; i < n_allowed_flags; i++) {
+        if (pk_sentry_trust_domains_add_list(&allowed, allowed_flags[i], "--allowed-trust-domains",
+                                             &err) != 0) {
+            fprintf(stderr, "picket sentry: %s\n", err.msg);
+            return 2;
+        }
     }
     opts.allowed_trust_domains = &allowed;
     pk_log_setup(level, json);

@@ -225,6 +225,16 @@ def test_jwks_validator_follows_the_same_rules(start_sentry, tmp_path):
     check_table(sentry, [(name, dict(req, validator=3), *rest) for name, req, *rest in table])
 
 
+def test_repeated_allowed_trust_domains_flags_add_up(start_sentry):
+    sentry = start_sentry("--allowed-trust-domains", "a.test", "--allowed-trust-domains=b.test,c.test",
+                          trust_domain=TD)
+    check_table(sentry, [
+        (td, dict(trust_domain=td.encode()), OK, f"spiffe://{td}/ns/default/myapp", "OK")
+        for td in ("a.test", "b.test", "c.test", TD, "public")
+    ] + [("unlisted", dict(trust_domain=b"d.test"), PD,
+          "(allowed: example.test, public, a.test, b.test, c.test;", "OK")])
+
+
 @pytest.mark.parametrize("flags,env,text", [
     (["--allowed-trust-domains", "Evil.test"], {}, "--allowed-trust-domains: trust domain: the "
      "trust domain must be lower case"),
