@@ -386,23 +386,23 @@ def rs256_token(key, claims, kid="k1"):
     return f"{header}.{payload}.{b64url(sig)}"
 
 
-def rsa_jwks():
-    """A new RSA key and a JWKS (JSON text) holding its public half as kid k1."""
+def start_jwks_sentry(start_sentry, tmp_path, **kw):
+    """A picket sentry whose only validator is JWKS, with a new RSA key as kid k1; returns the
+    sentry and the key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     nums = key.public_key().public_numbers()
     jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
                       "n": b64url(nums.n.to_bytes(256, "big")),
                       "e": b64url(nums.e.to_bytes(3, "big"))}]}
-    return key, json.dumps(jwks)
-
-
-def test_jwks_validator(start_sentry, tmp_path):
-    key, jwks = rsa_jwks()
-    (tmp_path / "jwks.json").write_text(jwks)
+    (tmp_path / "jwks.json").write_text(json.dumps(jwks))
     cfg = tmp_path / "config.yaml"
     cfg.write_text("spec:\n  mtls:\n    tokenValidators:\n      - name: jwks\n        options:\n"
                    f"          source: \"{tmp_path / 'jwks.json'}\"\n")
-    sentry = start_sentry(f"--config={cfg}")
+    return start_sentry(f"--config={cfg}", **kw), key
+
+
+def test_jwks_validator(start_sentry, tmp_path):
+    sentry, key = start_jwks_sentry(start_sentry, tmp_path)
     now = int(time.time())
     claims = {"aud": ["spiffe://localhost/ns/default/dapr-sentry"],
               "sub": "spiffe://public/ns/default/myapp", "iat": now, "nbf": now - 10,

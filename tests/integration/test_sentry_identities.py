@@ -15,7 +15,7 @@ import pytest
 import pki
 from harness import picket_bin, run
 from sentry_pb import INVALID_ARGUMENT, OK, PERMISSION_DENIED
-from test_sentry import rs256_token, rsa_jwks
+from test_sentry import rs256_token, start_jwks_sentry
 
 TD = "example.test"
 NS = "dapr-system"
@@ -189,12 +189,8 @@ def test_flag_allows_a_self_hosted_control_plane_but_never_sentry(start_sentry):
 
 
 def test_jwks_validator_follows_the_same_rules(start_sentry, tmp_path):
-    key, jwks = rsa_jwks()
-    (tmp_path / "jwks.json").write_text(jwks)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text("spec:\n  mtls:\n    tokenValidators:\n      - name: jwks\n        options:\n"
-                   f"          source: \"{tmp_path / 'jwks.json'}\"\n")
-    sentry = start_sentry(f"--config={cfg}", trust_domain=TD, env={"NAMESPACE": NS})
+    sentry, key = start_jwks_sentry(start_sentry, tmp_path, trust_domain=TD,
+                                    env={"NAMESPACE": NS})
     now = int(time.time())
 
     def token(sub):
