@@ -224,13 +224,13 @@ static int control_plane_check(const struct pk_sentry_service *svc,
     return PK_E_DENIED;
 }
 
-/* A slice as a C string, for one that the checks above found free of NUL bytes. */
+/* A slice as a C string, for one the checks above bounded and found free of NUL bytes. Never
+ * cut short: a shorter identity than the one checked is what this code exists to prevent. */
 static void copy_text(char *out, size_t out_len, struct pk_slice s)
 {
-    size_t n = s.len < out_len ? s.len : out_len - 1;
-
-    memcpy(out, s.ptr, n);
-    out[n] = '\0';
+    PK_ASSERT(s.len < out_len && memchr(s.ptr, '\0', s.len) == NULL);
+    memcpy(out, s.ptr, s.len);
+    out[s.len] = '\0';
 }
 
 /* Fill the response and serialize it into out. */
