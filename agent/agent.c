@@ -220,6 +220,18 @@ static void export_identity(struct pk_agent *a, const struct pk_identity *id)
     }
 }
 
+/* Clear what an export interrupted by a crash left behind (a key in an unfinished version). */
+static void export_prepare(const struct pk_agent *a)
+{
+    struct pk_export_opts opts = {.dir = a->cfg->export_dir};
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (opts.dir != NULL && pk_export_prepare(&opts, &err) != 0) {
+        PK_LOG_ERR("export directory unusable dir=%s error=\"%s\"", opts.dir, err.msg);
+    }
+}
+
 /* Install id (taking its reference) as the current identity. */
 static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
 {
@@ -751,6 +763,7 @@ void pk_agent_start(struct pk_agent *a)
     struct pk_err err;
 
     pk_err_clear(&err);
+    export_prepare(a);
     if (cfg->trust_anchors_file != NULL) {
         const char *paths[] = {cfg->trust_anchors_file};
         if (pk_filewatch_start(a->loop, paths, 1, FILE_DEBOUNCE, anchors_changed, a,
