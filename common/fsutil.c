@@ -21,7 +21,9 @@ int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_
     int fd;
     int r;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO put where a file belongs must not block the event loop in open();
+     * it is refused as not a regular file below. Reads of a regular file never block. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         r = errno;
         if (r == ENOENT) {

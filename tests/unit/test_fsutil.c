@@ -92,6 +92,25 @@ static void test_read_missing_and_directory(void **state)
     pk_buf_free(&out);
 }
 
+/* A FIFO where a file belongs is refused at once, not waited on for a writer (the alarm kills
+ * the test if open() blocks). */
+static void test_read_fifo_does_not_block(void **state)
+{
+    (void)state;
+    char path[512];
+    struct pk_buf out;
+    struct pk_err err;
+
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pk_buf_init(&out, 100);
+    alarm(10);
+    assert_int_equal(pk_fs_read_file(path, 100, &out, &err), PK_E_INVALID);
+    alarm(0);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    pk_buf_free(&out);
+}
+
 static void test_write_atomic_mode(void **state)
 {
     (void)state;
@@ -144,6 +163,7 @@ int main(void)
             cmocka_unit_test(test_read_exactly_max),
             cmocka_unit_test(test_read_one_over_max),
             cmocka_unit_test(test_read_missing_and_directory),
+            cmocka_unit_test(test_read_fifo_does_not_block),
             cmocka_unit_test(test_write_atomic_mode),
             cmocka_unit_test(test_write_new_at_exclusive_and_mode),
     };
