@@ -826,6 +826,7 @@ int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
                  struct pk_agent **out, struct pk_err *err)
 {
     struct pk_agent *a = pk_xcalloc(1, sizeof(*a));
+    uint8_t digest[PK_REFUSAL_DIGEST]; /* not needed at start: nothing is refused yet */
     struct pk_certs anchors = {0};
     struct pk_buf pem;
     struct timespec ts;
@@ -845,7 +846,6 @@ int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
     pk_buf_init(&pem, MAX_PEM_FILE);
     ev_timer_init(&a->tick, tick_cb, 0.0, 0.0);
     a->tick.data = a;
-    uint8_t digest[PK_REFUSAL_DIGEST];
     r = load_anchors(cfg, &anchors, &pem, digest, err);
     if (r != 0) {
         pk_err_prefix(err, r, "trust anchors");

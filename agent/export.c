@@ -319,15 +319,16 @@ static int migrate(int dfd, const char *dir, mode_t dir_mode, char *version, siz
         if (fstatat(dfd, name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
             continue; /* missing (or not a file): nothing to preserve */
         }
-        if (linkat(dfd, name, vfd, name, AT_SYMLINK_FOLLOW) != 0) {
-            r = pk_err_set(err, -errno, "%s/%s: cannot move it under %s: %s", dir, name, DATA_LINK,
+        /* An old key left readable by others is narrowed first (before it has a second
+         * name), through the name it has now. */
+        if ((st.st_mode & 077 & ~EXPORT_FILES[i].mode) != 0 &&
+            fchmodat(dfd, name, st.st_mode & EXPORT_FILES[i].mode & 0777, 0) != 0) {
+            r = pk_err_set(err, -errno, "%s/%s: cannot narrow its mode: %s", dir, name,
                            strerror(errno));
             goto fail;
         }
-        /* An old key left readable by others is narrowed now (it is the same inode). */
-        if ((st.st_mode & 077 & ~EXPORT_FILES[i].mode) != 0 &&
-            fchmodat(vfd, name, st.st_mode & EXPORT_FILES[i].mode & 0777, 0) != 0) {
-            r = pk_err_set(err, -errno, "%s/%s: cannot narrow its mode: %s", dir, name,
+        if (linkat(dfd, name, vfd, name, AT_SYMLINK_FOLLOW) != 0) {
+            r = pk_err_set(err, -errno, "%s/%s: cannot move it under %s: %s", dir, name, DATA_LINK,
                            strerror(errno));
             goto fail;
         }
