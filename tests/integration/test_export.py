@@ -5,6 +5,7 @@ certificate, keys are 0600 in 0700 directories, and a restart removes what the c
 Also: files written in place by an older release are migrated, and a directory others may write
 to is refused."""
 import os
+import re
 import shutil
 import stat
 
@@ -138,10 +139,20 @@ def test_export_migrates_files_written_in_place(start_sentry, start_agent, tmp_p
 def test_export_keeps_modes_under_a_permissive_umask(start_sentry, start_agent, tmp_path):
     sentry = start_sentry(sentry_config(tmp_path, "30s"))
     export = tmp_path / "out"
+    trace = tmp_path / "opens.txt"
     agent = start_agent(sentry_sections(sentry, export_dir=export),
-                        prefix=["sh", "-c", 'umask 000 && exec "$@"', "sh"])
+                        prefix=["sh", "-c", 'umask 000 && exec "$@"', "sh", "strace", "-f",
+                                "-qq", "-o", trace, "-e", "trace=open,openat,creat"])
     wait_exported(agent, 1)
+    agent.proc.stop()
     assert_clean(export)
+    # The key file was born 0600 and exclusive: never a moment with a wider mode.
+    creations = [line for line in trace.read_text().splitlines()
+                 if "key.pem" in line and "O_CREAT" in line]
+    assert creations, trace.read_text()[-2000:]
+    for line in creations:
+        assert "O_EXCL" in line and "O_NOFOLLOW" in line, line
+        assert re.search(r", 0600\) = \d+$", line), line
     assert stat.S_IMODE(os.stat(export).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(export / "cert.pem").st_mode) == 0o644
     assert stat.S_IMODE(os.stat(export / "bundle.pem").st_mode) == 0o644
