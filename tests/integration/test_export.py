@@ -13,7 +13,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import pki
-from harness import wait_for
+from harness import free_port, wait_for
 from test_agent import sentry_config, sentry_sections
 
 EXPORTED = "identity exported"
@@ -166,3 +166,24 @@ def test_export_refuses_a_directory_others_can_write(start_sentry, start_agent, 
     agent = start_agent(sentry_sections(sentry, export_dir=export))
     agent.proc.wait_log(r"export failed dir=\S+ error=\"[^\"]*writable by group or others")
     assert os.listdir(export) == []
+
+
+def test_leftovers_removed_at_start_before_any_identity(start_agent, tmp_path):
+    # A crash left an unfinished version (with a key) and a temporary link; Sentry is not there,
+    # so no export will come to clean up: the start itself must.
+    root, _ = pki.make_root()
+    ca = tmp_path / "ca.crt"
+    ca.write_bytes(pki.cert_pem(root))
+    export = tmp_path / "out"
+    export.mkdir(mode=0o700)
+    orphan = export / "..2026_01_01_00_00_00.AbCdEf"
+    orphan.mkdir(mode=0o700)
+    (orphan / "key.pem").write_bytes(pki.key_pem(pki.new_key()))
+    os.chmod(orphan / "key.pem", 0o600)
+    os.symlink(orphan.name, export / "..data_tmp")
+    sections = {"agent": {"app_id": "myapp", "export_dir": export},
+                "sentry": {"address": f"127.0.0.1:{free_port()}", "trust_anchors_file": ca}}
+    agent = start_agent(sections, wait_ready=False)
+    wait_for(lambda: os.listdir(export) == [], 10, what="leftovers removed")
+    assert agent.proc.alive()
+    assert key_files(export) == []
