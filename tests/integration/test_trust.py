@@ -5,7 +5,9 @@ moment, with nothing remembered from earlier peers."""
 import datetime
 import os
 import signal
+import socket
 import ssl
+import threading
 import subprocess
 
 import pki
@@ -28,6 +30,8 @@ def echo_ok(port, cert, key, ca=None):
 
 def refused(port, app, cert, key):
     """A TLS connection with cert fails and the app sees no new connection and no new byte."""
+    # Earlier connections record their bytes when they end: let them settle first.
+    wait_for(lambda: len(app.data) == len(app.conns), 10, what="app connections finished")
     conns, total = len(app.conns), app.total_bytes()
     try:
         s = tls_client(port, cert, key)
@@ -145,3 +149,156 @@ def test_an_intermediate_alone_is_a_trust_anchor_that_pins_its_issuer(pki_env, s
     assert echo_ok(port, *pki_env.peer("frontend"))
     sibling, skey = pki.make_issuer(pki_env.root, pki_env.rkey, subject="sibling")
     assert refused(port, app, *pki_env.peer("f2", issuer=sibling, ikey=skey))
+
+
+# ---- each handshake on its own chain: nothing remembered from earlier peers ----
+
+def chain_files(tmp_path, name, leaf, key, issuer):
+    """name-chain.crt (leaf + issuer), name-alone.crt (the leaf only) and name.key."""
+    with_chain, alone = tmp_path / f"{name}-chain.crt", tmp_path / f"{name}-alone.crt"
+    with_chain.write_bytes(pki.cert_pem(leaf) + pki.cert_pem(issuer))
+    alone.write_bytes(pki.cert_pem(leaf))
+    k = tmp_path / f"{name}.key"
+    k.write_bytes(pki.key_pem(key))
+    os.chmod(k, 0o600)
+    return str(with_chain), str(alone), str(k)
+
+
+def issued(env, tmp_path, name, uri, not_after=None):
+    """An intermediate of its own under the root (expiring at not_after) and a leaf under it
+    valid for an hour: the files of chain_files."""
+    now = pki.now()
+    inter, ikey = pki.make_issuer(env.root, env.rkey, subject=f"{name} issuing CA",
+                                  not_before=now - datetime.timedelta(minutes=5),
+                                  not_after=not_after or now + datetime.timedelta(days=1))
+    key = pki.new_key()
+    leaf = pki.make_leaf(inter, ikey, uri, key=key, not_before=now - datetime.timedelta(minutes=1),
+                         not_after=now + datetime.timedelta(hours=1))
+    return chain_files(tmp_path, name, leaf, key, inter)
+
+
+def test_inbound_a_leaf_without_its_intermediate_stays_refused_after_a_peer_sent_it(
+        pki_env, start_agent, tmp_path):
+    app = Recorder()
+    port, listeners = inbound(app.port)
+    sidecar(start_agent, pki_env, "backend", listeners)
+    with_chain, alone, key = issued(pki_env, tmp_path, "fresh", f"spiffe://{TD}/ns/default/frontend")
+    assert refused(port, app, alone, key)
+    assert echo_ok(port, with_chain, key)
+    # The intermediate was sent once; a peer without it is still refused.
+    assert refused(port, app, alone, key)
+    assert echo_ok(port, with_chain, key)
+
+
+def test_inbound_an_intermediate_that_expires_while_running(pki_env, start_agent, tmp_path):
+    app = Recorder()
+    port, listeners = inbound(app.port)
+    sidecar(start_agent, pki_env, "backend", listeners)
+    expires = pki.now() + datetime.timedelta(seconds=4)
+    with_chain, alone, key = issued(pki_env, tmp_path, "short", f"spiffe://{TD}/ns/default/frontend",
+                                    not_after=expires)
+    assert echo_ok(port, with_chain, key)
+    # Once the intermediate has expired, neither the full chain nor the leaf alone passes.
+    wait_for(lambda: refused(port, app, with_chain, key), 20, what="expired chain refused")
+    assert pki.now() > expires - datetime.timedelta(seconds=1)
+    assert refused(port, app, alone, key)
+    # A peer under a valid intermediate still passes.
+    assert echo_ok(port, *pki_env.peer("frontend"))
+
+
+class ChainServer:
+    """A TLS server (Python's ssl, client certificate required) presenting, per connection, the
+    chain file in self.certfile; records what each connection received."""
+
+    def __init__(self, certfile, key, ca):
+        self.certfile, self.key, self.ca = certfile, key, ca
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.certfile, self.key)
+            ctx.load_verify_locations(self.ca)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            raw.settimeout(5)
+            try:
+                s = ctx.wrap_socket(raw, server_side=True)
+                data = s.recv(100)
+                self.received.append(data)
+                if data:
+                    s.sendall(b"echo:" + data)
+                s.close()
+            except (ssl.SSLError, OSError):
+                raw.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def outbound_ok(port):
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        c.sendall(b"ping")
+        return c.recv(100) == b"echo:ping"
+    except OSError:
+        return False
+    finally:
+        c.close()
+
+
+def outbound_refused(port, server):
+    """The local connection is closed without an answer and the server got no byte."""
+    before = [d for d in server.received if d]
+    c = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        c.sendall(b"ping")
+        got = c.recv(100)
+    except OSError:
+        got = b""
+    finally:
+        c.close()
+    return got == b"" and [d for d in server.received if d] == before
+
+
+def outbound_sidecar(start_agent, env, server):
+    port = free_port()
+    sidecar(start_agent, env, "frontend",
+            {"outbound backend": {"listen": f"127.0.0.1:{port}",
+                                  "target": f"127.0.0.1:{server.port}",
+                                  "expect_app_id": "backend"}})
+    return port
+
+
+def test_outbound_a_server_without_its_intermediate_stays_refused_after_one_sent_it(
+        pki_env, start_agent, tmp_path):
+    with_chain, alone, key = issued(pki_env, tmp_path, "srv", f"spiffe://{TD}/ns/default/backend")
+    server = ChainServer(alone, key, pki_env.ca)
+    port = outbound_sidecar(start_agent, pki_env, server)
+    assert outbound_refused(port, server)
+    server.certfile = with_chain
+    assert outbound_ok(port)
+    server.certfile = alone
+    assert outbound_refused(port, server)
+    server.close()
+
+
+def test_outbound_an_intermediate_that_expires_while_running(pki_env, start_agent, tmp_path):
+    expires = pki.now() + datetime.timedelta(seconds=4)
+    with_chain, alone, key = issued(pki_env, tmp_path, "srv", f"spiffe://{TD}/ns/default/backend",
+                                    not_after=expires)
+    server = ChainServer(with_chain, key, pki_env.ca)
+    port = outbound_sidecar(start_agent, pki_env, server)
+    assert outbound_ok(port)
+    wait_for(lambda: outbound_refused(port, server), 20, what="expired server chain refused")
+    server.certfile = alone
+    assert outbound_refused(port, server)
+    server.close()
