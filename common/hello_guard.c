@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: check a TLS client's cleartext flight before wolfSSL reads it. */
+/* picket: check a TLS peer's cleartext flight before wolfSSL reads it. */
 #include "hello_guard.h"
 
 #include <errno.h>
@@ -19,8 +19,9 @@
 #define RECORD_HANDSHAKE          22
 #define RECORD_MAX_PLAINTEXT      16384 /* RFC 8446 §5.1 */
 #define HANDSHAKE_CLIENT_HELLO    1
+#define HANDSHAKE_SERVER_HELLO    2
 #define HANDSHAKE_HEADER          4
-/* A ClientHello is a few hundred bytes, a few KiB with post-quantum shares; wolfSSL itself
+/* A hello is a few hundred bytes, a few KiB with post-quantum shares; wolfSSL itself
  * refuses one over about 32 KiB. */
 #define CLIENT_HELLO_MAX (64u * 1024u)
 
@@ -30,6 +31,17 @@
 #define X25519_LEN      32
 
 enum { ST_INSPECT, ST_DONE, ST_REFUSED };
+
+/* The HelloRetryRequest's ServerHello.random (RFC 8446 §4.1.3). */
+static const uint8_t hrr_random[32] = {0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11,
+                                       0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+                                       0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e,
+                                       0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c};
+
+static const char *hello_name(const struct pk_hello_guard *g)
+{
+    return g->from_server ? "ServerHello" : "ClientHello";
+}
 
 /* X25519 u-coordinates of order 8 (little-endian), the ones wolfSSL's
  * wc_curve25519_check_public lets through: with any clamped scalar they give the all-zero
@@ -44,10 +56,11 @@ static const uint8_t x25519_order8[2][X25519_LEN] = {
          0x8e, 0x86, 0xd8, 0x22, 0x4e, 0xdd, 0xd0, 0x9f, 0x11, 0x57},
 };
 
-void pk_hello_guard_init(struct pk_hello_guard *g)
+void pk_hello_guard_init(struct pk_hello_guard *g, enum pk_hello_peer peer)
 {
     memset(g, 0, sizeof(*g));
     g->state = ST_INSPECT;
+    g->from_server = peer == PK_HELLO_PEER_SERVER;
     pk_buf_init(&g->message, CLIENT_HELLO_MAX + HANDSHAKE_HEADER);
 }
 
@@ -144,19 +157,19 @@ static enum pk_hello_verdict check_share(struct pk_hello_guard *g, size_t group,
         pk_pubkey_free(pub);
         if (r != 0) {
             return refuse(g, PK_TLS_ALERT_ILLEGAL_PARAMETER,
-                          "ClientHello #%u: invalid secp256r1 key share (%zu bytes): %.80s",
+                          "%s #%u: invalid secp256r1 key share (%zu bytes): %.80s", hello_name(g),
                           g->hellos, len, err.msg);
         }
     } else if (group == GROUP_X25519) {
         if (len != X25519_LEN) {
             return refuse(g, PK_TLS_ALERT_ILLEGAL_PARAMETER,
-                          "ClientHello #%u: x25519 key share has %zu bytes, not 32", g->hellos,
-                          len);
+                          "%s #%u: x25519 key share has %zu bytes, not 32", hello_name(g),
+                          g->hellos, len);
         }
         for (size_t i = 0; i < PK_ARRAY_LEN(x25519_order8); i++) {
             if (memcmp(key, x25519_order8[i], X25519_LEN) == 0) {
                 return refuse(g, PK_TLS_ALERT_ILLEGAL_PARAMETER,
-                              "ClientHello #%u: x25519 key share is a point of small order",
+                              "%s #%u: x25519 key share is a point of small order", hello_name(g),
                               g->hellos);
             }
         }
@@ -164,20 +177,27 @@ static enum pk_hello_verdict check_share(struct pk_hello_guard *g, size_t group,
     return PK_HELLO_MORE;
 }
 
-static enum pk_hello_verdict check_key_share(struct pk_hello_guard *g, struct reader ext)
+/* A ClientHello's key_share: a list of entries. A ServerHello's: one entry, or in a
+ * HelloRetryRequest only the selected group (no key). */
+static enum pk_hello_verdict check_key_share(struct pk_hello_guard *g, struct reader ext,
+                                             bool retry_request)
 {
-    struct reader shares;
+    struct reader shares = ext;
 
-    if (!take_vector(&ext, 2, &shares) || ext.left != 0) {
-        return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "ClientHello #%u: malformed key_share",
+    if (retry_request) {
+        return PK_HELLO_MORE;
+    }
+    if (!g->from_server && (!take_vector(&ext, 2, &shares) || ext.left != 0)) {
+        return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "%s #%u: malformed key_share", hello_name(g),
                       g->hellos);
     }
     while (shares.left > 0) {
         struct reader key;
         size_t group;
-        if (!take_u16(&shares, &group) || !take_vector(&shares, 2, &key) || key.left == 0) {
-            return refuse(g, PK_TLS_ALERT_DECODE_ERROR,
-                          "ClientHello #%u: malformed key_share entry", g->hellos);
+        if (!take_u16(&shares, &group) || !take_vector(&shares, 2, &key) || key.left == 0 ||
+            (g->from_server && shares.left != 0)) {
+            return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "%s #%u: malformed key_share entry",
+                          hello_name(g), g->hellos);
         }
         enum pk_hello_verdict v = check_share(g, group, key.p, key.left);
         if (v != PK_HELLO_MORE) {
@@ -187,36 +207,46 @@ static enum pk_hello_verdict check_key_share(struct pk_hello_guard *g, struct re
     return PK_HELLO_MORE;
 }
 
-/* body: the ClientHello after its handshake header (RFC 8446 §4.1.2; TLS 1.2's is a prefix of
- * it, extensions optional). */
-static enum pk_hello_verdict check_client_hello(struct pk_hello_guard *g, const uint8_t *body,
-                                                size_t len)
+/* body: a ClientHello or ServerHello after its handshake header (RFC 8446 §4.1.2, §4.1.3;
+ * TLS 1.2's are prefixes of them, extensions optional). *retry_request: it is a
+ * HelloRetryRequest. */
+static enum pk_hello_verdict check_hello(struct pk_hello_guard *g, const uint8_t *body, size_t len,
+                                         bool *retry_request)
 {
     struct reader r = {body, len};
     struct reader skip, exts;
-    const uint8_t *fixed;
+    const uint8_t *fixed, *random;
 
-    /* legacy_version and random; session id, cipher suites, compression methods. */
-    if (!take(&r, 2 + 32, &fixed) || !take_vector(&r, 1, &skip) || skip.left > 32 ||
-        !take_vector(&r, 2, &skip) || !take_vector(&r, 1, &skip)) {
-        return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "ClientHello #%u does not parse", g->hellos);
+    /* legacy_version and random; session id; then the cipher suites and compression methods a
+     * client offers, or the one suite and method a server chose. */
+    bool ok = take(&r, 2, &fixed) && take(&r, 32, &random) && take_vector(&r, 1, &skip) &&
+              skip.left <= 32;
+    if (ok && g->from_server) {
+        ok = take(&r, 3, &fixed);
+    } else if (ok) {
+        ok = take_vector(&r, 2, &skip) && take_vector(&r, 1, &skip);
     }
+    if (!ok) {
+        return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "%s #%u does not parse", hello_name(g),
+                      g->hellos);
+    }
+    *retry_request = g->from_server && memcmp(random, hrr_random, sizeof(hrr_random)) == 0;
     if (r.left == 0) {
         return PK_HELLO_MORE; /* no extensions: no key share */
     }
     if (!take_vector(&r, 2, &exts) || r.left != 0) {
-        return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "ClientHello #%u: extensions do not parse",
-                      g->hellos);
+        return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "%s #%u: extensions do not parse",
+                      hello_name(g), g->hellos);
     }
     while (exts.left > 0) {
         struct reader ext;
         size_t type;
         if (!take_u16(&exts, &type) || !take_vector(&exts, 2, &ext)) {
-            return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "ClientHello #%u: extensions do not parse",
-                          g->hellos);
+            return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "%s #%u: extensions do not parse",
+                          hello_name(g), g->hellos);
         }
         if (type == EXT_KEY_SHARE) {
-            enum pk_hello_verdict v = check_key_share(g, ext);
+            enum pk_hello_verdict v = check_key_share(g, ext, *retry_request);
             if (v != PK_HELLO_MORE) {
                 return v;
             }
@@ -228,12 +258,14 @@ static enum pk_hello_verdict check_client_hello(struct pk_hello_guard *g, const 
 /* Handle the handshake bytes gathered so far: complete messages are checked and consumed. */
 static enum pk_hello_verdict handshake_bytes(struct pk_hello_guard *g)
 {
+    const unsigned want = g->from_server ? HANDSHAKE_SERVER_HELLO : HANDSHAKE_CLIENT_HELLO;
+
     while (g->message.len > 0) {
         const uint8_t *m = g->message.data;
-        if (m[0] != HANDSHAKE_CLIENT_HELLO) {
+        if (m[0] != want) {
             if (g->hellos == 0) {
                 return refuse(g, PK_TLS_ALERT_UNEXPECTED_MESSAGE,
-                              "handshake message type %u before the ClientHello", m[0]);
+                              "handshake message type %u before the %s", m[0], hello_name(g));
             }
             return done(g); /* TLS 1.2's plaintext flight: nothing more to inspect */
         }
@@ -242,19 +274,22 @@ static enum pk_hello_verdict handshake_bytes(struct pk_hello_guard *g)
         }
         size_t len = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
         if (len > CLIENT_HELLO_MAX) {
-            return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "ClientHello of %zu bytes is too large",
-                          len);
+            return refuse(g, PK_TLS_ALERT_DECODE_ERROR, "%s of %zu bytes is too large",
+                          hello_name(g), len);
         }
         if (g->message.len < HANDSHAKE_HEADER + len) {
             return PK_HELLO_MORE;
         }
+        bool retry_request = false;
         g->hellos++;
-        enum pk_hello_verdict v = check_client_hello(g, m + HANDSHAKE_HEADER, len);
+        enum pk_hello_verdict v = check_hello(g, m + HANDSHAKE_HEADER, len, &retry_request);
         if (v != PK_HELLO_MORE) {
             return v;
         }
-        if (g->hellos == 2) {
-            return done(g); /* at most one HelloRetryRequest, so no third ClientHello */
+        /* At most one HelloRetryRequest: after the second ClientHello, or the ServerHello that
+         * is not a retry request, the rest is encrypted (or TLS 1.2's). */
+        if (g->hellos == 2 || (g->from_server && !retry_request)) {
+            return done(g);
         }
         pk_buf_consume(&g->message, HANDSHAKE_HEADER + len);
     }
@@ -285,8 +320,8 @@ enum pk_hello_verdict pk_hello_guard_feed(struct pk_hello_guard *g, const uint8_
             g->record_type = g->header[0];
             g->record_left = (size_t)g->header[3] << 8 | g->header[4];
             if (g->record_type == RECORD_CHANGE_CIPHER_SPEC && g->hellos == 0) {
-                return refuse(g, PK_TLS_ALERT_UNEXPECTED_MESSAGE,
-                              "ChangeCipherSpec before the ClientHello");
+                return refuse(g, PK_TLS_ALERT_UNEXPECTED_MESSAGE, "ChangeCipherSpec before the %s",
+                              hello_name(g));
             }
             if ((g->record_type != RECORD_HANDSHAKE &&
                  g->record_type != RECORD_CHANGE_CIPHER_SPEC) ||
@@ -317,10 +352,10 @@ enum pk_hello_verdict pk_hello_guard_feed(struct pk_hello_guard *g, const uint8_
                                     : PK_HELLO_MORE;
 }
 
-struct pk_hello_guard *pk_hello_guard_new(void)
+struct pk_hello_guard *pk_hello_guard_new(enum pk_hello_peer peer)
 {
     struct pk_hello_guard *g = pk_xmalloc(sizeof(*g));
-    pk_hello_guard_init(g);
+    pk_hello_guard_init(g, peer);
     return g;
 }
 

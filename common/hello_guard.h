@@ -1,31 +1,36 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: check what a TLS client sends before its first encrypted byte, ahead of wolfSSL.
+/* picket: check what a TLS peer sends before its first encrypted byte, ahead of wolfSSL.
  *
- * RFC 8446 §4.2.8.2 requires a server to validate the client's key shares: a P-256 share must
- * be an uncompressed point whose coordinates are field elements and which lies on the curve.
- * wolfSSL 5.5.4 as Debian builds it imports the point without that check and answers with a
- * ServerHello and its whole flight; nor does it refuse a ChangeCipherSpec record that comes
- * before the ClientHello (§5: only allowed after it, for middlebox compatibility). A server
- * feeds every byte it receives from the client through pk_hello_guard_feed before handing it
- * to wolfSSL; when the guard refuses, the server sends pk_hello_guard_alert (a plaintext alert
- * record) and closes, and wolfSSL never sees the offending bytes, so no server flight goes out.
+ * RFC 8446 §4.2.8.2 requires each side to validate the other's key share: a P-256 share must be
+ * an uncompressed point whose coordinates are field elements and which lies on the curve.
+ * wolfSSL 5.5.4 (Debian's build and picket's "fast" one; only WOLFSSL_VALIDATE_ECC_IMPORT would
+ * do it, at a full key check per import) imports the point without that check, and as a server
+ * answers with a ServerHello and its whole flight; nor does it refuse a ChangeCipherSpec record
+ * that comes before the hello (§5: only allowed after it, for middlebox compatibility). A side
+ * feeds every byte it receives from its peer through pk_hello_guard_feed before handing it to
+ * wolfSSL; when the guard refuses, the side sends pk_hello_guard_alert (a plaintext alert
+ * record) and closes, and wolfSSL never sees the offending bytes, so a server sends no flight.
  *
  * The guard follows the record layer (records split across reads, several records in one read,
- * a ClientHello split across records) and inspects: a ChangeCipherSpec before the first
- * ClientHello (unexpected_message); each ClientHello's key_share extension (the first, and the
- * second one after a HelloRetryRequest): every secp256r1 share is checked with wolfCrypt
- * (pk_pubkey_from_raw: 65-byte uncompressed point, x and y below p, on the curve), and an
- * X25519 share must have 32 bytes (illegal_parameter otherwise); a ClientHello that does not
- * parse is a decode_error. It stops inspecting (PK_HELLO_DONE) at the first record of another
- * type than handshake or ChangeCipherSpec (TLS 1.3's encrypted flight), at a handshake message
- * after a ClientHello that is not a second ClientHello (TLS 1.2's plaintext flight), and after
- * the second ClientHello. X25519 values need no check here: RFC 7748 allows every 32-byte
- * string, and wolfSSL refuses the all-zero shared secret that small-order points produce.
+ * a hello split across records) and inspects: a ChangeCipherSpec before the peer's first hello
+ * (unexpected_message); the key_share extension of each ClientHello (the first, and the second
+ * one after a HelloRetryRequest) or ServerHello (after a HelloRetryRequest too): a secp256r1
+ * share is checked with wolfCrypt (pk_pubkey_from_raw: 65-byte uncompressed point, x and y
+ * below p, on the curve), an X25519 share must have 32 bytes and not be one of the order-8
+ * points that wolfSSL's own check lets through (with them the shared secret is all zeros,
+ * which RFC 8446 §7.4.2 says to refuse; wolfSSL 5.5.4 only refuses that when built with
+ * WOLFSSL_ECDHX_SHARED_NOT_ZERO) (illegal_parameter); a hello that does not parse is a
+ * decode_error. It stops inspecting (PK_HELLO_DONE) at the first record of another type than
+ * handshake or ChangeCipherSpec (TLS 1.3's encrypted part), at a handshake message after a
+ * hello that is not another hello (TLS 1.2's plaintext flight), after a ServerHello that is not
+ * a HelloRetryRequest and after a second ClientHello. TLS 1.2's ClientKeyExchange and
+ * ServerKeyExchange are not inspected.
  *
  * Sans-I/O: no sockets, no clock; one guard per connection, not thread-safe. */
 #ifndef PK_HELLO_GUARD_H
 #define PK_HELLO_GUARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +45,12 @@
 /* The bytes of a plaintext fatal alert record. */
 #define PK_TLS_ALERT_RECORD_LEN 7
 
+/* Whose flight the guard checks. */
+enum pk_hello_peer {
+    PK_HELLO_PEER_CLIENT, /* we are the server: the client's ClientHello(s) */
+    PK_HELLO_PEER_SERVER, /* we are the client: the server's ServerHello(s) */
+};
+
 enum pk_hello_verdict {
     PK_HELLO_MORE,   /* nothing wrong so far: keep feeding */
     PK_HELLO_DONE,   /* the cleartext part is over: stop feeding, pass everything through */
@@ -53,12 +64,13 @@ struct pk_hello_guard {
     size_t record_left;    /* body bytes of the current record still to come */
     uint8_t record_type;   /* of the current record */
     struct pk_buf message; /* a handshake message being reassembled */
-    unsigned hellos;       /* ClientHellos seen */
+    bool from_server;      /* checking a server's flight */
+    unsigned hellos;       /* hellos seen */
     uint8_t alert;         /* with PK_HELLO_REFUSE */
     char why[160];         /* with PK_HELLO_REFUSE: what was wrong, for the log */
 };
 
-void pk_hello_guard_init(struct pk_hello_guard *g);
+void pk_hello_guard_init(struct pk_hello_guard *g, enum pk_hello_peer peer);
 /* Free what the guard holds; it may be initialised again. */
 void pk_hello_guard_free(struct pk_hello_guard *g);
 
@@ -73,7 +85,7 @@ void pk_hello_guard_alert(const struct pk_hello_guard *g, uint8_t out[PK_TLS_ALE
 
 /* For a transport's receive callback. A guard on the heap (free with pk_hello_guard_destroy,
  * which sets *g to NULL; NULL is fine). */
-struct pk_hello_guard *pk_hello_guard_new(void);
+struct pk_hello_guard *pk_hello_guard_new(enum pk_hello_peer peer);
 void pk_hello_guard_destroy(struct pk_hello_guard **g);
 
 /* Pass n bytes that are about to go to the TLS library through *g (NULL: nothing to check;

@@ -172,8 +172,8 @@ struct pk_conn {
     bool io_peer_eof;
     int io_errno;
     bool io_stash; /* during wolfSSL_shutdown: keep what the kernel refused in tail */
-    /* Server side: the client's cleartext flight is checked before wolfSSL reads it; NULL
-     * once the check is over (or on the client side). */
+    /* The peer's cleartext flight (its hellos) is checked before wolfSSL reads it; NULL once
+     * the check is over. */
     struct pk_hello_guard *hello_guard;
     bool hello_refused; /* the guard refused: hello_why says why */
     char hello_why[sizeof(((struct pk_hello_guard *)0)->why)];
@@ -570,9 +570,8 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
     pk_tls_session_record_peer_chain(ctx, c->ssl, &c->peer_chain);
-    if (pk_tls_ctx_is_server(ctx)) {
-        c->hello_guard = pk_hello_guard_new();
-    }
+    c->hello_guard = pk_hello_guard_new(pk_tls_ctx_is_server(ctx) ? PK_HELLO_PEER_CLIENT
+                                                                  : PK_HELLO_PEER_SERVER);
     return 0;
 }
 

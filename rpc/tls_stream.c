@@ -55,8 +55,8 @@ struct pk_tls_stream {
     bool shutdown_wants_write;
     bool peer_eof; /* recv() returned 0 */
     int io_errno;  /* last hard socket error seen by the I/O callbacks */
-    /* Server side: the client's cleartext flight is checked before wolfSSL reads it
-     * (common/hello_guard.h); NULL once that is over, and on the client side. */
+    /* The peer's cleartext flight (its hellos) is checked before wolfSSL reads it
+     * (common/hello_guard.h); NULL once that is over. */
     struct pk_hello_guard *hello_guard;
     char hello_refused[sizeof(((struct pk_hello_guard *)0)->why)]; /* "" unless refused */
     ev_tstamp last_activity;
@@ -575,9 +575,9 @@ int pk_tls_stream_new(struct ev_loop *loop, int fd, WOLFSSL *ssl,
     st->ctx = ctx;
     st->state = ST_HANDSHAKE;
     pk_buf_init(&st->out, st->cfg.out_max);
-    if (wolfSSL_GetSide(ssl) == WOLFSSL_SERVER_END) {
-        st->hello_guard = pk_hello_guard_new();
-    }
+    st->hello_guard =
+            pk_hello_guard_new(wolfSSL_GetSide(ssl) == WOLFSSL_SERVER_END ? PK_HELLO_PEER_CLIENT
+                                                                          : PK_HELLO_PEER_SERVER);
     wolfSSL_SSLSetIORecv(ssl, io_recv);
     wolfSSL_SSLSetIOSend(ssl, io_send);
     wolfSSL_SetIOReadCtx(ssl, st);

@@ -122,3 +122,24 @@ def hrr_cookie(payload):
             return body[i + 6:i + 4 + length]
         i += 4 + length
     return None
+
+
+def server_hello(session_id, share=None, selected_group=None, random=None):
+    """A TLS 1.3 ServerHello handshake message choosing TLS_AES_128_GCM_SHA256: with share
+    (group, key), or, with selected_group, a HelloRetryRequest asking for that group."""
+    exts = _ext(43, b"\x03\x04")
+    if selected_group is not None:
+        exts += _ext(51, struct.pack(">H", selected_group))
+        random = HRR_RANDOM
+    else:
+        exts += _ext(51, struct.pack(">H", share[0]) + _vec(share[1], 2))
+    body = b"\x03\x03" + (random or os.urandom(32)) + _vec(session_id, 1) + b"\x13\x01\x00"
+    body += _vec(exts, 2)
+    return bytes([2]) + len(body).to_bytes(3, "big") + body
+
+
+def client_hello_session_id(payload):
+    """The legacy_session_id of a ClientHello handshake message."""
+    assert payload[0] == 1, payload[:4]
+    n = payload[4 + 34]
+    return payload[4 + 35:4 + 35 + n]

@@ -109,3 +109,85 @@ def test_the_second_client_hello_after_a_hello_retry_request(server_port, second
         assert server_hellos(more) == [], more
     else:
         assert answered_with_server_hello(more), more
+
+
+# ---- the client side: a hostile server's key share (outbound listeners) ----
+
+class RawServer:
+    """A TCP server speaking just enough TLS 1.3 to send a chosen ServerHello: for each
+    connection, answer(sock, first ClientHello records) runs, then every record the client
+    sends back is kept in self.got."""
+
+    def __init__(self, answer):
+        import socket
+        import threading
+        self.answer = answer
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.got = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                hello = rawtls.read_records(c, stop=server_hellos)
+                if server_hellos(hello):
+                    self.answer(c, server_hellos(hello)[0])
+                    self.got.extend(rawtls.read_records(c, timeout=5, stop=alerts))
+
+    def close(self):
+        self.sock.close()
+
+
+def answer_x25519_small_order(c, ch):
+    sid = rawtls.client_hello_session_id(ch)
+    c.sendall(records(rawtls.HANDSHAKE, rawtls.server_hello(sid, share=(X25519, X25519_ORDER8))))
+
+
+def answer_p256_off_curve(c, ch):
+    """Ask for a P-256 share (HelloRetryRequest), then answer it with (0,0)."""
+    sid = rawtls.client_hello_session_id(ch)
+    c.sendall(records(rawtls.HANDSHAKE, rawtls.server_hello(sid, selected_group=SECP256R1)))
+    second = rawtls.read_records(c, stop=server_hellos)
+    assert server_hellos(second), second
+    c.sendall(records(rawtls.HANDSHAKE,
+                      rawtls.server_hello(sid, share=(SECP256R1, rawtls.p256_point(0, 0)))))
+
+
+def answer_early_ccs(c, ch):
+    sid = rawtls.client_hello_session_id(ch)
+    c.sendall(records(rawtls.CCS, b"\x01") + records(
+        rawtls.HANDSHAKE, rawtls.server_hello(sid, share=(X25519, os.urandom(31) + b"\x10"))))
+
+
+@pytest.mark.parametrize("answer,alert", [
+    (answer_x25519_small_order, ILLEGAL_PARAMETER),
+    (answer_p256_off_curve, ILLEGAL_PARAMETER),
+    (answer_early_ccs, UNEXPECTED_MESSAGE),
+], ids=["x25519 small order", "p256 off curve after HRR", "early CCS"])
+def test_outbound_refuses_a_bad_server_hello(pki_env, start_agent, answer, alert):
+    import socket
+    from harness import free_port, wait_for
+    server = RawServer(answer)
+    port = free_port()
+    sidecar(start_agent, pki_env, "frontend",
+            {"outbound backend": {"listen": f"127.0.0.1:{port}",
+                                  "target": f"127.0.0.1:{server.port}",
+                                  "expect_app_id": "backend"}})
+    c = socket.create_connection(("127.0.0.1", port), timeout=10)
+    c.sendall(b"ping")
+    try:
+        assert c.recv(100) == b""
+    except ConnectionResetError:
+        pass
+    c.close()
+    wait_for(lambda: alerts(server.got), 10, what="the client's alert")
+    assert alerts(server.got) == [alert], server.got
+    assert [k for k, _ in server.got if k != rawtls.ALERT] == [], server.got
+    server.close()

@@ -141,7 +141,7 @@ static void valid_share_then_encrypted_flight(void **state)
         hello_records(&wire, P256, pt, sizeof(pt), i % 2 ? 16 : 16384);
         /* Middlebox-compatibility CCS after the hello, then the encrypted flight. */
         assert_int_equal(pk_buf_append(&wire, ccs_record, sizeof(ccs_record)), 0);
-        pk_hello_guard_init(&g);
+        pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
         assert_int_equal(feed(&g, &wire, steps[i], &at), PK_HELLO_MORE);
         assert_int_equal(pk_hello_guard_feed(&g, app_data_header, sizeof(app_data_header)),
                          PK_HELLO_DONE);
@@ -161,7 +161,7 @@ static void refuse_share(unsigned group, const uint8_t *key, size_t len, size_t 
 
     pk_buf_init(&wire, 1 << 16);
     hello_records(&wire, group, key, len, frag);
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(feed(&g, &wire, step, &at), PK_HELLO_REFUSE);
     /* Only once the whole hello is in: the last piece is the one refused. */
     assert_true(at + step >= wire.len);
@@ -217,7 +217,7 @@ static void x25519_shares(void **state)
     memset(any, 0x42, sizeof(any));
     pk_buf_init(&wire, 1 << 16);
     hello_records(&wire, X25519, any, sizeof(any), 16384);
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(feed(&g, &wire, 9, &at), PK_HELLO_MORE);
     pk_hello_guard_free(&g);
     pk_buf_free(&wire);
@@ -228,7 +228,7 @@ static void early_change_cipher_spec(void **state)
     struct pk_hello_guard g;
 
     (void)state;
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(pk_hello_guard_feed(&g, ccs_record, 3), PK_HELLO_MORE);
     assert_int_equal(pk_hello_guard_feed(&g, ccs_record + 3, 3), PK_HELLO_REFUSE);
     assert_int_equal(g.alert, PK_TLS_ALERT_UNEXPECTED_MESSAGE);
@@ -237,7 +237,7 @@ static void early_change_cipher_spec(void **state)
 
     /* A handshake message other than a ClientHello first. */
     static const uint8_t finished[] = {22, 3, 3, 0, 4, 20, 0, 0, 0};
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(pk_hello_guard_feed(&g, finished, sizeof(finished)), PK_HELLO_REFUSE);
     assert_int_equal(g.alert, PK_TLS_ALERT_UNEXPECTED_MESSAGE);
     pk_hello_guard_free(&g);
@@ -259,7 +259,7 @@ static void second_hello_and_tls12(void **state)
     hello_records(&wire, P256, NULL, 0, 16384);
     assert_int_equal(pk_buf_append(&wire, ccs_record, sizeof(ccs_record)), 0);
     hello_records(&wire, P256, bad, sizeof(bad), 50);
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(feed(&g, &wire, 11, &at), PK_HELLO_REFUSE);
     assert_non_null(strstr(g.why, "ClientHello #2"));
     pk_hello_guard_free(&g);
@@ -267,7 +267,7 @@ static void second_hello_and_tls12(void **state)
     pk_buf_reset(&wire);
     hello_records(&wire, P256, NULL, 0, 16384);
     hello_records(&wire, P256, good, sizeof(good), 16384);
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(feed(&g, &wire, wire.len, &at), PK_HELLO_DONE);
     pk_hello_guard_free(&g);
     /* TLS 1.2: a ClientKeyExchange after the hello ends it too. */
@@ -275,7 +275,7 @@ static void second_hello_and_tls12(void **state)
     hello_records(&wire, P256, good, sizeof(good), 16384);
     static const uint8_t cke[] = {22, 3, 3, 0, 5, 16, 0, 0, 1, 0};
     assert_int_equal(pk_buf_append(&wire, cke, sizeof(cke)), 0);
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(feed(&g, &wire, wire.len, &at), PK_HELLO_DONE);
     pk_hello_guard_free(&g);
     pk_buf_free(&wire);
@@ -303,7 +303,7 @@ static void malformed_hellos(void **state)
         m[3] = (uint8_t)body;
         pk_buf_reset(&wire);
         records(&wire, 22, m, cut, 16384);
-        pk_hello_guard_init(&g);
+        pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
         enum pk_hello_verdict v = feed(&g, &wire, wire.len, &at);
         if (v == PK_HELLO_REFUSE) {
             assert_int_equal(g.alert, PK_TLS_ALERT_DECODE_ERROR);
@@ -316,10 +316,101 @@ static void malformed_hellos(void **state)
     }
     /* A hello that claims more than the guard buffers. */
     static const uint8_t huge[] = {22, 3, 3, 0, 4, 1, 0x10, 0, 0};
-    pk_hello_guard_init(&g);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
     assert_int_equal(pk_hello_guard_feed(&g, huge, sizeof(huge)), PK_HELLO_REFUSE);
     assert_int_equal(g.alert, PK_TLS_ALERT_DECODE_ERROR);
     pk_hello_guard_free(&g);
+    pk_buf_free(&msg);
+    pk_buf_free(&wire);
+}
+
+/* A TLS 1.3 ServerHello handshake message: with a key share (key_len > 0), or a
+ * HelloRetryRequest selecting group (key_len 0). */
+static void server_hello(struct pk_buf *out, unsigned group, const uint8_t *key, size_t key_len)
+{
+    static const uint8_t hrr_random[32] = {0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11,
+                                           0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+                                           0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e,
+                                           0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c};
+    struct pk_buf body;
+
+    pk_buf_init(&body, 1 << 16);
+    put16(&body, 0x0303);
+    if (key_len == 0) {
+        assert_int_equal(pk_buf_append(&body, hrr_random, 32), 0);
+    } else {
+        uint8_t random[32];
+        memset(random, 0x5a, sizeof(random));
+        assert_int_equal(pk_buf_append(&body, random, 32), 0);
+    }
+    assert_int_equal(pk_buf_append(&body, "\0\x13\x01\0", 4), 0); /* session id, suite */
+    put16(&body, 6 + 4 + (key_len > 0 ? 4 + key_len : 2));
+    put16(&body, 43); /* supported_versions: TLS 1.3 */
+    put16(&body, 2);
+    put16(&body, 0x0304);
+    put16(&body, 51); /* key_share */
+    put16(&body, key_len > 0 ? 4 + key_len : 2);
+    put16(&body, group);
+    if (key_len > 0) {
+        put16(&body, key_len);
+        assert_int_equal(pk_buf_append(&body, key, key_len), 0);
+    }
+    uint8_t hdr[4] = {2, (uint8_t)(body.len >> 16), (uint8_t)(body.len >> 8), (uint8_t)body.len};
+    assert_int_equal(pk_buf_append(out, hdr, 4), 0);
+    assert_int_equal(pk_buf_append(out, body.data, body.len), 0);
+    pk_buf_free(&body);
+}
+
+/* The client side: a server's ServerHello(s). */
+static void server_flight(void **state)
+{
+    uint8_t good[65], bad[65];
+    struct pk_buf msg, wire;
+    struct pk_hello_guard g;
+    size_t at;
+
+    (void)state;
+    valid_p256(good);
+    memset(bad, 0, sizeof(bad));
+    bad[0] = 4;
+    pk_buf_init(&msg, 1 << 16);
+    pk_buf_init(&wire, 1 << 16);
+
+    /* A good ServerHello ends the inspection, even split in 3-byte reads. */
+    server_hello(&msg, P256, good, sizeof(good));
+    records(&wire, 22, msg.data, msg.len, 16384);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_SERVER);
+    assert_int_equal(feed(&g, &wire, 3, &at), PK_HELLO_DONE);
+    assert_true(at + 3 >= wire.len);
+    pk_hello_guard_free(&g);
+    /* The same bytes as a ClientHello are a handshake message of the wrong type. */
+    pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
+    assert_int_equal(feed(&g, &wire, 3, &at), PK_HELLO_REFUSE);
+    assert_int_equal(g.alert, PK_TLS_ALERT_UNEXPECTED_MESSAGE);
+    pk_hello_guard_free(&g);
+
+    /* HelloRetryRequest, CCS, then a ServerHello with (0,0). */
+    pk_buf_reset(&msg);
+    pk_buf_reset(&wire);
+    server_hello(&msg, P256, NULL, 0);
+    records(&wire, 22, msg.data, msg.len, 16384);
+    assert_int_equal(pk_buf_append(&wire, ccs_record, sizeof(ccs_record)), 0);
+    pk_buf_reset(&msg);
+    server_hello(&msg, P256, bad, sizeof(bad));
+    records(&wire, 22, msg.data, msg.len, 30);
+    pk_hello_guard_init(&g, PK_HELLO_PEER_SERVER);
+    assert_int_equal(feed(&g, &wire, 1, &at), PK_HELLO_REFUSE);
+    assert_int_equal(g.alert, PK_TLS_ALERT_ILLEGAL_PARAMETER);
+    assert_non_null(strstr(g.why, "ServerHello #2"));
+    pk_hello_guard_free(&g);
+
+    /* CCS before the ServerHello. */
+    pk_hello_guard_init(&g, PK_HELLO_PEER_SERVER);
+    assert_int_equal(pk_hello_guard_feed(&g, ccs_record, sizeof(ccs_record)), PK_HELLO_REFUSE);
+    assert_int_equal(g.alert, PK_TLS_ALERT_UNEXPECTED_MESSAGE);
+    assert_non_null(strstr(g.why, "before the ServerHello"));
+    pk_hello_guard_free(&g);
+
     pk_buf_free(&msg);
     pk_buf_free(&wire);
 }
@@ -334,7 +425,7 @@ static void wolfssl_client_hello_passes(void **state)
     for (size_t k = 0; k < PK_ARRAY_LEN(groups); k++) {
         size_t n = wolfssl_client_hello(wolfTLSv1_3_client_method(), groups[k], buf, sizeof(buf));
         struct pk_hello_guard g;
-        pk_hello_guard_init(&g);
+        pk_hello_guard_init(&g, PK_HELLO_PEER_CLIENT);
         for (size_t i = 0; i < n; i++) {
             assert_int_equal(pk_hello_guard_feed(&g, buf + i, 1), PK_HELLO_MORE);
         }
@@ -351,6 +442,7 @@ int main(void)
             cmocka_unit_test(early_change_cipher_spec),
             cmocka_unit_test(second_hello_and_tls12),
             cmocka_unit_test(malformed_hellos),
+            cmocka_unit_test(server_flight),
             cmocka_unit_test(wolfssl_client_hello_passes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
