@@ -312,10 +312,12 @@ def test_two_sidecars_frontend_to_backend(pki_env, start_agent):
         res = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{fport}/"], capture_output=True,
                              timeout=10)
         assert res.stdout == b"hello", res.stderr
-    # A connection is counted when the proxy has closed it, which may be after curl returned.
-    wait_for(lambda: front.status()["listeners"][0]["total"] == 5, 10, what="5 connections")
-    st = front.status()["listeners"][0]
-    assert st["bytes_out"] >= 5 * len(HTTP_OK)
+    # A connection's bytes are counted when the proxy has closed it, which may be after curl
+    # returned.
+    def counted():
+        st = front.status()["listeners"][0]
+        return st["total"] == 5 and st["bytes_out"] >= 5 * len(HTTP_OK)
+    wait_for(counted, 10, what="5 connections and their bytes counted")
 
 
 def test_half_close_both_ways(pki_env, start_agent):
