@@ -22,6 +22,7 @@
 #include "common/err.h"
 #include "common/key.h"
 #include "common/pem.h"
+#include "common/sigmemo.h"
 #include "common/x509.h"
 #include "testutil.h"
 
@@ -30,6 +31,9 @@
 #define LEAF_URI "spiffe://example.test/ns/default/frontend"
 #define Y2051    ((time_t)2556144000) /* 2051-01-01T00:00:00Z */
 
+/* A memo shared by every verify_both call of this program, as a context's is by its handshakes. */
+static struct pk_sigmemo *shared_memo;
+
 static int setup_tmp(void **state)
 {
     return tmpdir_create("x509test");
@@ -37,6 +41,7 @@ static int setup_tmp(void **state)
 
 static int teardown_tmp(void **state)
 {
+    shared_memo = pk_sigmemo_free(shared_memo);
     return tmpdir_remove();
 }
 
@@ -139,6 +144,26 @@ static void pki_free(struct pki *p)
     pk_certs_clear(&p->inter);
 }
 
+/* pk_x509_verify_chain, with the handshake's verifier asked the same question three ways (no
+ * memo, a fresh memo, and the memo every earlier call has filled): each must give the same
+ * answer, and the returned error is the full verifier's. */
+static int verify_both(const struct pk_cert *leaf, const struct pk_certs *inter,
+                       const struct pk_certs *roots, struct pk_err *err)
+{
+    struct pk_sigmemo *fresh = pk_sigmemo_new();
+    struct pk_err fast_err = {{0}};
+    int r = pk_x509_verify_chain(leaf, inter, roots, err);
+
+    if (shared_memo == NULL) {
+        shared_memo = pk_sigmemo_new();
+    }
+    assert_int_equal(pk_x509_verify_peer_chain(leaf, inter, roots, NULL, &fast_err), r);
+    assert_int_equal(pk_x509_verify_peer_chain(leaf, inter, roots, fresh, &fast_err), r);
+    assert_int_equal(pk_x509_verify_peer_chain(leaf, inter, roots, shared_memo, &fast_err), r);
+    pk_sigmemo_free(fresh);
+    return r;
+}
+
 /* ---- the three profiles ---- */
 
 static void root_and_issuer_profiles(enum pk_key_type type)
@@ -213,7 +238,7 @@ static void root_and_issuer_profiles(enum pk_key_type type)
     write_cert("root.pem", p.root);
     write_cert("issuer.pem", p.iss);
     sh("openssl verify -CAfile root.pem issuer.pem");
-    assert_int_equal(pk_x509_verify_chain(p.iss, NULL, &p.roots, NULL), 0);
+    assert_int_equal(verify_both(p.iss, NULL, &p.roots, NULL), 0);
     (void)now;
     pki_free(&p);
 }
@@ -304,7 +329,7 @@ static void workload_profile(enum pk_key_type ca_type, enum pk_key_type leaf_typ
     sh("openssl verify -CAfile root.pem -untrusted issuer.pem leaf.pem");
     sh("openssl verify -CAfile root.pem -untrusted issuer.pem -purpose sslserver leaf.pem");
     sh("openssl verify -CAfile root.pem -untrusted issuer.pem -purpose sslclient leaf.pem");
-    assert_int_equal(pk_x509_verify_chain(leaf, &p.inter, &p.roots, &err), 0);
+    assert_int_equal(verify_both(leaf, &p.inter, &p.roots, &err), 0);
 
     pk_cert_free(leaf);
     pk_cert_free(leaf2);
@@ -444,12 +469,12 @@ static void chain_cases(void **state)
 
     struct pk_cert_template t = leaf_tmpl(now - 900, now + 86400, LEAF_URI);
     good = issue(&t, key, p.iss, p.iss_key);
-    assert_int_equal(pk_x509_verify_chain(good, &p.inter, &p.roots, &err), 0);
+    assert_int_equal(verify_both(good, &p.inter, &p.roots, &err), 0);
 
     /* An expired leaf. */
     t = leaf_tmpl(now - 7200, now - 3600, LEAF_URI);
     expired = issue(&t, key, p.iss, p.iss_key);
-    assert_int_equal(pk_x509_verify_chain(expired, &p.inter, &p.roots, &err), PK_E_EXPIRED);
+    assert_int_equal(verify_both(expired, &p.inter, &p.roots, &err), PK_E_EXPIRED);
     assert_non_null(strstr(err.msg, "leaf"));
     assert_non_null(strstr(err.msg, LEAF_URI));
     assert_non_null(strstr(err.msg, "expired"));
@@ -457,41 +482,41 @@ static void chain_cases(void **state)
     /* Not yet valid. */
     t = leaf_tmpl(now + 3600, now + 7200, LEAF_URI);
     future = issue(&t, key, p.iss, p.iss_key);
-    assert_int_equal(pk_x509_verify_chain(future, &p.inter, &p.roots, &err), PK_E_NOTYETVALID);
+    assert_int_equal(verify_both(future, &p.inter, &p.roots, &err), PK_E_NOTYETVALID);
     assert_non_null(strstr(err.msg, "leaf"));
 
     /* An issuer from another root that even has the same name. */
     t = leaf_tmpl(now - 900, now + 86400, LEAF_URI);
     foreign = issue(&t, key, q.iss, q.iss_key);
-    assert_int_equal(pk_x509_verify_chain(foreign, &q.inter, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(foreign, &q.inter, &p.roots, &err), PK_E_UNTRUSTED);
     assert_non_null(strstr(err.msg, "intermediate #1"));
-    assert_int_equal(pk_x509_verify_chain(foreign, &p.inter, &p.roots, &err), PK_E_UNTRUSTED);
-    assert_int_equal(pk_x509_verify_chain(good, &q.inter, &q.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(foreign, &p.inter, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(good, &q.inter, &q.roots, &err), PK_E_UNTRUSTED);
     /* The right root among several. */
     struct pk_certs both = {NULL, 0};
     assert_int_equal(pk_certs_push_copy(&both, q.root), 0);
     assert_int_equal(pk_certs_push_copy(&both, p.root), 0);
-    assert_int_equal(pk_x509_verify_chain(good, &p.inter, &both, &err), 0);
-    assert_int_equal(pk_x509_verify_chain(foreign, &q.inter, &both, &err), 0);
+    assert_int_equal(verify_both(good, &p.inter, &both, &err), 0);
+    assert_int_equal(verify_both(foreign, &q.inter, &both, &err), 0);
     pk_certs_clear(&both);
 
     /* Missing intermediate; no roots. */
-    assert_int_equal(pk_x509_verify_chain(good, &none, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(good, &none, &p.roots, &err), PK_E_UNTRUSTED);
     assert_non_null(strstr(err.msg, ISSUER_O));
-    assert_int_equal(pk_x509_verify_chain(good, &p.inter, &none, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(good, &p.inter, &none, &err), PK_E_UNTRUSTED);
 
     /* The leaf presented as its own issuer, and as a root: it is not a CA. */
     struct pk_certs self = {NULL, 0};
     assert_int_equal(pk_certs_push_copy(&self, good), 0);
-    assert_int_equal(pk_x509_verify_chain(good, &self, &p.roots, &err), PK_E_UNTRUSTED);
-    assert_int_equal(pk_x509_verify_chain(good, &self, &self, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(good, &self, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(good, &self, &self, &err), PK_E_UNTRUSTED);
     /* A self-signed non-CA leaf trusted as its own root. */
     struct pk_cert_template st = leaf_tmpl(now - 900, now + 86400, LEAF_URI);
     struct pk_cert *selfsigned = issue(&st, key, NULL, key);
     assert_true(pk_cert_self_signed(selfsigned));
     struct pk_certs selfroot = {NULL, 0};
     assert_int_equal(pk_certs_push_copy(&selfroot, selfsigned), 0);
-    assert_int_equal(pk_x509_verify_chain(selfsigned, &none, &selfroot, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(selfsigned, &none, &selfroot, &err), PK_E_UNTRUSTED);
     pk_certs_clear(&selfroot);
     pk_cert_free(selfsigned);
     pk_certs_clear(&self);
@@ -556,8 +581,8 @@ static void anchors_must_be_cas(void **state)
     /* The intermediate alone as the anchor: its leaves verify, with or without it in the chain. */
     struct pk_certs only_iss = {NULL, 0};
     assert_int_equal(pk_certs_push_copy(&only_iss, p.iss), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf, &none, &only_iss, &err), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf, &p.inter, &only_iss, &err), 0);
+    assert_int_equal(verify_both(leaf, &none, &only_iss, &err), 0);
+    assert_int_equal(verify_both(leaf, &p.inter, &only_iss, &err), 0);
     pk_certs_clear(&only_iss);
 
     pk_buf_free(&pem);
@@ -595,18 +620,18 @@ static void chain_intermediates_any_order_and_limits(void **state)
     assert_int_equal(pk_certs_push_copy(&inter, i3), 0);
     assert_int_equal(pk_certs_push_copy(&inter, i2), 0);
     assert_int_equal(pk_certs_push_copy(&inter, p.iss), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf, &inter, &p.roots, &err), 0);
+    assert_int_equal(verify_both(leaf, &inter, &p.roots, &err), 0);
     pk_certs_clear(&inter);
     assert_int_equal(pk_certs_push_copy(&inter, i2), 0);
     assert_int_equal(pk_certs_push_copy(&inter, p.iss), 0);
     assert_int_equal(pk_certs_push_copy(&inter, i3), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf, &inter, &p.roots, &err), 0);
+    assert_int_equal(verify_both(leaf, &inter, &p.roots, &err), 0);
 
     /* The middle one missing: the message follows the chain up to what is missing. */
     pk_certs_clear(&inter);
     assert_int_equal(pk_certs_push_copy(&inter, i3), 0);
     assert_int_equal(pk_certs_push_copy(&inter, p.iss), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf, &inter, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(leaf, &inter, &p.roots, &err), PK_E_UNTRUSTED);
     assert_non_null(strstr(err.msg, "intermediate two"));
 
     /* An expired intermediate is named. */
@@ -618,7 +643,7 @@ static void chain_intermediates_any_order_and_limits(void **state)
     assert_int_equal(pk_certs_push_copy(&inter, i3), 0);
     assert_int_equal(pk_certs_push_copy(&inter, i2_expired), 0);
     assert_int_equal(pk_certs_push_copy(&inter, p.iss), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf, &inter, &p.roots, &err), PK_E_EXPIRED);
+    assert_int_equal(verify_both(leaf, &inter, &p.roots, &err), PK_E_EXPIRED);
     assert_non_null(strstr(err.msg, "intermediate #2"));
     assert_non_null(strstr(err.msg, "intermediate two"));
 
@@ -633,10 +658,10 @@ static void chain_intermediates_any_order_and_limits(void **state)
     assert_int_equal(pk_certs_push_copy(&inter, iss_pl0), 0);
     assert_int_equal(pk_certs_push_copy(&inter, i2b), 0);
     assert_int_equal(pk_certs_push_copy(&inter, i3b), 0);
-    assert_int_equal(pk_x509_verify_chain(leafb, &inter, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(leafb, &inter, &p.roots, &err), PK_E_UNTRUSTED);
     /* ... but allows a leaf directly below it. */
     struct pk_cert *leafc = issue(&lt, leaf_key, iss_pl0, p.iss_key);
-    assert_int_equal(pk_x509_verify_chain(leafc, &inter, &p.roots, &err), 0);
+    assert_int_equal(verify_both(leafc, &inter, &p.roots, &err), 0);
 
     /* An expired root among the roots is skipped when another one works, named when not. */
     struct pk_cert_template ro = root_tmpl(now);
@@ -645,13 +670,13 @@ static void chain_intermediates_any_order_and_limits(void **state)
     old_root = issue(&ro, p.root_key, NULL, p.root_key); /* same key and name as p.root */
     assert_int_equal(pk_certs_push_copy(&roots, old_root), 0);
     assert_int_equal(pk_certs_push_copy(&roots, p.root), 0);
-    assert_int_equal(pk_x509_verify_chain(p.iss, NULL, &roots, &err), 0);
+    assert_int_equal(verify_both(p.iss, NULL, &roots, &err), 0);
     pk_certs_clear(&roots);
     assert_int_equal(pk_certs_push_copy(&roots, old_root), 0);
-    assert_int_equal(pk_x509_verify_chain(p.iss, NULL, &roots, &err), PK_E_EXPIRED);
+    assert_int_equal(verify_both(p.iss, NULL, &roots, &err), PK_E_EXPIRED);
     assert_non_null(strstr(err.msg, "root #1"));
     leaf_x = issue(&lt, leaf_key, p.iss, p.iss_key);
-    assert_int_equal(pk_x509_verify_chain(leaf_x, &p.inter, &roots, &err), PK_E_EXPIRED);
+    assert_int_equal(verify_both(leaf_x, &p.inter, &roots, &err), PK_E_EXPIRED);
     assert_non_null(strstr(err.msg, "root #1"));
 
     pk_cert_free(iss_pl0);
@@ -842,7 +867,7 @@ static void malformed_certificates(void **state)
     copy[der.len - 2] ^= 0x01;
     assert_int_equal(pk_cert_parse_der(copy, der.len, "leaf.crt", &cert, &err), 0);
     assert_false(pk_cert_signed_by(cert, p.iss));
-    assert_int_equal(pk_x509_verify_chain(cert, &p.inter, &p.roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(cert, &p.inter, &p.roots, &err), PK_E_UNTRUSTED);
     assert_non_null(strstr(err.msg, "signature"));
     cert = pk_cert_free(cert);
     free(copy);
@@ -1090,13 +1115,13 @@ static void dapr_openssl_recipe(void **state)
                      PK_KU_DIGITAL_SIGNATURE | PK_KU_KEY_CERT_SIGN | PK_KU_CRL_SIGN);
     assert_true(pk_cert_matches_key(iss, issuer_key));
     assert_true(pk_cert_signed_by(iss, root));
-    assert_int_equal(pk_x509_verify_chain(iss, NULL, &roots, &err), 0);
+    assert_int_equal(verify_both(iss, NULL, &roots, &err), 0);
 
     /* picket issues a workload certificate with that issuer; the chain verifies both ways. */
     assert_int_equal(pk_key_generate(PK_KEY_P256, &leaf_key, NULL), 0);
     struct pk_cert_template t = leaf_tmpl(now - 900, now + 86400, LEAF_URI);
     struct pk_cert *leaf = issue(&t, leaf_key, iss, issuer_key);
-    assert_int_equal(pk_x509_verify_chain(leaf, &issuers, &roots, &err), 0);
+    assert_int_equal(verify_both(leaf, &issuers, &roots, &err), 0);
     write_cert("leaf.pem", leaf);
     sh("openssl verify -CAfile root.pem -untrusted issuer.pem leaf.pem");
     /* pathlen:0 on the issuer: a CA below it is refused. */
@@ -1104,7 +1129,7 @@ static void dapr_openssl_recipe(void **state)
     struct pk_cert *sub = issue(&ct, leaf_key, iss, issuer_key);
     struct pk_cert *leaf2 = issue(&t, leaf_key, sub, leaf_key);
     assert_int_equal(pk_certs_push_copy(&issuers, sub), 0);
-    assert_int_equal(pk_x509_verify_chain(leaf2, &issuers, &roots, &err), PK_E_UNTRUSTED);
+    assert_int_equal(verify_both(leaf2, &issuers, &roots, &err), PK_E_UNTRUSTED);
 
     pk_cert_free(sub);
     pk_cert_free(leaf2);
