@@ -36,7 +36,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <ini.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -44,11 +43,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/un.h>
 
+#include "common/addr.h"
 #include "common/buf.h"
 #include "common/dstmap.h"
 #include "common/duration.h"
+#include "common/env.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -63,10 +63,6 @@
 #define INIH_MAX_SECTION 49
 /* Room for a quoted, escaped piece of user input in a message. */
 #define QUOTE_LEN 100
-/* sockaddr_un.sun_path less its NUL. */
-#define MAX_UNIX_PATH 107
-_Static_assert(MAX_UNIX_PATH + 1 == sizeof(((struct sockaddr_un *)0)->sun_path),
-               "MAX_UNIX_PATH must match sun_path");
 /* RFC 1035 §2.3.4, as a name without its final dot. */
 #define MAX_DNS_NAME 253
 /* The largest duration a key takes: longer is a typo. */
@@ -399,29 +395,10 @@ struct parser {
     struct pk_err *err;
 };
 
-/* Untrusted text for a message: bytes outside printable ASCII escaped, cut to fit buf. */
-static const char *quote(char *buf, const char *text)
-{
-    return pk_log_escape(buf, QUOTE_LEN, text);
-}
-
 static bool is_blank(char c)
 {
     return isspace((unsigned char)c) != 0;
 }
-static const char *kind_name(enum pk_listener_kind kind)
-{
-    switch (kind) {
-    case PK_LISTENER_INBOUND:
-        return "inbound";
-    case PK_LISTENER_OUTBOUND:
-        return "outbound";
-    case PK_LISTENER_TRANSPARENT:
-        return "transparent";
-    }
-    return "?";
-}
-
 /* ---- values ---- */
 
 static int parse_bool(const char *text, bool go_forms, bool *out)
@@ -538,157 +515,24 @@ static int parse_mark(const char *text, long *out)
     return 0;
 }
 
-static int parse_port(const char *text, unsigned min, unsigned *out)
-{
-    long v;
-
-    if (parse_count(text, (long)min, 65535, &v) != 0) {
-        return PK_E_INVALID;
-    }
-    *out = (unsigned)v;
-    return 0;
-}
-
-/* HOST:PORT or [V6]:PORT, as the gRPC client and the admin endpoint split them. */
-static int check_host_port(const char *text, unsigned min_port, struct pk_err *err)
-{
-    const char *colon = strrchr(text, ':');
-    char q[QUOTE_LEN];
-    unsigned port;
-    size_t host_len;
-
-    if (colon == NULL || colon == text) {
-        return pk_err_set(err, PK_E_INVALID, "`%s' is not HOST:PORT", quote(q, text));
-    }
-    host_len = (size_t)(colon - text);
-    for (const char *s = text; s < colon; s++) {
-        if ((unsigned char)*s <= ' ' || (unsigned char)*s >= 0x7f) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': the host has a blank or control byte",
-                              quote(q, text));
-        }
-    }
-    if (text[0] == '[') {
-        if (host_len < 3 || colon[-1] != ']' || memchr(text + 1, ']', host_len - 2) != NULL) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': bad [IPv6] host", quote(q, text));
-        }
-    } else if (memchr(text, ':', host_len) != NULL || memchr(text, ']', host_len) != NULL) {
-        return pk_err_set(err, PK_E_INVALID,
-                          "`%s': put an IPv6 address in brackets, as in [::1]:50001",
-                          quote(q, text));
-    }
-    if (parse_port(colon + 1, min_port, &port) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "`%s': the port is not a number from %u to 65535",
-                          quote(q, text), min_port);
-    }
-    return 0;
-}
-
+/* [admin] listen: also "off" or empty (no admin endpoint), port 0 (any free port) and a
+ * relative unix socket path. */
 static int check_listen(const char *text, struct pk_err *err)
 {
-    char q[QUOTE_LEN];
+    struct pk_addr addr;
 
     if (text[0] == '\0' || strcmp(text, "off") == 0) {
         return 0;
     }
-    if (strncmp(text, "unix:", 5) == 0) {
-        size_t n = strlen(text + 5);
-        if (n == 0 || n > MAX_UNIX_PATH) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': a unix socket path must have 1 to %d bytes",
-                              quote(q, text), MAX_UNIX_PATH);
-        }
-        return 0;
-    }
-    if (check_host_port(text, 0, err) != 0) {
-        return pk_err_prefix(err, PK_E_INVALID,
-                             "expected HOST:PORT, [V6]:PORT, unix:PATH, off or an empty value");
-    }
-    return 0;
-}
-
-/* A listener's address. The proxy binds and connects to it without resolving names, so the
- * host must be numeric or "localhost". */
-static int check_socket(const char *text, struct pk_err *err)
-{
-    char q[QUOTE_LEN], host[INET6_ADDRSTRLEN];
-    const char *colon;
-    unsigned char addr[sizeof(struct in6_addr)];
-    size_t host_len;
-
-    if (strncmp(text, "unix:", 5) == 0) {
-        if (text[5] != '/') {
-            return pk_err_set(err, PK_E_INVALID,
-                              "`%s': a unix socket path must be absolute, as in unix:/run/app.sock",
-                              quote(q, text));
-        }
-        if (strlen(text + 5) > MAX_UNIX_PATH) {
-            return pk_err_set(err, PK_E_INVALID,
-                              "`%s': a unix socket path must be shorter than %d bytes",
-                              quote(q, text), MAX_UNIX_PATH + 1);
-        }
-        return 0;
-    }
-    if (check_host_port(text, 1, err) != 0) {
-        return pk_err_prefix(err, PK_E_INVALID, "expected HOST:PORT, [V6]:PORT or unix:/PATH");
-    }
-    colon = strrchr(text, ':');
-    host_len = (size_t)(colon - text);
-    if (text[0] == '[') {
-        /* check_host_port saw the brackets; inet_pton refuses zones and names. */
-        bool ok = host_len - 2 < sizeof(host);
-        if (ok) {
-            memcpy(host, text + 1, host_len - 2);
-            host[host_len - 2] = '\0';
-            ok = inet_pton(AF_INET6, host, addr) == 1;
-        }
-        if (!ok) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': not an IPv6 address in brackets",
-                              quote(q, text));
-        }
-        return 0;
-    }
-    if (host_len == 9 && memcmp(text, "localhost", 9) == 0) {
-        return 0;
-    }
-    if (host_len < sizeof(host)) {
-        memcpy(host, text, host_len);
-        host[host_len] = '\0';
-        if (inet_pton(AF_INET, host, addr) == 1) {
-            return 0;
-        }
-    }
-    return pk_err_set(err, PK_E_INVALID,
-                      "`%s': the host must be a numeric IPv4 address, [IPv6] or localhost (names "
-                      "are not resolved)",
-                      quote(q, text));
+    return pk_addr_parse(text, PK_ADDR_PORT_ZERO | PK_ADDR_UNIX_RELATIVE, &addr, err);
 }
 
 /* Whether a checked listener address can only be reached from this host. */
 static bool is_loopback(const char *text)
 {
-    char host[INET6_ADDRSTRLEN];
-    const char *colon = strrchr(text, ':');
-    struct in6_addr a6;
-    struct in_addr a4;
-    size_t host_len;
+    struct pk_addr addr;
 
-    if (strncmp(text, "unix:", 5) == 0) {
-        return true;
-    }
-    PK_ASSERT(colon != NULL);
-    host_len = (size_t)(colon - text);
-    if (text[0] == '[') {
-        PK_ASSERT(host_len >= 2 && host_len - 2 < sizeof(host));
-        memcpy(host, text + 1, host_len - 2);
-        host[host_len - 2] = '\0';
-        return inet_pton(AF_INET6, host, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-    }
-    if (host_len == 9 && memcmp(text, "localhost", 9) == 0) {
-        return true;
-    }
-    PK_ASSERT(host_len < sizeof(host));
-    memcpy(host, text, host_len);
-    host[host_len] = '\0';
-    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+    return pk_addr_parse(text, 0, &addr, NULL) == 0 && pk_addr_is_loopback(&addr);
 }
 
 /* allow_app_id: APP in our namespace, or NAMESPACE/APP. */
@@ -704,7 +548,7 @@ static int check_app_id(const char *text, struct pk_err *err)
     }
     if (strchr(slash + 1, '/') != NULL) {
         return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got `%s'",
-                          quote(q, text));
+                          pk_quote(q, sizeof(q), text, strlen(text)));
     }
     ns = pk_xstrndup(text, (size_t)(slash - text));
     r = pk_spiffe_check_segment(ns, "namespace", err);
@@ -727,7 +571,7 @@ static int check_spiffe_pattern(const char *text, struct pk_err *err)
         return pk_err_set(err, PK_E_INVALID,
                           "`%s' is not a SPIFFE ID: it must start with spiffe:// and a trust "
                           "domain",
-                          quote(q, text));
+                          pk_quote(q, sizeof(q), text, strlen(text)));
     }
     return 0;
 }
@@ -744,18 +588,18 @@ static int check_server_name(const char *text, struct pk_err *err)
         if (!isalnum(c) && c != '-' && c != '.' && c != '_') {
             return pk_err_set(err, PK_E_INVALID,
                               "`%s' is not a host name (letters, digits, `-', `_' and `.')",
-                              quote(q, text));
+                              pk_quote(q, sizeof(q), text, strlen(text)));
         }
     }
     if (len > MAX_DNS_NAME) {
         return pk_err_set(err, PK_E_INVALID, "`%s' is longer than a host name can be (%d bytes)",
-                          quote(q, text), MAX_DNS_NAME);
+                          pk_quote(q, sizeof(q), text, strlen(text)), MAX_DNS_NAME);
     }
     if (inet_pton(AF_INET, text, &a4) == 1) {
         return pk_err_set(err, PK_E_INVALID,
                           "`%s': SNI cannot carry an IP address (RFC 6066 §3); leave server_name "
                           "out",
-                          quote(q, text));
+                          pk_quote(q, sizeof(q), text, strlen(text)));
     }
     return 0;
 }
@@ -780,6 +624,7 @@ static void append_string(char ***field, size_t *count, const char *value)
 static int check_text(const struct key *k, const char *value, struct pk_err *err)
 {
     struct pk_spiffe_id id;
+    struct pk_addr addr;
 
     if (value[0] == '\0') {
         if ((k->flags & KF_REPEAT) && strncmp(k->name, "allow_", 6) == 0) {
@@ -799,9 +644,10 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
     case K_TRUST_DOMAIN:
         return pk_spiffe_check_trust_domain(value, err);
     case K_ADDRESS:
-        return check_host_port(value, 1, err);
+        return pk_addr_parse(value, PK_ADDR_NAMES, &addr, err);
     case K_SOCKET:
-        return check_socket(value, err);
+        /* The proxy binds and connects without resolving names. */
+        return pk_addr_parse(value, 0, &addr, err);
     case K_APP_ID:
         return check_app_id(value, err);
     case K_SPIFFE_ID:
@@ -830,7 +676,7 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
         if (strlen(value) > QUOTE_LEN || strpbrk(value, " \t") != NULL) {
             return pk_err_set(err, PK_E_INVALID,
                               "`%s' is not a port (1 to 65535) or a range such as 8000-8099",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         snprintf(text, sizeof(text), "0.0.0.0/0 %s", value);
         return pk_dst_parse(text, &dst, err);
@@ -885,18 +731,18 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
         if (parse_bool(value, false, &flag) != 0) {
             return pk_err_set(err, PK_E_INVALID,
                               "`%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(bool *)field = flag;
         return 0;
     case K_FRACTION:
         if (parse_decimal(value, &d) != 0) {
             return pk_err_set(err, PK_E_INVALID, "`%s' is not a decimal fraction such as 0.5",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         if (d < k->min || d > k->max) {
             return pk_err_set(err, PK_E_INVALID, "%s is out of range: it must be from %g to %g",
-                              quote(q, value), k->min, k->max);
+                              pk_quote(q, sizeof(q), value, strlen(value)), k->min, k->max);
         }
         *(double *)field = d;
         return 0;
@@ -907,7 +753,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
         d = (double)ns / 1e9;
         if (d < k->min || d > k->max) {
             return pk_err_set(err, PK_E_INVALID, "%s is out of range: it must be from %s to %s",
-                              quote(q, value),
+                              pk_quote(q, sizeof(q), value, strlen(value)),
                               pk_duration_format((int64_t)(k->min * 1e9), a, sizeof(a)),
                               pk_duration_format((int64_t)(k->max * 1e9), b, sizeof(b)));
         }
@@ -917,7 +763,8 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
     case K_SIZE:
         if (parse_count(value, (long)k->min, (long)k->max, &n) != 0) {
             return pk_err_set(err, PK_E_INVALID, "`%s' is not a whole number from %ld to %ld",
-                              quote(q, value), (long)k->min, (long)k->max);
+                              pk_quote(q, sizeof(q), value, strlen(value)), (long)k->min,
+                              (long)k->max);
         }
         if (k->type == K_SIZE) {
             *(size_t *)field = (size_t)n;
@@ -930,7 +777,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
             return pk_err_set(err, PK_E_INVALID,
                               "`%s' is not a signal name (HUP, INT, QUIT, USR1, USR2, TERM, "
                               "ALRM, CONT or WINCH, with or without SIG)",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(int *)field = i;
         return 0;
@@ -938,7 +785,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
         enum pk_log_level level;
         if (pk_log_level_parse(value, &level) != 0) {
             return pk_err_set(err, PK_E_INVALID, "`%s' is not debug, info, warn or error",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(int *)field = (int)level;
         return 0;
@@ -950,7 +797,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
             *(enum pk_unmapped_policy *)field = PK_UNMAPPED_PASSTHROUGH;
         } else {
             return pk_err_set(err, PK_E_INVALID, "`%s' is not deny or passthrough",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         return 0;
     case K_MARK:
@@ -958,7 +805,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
             return pk_err_set(err, PK_E_INVALID,
                               "`%s' is not a firewall mark: a number from 0 to 4294967295, "
                               "decimal or 0x hex",
-                              quote(q, value));
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(long *)field = n;
         return 0;
@@ -966,7 +813,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
         /* (uid_t)-1 means "no change" to the kernel: not a real owner. */
         if (parse_count(value, 0, 4294967294L, &n) != 0) {
             return pk_err_set(err, PK_E_INVALID, "`%s' is not a numeric %s from 0 to 4294967294",
-                              quote(q, value), k->what);
+                              pk_quote(q, sizeof(q), value, strlen(value)), k->what);
         }
         *(long *)field = n;
         return 0;
@@ -1096,13 +943,13 @@ static int begin_listener(struct parser *ps, const char *name, size_t len, const
     for (size_t i = 0; i < len; i++) {
         if (!is_name_char(name[i])) {
             fail(ps, "[%s]: bad NAME: it must be 1 to %d of the letters, digits, `_', `.' and `-'",
-                 quote(q, shown), PK_AGENT_CONFIG_MAX_NAME);
+                 pk_quote(q, sizeof(q), shown, strlen(shown)), PK_AGENT_CONFIG_MAX_NAME);
             return PK_E_INVALID;
         }
     }
     if (len > PK_AGENT_CONFIG_MAX_NAME) {
-        fail(ps, "[%s...]: the NAME is longer than %d bytes", quote(q, shown),
-             PK_AGENT_CONFIG_MAX_NAME);
+        fail(ps, "[%s...]: the NAME is longer than %d bytes",
+             pk_quote(q, sizeof(q), shown, strlen(shown)), PK_AGENT_CONFIG_MAX_NAME);
         return PK_E_INVALID;
     }
     /* Names label logs, metrics and /status, so both kinds share one namespace. */
@@ -1110,7 +957,7 @@ static int begin_listener(struct parser *ps, const char *name, size_t len, const
         const struct pk_listener_config *other = &sc->listeners[i];
         if (strlen(other->name) == len && memcmp(other->name, name, len) == 0) {
             fail(ps, "[%s]: the NAME %s is already used by [%s %s] on line %d", shown, other->name,
-                 kind_name(other->kind), other->name, ps->lines[i].section);
+                 pk_listener_kind_name(other->kind), other->name, ps->lines[i].section);
             return PK_E_INVALID;
         }
     }
@@ -1149,21 +996,23 @@ static int begin_section(struct parser *ps, const char *header, size_t len)
     PK_ASSERT(cut < sizeof(shown));
     snprintf(shown, sizeof(shown), "%.*s", (int)PK_MIN(len, cut), header);
     if (len > INIH_MAX_SECTION && (ps->kind == NULL || !ps->kind->named)) {
-        fail(ps, "[%s...]: section name is longer than %d bytes", quote(q, shown),
-             INIH_MAX_SECTION);
+        fail(ps, "[%s...]: section name is longer than %d bytes",
+             pk_quote(q, sizeof(q), shown, strlen(shown)), INIH_MAX_SECTION);
         return PK_E_INVALID;
     }
     if (ps->kind == NULL) {
-        fail(ps, "[%s]: unknown section (picket.ini has " KNOWN_SECTIONS ")", quote(q, shown));
+        fail(ps, "[%s]: unknown section (picket.ini has " KNOWN_SECTIONS ")",
+             pk_quote(q, sizeof(q), shown, strlen(shown)));
         return PK_E_INVALID;
     }
     if (!ps->kind->named && space != NULL) {
-        fail(ps, "[%s]: section [%s] takes no name", quote(q, shown), ps->kind->name);
+        fail(ps, "[%s]: section [%s] takes no name", pk_quote(q, sizeof(q), shown, strlen(shown)),
+             ps->kind->name);
         return PK_E_INVALID;
     }
     if (ps->kind->named && (space == NULL || kind_len + 1 == len)) {
-        fail(ps, "[%s]: section [%s] needs a name, as in [%s NAME]", quote(q, shown),
-             ps->kind->name, ps->kind->name);
+        fail(ps, "[%s]: section [%s] needs a name, as in [%s NAME]",
+             pk_quote(q, sizeof(q), shown, strlen(shown)), ps->kind->name, ps->kind->name);
         return PK_E_INVALID;
     }
     if (ps->kind->named) {
@@ -1317,7 +1166,8 @@ static int on_key(void *user, const char *section, const char *name, const char 
         return 0;
     }
     if (ps->kind == NULL) {
-        fail(ps, "%s: key outside a section (put it under " KNOWN_SECTIONS ")", quote(q, name));
+        fail(ps, "%s: key outside a section (put it under " KNOWN_SECTIONS ")",
+             pk_quote(q, sizeof(q), name, strlen(name)));
         return 0;
     }
     for (size_t i = 0; i < ps->kind->n_keys; i++) {
@@ -1349,8 +1199,9 @@ static int on_key(void *user, const char *section, const char *name, const char 
                              ps->kind->keys[i].name);
             off += n > 0 ? (size_t)n : 0;
         }
-        fail(ps, "[%s] %s: unknown key (the keys of [%s%s] are %s)", ps->section, quote(q, name),
-             ps->kind->name, ps->kind->named ? " NAME" : "", known);
+        fail(ps, "[%s] %s: unknown key (the keys of [%s%s] are %s)", ps->section,
+             pk_quote(q, sizeof(q), name, strlen(name)), ps->kind->name,
+             ps->kind->named ? " NAME" : "", known);
         return 0;
     }
     if (ps->kind->named) {
@@ -1468,7 +1319,7 @@ static int key_line(const struct listener_lines *lines, const char *key_name)
 static int check_listener(struct parser *ps, const struct pk_listener_config *lc,
                           const struct listener_lines *lines)
 {
-    const char *kind = kind_name(lc->kind);
+    const char *kind = pk_listener_kind_name(lc->kind);
     int spiffe_line = key_line(lines, "expect_spiffe_id");
     int app_line = key_line(lines, "expect_app_id");
     int ns_line = key_line(lines, "expect_namespace");
@@ -1487,7 +1338,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
             fail_at(ps, key_line(lines, "listen"),
                     "[%s %s] listen: `%s': a transparent listener takes redirected TCP "
                     "connections, so it needs an IP address and port",
-                    kind, lc->name, quote(q, lc->listen));
+                    kind, lc->name, pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)));
             return PK_E_INVALID;
         }
         if (lc->n_map == 0 && lc->unmapped == PK_UNMAPPED_DENY) {
@@ -1518,7 +1369,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
             fail_at(ps, key_line(lines, "intercept_port"),
                     "[%s %s] intercept_port: the firewall redirects incoming connections to this "
                     "host's own address, but listen is `%s'; listen on 0.0.0.0:PORT or [::]:PORT",
-                    kind, lc->name, quote(q, lc->listen));
+                    kind, lc->name, pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)));
             return PK_E_INVALID;
         }
         return 0;
@@ -1555,7 +1406,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
         fail_at(ps, key_line(lines, "listen"),
                 "[%s %s] listen: `%s' is not a loopback address, so other hosts could connect "
                 "with this app's identity; set allow_non_loopback = true if that is intended",
-                kind, lc->name, quote(q, lc->listen));
+                kind, lc->name, pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)));
         return PK_E_INVALID;
     }
     return 0;
@@ -1858,6 +1709,19 @@ bool pk_listener_config_equal(const struct pk_listener_config *a,
            a->close_on_own_expiry == b->close_on_own_expiry;
 }
 
+const char *pk_listener_kind_name(enum pk_listener_kind kind)
+{
+    switch (kind) {
+    case PK_LISTENER_INBOUND:
+        return "inbound";
+    case PK_LISTENER_OUTBOUND:
+        return "outbound";
+    case PK_LISTENER_TRANSPARENT:
+        return "transparent";
+    }
+    return "?";
+}
+
 void pk_listener_config_clear(struct pk_listener_config *lc)
 {
     if (lc != NULL) {
@@ -1923,12 +1787,12 @@ enum {
 };
 
 /* An argument up to any '=', quoted, for naming a flag in a message. */
-static const char *flag_name(char *buf, const char *arg)
+static const char *flag_name(char buf[QUOTE_LEN], const char *arg)
 {
     char name[QUOTE_LEN];
 
     snprintf(name, sizeof(name), "%.*s", (int)PK_MIN(strcspn(arg, "="), sizeof(name) - 1), arg);
-    return quote(buf, name);
+    return pk_quote(buf, QUOTE_LEN, name, strlen(name));
 }
 
 static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *err)
@@ -2000,29 +1864,17 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
         char q[QUOTE_LEN];
         return pk_err_set(err, PK_E_INVALID,
                           "unexpected argument `%s' (picket run takes only flags)",
-                          quote(q, argv[optind]));
+                          pk_quote(q, sizeof(q), argv[optind], strlen(argv[optind])));
     }
     return 0;
 }
 
 /* ---- layers ---- */
 
-static const char *env_get(char *const *env, const char *name)
-{
-    size_t n = strlen(name);
-
-    for (; env != NULL && *env != NULL; env++) {
-        if (strncmp(*env, name, n) == 0 && (*env)[n] == '=') {
-            return *env + n + 1;
-        }
-    }
-    return NULL;
-}
-
 /* An environment variable's value, or NULL when it is unset or empty (as daprd reads them). */
 static const char *env_value(char *const *env, const char *name)
 {
-    const char *v = env_get(env, name);
+    const char *v = pk_env_get(env, name);
     return (v != NULL && v[0] != '\0') ? v : NULL;
 }
 
@@ -2077,7 +1929,7 @@ static int apply_env(struct pk_agent_config *cfg, char *const *env, struct pk_er
         replace_string((char **)((char *)cfg + env_strings[i].offset), v);
     }
     /* daprd: a token file variable that is set must name a file (pkg/security/token). */
-    if ((v = env_get(env, "DAPR_SENTRY_TOKEN_FILE")) != NULL) {
+    if ((v = pk_env_get(env, "DAPR_SENTRY_TOKEN_FILE")) != NULL) {
         if (v[0] == '\0') {
             return pk_err_set(err, PK_E_INVALID,
                               "DAPR_SENTRY_TOKEN_FILE is set but empty: unset it, or set it to "
@@ -2110,7 +1962,9 @@ static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, stru
     }
     if (fl->sentry_address != NULL) {
         /* daprd's default is "": no Sentry. Given empty, the flag turns a file's address off. */
-        if (fl->sentry_address[0] != '\0' && check_host_port(fl->sentry_address, 1, err) != 0) {
+        struct pk_addr addr;
+        if (fl->sentry_address[0] != '\0' &&
+            pk_addr_parse(fl->sentry_address, PK_ADDR_NAMES, &addr, err) != 0) {
             return pk_err_prefix(err, PK_E_INVALID, "--sentry-address");
         }
         replace_string(&cfg->sentry_address,
@@ -2147,7 +2001,7 @@ static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, stru
         if (pk_log_level_parse(fl->log_level, &level) != 0) {
             return pk_err_set(err, PK_E_INVALID,
                               "--log-level: `%s' is not debug, info, warn or error",
-                              quote(q, fl->log_level));
+                              pk_quote(q, sizeof(q), fl->log_level, strlen(fl->log_level)));
         }
         cfg->log_level = (int)level;
     }
@@ -2156,7 +2010,7 @@ static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, stru
         bool json = true;
         if (fl->log_json != NULL && parse_bool(fl->log_json, true, &json) != 0) {
             return pk_err_set(err, PK_E_INVALID, "--log-as-json: `%s' is not a boolean",
-                              quote(q, fl->log_json));
+                              pk_quote(q, sizeof(q), fl->log_json, strlen(fl->log_json)));
         }
         cfg->log_json = json;
     }
@@ -2183,11 +2037,12 @@ static int check_merged(struct pk_agent_config *cfg, struct pk_err *err)
     }
     if (cfg->sentry_address != NULL) {
         if (cfg->cert_file != NULL || cfg->key_file != NULL) {
-            return pk_err_set(err, PK_E_INVALID,
-                              "[agent] %s (a static identity) and a Sentry address (%s) exclude "
-                              "each other: remove one",
-                              cfg->cert_file != NULL ? "cert_file" : "key_file",
-                              quote(q, cfg->sentry_address));
+            return pk_err_set(
+                    err, PK_E_INVALID,
+                    "[agent] %s (a static identity) and a Sentry address (%s) exclude "
+                    "each other: remove one",
+                    cfg->cert_file != NULL ? "cert_file" : "key_file",
+                    pk_quote(q, sizeof(q), cfg->sentry_address, strlen(cfg->sentry_address)));
         }
         /* daprd 1.14+ ignores these with Sentry too; older injectors still set them. Drop them
          * so the key is not kept in memory for nothing. */
@@ -2207,13 +2062,13 @@ static int check_merged(struct pk_agent_config *cfg, struct pk_err *err)
         return pk_err_set(err, PK_E_INVALID,
                           "a certificate is configured (%s) but no private key: set [agent] "
                           "key_file or DAPR_CERT_KEY",
-                          quote(q, cert));
+                          pk_quote(q, sizeof(q), cert, strlen(cert)));
     }
     if (cert == NULL) {
         return pk_err_set(err, PK_E_INVALID,
                           "a private key is configured (%s) but no certificate: set [agent] "
                           "cert_file or DAPR_CERT_CHAIN",
-                          quote(q, key));
+                          pk_quote(q, sizeof(q), key, strlen(key)));
     }
     return 0;
 }

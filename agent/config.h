@@ -231,6 +231,9 @@ size_t pk_agent_config_restart_changes(const struct pk_agent_config *running,
                                        const struct pk_agent_config *next, char *out,
                                        size_t out_len);
 
+/* "inbound", "outbound" or "transparent": the word of the section header. */
+const char *pk_listener_kind_name(enum pk_listener_kind kind);
+
 /* Deep-copy src into dst (which owns the copies afterwards: pk_listener_config_clear). */
 void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_listener_config *src);
 

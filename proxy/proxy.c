@@ -33,6 +33,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/dstmap.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -169,19 +170,6 @@ struct pk_proxy {
     void (*hook)(void *ctx);
     void *hook_ctx;
 };
-
-static const char *kind_name(const struct pk_listener_config *lc)
-{
-    switch (lc->kind) {
-    case PK_LISTENER_INBOUND:
-        return "inbound";
-    case PK_LISTENER_OUTBOUND:
-        return "outbound";
-    case PK_LISTENER_TRANSPARENT:
-        return "transparent";
-    }
-    return "?";
-}
 
 /* ---- socket sets and listeners ---------------------------------------------------------- */
 
@@ -348,7 +336,7 @@ static int build_policy(const struct pk_listener_config *lc, const char *td, con
         }
     }
     if (r != 0) {
-        pk_err_prefix(err, r, "[%s %s]", kind_name(lc), lc->name);
+        pk_err_prefix(err, r, "[%s %s]", pk_listener_kind_name(lc->kind), lc->name);
         pk_policy_free(p);
         return r;
     }
@@ -399,58 +387,14 @@ static struct gen *gen_new(struct pk_proxy *px, struct pk_identity *id, struct p
 static int parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len,
                       struct pk_err *err)
 {
-    char host[256];
-    const char *colon;
-    size_t hl;
-    long port;
-    char *end;
+    struct pk_addr addr;
+    int r = pk_addr_parse(text, PK_ADDR_PORT_ZERO, &addr, err);
 
-    memset(ss, 0, sizeof(*ss));
-    if (strncmp(text, "unix:", 5) == 0) {
-        struct sockaddr_un *un = (struct sockaddr_un *)ss;
-        if (strlen(text + 5) >= sizeof(un->sun_path)) {
-            return pk_err_set(err, PK_E_INVALID, "%s: unix socket path too long", text);
-        }
-        un->sun_family = AF_UNIX;
-        strcpy(un->sun_path, text + 5);
-        *len = sizeof(*un);
-        return 0;
+    if (r == 0) {
+        *ss = addr.sa;
+        *len = addr.sa_len;
     }
-    colon = strrchr(text, ':');
-    if (colon == NULL) {
-        return pk_err_set(err, PK_E_INVALID, "%s: expected HOST:PORT or unix:PATH", text);
-    }
-    hl = (size_t)(colon - text);
-    if (hl >= 2 && text[0] == '[' && text[hl - 1] == ']') {
-        memcpy(host, text + 1, hl - 2);
-        host[hl - 2] = '\0';
-    } else if (hl < sizeof(host)) {
-        memcpy(host, text, hl);
-        host[hl] = '\0';
-    } else {
-        return pk_err_set(err, PK_E_INVALID, "%s: host too long", text);
-    }
-    port = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || port < 0 || port > 65535) {
-        return pk_err_set(err, PK_E_INVALID, "%s: bad port", text);
-    }
-    if (strcmp(host, "localhost") == 0) {
-        strcpy(host, "127.0.0.1");
-    }
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*in4);
-    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*in6);
-    } else {
-        return pk_err_set(err, PK_E_INVALID, "%s: the host must be a numeric address", text);
-    }
-    return 0;
+    return r;
 }
 
 /* One listening socket of set s, or -errno with err naming the listener lc. */
@@ -460,8 +404,8 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
     int one = 1;
 
     if (fd < 0) {
-        return pk_err_set(err, -errno, "[%s %s] listen %s: socket: %s", kind_name(lc), lc->name,
-                          s->listen, strerror(errno));
+        return pk_err_set(err, -errno, "[%s %s] listen %s: socket: %s",
+                          pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(errno));
     }
     if (s->is_unix) {
         struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
@@ -476,8 +420,8 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
         if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
             int e = errno;
             close(fd);
-            return pk_err_set(err, -e, "[%s %s] listen %s: SO_REUSEPORT: %s", kind_name(lc),
-                              lc->name, s->listen, strerror(e));
+            return pk_err_set(err, -e, "[%s %s] listen %s: SO_REUSEPORT: %s",
+                              pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(e));
         }
         if (s->addr.ss_family == AF_INET6) {
             (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
@@ -487,8 +431,8 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
         listen(fd, LISTEN_BACKLOG) != 0) {
         int e = errno;
         close(fd);
-        return pk_err_set(err, -e, "[%s %s] listen %s: %s", kind_name(lc), lc->name, s->listen,
-                          strerror(e));
+        return pk_err_set(err, -e, "[%s %s] listen %s: %s", pk_listener_kind_name(lc->kind),
+                          lc->name, s->listen, strerror(e));
     }
     if (s->is_unix) {
         struct stat st;
@@ -570,7 +514,8 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
     if (lc->target != NULL) {
         r = parse_addr(lc->target, &target, &target_len, err);
         if (r != 0) {
-            return pk_err_prefix(err, r, "[%s %s] target", kind_name(lc), lc->name);
+            return pk_err_prefix(err, r, "[%s %s] target", pk_listener_kind_name(lc->kind),
+                                 lc->name);
         }
     }
     /* Policies are built per identity (they depend on our trust domain); build one now so a
@@ -1438,10 +1383,10 @@ static int build_set(struct pk_proxy *px, const struct pk_agent_config *cfg, str
         /* Two listeners on one address would split its connections between two policies. */
         for (size_t j = 0; j < i; j++) {
             if (strcmp(cfg->listeners[j].listen, lc->listen) == 0) {
-                r = pk_err_set(err, PK_E_INVALID,
-                               "[%s %s] listen %s: already the address of [%s %s]", kind_name(lc),
-                               lc->name, lc->listen, kind_name(&cfg->listeners[j]),
-                               cfg->listeners[j].name);
+                r = pk_err_set(
+                        err, PK_E_INVALID, "[%s %s] listen %s: already the address of [%s %s]",
+                        pk_listener_kind_name(lc->kind), lc->name, lc->listen,
+                        pk_listener_kind_name(cfg->listeners[j].kind), cfg->listeners[j].name);
                 goto fail;
             }
         }
@@ -1492,7 +1437,7 @@ fail:
 static void log_listener(const struct listener *l, const char *what, unsigned n_workers)
 {
     PK_LOG_INFO("listener %s kind=%s name=%s listen=%s port=%u target=%s workers=%u", what,
-                kind_name(&l->cfg), l->cfg.name, l->cfg.listen, l->sock->port,
+                pk_listener_kind_name(l->cfg.kind), l->cfg.name, l->cfg.listen, l->sock->port,
                 l->cfg.target != NULL ? l->cfg.target : "original-destination",
                 l->sock->is_unix ? 1 : n_workers);
 }
@@ -1662,7 +1607,7 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
             .name = l->cfg.name,
             .listen = l->cfg.listen,
             .inbound = l->cfg.kind == PK_LISTENER_INBOUND,
-            .kind = kind_name(&l->cfg),
+            .kind = pk_listener_kind_name(l->cfg.kind),
             .passthrough = atomic_load(&l->passthrough),
             .plaintext = atomic_load(&l->plaintext),
             .tls = atomic_load(&l->tls),
