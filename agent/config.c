@@ -561,8 +561,7 @@ out:
     return r;
 }
 
-/* allow_spiffe_id: only the scheme here. The proxy's policy module owns the pattern rules
- * (where `*' may stand) and checks the rest when it builds the policy at start. */
+/* allow_spiffe_id: a SPIFFE ID in which `*' may stand for whole path segments. */
 static int check_spiffe_pattern(const char *text, struct pk_err *err)
 {
     char q[QUOTE_LEN];
@@ -573,7 +572,9 @@ static int check_spiffe_pattern(const char *text, struct pk_err *err)
                           "domain",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
-    return 0;
+    /* The grammar pk_spiffe_match (the proxy's policy) matches with: checked here, so that a
+     * bad pattern is reported with its line before any socket is bound. */
+    return pk_spiffe_check_pattern(text, err);
 }
 
 /* server_name: a host name for SNI. RFC 6066 §3 forbids IP literals there. */
@@ -1441,15 +1442,83 @@ static int check_loop_prevention(struct parser *ps, const struct pk_agent_config
     return 0;
 }
 
+/* Two listeners on one address would both bind (SO_REUSEPORT) and the kernel would share the
+ * connections between them; two on one unix path would replace each other's socket file; a
+ * listener on the admin endpoint's address would fail late, with only "Address already in
+ * use" to say why. So each listen address is compared with the others and with the admin
+ * endpoint's before anything is bound, by what they bind (localhost is 127.0.0.1, a wildcard
+ * covers its family's port), and the later line is reported, naming the earlier one. */
+static int check_listen_overlaps(struct parser *ps, const struct pk_agent_config *into)
+{
+    const struct seen *admin_seen = find_seen_in(ps, admin_keys, "listen");
+    const char *admin_text = admin_seen != NULL ? ps->scratch->admin_listen : into->admin_listen;
+    struct pk_addr *addrs = pk_xcalloc(ps->scratch->n_listeners + 1, sizeof(*addrs));
+    struct pk_addr *admin = NULL;
+    char q[QUOTE_LEN], q2[QUOTE_LEN], where[64];
+    int r = 0;
+
+    if (admin_text != NULL && admin_text[0] != '\0' && strcmp(admin_text, "off") != 0 &&
+        pk_addr_parse(admin_text, PK_ADDR_PORT_ZERO | PK_ADDR_UNIX_RELATIVE,
+                      &addrs[ps->scratch->n_listeners], NULL) == 0) {
+        admin = &addrs[ps->scratch->n_listeners];
+    }
+    for (size_t i = 0; i < ps->scratch->n_listeners && r == 0; i++) {
+        const struct pk_listener_config *lc = &ps->scratch->listeners[i];
+        int line = key_line(&ps->lines[i], "listen");
+        /* check_listener saw that every listener has a valid listen. */
+        int parsed = pk_addr_parse(lc->listen, 0, &addrs[i], NULL);
+        PK_ASSERT(parsed == 0);
+        for (size_t j = 0; j < i && r == 0; j++) {
+            const struct pk_listener_config *earlier = &ps->scratch->listeners[j];
+            if (pk_addr_overlaps(&addrs[j], &addrs[i])) {
+                fail_at(ps, line,
+                        "[%s %s] listen: `%s' takes the connections of [%s %s] listen `%s' (line "
+                        "%d): give each listener its own address",
+                        pk_listener_kind_name(lc->kind), lc->name,
+                        pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)),
+                        pk_listener_kind_name(earlier->kind), earlier->name,
+                        pk_quote(q2, sizeof(q2), earlier->listen, strlen(earlier->listen)),
+                        key_line(&ps->lines[j], "listen"));
+                r = PK_E_INVALID;
+            }
+        }
+        if (r == 0 && admin != NULL && pk_addr_overlaps(admin, &addrs[i])) {
+            if (admin_seen != NULL) {
+                snprintf(where, sizeof(where), "line %d", admin_seen->line);
+            } else {
+                snprintf(where, sizeof(where), "its default");
+            }
+            if (admin_seen != NULL && admin_seen->line > line) {
+                fail_at(ps, admin_seen->line,
+                        "[admin] listen: `%s' is the address of [%s %s] listen `%s' (line %d): "
+                        "give the admin endpoint another address",
+                        pk_quote(q, sizeof(q), admin_text, strlen(admin_text)),
+                        pk_listener_kind_name(lc->kind), lc->name,
+                        pk_quote(q2, sizeof(q2), lc->listen, strlen(lc->listen)), line);
+            } else {
+                fail_at(ps, line,
+                        "[%s %s] listen: `%s' is the admin endpoint's address ([admin] listen "
+                        "`%s', %s): give the listener another address",
+                        pk_listener_kind_name(lc->kind), lc->name,
+                        pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)),
+                        pk_quote(q2, sizeof(q2), admin_text, strlen(admin_text)), where);
+            }
+            r = PK_E_INVALID;
+        }
+    }
+    free(addrs);
+    return r;
+}
+
 /* The rules of the listener sections, checked once every key of the text is in. */
-static int check_listeners(struct parser *ps)
+static int check_listeners(struct parser *ps, const struct pk_agent_config *into)
 {
     for (size_t i = 0; i < ps->scratch->n_listeners; i++) {
         if (check_listener(ps, &ps->scratch->listeners[i], &ps->lines[i]) != 0) {
             return PK_E_INVALID;
         }
     }
-    return 0;
+    return check_listen_overlaps(ps, into);
 }
 
 int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
@@ -1480,7 +1549,7 @@ int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
     }
     r = check_file_rules(&ps, into);
     if (r == 0) {
-        r = check_listeners(&ps);
+        r = check_listeners(&ps, into);
     }
     if (r == 0) {
         r = check_loop_prevention(&ps, into);

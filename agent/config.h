@@ -26,8 +26,9 @@
  * app's sidecar). A transparent listener accepts our app's connections that the firewall
  * redirected to it (`picket iptables`), reads where each was going (SO_ORIGINAL_DST) and
  * forwards it there over mTLS, expecting the identity its map line names. Every value is checked
- * when the file is read except the pattern rules of allow_spiffe_id, which the proxy's policy
- * module owns and checks when the proxy starts.
+ * when the file is read, and so are the listen addresses together: two listeners (or a listener
+ * and the admin endpoint) that would take the same connections are an error naming both lines,
+ * found before any socket is bound.
  *
  * Booleans are true/false, yes/no, on/off or 1/0 (any case); durations are Go durations ("10s",
  * "1m30s"); fractions are decimals between 0 and 1 ("0.5"). */
@@ -76,8 +77,8 @@ struct pk_listener_config {
     size_t n_allow_namespace;
     char **allow_app_id; /* key allow_app_id: "APP" (our namespace) or "NS/APP" */
     size_t n_allow_app_id;
-    char **allow_spiffe_id; /* key allow_spiffe_id: spiffe://... (the proxy's policy module
-                             * checks the rest, `*' segments included) */
+    char **allow_spiffe_id; /* key allow_spiffe_id: spiffe://..., `*' for whole path segments
+                             * (pk_spiffe_check_pattern) */
     size_t n_allow_spiffe_id;
     bool proxy_protocol;   /* inbound only: key proxy_protocol; default false */
     bool permissive;       /* inbound only: key permissive: also take plaintext (no TLS

@@ -1539,6 +1539,100 @@ static void test_ini_errors(void **state)
     }
 }
 
+/* Mistakes that used to surface only when the proxy built its policies or bound its sockets:
+ * found while reading the file, with the line, before anything is bound. */
+#define IN_A "[inbound a]\ntarget = 127.0.0.1:9\nlisten = "
+#define IN_B "\n[inbound b]\ntarget = 127.0.0.1:9\nlisten = "
+static const struct {
+    const char *text;
+    const char *want;
+} load_time_errors[] = {
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/**\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `*' must stand for a whole path segment, not "
+         "part of one (`**'): `spiffe://x/**'"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/ns/a*\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `*' must stand for a whole path segment"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://*.x/ns/a\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `*' is not allowed in the trust domain"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/ns//a\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: "},
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/ns/*/a b\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: pattern `spiffe://x/ns/*/a b'"},
+        {IN_A "127.0.0.1:8443" IN_B "127.0.0.1:8443\n",
+         "t.ini:6: [inbound b] listen: `127.0.0.1:8443' takes the connections of [inbound a] "
+         "listen `127.0.0.1:8443' (line 3): give each listener its own address"},
+        {IN_A "localhost:8443" IN_B "127.0.0.1:8443\n",
+         "t.ini:6: [inbound b] listen: `127.0.0.1:8443' takes the connections of [inbound a] "
+         "listen `localhost:8443' (line 3)"},
+        {IN_A "0.0.0.0:8443" IN_B "10.0.0.1:8443\n",
+         "t.ini:6: [inbound b] listen: `10.0.0.1:8443' takes the connections of [inbound a] "
+         "listen `0.0.0.0:8443' (line 3)"},
+        {IN_A "[::1]:8443" IN_B "[::]:8443\n",
+         "t.ini:6: [inbound b] listen: `[::]:8443' takes the connections of [inbound a] listen "
+         "`[::1]:8443' (line 3)"},
+        {"[inbound a]\ntarget = 127.0.0.1:9\nlisten = unix:/run/a.sock\n[outbound b]\n"
+         "expect_app_id = x\ntarget = 127.0.0.1:9\nlisten = unix:/run/a.sock\n",
+         "t.ini:7: [outbound b] listen: `unix:/run/a.sock' takes the connections of [inbound a] "
+         "listen `unix:/run/a.sock' (line 3)"},
+        {"[admin]\nlisten = 127.0.0.1:7000\n" IN_A "0.0.0.0:7000\n",
+         "t.ini:5: [inbound a] listen: `0.0.0.0:7000' is the admin endpoint's address ([admin] "
+         "listen `127.0.0.1:7000', line 2): give the listener another address"},
+        {IN_A "127.0.0.1:7000\n[admin]\nlisten = localhost:7000\n",
+         "t.ini:5: [admin] listen: `localhost:7000' is the address of [inbound a] listen "
+         "`127.0.0.1:7000' (line 3): give the admin endpoint another address"},
+        {IN_A "127.0.0.1:9901\n",
+         "t.ini:3: [inbound a] listen: `127.0.0.1:9901' is the admin endpoint's address ([admin] "
+         "listen `127.0.0.1:9901', its default)"},
+};
+
+static void test_load_time_errors(void **state)
+{
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < PK_ARRAY_LEN(load_time_errors); i++) {
+        struct pk_agent_config *into = pk_agent_config_new();
+        const char *text = load_time_errors[i].text;
+        pk_err_clear(&err);
+        int r = pk_agent_config_parse_ini(text, strlen(text), "t.ini", into, &err);
+        if (r != PK_E_INVALID || strstr(err.msg, load_time_errors[i].want) == NULL) {
+            fail_msg("case %zu: rc %d, message \"%s\", want \"%s\"", i, r, err.msg,
+                     load_time_errors[i].want);
+        }
+        assert_null(into->listeners);
+        pk_agent_config_free(into);
+    }
+}
+
+/* Listeners that share a port but not the connections are fine. */
+static void test_listen_addresses_apart(void **state)
+{
+    static const char *const texts[] = {
+            IN_A "127.0.0.1:8443" IN_B "127.0.0.2:8443\n",
+            IN_A "0.0.0.0:8443" IN_B "[::]:8443\n",
+            IN_A "127.0.0.1:8443" IN_B "127.0.0.1:8444\n",
+            IN_A "unix:/run/a.sock" IN_B "unix:/run/b.sock\n",
+            "[admin]\nlisten = off\n" IN_A "127.0.0.1:9901\n",
+            "[admin]\nlisten = 127.0.0.1:0\n" IN_A "127.0.0.1:9901\n",
+            "[admin]\nlisten = unix:/run/admin.sock\n" IN_A "127.0.0.1:9901\n",
+            "[inbound web]\ntarget = 127.0.0.1:9\nlisten = 127.0.0.1:1\n"
+            "allow_spiffe_id = spiffe://x/ns/*/a\nallow_spiffe_id = spiffe://x/*/*/*\n",
+    };
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < PK_ARRAY_LEN(texts); i++) {
+        struct pk_agent_config *into = pk_agent_config_new();
+        pk_err_clear(&err);
+        if (pk_agent_config_parse_ini(texts[i], strlen(texts[i]), "t.ini", into, &err) != 0) {
+            fail_msg("case %zu: %s", i, err.msg);
+        }
+        pk_agent_config_free(into);
+    }
+}
+#undef IN_A
+#undef IN_B
+
 /* Builds "[agent]\nexport_dir = /d\nexport_command = xxx...", whose third line has len bytes. */
 static char *long_line_ini(size_t len, const char *eol)
 {
@@ -1731,6 +1825,8 @@ int main(void)
             cmocka_unit_test(test_load_errors),
             cmocka_unit_test(test_missing_config_file),
             cmocka_unit_test(test_ini_errors),
+            cmocka_unit_test(test_load_time_errors),
+            cmocka_unit_test(test_listen_addresses_apart),
             cmocka_unit_test(test_long_lines),
             cmocka_unit_test(test_ini_bytes),
             cmocka_unit_test(test_ini_values),
