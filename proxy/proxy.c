@@ -1348,7 +1348,7 @@ static int check_mark(uint32_t mark, struct pk_err *err)
     return r;
 }
 
-static unsigned worker_count(const struct pk_agent_config *cfg)
+static unsigned worker_count(const struct pk_proxy_options *cfg)
 {
     long n = cfg->workers;
     if (n <= 0) {
@@ -1367,7 +1367,7 @@ static void free_set(struct listener **set, size_t n)
 
 /* Build the listener set of cfg, reusing from old (n_old) what has not changed. On success
  * *out holds n = cfg->n_listeners references; counts go to the optional outputs. */
-static int build_set(struct pk_proxy *px, const struct pk_agent_config *cfg, struct listener **old,
+static int build_set(struct pk_proxy *px, const struct pk_proxy_options *cfg, struct listener **old,
                      size_t n_old, struct listener ***out, size_t *added, size_t *changed_out,
                      struct pk_err *err)
 {
@@ -1442,7 +1442,7 @@ static void log_listener(const struct listener *l, const char *what, unsigned n_
                 l->sock->is_unix ? 1 : n_workers);
 }
 
-int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struct pk_err *err)
+int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_proxy **out, struct pk_err *err)
 {
     struct pk_proxy *px = pk_xcalloc(1, sizeof(*px));
     int r = 0;
@@ -1533,7 +1533,7 @@ void pk_proxy_set_identity(struct pk_proxy *px, struct pk_identity *id)
     publish(px);
 }
 
-int pk_proxy_update(struct pk_proxy *px, const struct pk_agent_config *cfg, size_t *added,
+int pk_proxy_update(struct pk_proxy *px, const struct pk_proxy_options *cfg, size_t *added,
                     size_t *removed, size_t *changed_out, struct pk_err *err)
 {
     struct listener **set = NULL;

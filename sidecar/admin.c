@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: the admin endpoint's handlers over rpc/http_server. */
-#include "agent/admin.h"
+#include "sidecar/admin.h"
 
 #include <errno.h>
 #include <jansson.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: transparent-mode firewall rules and the plan that installs or removes them. */
-#include "proxy/iptables.h"
+#include "sidecar/iptables.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -166,7 +166,7 @@ static int map_rules(struct pk_buf *out, char **lines, size_t n, int family, con
     return 0;
 }
 
-int pk_iptables_rules(const struct pk_agent_config *cfg, int family, struct pk_buf *out,
+int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk_buf *out,
                       bool *want_output, bool *want_prerouting, struct pk_err *err)
 {
     const char *O = PK_IPTABLES_OUTPUT;
@@ -185,9 +185,9 @@ int pk_iptables_rules(const struct pk_agent_config *cfg, int family, struct pk_b
     if (*want_output) {
         /* The exits first: what must never be redirected, whatever the lines below say. */
         r |= pk_buf_printf(out, "-A %s -o lo -j RETURN\n", O);
-        if (cfg->mark != 0) {
+        if (cfg->agent.mark != 0) {
             r |= pk_buf_printf(out, "-A %s -m mark --mark %#lx -j RETURN\n", O,
-                               (unsigned long)cfg->mark);
+                               (unsigned long)cfg->agent.mark);
         }
         if (cfg->exclude_uid >= 0) {
             r |= pk_buf_printf(out, "-A %s -m owner --uid-owner %ld -j RETURN\n", O,

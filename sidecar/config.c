@@ -22,14 +22,14 @@
  *
  * A "section kind" is a row of kinds[]: a name, whether sections of that kind carry a name
  * ([inbound web]) and the table of keys. An unnamed kind's keys are fields of struct
- * pk_agent_config; a key is set at most once however often its section appears, which the
+ * pk_sidecar_config; a key is set at most once however often its section appears, which the
  * `seen` list (one row per key set) enforces. A named kind is a listener: its header appends a
  * struct pk_listener_config to the scratch config, and its keys are fields of that listener.
  * Both listener kinds share one table, listener_keys[], whose rows say which kinds take them
  * (so a key of the other kind gets its own message) and which repeat; `lines` keeps, per
  * listener, the line of its header and of each key, for duplicates and for the rules checked
  * once the whole text is read (required keys, exclusive keys, loopback). */
-#include "agent/config.h"
+#include "sidecar/config.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -125,7 +125,7 @@ enum key_type {
 struct key {
     const char *name;
     enum key_type type;
-    size_t offset; /* of the field in struct pk_agent_config, or in struct pk_listener_config for
+    size_t offset; /* of the field in struct pk_sidecar_config, or in struct pk_listener_config for
                     * a listener key */
     double min, max;
     const char *what; /* K_SEGMENT: how messages name it */
@@ -135,7 +135,7 @@ struct key {
     size_t count;     /* KF_REPEAT: offset of the list's count in struct pk_listener_config */
 };
 
-#define FIELD(f)  offsetof(struct pk_agent_config, f)
+#define FIELD(f)  offsetof(struct pk_sidecar_config, f)
 #define LFIELD(f) offsetof(struct pk_listener_config, f)
 
 /* A key of an unnamed section; the optional trailing designated initializers add .flags
@@ -162,61 +162,61 @@ struct key {
     }
 
 static const struct key agent_keys[] = {
-        KEY("app_id", K_SEGMENT, app_id, 0, 0, "app id", .flags = KF_RESTART, .arg = "ID",
+        KEY("app_id", K_SEGMENT, agent.app_id, 0, 0, "app id", .flags = KF_RESTART, .arg = "ID",
             .doc = "the app id; required here, as --app-id or as APP_ID"),
-        KEY("namespace", K_SEGMENT, namespace_, 0, 0, "namespace", .flags = KF_RESTART, .arg = "NS",
-            .doc = "the app's namespace (NAMESPACE overrides it)"),
-        KEY("trust_domain", K_TRUST_DOMAIN, trust_domain, 0, 0, NULL, .flags = KF_RESTART,
+        KEY("namespace", K_SEGMENT, agent.namespace_, 0, 0, "namespace", .flags = KF_RESTART,
+            .arg = "NS", .doc = "the app's namespace (NAMESPACE overrides it)"),
+        KEY("trust_domain", K_TRUST_DOMAIN, agent.trust_domain, 0, 0, NULL, .flags = KF_RESTART,
             .arg = "TD", .doc = "the trust domain to ask Sentry for; none: Sentry uses \"public\""),
-        KEY("renew_at", K_FRACTION, renew_fraction, 0.05, 0.95, NULL, .arg = "FRACTION",
+        KEY("renew_at", K_FRACTION, agent.renew_fraction, 0.05, 0.95, NULL, .arg = "FRACTION",
             .doc = "renew at this fraction of the certificate's lifetime, 0.05 to 0.95"),
-        KEY("renew_jitter", K_FRACTION, renew_jitter, 0, 0.25, NULL, .arg = "FRACTION",
+        KEY("renew_jitter", K_FRACTION, agent.renew_jitter, 0, 0.25, NULL, .arg = "FRACTION",
             .doc = "move the renewal by up to +/- this fraction of the lifetime, 0 to 0.25; "
                    "renew_at +/- renew_jitter stays between 0 and 1"),
         /* Durations from 1ms (a zero wait would spin) to a day (longer is a typo). */
-        KEY("retry_initial", K_DURATION, retry_initial, 0.001, DAY, NULL, .arg = "DURATION",
+        KEY("retry_initial", K_DURATION, agent.retry_initial, 0.001, DAY, NULL, .arg = "DURATION",
             .doc = "first wait after a failed request; each further wait doubles"),
-        KEY("retry_max", K_DURATION, retry_max, 0.001, DAY, NULL, .arg = "DURATION",
+        KEY("retry_max", K_DURATION, agent.retry_max, 0.001, DAY, NULL, .arg = "DURATION",
             .doc = "longest wait between retries"),
-        KEY("initial_attempts", K_COUNT, initial_attempts, 0, 1000000, NULL, .arg = "N",
+        KEY("initial_attempts", K_COUNT, agent.initial_attempts, 0, 1000000, NULL, .arg = "N",
             .doc = "exit after N failed first fetches; 0 keeps trying (daprd exits after one)"),
-        KEY("request_timeout", K_DURATION, request_timeout, 0.001, DAY, NULL, .arg = "DURATION",
-            .doc = "deadline of one Sentry request"),
-        KEY("cert_file", K_STRING, cert_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
+        KEY("request_timeout", K_DURATION, agent.request_timeout, 0.001, DAY, NULL,
+            .arg = "DURATION", .doc = "deadline of one Sentry request"),
+        KEY("cert_file", K_STRING, agent.cert_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
             .doc = "static identity instead of Sentry: the certificate chain (PEM), reloaded on "
                    "change"),
-        KEY("key_file", K_STRING, key_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
+        KEY("key_file", K_STRING, agent.key_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
             .doc = "static identity: the private key (PEM), reloaded on change"),
-        KEY("allow_tls12", K_BOOL, allow_tls12, 0, 0, NULL, .arg = "BOOL",
+        KEY("allow_tls12", K_BOOL, agent.allow_tls12, 0, 0, NULL, .arg = "BOOL",
             .doc = "also accept TLS 1.2 (AEAD suites only); otherwise TLS 1.3 only"),
-        KEY("export_dir", K_STRING, export_dir, 0, 0, NULL, .arg = "DIR",
+        KEY("export_dir", K_STRING, agent.export_dir, 0, 0, NULL, .arg = "DIR",
             .doc = "write cert.pem, key.pem (0600) and bundle.pem here after each renewal"),
-        KEY("export_command", K_STRING, export_command, 0, 0, NULL, .arg = "COMMAND",
+        KEY("export_command", K_STRING, agent.export_command, 0, 0, NULL, .arg = "COMMAND",
             .doc = "run with /bin/sh -c after each export"),
-        KEY("export_pid_file", K_STRING, export_pid_file, 0, 0, NULL, .arg = "FILE",
+        KEY("export_pid_file", K_STRING, agent.export_pid_file, 0, 0, NULL, .arg = "FILE",
             .doc = "send export_signal to the process in this pid file after each export"),
-        KEY("export_signal", K_SIGNAL, export_signal, 0, 0, NULL, .arg = "SIGNAL",
+        KEY("export_signal", K_SIGNAL, agent.export_signal, 0, 0, NULL, .arg = "SIGNAL",
             .doc = "the signal for export_pid_file: HUP, USR1, ... (with or without SIG)"),
 };
 
 static const struct key sentry_keys[] = {
-        KEY("address", K_ADDRESS, sentry_address, 0, 0, NULL, .flags = KF_RESTART,
+        KEY("address", K_ADDRESS, agent.sentry_address, 0, 0, NULL, .flags = KF_RESTART,
             .arg = "HOST:PORT",
             .doc = "Sentry's gRPC address; none: a static identity (--sentry-address)"),
-        KEY("trust_anchors_file", K_STRING, trust_anchors_file, 0, 0, NULL, .flags = KF_RESTART,
-            .arg = "FILE",
+        KEY("trust_anchors_file", K_STRING, agent.trust_anchors_file, 0, 0, NULL,
+            .flags = KF_RESTART, .arg = "FILE",
             .doc = "PEM file of the trusted roots, watched for changes (--trust-anchors-file, "
                    "DAPR_TRUST_ANCHORS_FILE)"),
-        KEY("control_plane_trust_domain", K_TRUST_DOMAIN, control_plane_trust_domain, 0, 0, NULL,
-            .flags = KF_RESTART, .arg = "TD",
+        KEY("control_plane_trust_domain", K_TRUST_DOMAIN, agent.control_plane_trust_domain, 0, 0,
+            NULL, .flags = KF_RESTART, .arg = "TD",
             .doc = "Sentry's trust domain: it must present spiffe://TD/ns/NS/dapr-sentry"),
-        KEY("control_plane_namespace", K_SEGMENT, control_plane_namespace, 0, 0,
+        KEY("control_plane_namespace", K_SEGMENT, agent.control_plane_namespace, 0, 0,
             "control-plane namespace", .flags = KF_RESTART, .arg = "NS",
             .doc = "Sentry's namespace"),
-        KEY("token_file", K_STRING, token_file, 0, 0, NULL, .arg = "FILE",
+        KEY("token_file", K_STRING, agent.token_file, 0, 0, NULL, .arg = "FILE",
             .doc = "a JWT sent to Sentry with each request (JWKS validator), read each time "
                    "(DAPR_SENTRY_TOKEN_FILE)"),
-        KEY("adopt_trust_chain", K_BOOL, adopt_sentry_anchors, 0, 0, NULL, .arg = "BOOL",
+        KEY("adopt_trust_chain", K_BOOL, agent.adopt_sentry_anchors, 0, 0, NULL, .arg = "BOOL",
             .doc = "also trust the roots Sentry returns with each certificate"),
 };
 
@@ -240,7 +240,7 @@ static const struct key proxy_keys[] = {
         /* 0: close every connection at once. */
         KEY("shutdown_timeout", K_DURATION, shutdown_timeout, 0, DAY, NULL, .arg = "DURATION",
             .doc = "on SIGTERM, let open connections finish for this long; 0 closes them at once"),
-        KEY("mark", K_MARK, mark, 0, 0, NULL, .flags = KF_RESTART, .arg = "MARK",
+        KEY("mark", K_MARK, agent.mark, 0, 0, NULL, .flags = KF_RESTART, .arg = "MARK",
             .doc = "firewall mark (SO_MARK) on every socket picket connects, Sentry's included, so "
                    "the rules of `picket iptables` let them pass; decimal or 0x hex; 0: none; "
                    "needs CAP_NET_ADMIN"),
@@ -386,7 +386,7 @@ struct parser {
     const struct section_kind *kind; /* of the current section; NULL before the first */
     char section[SECTION_LABEL_LEN]; /* the current section as messages show it: "inbound web" */
     bool key_in_section; /* inih's prev_name: an indented line now would be a continuation */
-    struct pk_agent_config *scratch;
+    struct pk_sidecar_config *scratch;
     struct seen seen[MAX_SEEN];
     size_t n_seen;
     struct listener_lines *lines; /* one per scratch->listeners[], owned */
@@ -687,7 +687,7 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
     }
 }
 
-/* Parse value for key into its field of base: a struct pk_agent_config, or for a listener key
+/* Parse value for key into its field of base: a struct pk_sidecar_config, or for a listener key
  * a struct pk_listener_config. On error err says what is wrong with the value, without naming
  * the key. */
 static int set_value(const struct key *k, const char *value, void *base, struct pk_err *err)
@@ -823,7 +823,7 @@ static int set_value(const struct key *k, const char *value, void *base, struct 
     return PK_E_INVALID;
 }
 
-/* Hand one field of an unnamed section's key from `from` to `to` (both struct pk_agent_config):
+/* Hand one field of an unnamed section's key from `from` to `to` (both struct pk_sidecar_config):
  * strings move, so `from` no longer owns them. */
 static void move_field(const struct key *k, void *to, void *from)
 {
@@ -934,7 +934,7 @@ static bool is_name_char(char c)
  * header as messages quote it. */
 static int begin_listener(struct parser *ps, const char *name, size_t len, const char *shown)
 {
-    struct pk_agent_config *sc = ps->scratch;
+    struct pk_sidecar_config *sc = ps->scratch;
     enum pk_listener_kind kind = ps->kind->only == KF_INBOUND    ? PK_LISTENER_INBOUND
                                  : ps->kind->only == KF_OUTBOUND ? PK_LISTENER_OUTBOUND
                                                                  : PK_LISTENER_TRANSPARENT;
@@ -944,13 +944,13 @@ static int begin_listener(struct parser *ps, const char *name, size_t len, const
     for (size_t i = 0; i < len; i++) {
         if (!is_name_char(name[i])) {
             fail(ps, "[%s]: bad NAME: it must be 1 to %d of the letters, digits, `_', `.' and `-'",
-                 pk_quote(q, sizeof(q), shown, strlen(shown)), PK_AGENT_CONFIG_MAX_NAME);
+                 pk_quote(q, sizeof(q), shown, strlen(shown)), PK_SIDECAR_CONFIG_MAX_NAME);
             return PK_E_INVALID;
         }
     }
-    if (len > PK_AGENT_CONFIG_MAX_NAME) {
+    if (len > PK_SIDECAR_CONFIG_MAX_NAME) {
         fail(ps, "[%s...]: the NAME is longer than %d bytes",
-             pk_quote(q, sizeof(q), shown, strlen(shown)), PK_AGENT_CONFIG_MAX_NAME);
+             pk_quote(q, sizeof(q), shown, strlen(shown)), PK_SIDECAR_CONFIG_MAX_NAME);
         return PK_E_INVALID;
     }
     /* Names label logs, metrics and /status, so both kinds share one namespace. */
@@ -962,8 +962,8 @@ static int begin_listener(struct parser *ps, const char *name, size_t len, const
             return PK_E_INVALID;
         }
     }
-    if (n >= PK_AGENT_CONFIG_MAX_LISTENERS) {
-        fail(ps, "[%s]: more than %d listener sections", shown, PK_AGENT_CONFIG_MAX_LISTENERS);
+    if (n >= PK_SIDECAR_CONFIG_MAX_LISTENERS) {
+        fail(ps, "[%s]: more than %d listener sections", shown, PK_SIDECAR_CONFIG_MAX_LISTENERS);
         return PK_E_INVALID;
     }
     sc->listeners = pk_xrealloc(sc->listeners, (n + 1) * sizeof(*sc->listeners));
@@ -992,7 +992,7 @@ static int begin_section(struct parser *ps, const char *header, size_t len)
     }
     /* inih cuts section names to 49 bytes; ours track a listener's name themselves. */
     if (ps->kind != NULL && ps->kind->named) {
-        cut = kind_len + 1 + PK_AGENT_CONFIG_MAX_NAME;
+        cut = kind_len + 1 + PK_SIDECAR_CONFIG_MAX_NAME;
     }
     PK_ASSERT(cut < sizeof(shown));
     snprintf(shown, sizeof(shown), "%.*s", (int)PK_MIN(len, cut), header);
@@ -1086,9 +1086,9 @@ static char *read_line(char *str, int num, void *stream)
     content = (len > 0 && ps->p[len - 1] == '\r') ? len - 1 : len;
     ps->line++;
     /* The line, its CR, LF and NUL must all fit in inih's num-byte buffer. */
-    if (content > PK_AGENT_CONFIG_MAX_LINE || num < 4 || len + 2 > (size_t)num) {
+    if (content > PK_SIDECAR_CONFIG_MAX_LINE || num < 4 || len + 2 > (size_t)num) {
         fail(ps, "line is too long (%zu bytes; at most %d): inih would cut it", content,
-             PK_MIN(PK_AGENT_CONFIG_MAX_LINE, num - 3));
+             PK_MIN(PK_SIDECAR_CONFIG_MAX_LINE, num - 3));
         return NULL;
     }
     if (memchr(ps->p, '\0', len) != NULL) {
@@ -1227,7 +1227,7 @@ static int on_key(void *user, const char *section, const char *name, const char 
 }
 
 /* The value a key will have after the merge: the file's when it set the key, else into's. */
-static const void *effective(const struct parser *ps, const struct pk_agent_config *into,
+static const void *effective(const struct parser *ps, const struct pk_sidecar_config *into,
                              const char *key_name, size_t offset)
 {
     const void *base = find_seen(ps, key_name) != NULL ? (const void *)ps->scratch : into;
@@ -1261,15 +1261,16 @@ static bool fail_pair(struct parser *ps, const char *a, const char *b, const cha
 }
 
 /* Rules between keys of the file, checked on the values the merge will produce. */
-static int check_file_rules(struct parser *ps, const struct pk_agent_config *into)
+static int check_file_rules(struct parser *ps, const struct pk_sidecar_config *into)
 {
-    double renew = *(const double *)effective(ps, into, "renew_at", FIELD(renew_fraction));
-    double jitter = *(const double *)effective(ps, into, "renew_jitter", FIELD(renew_jitter));
-    double initial = *(const double *)effective(ps, into, "retry_initial", FIELD(retry_initial));
-    double max = *(const double *)effective(ps, into, "retry_max", FIELD(retry_max));
-    char *const *dir = effective(ps, into, "export_dir", FIELD(export_dir));
-    char *const *command = effective(ps, into, "export_command", FIELD(export_command));
-    char *const *pid_file = effective(ps, into, "export_pid_file", FIELD(export_pid_file));
+    double renew = *(const double *)effective(ps, into, "renew_at", FIELD(agent.renew_fraction));
+    double jitter = *(const double *)effective(ps, into, "renew_jitter", FIELD(agent.renew_jitter));
+    double initial =
+            *(const double *)effective(ps, into, "retry_initial", FIELD(agent.retry_initial));
+    double max = *(const double *)effective(ps, into, "retry_max", FIELD(agent.retry_max));
+    char *const *dir = effective(ps, into, "export_dir", FIELD(agent.export_dir));
+    char *const *command = effective(ps, into, "export_command", FIELD(agent.export_command));
+    char *const *pid_file = effective(ps, into, "export_pid_file", FIELD(agent.export_pid_file));
     char a[PK_DURATION_STR_LEN], b[PK_DURATION_STR_LEN];
 
     /* The renewal time is drawn from renew +/- jitter: it must fall inside the lifetime. */
@@ -1416,12 +1417,12 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
 /* A transparent listener needs a way for the firewall to tell picket's own connections from
  * the app's: without one, each connection picket makes to an original destination would be
  * redirected back to picket, forever. */
-static int check_loop_prevention(struct parser *ps, const struct pk_agent_config *into)
+static int check_loop_prevention(struct parser *ps, const struct pk_sidecar_config *into)
 {
     const struct seen *mark_seen = find_seen_in(ps, proxy_keys, "mark");
     const struct seen *uid_seen = find_seen_in(ps, iptables_keys, "exclude_uid");
     const struct seen *gid_seen = find_seen_in(ps, iptables_keys, "exclude_gid");
-    long mark = mark_seen != NULL ? ps->scratch->mark : into->mark;
+    long mark = mark_seen != NULL ? ps->scratch->agent.mark : into->agent.mark;
     long uid = uid_seen != NULL ? ps->scratch->exclude_uid : into->exclude_uid;
     long gid = gid_seen != NULL ? ps->scratch->exclude_gid : into->exclude_gid;
 
@@ -1448,7 +1449,7 @@ static int check_loop_prevention(struct parser *ps, const struct pk_agent_config
  * use" to say why. So each listen address is compared with the others and with the admin
  * endpoint's before anything is bound, by what they bind (localhost is 127.0.0.1, a wildcard
  * covers its family's port), and the later line is reported, naming the earlier one. */
-static int check_listen_overlaps(struct parser *ps, const struct pk_agent_config *into)
+static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_config *into)
 {
     const struct seen *admin_seen = find_seen_in(ps, admin_keys, "listen");
     const char *admin_text = admin_seen != NULL ? ps->scratch->admin_listen : into->admin_listen;
@@ -1511,7 +1512,7 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_agent_config
 }
 
 /* The rules of the listener sections, checked once every key of the text is in. */
-static int check_listeners(struct parser *ps, const struct pk_agent_config *into)
+static int check_listeners(struct parser *ps, const struct pk_sidecar_config *into)
 {
     for (size_t i = 0; i < ps->scratch->n_listeners; i++) {
         if (check_listener(ps, &ps->scratch->listeners[i], &ps->lines[i]) != 0) {
@@ -1521,8 +1522,8 @@ static int check_listeners(struct parser *ps, const struct pk_agent_config *into
     return check_listen_overlaps(ps, into);
 }
 
-int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
-                              struct pk_agent_config *into, struct pk_err *err)
+int pk_sidecar_config_parse_ini(const char *text, size_t len, const char *name,
+                                struct pk_sidecar_config *into, struct pk_err *err)
 {
     struct parser ps = {
             .name = name,
@@ -1572,66 +1573,39 @@ int pk_agent_config_parse_ini(const char *text, size_t len, const char *name,
     }
 out:
     free(ps.lines);
-    pk_agent_config_free(ps.scratch);
+    pk_sidecar_config_free(ps.scratch);
     return r;
 }
 
 /* ---- the configuration ---- */
 
-struct pk_agent_config *pk_agent_config_new(void)
+struct pk_sidecar_config *pk_sidecar_config_new(void)
 {
-    struct pk_agent_config *cfg = pk_xcalloc(1, sizeof(*cfg));
+    struct pk_sidecar_config *cfg = pk_xcalloc(1, sizeof(*cfg));
 
-    cfg->namespace_ = pk_xstrdup(DEFAULT_NAMESPACE);
-    cfg->renew_fraction = 0.5;
-    cfg->renew_jitter = 0.10;
-    cfg->retry_initial = 1;
-    cfg->retry_max = 120;
-    cfg->initial_attempts = 0;
-    cfg->request_timeout = 10;
-    cfg->allow_tls12 = false;
-    cfg->export_signal = SIGHUP;
-    cfg->control_plane_trust_domain = pk_xstrdup(DEFAULT_CP_TD);
-    cfg->control_plane_namespace = pk_xstrdup(DEFAULT_CP_NS);
+    cfg->agent.namespace_ = pk_xstrdup(DEFAULT_NAMESPACE);
+    cfg->agent.renew_fraction = 0.5;
+    cfg->agent.renew_jitter = 0.10;
+    cfg->agent.retry_initial = 1;
+    cfg->agent.retry_max = 120;
+    cfg->agent.initial_attempts = 0;
+    cfg->agent.request_timeout = 10;
+    cfg->agent.allow_tls12 = false;
+    cfg->agent.export_signal = SIGHUP;
+    cfg->agent.control_plane_trust_domain = pk_xstrdup(DEFAULT_CP_TD);
+    cfg->agent.control_plane_namespace = pk_xstrdup(DEFAULT_CP_NS);
     cfg->admin_listen = pk_xstrdup(DEFAULT_ADMIN_LISTEN);
     cfg->log_level = PK_LOG_LEVEL_INFO;
     cfg->log_json = false;
     cfg->workers = 0;
     cfg->shutdown_timeout = 10;
-    cfg->mark = 0;
+    cfg->agent.mark = 0;
     cfg->exclude_uid = -1;
     cfg->exclude_gid = -1;
     return cfg;
 }
 
-static void free_list(char **list, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        free(list[i]);
-    }
-    free(list);
-}
-
-static void listener_free_fields(struct pk_listener_config *lc)
-{
-    free(lc->name);
-    free(lc->listen);
-    free(lc->target);
-    free_list(lc->allow_trust_domain, lc->n_allow_trust_domain);
-    free_list(lc->allow_namespace, lc->n_allow_namespace);
-    free_list(lc->allow_app_id, lc->n_allow_app_id);
-    free_list(lc->allow_spiffe_id, lc->n_allow_spiffe_id);
-    free_list(lc->intercept_port, lc->n_intercept_port);
-    free_list(lc->map, lc->n_map);
-    free_list(lc->intercept, lc->n_intercept);
-    free_list(lc->exclude, lc->n_exclude);
-    free(lc->expect_spiffe_id);
-    free(lc->expect_app_id);
-    free(lc->expect_namespace);
-    free(lc->server_name);
-}
-
-/* Whether field k of a and b (struct pk_agent_config) holds the same value. */
+/* Whether field k of a and b (struct pk_sidecar_config) holds the same value. */
 static bool field_equal(const struct key *k, const void *a, const void *b)
 {
     const void *x = (const char *)a + k->offset, *y = (const char *)b + k->offset;
@@ -1662,9 +1636,9 @@ static bool field_equal(const struct key *k, const void *a, const void *b)
     return false;
 }
 
-size_t pk_agent_config_restart_changes(const struct pk_agent_config *running,
-                                       const struct pk_agent_config *next, char *out,
-                                       size_t out_len)
+size_t pk_sidecar_config_restart_changes(const struct pk_sidecar_config *running,
+                                         const struct pk_sidecar_config *next, char *out,
+                                         size_t out_len)
 {
     size_t n = 0, used = 0;
 
@@ -1693,143 +1667,48 @@ size_t pk_agent_config_restart_changes(const struct pk_agent_config *running,
     return n;
 }
 
-static char **copy_list(char *const *list, size_t n)
-{
-    char **out = NULL;
-    if (n > 0) {
-        out = pk_xcalloc(n, sizeof(*out));
-        for (size_t i = 0; i < n; i++) {
-            out[i] = pk_xstrdup(list[i]);
-        }
-    }
-    return out;
-}
-
-static char *copy_string(const char *s)
-{
-    return s != NULL ? pk_xstrdup(s) : NULL;
-}
-
-void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_listener_config *src)
-{
-    *dst = *src;
-    dst->name = copy_string(src->name);
-    dst->listen = copy_string(src->listen);
-    dst->target = copy_string(src->target);
-    dst->allow_trust_domain = copy_list(src->allow_trust_domain, src->n_allow_trust_domain);
-    dst->allow_namespace = copy_list(src->allow_namespace, src->n_allow_namespace);
-    dst->allow_app_id = copy_list(src->allow_app_id, src->n_allow_app_id);
-    dst->allow_spiffe_id = copy_list(src->allow_spiffe_id, src->n_allow_spiffe_id);
-    dst->intercept_port = copy_list(src->intercept_port, src->n_intercept_port);
-    dst->map = copy_list(src->map, src->n_map);
-    dst->intercept = copy_list(src->intercept, src->n_intercept);
-    dst->exclude = copy_list(src->exclude, src->n_exclude);
-    dst->expect_spiffe_id = copy_string(src->expect_spiffe_id);
-    dst->expect_app_id = copy_string(src->expect_app_id);
-    dst->expect_namespace = copy_string(src->expect_namespace);
-    dst->server_name = copy_string(src->server_name);
-}
-
-static bool string_equal(const char *a, const char *b)
-{
-    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
-}
-
-static bool list_equal(char *const *a, size_t na, char *const *b, size_t nb)
-{
-    if (na != nb) {
-        return false;
-    }
-    for (size_t i = 0; i < na; i++) {
-        if (strcmp(a[i], b[i]) != 0) {
-            return false;
-        }
-    }
-    return true;
-}
-
-bool pk_listener_config_equal(const struct pk_listener_config *a,
-                              const struct pk_listener_config *b)
-{
-    return a->kind == b->kind && string_equal(a->name, b->name) &&
-           string_equal(a->listen, b->listen) && string_equal(a->target, b->target) &&
-           list_equal(a->allow_trust_domain, a->n_allow_trust_domain, b->allow_trust_domain,
-                      b->n_allow_trust_domain) &&
-           list_equal(a->allow_namespace, a->n_allow_namespace, b->allow_namespace,
-                      b->n_allow_namespace) &&
-           list_equal(a->allow_app_id, a->n_allow_app_id, b->allow_app_id, b->n_allow_app_id) &&
-           list_equal(a->allow_spiffe_id, a->n_allow_spiffe_id, b->allow_spiffe_id,
-                      b->n_allow_spiffe_id) &&
-           a->proxy_protocol == b->proxy_protocol && a->permissive == b->permissive &&
-           list_equal(a->intercept_port, a->n_intercept_port, b->intercept_port,
-                      b->n_intercept_port) &&
-           list_equal(a->map, a->n_map, b->map, b->n_map) && a->unmapped == b->unmapped &&
-           list_equal(a->intercept, a->n_intercept, b->intercept, b->n_intercept) &&
-           list_equal(a->exclude, a->n_exclude, b->exclude, b->n_exclude) &&
-           string_equal(a->expect_spiffe_id, b->expect_spiffe_id) &&
-           string_equal(a->expect_app_id, b->expect_app_id) &&
-           string_equal(a->expect_namespace, b->expect_namespace) &&
-           string_equal(a->server_name, b->server_name) &&
-           a->allow_non_loopback == b->allow_non_loopback &&
-           a->max_connections == b->max_connections && a->max_handshakes == b->max_handshakes &&
-           a->connect_timeout == b->connect_timeout &&
-           a->handshake_timeout == b->handshake_timeout && a->idle_timeout == b->idle_timeout &&
-           a->max_lifetime == b->max_lifetime && a->buffer_size == b->buffer_size &&
-           a->close_on_own_expiry == b->close_on_own_expiry;
-}
-
-const char *pk_listener_kind_name(enum pk_listener_kind kind)
-{
-    switch (kind) {
-    case PK_LISTENER_INBOUND:
-        return "inbound";
-    case PK_LISTENER_OUTBOUND:
-        return "outbound";
-    case PK_LISTENER_TRANSPARENT:
-        return "transparent";
-    }
-    return "?";
-}
-
-void pk_listener_config_clear(struct pk_listener_config *lc)
-{
-    if (lc != NULL) {
-        listener_free_fields(lc);
-        memset(lc, 0, sizeof(*lc));
-    }
-}
-
-void pk_agent_config_free(struct pk_agent_config *cfg)
+void pk_sidecar_config_free(struct pk_sidecar_config *cfg)
 {
     if (cfg == NULL) {
         return;
     }
-    free(cfg->app_id);
-    free(cfg->request_id);
-    free(cfg->namespace_);
-    free(cfg->trust_domain);
-    free(cfg->cert_file);
-    free(cfg->key_file);
-    free(cfg->cert_pem);
-    if (cfg->key_pem != NULL) {
-        pk_free_secret(cfg->key_pem, strlen(cfg->key_pem) + 1);
+    free(cfg->agent.app_id);
+    free(cfg->agent.request_id);
+    free(cfg->agent.namespace_);
+    free(cfg->agent.trust_domain);
+    free(cfg->agent.cert_file);
+    free(cfg->agent.key_file);
+    free(cfg->agent.cert_pem);
+    if (cfg->agent.key_pem != NULL) {
+        pk_free_secret(cfg->agent.key_pem, strlen(cfg->agent.key_pem) + 1);
     }
-    free(cfg->export_dir);
-    free(cfg->export_command);
-    free(cfg->export_pid_file);
-    free(cfg->sentry_address);
-    free(cfg->trust_anchors_file);
-    free(cfg->trust_anchors_pem);
-    free(cfg->control_plane_trust_domain);
-    free(cfg->control_plane_namespace);
-    free(cfg->token_file);
+    free(cfg->agent.export_dir);
+    free(cfg->agent.export_command);
+    free(cfg->agent.export_pid_file);
+    free(cfg->agent.sentry_address);
+    free(cfg->agent.trust_anchors_file);
+    free(cfg->agent.trust_anchors_pem);
+    free(cfg->agent.control_plane_trust_domain);
+    free(cfg->agent.control_plane_namespace);
+    free(cfg->agent.token_file);
     free(cfg->admin_listen);
     free(cfg->config_file);
     for (size_t i = 0; i < cfg->n_listeners; i++) {
-        listener_free_fields(&cfg->listeners[i]);
+        pk_listener_config_clear(&cfg->listeners[i]);
     }
     free(cfg->listeners);
     free(cfg);
+}
+
+void pk_sidecar_proxy_options(const struct pk_sidecar_config *cfg, struct pk_proxy_options *out)
+{
+    *out = (struct pk_proxy_options){
+            .listeners = cfg->listeners,
+            .n_listeners = cfg->n_listeners,
+            .workers = cfg->workers,
+            .mark = cfg->agent.mark,
+            .namespace_ = cfg->agent.namespace_,
+    };
 }
 
 /* ---- flags ---- */
@@ -1971,16 +1850,17 @@ static const struct {
     enum key_type type; /* K_STRING, K_SEGMENT or K_TRUST_DOMAIN */
     const char *what;   /* K_SEGMENT: how messages name it */
 } env_strings[] = {
-        {"APP_ID", FIELD(app_id), K_SEGMENT, "app id"},
-        {"NAMESPACE", FIELD(namespace_), K_SEGMENT, "namespace"},
-        {"DAPR_TRUST_ANCHORS", FIELD(trust_anchors_pem), K_STRING, NULL},
-        {"DAPR_TRUST_ANCHORS_FILE", FIELD(trust_anchors_file), K_STRING, NULL},
-        {"DAPR_CONTROLPLANE_TRUST_DOMAIN", FIELD(control_plane_trust_domain), K_TRUST_DOMAIN, NULL},
-        {"DAPR_CONTROLPLANE_NAMESPACE", FIELD(control_plane_namespace), K_SEGMENT,
+        {"APP_ID", FIELD(agent.app_id), K_SEGMENT, "app id"},
+        {"NAMESPACE", FIELD(agent.namespace_), K_SEGMENT, "namespace"},
+        {"DAPR_TRUST_ANCHORS", FIELD(agent.trust_anchors_pem), K_STRING, NULL},
+        {"DAPR_TRUST_ANCHORS_FILE", FIELD(agent.trust_anchors_file), K_STRING, NULL},
+        {"DAPR_CONTROLPLANE_TRUST_DOMAIN", FIELD(agent.control_plane_trust_domain), K_TRUST_DOMAIN,
+         NULL},
+        {"DAPR_CONTROLPLANE_NAMESPACE", FIELD(agent.control_plane_namespace), K_SEGMENT,
          "control-plane namespace"},
 };
 
-static int apply_env(struct pk_agent_config *cfg, char *const *env, struct pk_err *err)
+static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_err *err)
 {
     const char *v;
 
@@ -2004,30 +1884,30 @@ static int apply_env(struct pk_agent_config *cfg, char *const *env, struct pk_er
                               "DAPR_SENTRY_TOKEN_FILE is set but empty: unset it, or set it to "
                               "the file that holds the Sentry token");
         }
-        replace_string(&cfg->token_file, v);
+        replace_string(&cfg->agent.token_file, v);
     }
     /* The PEM contents replace the file keys, so the agent reads (and watches) neither file. */
     if ((v = env_value(env, "DAPR_CERT_CHAIN")) != NULL) {
-        replace_string(&cfg->cert_pem, v);
-        replace_string(&cfg->cert_file, NULL);
+        replace_string(&cfg->agent.cert_pem, v);
+        replace_string(&cfg->agent.cert_file, NULL);
     }
     if ((v = env_value(env, "DAPR_CERT_KEY")) != NULL) {
-        if (cfg->key_pem != NULL) {
-            cfg->key_pem = pk_free_secret(cfg->key_pem, strlen(cfg->key_pem) + 1);
+        if (cfg->agent.key_pem != NULL) {
+            cfg->agent.key_pem = pk_free_secret(cfg->agent.key_pem, strlen(cfg->agent.key_pem) + 1);
         }
-        cfg->key_pem = pk_xstrdup(v);
-        replace_string(&cfg->key_file, NULL);
+        cfg->agent.key_pem = pk_xstrdup(v);
+        replace_string(&cfg->agent.key_file, NULL);
     }
     return 0;
 }
 
-static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, struct pk_err *err)
+static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, struct pk_err *err)
 {
     if (fl->app_id != NULL) {
         if (check_segment_from("--app-id", fl->app_id, "app id", err) != 0) {
             return PK_E_INVALID;
         }
-        replace_string(&cfg->app_id, fl->app_id);
+        replace_string(&cfg->agent.app_id, fl->app_id);
     }
     if (fl->sentry_address != NULL) {
         /* daprd's default is "": no Sentry. Given empty, the flag turns a file's address off. */
@@ -2036,33 +1916,33 @@ static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, stru
             pk_addr_parse(fl->sentry_address, PK_ADDR_NAMES, &addr, err) != 0) {
             return pk_err_prefix(err, PK_E_INVALID, "--sentry-address");
         }
-        replace_string(&cfg->sentry_address,
+        replace_string(&cfg->agent.sentry_address,
                        fl->sentry_address[0] != '\0' ? fl->sentry_address : NULL);
     }
     if (fl->cp_trust_domain != NULL) {
         if (check_td_from("--control-plane-trust-domain", fl->cp_trust_domain, err) != 0) {
             return PK_E_INVALID;
         }
-        replace_string(&cfg->control_plane_trust_domain, fl->cp_trust_domain);
+        replace_string(&cfg->agent.control_plane_trust_domain, fl->cp_trust_domain);
     }
     if (fl->cp_namespace != NULL) {
         if (check_segment_from("--control-plane-namespace", fl->cp_namespace,
                                "control-plane namespace", err) != 0) {
             return PK_E_INVALID;
         }
-        replace_string(&cfg->control_plane_namespace, fl->cp_namespace);
+        replace_string(&cfg->agent.control_plane_namespace, fl->cp_namespace);
     }
     if (fl->trust_domain != NULL) {
         if (check_td_from("--trust-domain", fl->trust_domain, err) != 0) {
             return PK_E_INVALID;
         }
-        replace_string(&cfg->trust_domain, fl->trust_domain);
+        replace_string(&cfg->agent.trust_domain, fl->trust_domain);
     }
     if (fl->anchors_file != NULL) {
         if (fl->anchors_file[0] == '\0') {
             return pk_err_set(err, PK_E_INVALID, "--trust-anchors-file: empty file name");
         }
-        replace_string(&cfg->trust_anchors_file, fl->anchors_file);
+        replace_string(&cfg->agent.trust_anchors_file, fl->anchors_file);
     }
     if (fl->log_level != NULL) {
         enum pk_log_level level;
@@ -2087,37 +1967,37 @@ static int apply_flags(struct pk_agent_config *cfg, const struct flags *fl, stru
 }
 
 /* The rules that need every layer. */
-static int check_merged(struct pk_agent_config *cfg, struct pk_err *err)
+static int check_merged(struct pk_sidecar_config *cfg, struct pk_err *err)
 {
-    const char *cert = cfg->cert_pem != NULL ? "DAPR_CERT_CHAIN" : cfg->cert_file;
-    const char *key = cfg->key_pem != NULL ? "DAPR_CERT_KEY" : cfg->key_file;
+    const char *cert = cfg->agent.cert_pem != NULL ? "DAPR_CERT_CHAIN" : cfg->agent.cert_file;
+    const char *key = cfg->agent.key_pem != NULL ? "DAPR_CERT_KEY" : cfg->agent.key_file;
     char q[QUOTE_LEN];
 
-    if (cfg->app_id == NULL) {
+    if (cfg->agent.app_id == NULL) {
         return pk_err_set(err, PK_E_INVALID,
                           "an app id is required: set --app-id, the APP_ID environment variable "
                           "or [agent] app_id in the config file");
     }
-    if (cfg->trust_anchors_file == NULL && cfg->trust_anchors_pem == NULL) {
+    if (cfg->agent.trust_anchors_file == NULL && cfg->agent.trust_anchors_pem == NULL) {
         return pk_err_set(err, PK_E_INVALID,
                           "trust anchors are required: set [sentry] trust_anchors_file, "
                           "--trust-anchors-file or DAPR_TRUST_ANCHORS (or "
                           "DAPR_TRUST_ANCHORS_FILE)");
     }
-    if (cfg->sentry_address != NULL) {
-        if (cfg->cert_file != NULL || cfg->key_file != NULL) {
-            return pk_err_set(
-                    err, PK_E_INVALID,
-                    "[agent] %s (a static identity) and a Sentry address (%s) exclude "
-                    "each other: remove one",
-                    cfg->cert_file != NULL ? "cert_file" : "key_file",
-                    pk_quote(q, sizeof(q), cfg->sentry_address, strlen(cfg->sentry_address)));
+    if (cfg->agent.sentry_address != NULL) {
+        if (cfg->agent.cert_file != NULL || cfg->agent.key_file != NULL) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "[agent] %s (a static identity) and a Sentry address (%s) exclude "
+                              "each other: remove one",
+                              cfg->agent.cert_file != NULL ? "cert_file" : "key_file",
+                              pk_quote(q, sizeof(q), cfg->agent.sentry_address,
+                                       strlen(cfg->agent.sentry_address)));
         }
         /* daprd 1.14+ ignores these with Sentry too; older injectors still set them. Drop them
          * so the key is not kept in memory for nothing. */
-        replace_string(&cfg->cert_pem, NULL);
-        if (cfg->key_pem != NULL) {
-            cfg->key_pem = pk_free_secret(cfg->key_pem, strlen(cfg->key_pem) + 1);
+        replace_string(&cfg->agent.cert_pem, NULL);
+        if (cfg->agent.key_pem != NULL) {
+            cfg->agent.key_pem = pk_free_secret(cfg->agent.key_pem, strlen(cfg->agent.key_pem) + 1);
         }
         return 0;
     }
@@ -2142,27 +2022,27 @@ static int check_merged(struct pk_agent_config *cfg, struct pk_err *err)
     return 0;
 }
 
-static int read_config_file(struct pk_agent_config *cfg, const char *path, struct pk_err *err)
+static int read_config_file(struct pk_sidecar_config *cfg, const char *path, struct pk_err *err)
 {
     struct pk_buf text;
     int r;
 
-    pk_buf_init(&text, PK_AGENT_CONFIG_MAX_FILE);
-    r = pk_fs_read_file(path, PK_AGENT_CONFIG_MAX_FILE, &text, err);
+    pk_buf_init(&text, PK_SIDECAR_CONFIG_MAX_FILE);
+    r = pk_fs_read_file(path, PK_SIDECAR_CONFIG_MAX_FILE, &text, err);
     if (r != 0) {
         r = pk_err_prefix(err, r == PK_E_NOTFOUND ? PK_E_NOTFOUND : PK_E_INVALID, "config file");
         goto out;
     }
-    r = pk_agent_config_parse_ini((const char *)text.data, text.len, path, cfg, err);
+    r = pk_sidecar_config_parse_ini((const char *)text.data, text.len, path, cfg, err);
 out:
     pk_buf_free(&text);
     return r;
 }
 
-int pk_agent_config_load(int argc, char **argv, char *const *env, struct pk_agent_config **out,
-                         bool *help_out, struct pk_err *err)
+int pk_sidecar_config_load(int argc, char **argv, char *const *env, struct pk_sidecar_config **out,
+                           bool *help_out, struct pk_err *err)
 {
-    struct pk_agent_config *cfg = NULL;
+    struct pk_sidecar_config *cfg = NULL;
     struct flags fl = {0};
     const char *local_id;
     int r;
@@ -2177,7 +2057,7 @@ int pk_agent_config_load(int argc, char **argv, char *const *env, struct pk_agen
         }
         goto out;
     }
-    cfg = pk_agent_config_new();
+    cfg = pk_sidecar_config_new();
     if (fl.config != NULL) {
         cfg->config_file = pk_xstrdup(fl.config);
         r = read_config_file(cfg, fl.config, err);
@@ -2203,11 +2083,11 @@ int pk_agent_config_load(int argc, char **argv, char *const *env, struct pk_agen
             goto out;
         }
     }
-    cfg->request_id = pk_xstrdup(local_id != NULL ? local_id : cfg->app_id);
+    cfg->agent.request_id = pk_xstrdup(local_id != NULL ? local_id : cfg->agent.app_id);
     *out = cfg;
     cfg = NULL;
 out:
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
     return r;
 }
 
@@ -2345,9 +2225,9 @@ static int append_wrapped(struct pk_buf *out, const char *text, size_t col, size
     return r;
 }
 
-int pk_agent_config_reference(bool markdown, struct pk_buf *out)
+int pk_sidecar_config_reference(bool markdown, struct pk_buf *out)
 {
-    struct pk_agent_config *defaults = pk_agent_config_new();
+    struct pk_sidecar_config *defaults = pk_sidecar_config_new();
     struct pk_listener_config listener;
     int r = 0;
 
@@ -2406,11 +2286,11 @@ int pk_agent_config_reference(bool markdown, struct pk_buf *out)
         r |= pk_buf_append_str(out, "\nKeys marked [restart] need a restart to change: SIGHUP "
                                     "refuses a file that changes them.\n");
     }
-    pk_agent_config_free(defaults);
+    pk_sidecar_config_free(defaults);
     return r != 0 ? PK_E_TOOBIG : 0;
 }
 
-const char *pk_agent_config_help(void)
+const char *pk_sidecar_config_help(void)
 {
     /* Built once, on the main thread, and kept for the life of the process. */
     static struct pk_buf text;
@@ -2419,7 +2299,7 @@ const char *pk_agent_config_help(void)
     if (!built) {
         pk_buf_init(&text, 256 * 1024);
         if (pk_buf_append_str(&text, help_head) != 0 ||
-            pk_agent_config_reference(false, &text) != 0 ||
+            pk_sidecar_config_reference(false, &text) != 0 ||
             pk_buf_append_str(&text, help_tail) != 0 || pk_buf_append(&text, "", 1) != 0) {
             PK_ASSERT(!"help text exceeds its cap");
         }
