@@ -108,12 +108,13 @@ static void fatal_cb(void *ctx, const char *why)
     ev_break(run->loop, EVBREAK_ALL);
 }
 
-/* Every new identity goes to the proxy's workers. */
+/* A new identity is in the slot: the proxy's workers take it from there. */
 static void published_cb(void *ctx, struct pk_identity *id)
 {
     struct run *run = ctx;
+    (void)id;
     if (run->proxy != NULL) {
-        pk_proxy_set_identity(run->proxy, id);
+        pk_proxy_identity_changed(run->proxy);
     }
     if (run->agent != NULL) {
         update_readiness(run);
@@ -152,11 +153,10 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 static int start_proxy(struct run *run, const struct pk_sidecar_config *cfg, struct pk_err *err)
 {
     struct pk_proxy_options opts;
-    struct pk_identity *id;
     int r;
 
     pk_sidecar_proxy_options(cfg, &opts);
-    r = pk_proxy_new(&opts, &run->proxy, err);
+    r = pk_proxy_new(&opts, &run->slot, &run->proxy, err);
     if (r != 0) {
         return r;
     }
@@ -165,11 +165,7 @@ static int start_proxy(struct run *run, const struct pk_sidecar_config *cfg, str
     if (r != 0) {
         return r;
     }
-    id = pk_identity_slot_get(&run->slot);
-    if (id != NULL) {
-        pk_proxy_set_identity(run->proxy, id);
-        pk_identity_unref(id);
-    }
+    pk_proxy_identity_changed(run->proxy);
     pk_admin_set_proxy(run->admin, run->proxy);
     return 0;
 }
@@ -302,7 +298,7 @@ int pk_cmd_run(int argc, char **argv)
     if (run.cfg->n_listeners > 0) {
         struct pk_proxy_options opts;
         pk_sidecar_proxy_options(run.cfg, &opts);
-        if (pk_proxy_new(&opts, &run.proxy, &err) != 0) {
+        if (pk_proxy_new(&opts, &run.slot, &run.proxy, &err) != 0) {
             fprintf(stderr, "picket run: %s\n", err.msg);
             goto out;
         }

@@ -164,7 +164,7 @@ struct pk_proxy {
     uint32_t mark;               /* [proxy] mark: SO_MARK for sockets to targets; 0 = none */
     struct listener **listeners; /* the current set (main thread), references */
     size_t n_listeners;
-    struct pk_identity *id; /* the current identity (main thread), NULL before the first */
+    struct pk_identity_slot *slot; /* where the agent publishes the current identity (borrowed) */
     struct worker *workers;
     unsigned n_workers;
     void (*hook)(void *ctx);
@@ -1442,11 +1442,13 @@ static void log_listener(const struct listener *l, const char *what, unsigned n_
                 l->sock->is_unix ? 1 : n_workers);
 }
 
-int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_proxy **out, struct pk_err *err)
+int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_identity_slot *slot,
+                 struct pk_proxy **out, struct pk_err *err)
 {
     struct pk_proxy *px = pk_xcalloc(1, sizeof(*px));
     int r = 0;
 
+    px->slot = slot;
     px->namespace_ = pk_xstrdup(cfg->namespace_);
     px->mark = (uint32_t)cfg->mark;
     if (cfg->mark != 0 && cfg->n_listeners > 0) {
@@ -1502,20 +1504,21 @@ int pk_proxy_start(struct pk_proxy *px, struct pk_err *err)
 /* Hand every worker a generation of the current identity and listener set. */
 static void publish(struct pk_proxy *px)
 {
+    struct pk_identity *id = pk_identity_slot_get(px->slot);
     struct pk_err err;
 
-    if (px->id == NULL) {
+    if (id == NULL) {
         return; /* nothing is accepted before the first identity */
     }
     pk_err_clear(&err);
     for (unsigned wi = 0; wi < px->n_workers; wi++) {
         struct worker *w = &px->workers[wi];
-        struct gen *g = gen_new(px, px->id, &err);
+        struct gen *g = gen_new(px, id, &err);
         if (g == NULL) {
             /* The rules were checked when the set was built; only an ID we cannot express
              * gets here. */
             PK_LOG_ERR("proxy keeps the previous identity error=\"%s\"", err.msg);
-            return;
+            break;
         }
         pthread_mutex_lock(&w->lock);
         gen_unref(w->pending);
@@ -1523,13 +1526,11 @@ static void publish(struct pk_proxy *px)
         pthread_mutex_unlock(&w->lock);
         ev_async_send(w->loop, &w->wake);
     }
+    pk_identity_unref(id);
 }
 
-void pk_proxy_set_identity(struct pk_proxy *px, struct pk_identity *id)
+void pk_proxy_identity_changed(struct pk_proxy *px)
 {
-    struct pk_identity *old = px->id;
-    px->id = pk_identity_ref(id);
-    pk_identity_unref(old);
     publish(px);
 }
 
@@ -1660,7 +1661,6 @@ void pk_proxy_free(struct pk_proxy *px, double shutdown_timeout)
         pthread_mutex_destroy(&w->lock);
     }
     free_set(px->listeners, px->n_listeners);
-    pk_identity_unref(px->id);
     free(px->workers);
     free(px->namespace_);
     free(px);

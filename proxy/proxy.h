@@ -71,8 +71,11 @@ struct pk_listener_stats {
 
 /* Create listening sockets for every listener in cfg (borrowed during the call: the proxy keeps
  * its own copies of what it needs). A bad address or policy rule, two listeners on one address,
- * or a socket that cannot be bound is an error naming the listener; nothing is left open. */
-int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_proxy **out, struct pk_err *err) PK_MUST_USE;
+ * or a socket that cannot be bound is an error naming the listener; nothing is left open.
+ * slot (borrowed; must outlive the proxy) is the one place the current identity is read from:
+ * the proxy takes it from there at each pk_proxy_identity_changed and listener update. */
+int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_identity_slot *slot,
+                 struct pk_proxy **out, struct pk_err *err) PK_MUST_USE;
 
 /* Start the worker threads. */
 int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
@@ -92,8 +95,9 @@ int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
 int pk_proxy_update(struct pk_proxy *proxy, const struct pk_proxy_options *cfg, size_t *added,
                     size_t *removed, size_t *changed, struct pk_err *err) PK_MUST_USE;
 
-/* Publish a new identity (the caller keeps its reference). From the main thread. */
-void pk_proxy_set_identity(struct pk_proxy *proxy, struct pk_identity *id);
+/* The identity slot holds a new identity: hand every worker a generation of it (new
+ * connections take it; live ones keep theirs). From the main thread. */
+void pk_proxy_identity_changed(struct pk_proxy *proxy);
 
 /* fn(ctx) is called, from a worker thread, each time a listener starts or stops accepting on a
  * worker (so readiness can be re-evaluated): it must be thread-safe and quick (ev_async_send).
