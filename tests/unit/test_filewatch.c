@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests for rpc/filewatch: edits that stat cannot see, directory swaps, debouncing. */
+/* Unit tests for net/filewatch: edits that stat cannot see, directory swaps, debouncing. */
 #include <ev.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -15,7 +15,7 @@
 #include <cmocka.h>
 /* clang-format on */
 
-#include "rpc/filewatch.h"
+#include "net/filewatch.h"
 
 static char dir[256];
 

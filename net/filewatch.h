@@ -11,8 +11,8 @@
  * Events are debounced: the callback runs once the files have been quiet for `debounce` seconds,
  * since an update usually touches several files one after another. The callback may therefore
  * run when nothing relevant changed; callers compare contents before acting. */
-#ifndef PK_RPC_FILEWATCH_H
-#define PK_RPC_FILEWATCH_H
+#ifndef PK_NET_FILEWATCH_H
+#define PK_NET_FILEWATCH_H
 
 #include <stddef.h>
 
