@@ -1426,6 +1426,9 @@ int pk_x509_verify_peer_chain(const struct pk_cert *leaf, const struct pk_certs 
     bool constrained = false;
     uint64_t used = 0; /* bit i: intermediates->v[i] is on the path */
     size_t depth = 0;  /* intermediates on the path so far */
+    /* wolfSSL counts a leaf that is a CA against its issuers' path length constraints (its
+     * maxPathLen check in ParseCertRelative); so does this, to refuse what it refuses. */
+    const size_t below_leaf = leaf->is_ca ? 1 : 0;
     char cur_who[320];
     time_t now = time(NULL);
     int r;
@@ -1470,7 +1473,7 @@ int pk_x509_verify_peer_chain(const struct pk_cert *leaf, const struct pk_certs 
                 }
                 found = true;
                 describe(ca, pass == 0 ? "root" : "intermediate", i + 1, who, sizeof(who));
-                r = check_issuer(ca, who, depth, now, &sub);
+                r = check_issuer(ca, who, depth + below_leaf, now, &sub);
                 /* Only links above the leaf are memoised: those certificates are CAs that an
                  * anchor's path vouches for, so no peer can fill the memo with its own. */
                 if (r == 0 &&

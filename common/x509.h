@@ -135,14 +135,17 @@ int pk_x509_verify_chain(const struct pk_cert *leaf, const struct pk_certs *inte
 
 struct pk_sigmemo;
 
-/* The handshake's verifier: the same verdict as pk_x509_verify_chain on the same inputs, each
- * signature on the path checked once. The path is built from leaf upwards: at each step the
+/* The handshake's verifier: it refuses what pk_x509_verify_chain refuses on the same inputs, and
+ * accepts what it accepts but for a path that would need backtracking (below), each signature
+ * on the path checked once. The path is built from leaf upwards: at each step the
  * issuer is an anchor if one fits, else one of intermediates (any order, each used once, NULL for
  * none); a candidate fits when its subject is the certificate's issuer name (and its key
  * identifier the authority key identifier, when there is one, as wolfSSL matches them), it is
  * valid now, a CA, allowed keyCertSign when it has a key usage, its path length constraint
- * allows the intermediates below it, and then its key verifies the signature. The first
- * candidate that fits is taken, without backtracking. A path through a CA with name constraints
+ * allows the intermediates below it (and the leaf, when the leaf is a CA, as wolfSSL counts
+ * it), and then its key verifies the signature. The first candidate that fits is taken,
+ * without backtracking: among same-named candidates that all fit, a later one is never tried
+ * when the first leads nowhere. A path through a CA with name constraints
  * is decided by pk_x509_verify_chain (wolfSSL evaluates the DNS, e-mail and directory name
  * forms). memo (NULL for none; see sigmemo.h) supplies and, once the whole chain is accepted,
  * learns the signatures of links above the leaf. Borrows everything; safe from any thread.

@@ -1260,6 +1260,13 @@ static void peer_chain_each_level_refused(void **state)
     assert_int_equal(verify_both(leaf, &inter, &p.roots, &err), PK_E_UNTRUSTED);
     assert_int_equal(pk_x509_verify_peer_chain(leaf, &inter, &p.roots, NULL, &err), PK_E_UNTRUSTED);
     assert_non_null(strstr(err.msg, "allows 0 intermediate"));
+    /* wolfSSL also counts a leaf that is a CA against its issuer's constraint. */
+    certs_of(&inter, bad, NULL);
+    t = issuer_tmpl(now);
+    t.subject_o = "a CA presented as a leaf";
+    struct pk_cert *ca_leaf = issue(&t, leaf_key, bad, p.iss_key);
+    assert_int_equal(verify_both(ca_leaf, &inter, &p.roots, &err), PK_E_UNTRUSTED);
+    pk_cert_free(ca_leaf);
     pk_cert_free(bad);
 
     /* An anchor with a dNSName constraint, which wolfSSL evaluates: a leaf outside it is
