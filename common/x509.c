@@ -26,6 +26,18 @@
  * when it verifies a child). The first failure found decides the error and names the
  * certificate.
  *
+ * The handshake's verifier (pk_x509_verify_peer_chain) does without the certificate manager,
+ * which costs a signature check per certificate on top of our walk's. It builds the path leaf
+ * upwards, matching issuers the way the manager's lookup does (ParseCertRelative in 5.5.4: the
+ * issuer name, and the AKID against the issuer's key identifier, which wolfSSL takes from the
+ * SKID extension or computes from the key; both are read from wolfSSL's DecodedCert at parse
+ * time), applies the walk's checks to each candidate before its signature, and verifies each
+ * signature once with wolfCrypt. What the manager evaluates and the walk does not, name
+ * constraints of the DNS, e-mail and directory name forms, is left to pk_x509_verify_chain for
+ * the rare path through a constrained CA. A memo (sigmemo.h) may answer for signatures above
+ * the leaf; it learns them only from chains accepted whole, so what a peer sent is remembered
+ * only as "these bytes were signed by those bytes", and only if an anchor vouches for them.
+ *
  * Issuance drives wolfSSL's Cert (wc_InitCert, wc_MakeCert_ex, wc_SignCert_ex). wolfSSL 5.5.4
  * honours raw validity times (beforeDate/afterDate, tag and length included), raw GeneralNames
  * (altNames, with altNamesCrit for a critical SAN), keyUsage (always critical), extKeyUsage,
