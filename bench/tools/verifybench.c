@@ -14,9 +14,14 @@
  *          signature is checked
  *   ecdsa  one bare P-256 ECDSA verification (pk_pubkey_verify over a TBS-sized message), the
  *          floor per certificate
+ *   cb-before, cb-after
+ *          all verify_cb does with the chain, before and after (warm memo): parse the leaf's and
+ *          the issuer's DER, then (before) copy them and pk_x509_verify_chain, or (after)
+ *          pk_x509_verify_peer_chain with the context's memo
  *
- * and prints the wall-clock nanoseconds per iteration (CLOCK_MONOTONIC). Certificates are parsed
- * outside the loop: verify_cb parses what the peer sent the same way before and after. */
+ * and prints the wall-clock nanoseconds per iteration (CLOCK_MONOTONIC). The first four modes
+ * take certificates parsed outside the loop. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,7 +31,7 @@
 #include "common/sigmemo.h"
 #include "common/x509.h"
 
-enum mode { MODE_FULL, MODE_ONCE, MODE_MEMO, MODE_ECDSA };
+enum mode { MODE_FULL, MODE_ONCE, MODE_MEMO, MODE_ECDSA, MODE_CB_BEFORE, MODE_CB_AFTER };
 
 struct fixture {
     struct pk_cert *leaf;
@@ -39,6 +44,34 @@ struct fixture {
 };
 
 int bench_loop(enum mode mode, long n, struct fixture *f);
+
+/* verify_cb's work on the chain a peer sent (leaf, issuer), before or after. */
+static int callback_work(bool before, struct fixture *f)
+{
+    struct pk_slice der[2] = {pk_cert_der(f->leaf), pk_cert_der(f->inter.v[0])};
+    struct pk_cert *sent[2] = {NULL, NULL};
+    struct pk_certs copies = {NULL, 0};
+    int r = 0;
+
+    for (size_t i = 0; r == 0 && i < 2; i++) {
+        r = pk_cert_parse_der(der[i].ptr, der[i].len, "peer certificate", &sent[i], NULL);
+    }
+    if (r == 0 && before) {
+        /* The former verify_peer_chain kept a copy of each parsed certificate. */
+        for (size_t i = 0; r == 0 && i < 2; i++) {
+            r = pk_certs_push_copy(&copies, sent[i]);
+        }
+        struct pk_certs above = {copies.v + 1, 1};
+        r = r != 0 ? r : pk_x509_verify_chain(copies.v[0], &above, &f->roots, NULL);
+    } else if (r == 0) {
+        struct pk_certs above = {sent + 1, 1};
+        r = pk_x509_verify_peer_chain(sent[0], &above, &f->roots, f->memo, NULL);
+    }
+    pk_certs_clear(&copies);
+    pk_cert_free(sent[0]);
+    pk_cert_free(sent[1]);
+    return r;
+}
 
 static void die(const char *what, const struct pk_err *err)
 {
@@ -136,6 +169,10 @@ __attribute__((noinline)) int bench_loop(enum mode mode, long n, struct fixture 
             bad |= pk_pubkey_verify(f->pub, PK_SIG_ECDSA_SHA256, f->msg.data, f->msg.len,
                                     f->sig.data, f->sig.len);
             break;
+        case MODE_CB_BEFORE:
+        case MODE_CB_AFTER:
+            bad |= callback_work(mode == MODE_CB_BEFORE, f);
+            break;
         }
     }
     return bad;
@@ -143,20 +180,20 @@ __attribute__((noinline)) int bench_loop(enum mode mode, long n, struct fixture 
 
 int main(int argc, char **argv)
 {
-    static const char *const names[] = {"full", "once", "memo", "ecdsa"};
+    static const char *const names[] = {"full", "once", "memo", "ecdsa", "cb-before", "cb-after"};
     struct fixture f;
     struct timespec t0, t1;
     int mode = -1;
     long n;
 
-    for (int i = 0; argc == 3 && i < 4; i++) {
+    for (int i = 0; argc == 3 && i < (int)(sizeof(names) / sizeof(names[0])); i++) {
         if (strcmp(argv[1], names[i]) == 0) {
             mode = i;
         }
     }
     n = argc == 3 ? strtol(argv[2], NULL, 10) : 0;
     if (mode < 0 || n <= 0) {
-        fprintf(stderr, "usage: verifybench full|once|memo|ecdsa ITERATIONS\n");
+        fprintf(stderr, "usage: verifybench full|once|memo|ecdsa|cb-before|cb-after ITERATIONS\n");
         return 2;
     }
     fixture_make(&f);
