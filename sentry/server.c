@@ -69,7 +69,7 @@ static int renew_server_cert(struct sentry *s, struct pk_err *err)
     struct pk_sentry_issued issued = {0};
     struct pk_buf spki, key_der;
     time_t now = time(NULL);
-    double life, next;
+    double next;
     int r;
 
     pk_buf_init(&spki, 4096);
@@ -107,12 +107,7 @@ static int renew_server_cert(struct sentry *s, struct pk_err *err)
     }
     pk_rpc_server_set_tls(s->rpc, tls);
     s->server_cert_not_after = issued.not_after;
-    /* Renew at half the certificate's life, as Dapr's Sentry does. */
-    life = difftime(issued.not_after, issued.not_before);
-    next = difftime(issued.not_before, now) + life / 2;
-    if (next < 1.0) {
-        next = 1.0;
-    }
+    next = pk_sentry_server_cert_renew_in(now, issued.not_after);
     ev_timer_stop(s->loop, &s->renew_timer);
     ev_timer_set(&s->renew_timer, next, 0.0);
     ev_timer_start(s->loop, &s->renew_timer);
