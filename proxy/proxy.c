@@ -96,7 +96,9 @@ struct listener {
     size_t n_rules;
     struct lwatch *watch;       /* per worker */
     _Atomic unsigned accepting; /* workers whose watchers are on */
-    _Atomic uint64_t active, total, handshaking, bytes_in, bytes_out;
+    _Atomic uint64_t active, total, handshaking;
+    struct pk_live_bytes *bytes; /* per worker, added to as bytes are relayed */
+    unsigned n_bytes;
     _Atomic uint64_t closed[PK_PROXY_CLOSE_REASONS];
     _Atomic uint64_t passthrough;    /* transparent: connections let through in plaintext */
     _Atomic uint64_t plaintext, tls; /* permissive inbound: what the first bytes were */
@@ -221,6 +223,7 @@ static void listener_unref(struct listener *l)
     free(l->rules);
     pk_listener_config_clear(&l->cfg);
     free(l->watch);
+    free(l->bytes);
     free(l);
 }
 
@@ -565,6 +568,15 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
             .buffer_size = lc->buffer_size,
     };
     l->watch = pk_xcalloc(n_workers, sizeof(*l->watch));
+    l->bytes = aligned_alloc(alignof(struct pk_live_bytes), n_workers * sizeof(*l->bytes));
+    if (l->bytes == NULL) {
+        abort(); /* as pk_xcalloc does */
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        atomic_init(&l->bytes[wi].in, 0);
+        atomic_init(&l->bytes[wi].out, 0);
+    }
+    l->n_bytes = n_workers;
     *out = l;
     return 0;
 }
@@ -596,8 +608,6 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
     char peer_id[300], detail[300];
 
     atomic_fetch_sub(&l->active, 1);
-    atomic_fetch_add(&l->bytes_in, s->bytes_in);
-    atomic_fetch_add(&l->bytes_out, s->bytes_out);
     if (!pc->established) {
         atomic_fetch_sub(&l->handshaking, 1);
     }
@@ -863,6 +873,7 @@ static void start_tls(struct proxied *pc, enum pk_conn_dir dir,
             .mark = l->mark,
             .limits = &l->limits,
             .listener = l->cfg.name,
+            .live_bytes = &l->bytes[w->index],
             .closed = conn_closed,
             .closed_ctx = pc,
             .established = conn_established,
@@ -893,6 +904,7 @@ static void start_relay(struct proxied *pc, const struct sockaddr_storage *targe
             .mark = l->mark,
             .limits = &l->limits,
             .listener = l->cfg.name,
+            .live_bytes = &l->bytes[pc->w->index],
             .closed = conn_closed,
             .established = relay_established,
             .ctx = pc,
@@ -1600,9 +1612,14 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
     const struct lsock *s = l->sock;
     uint64_t closed[PK_PROXY_CLOSE_REASONS];
     unsigned want = s->is_unix ? 1 : px->n_workers;
+    uint64_t bytes_in = 0, bytes_out = 0;
 
     for (size_t k = 0; k < PK_PROXY_CLOSE_REASONS; k++) {
         closed[k] = atomic_load(&l->closed[k]);
+    }
+    for (unsigned wi = 0; wi < l->n_bytes; wi++) {
+        bytes_in += atomic_load_explicit(&l->bytes[wi].in, memory_order_relaxed);
+        bytes_out += atomic_load_explicit(&l->bytes[wi].out, memory_order_relaxed);
     }
     *out = (struct pk_listener_stats){
             .name = l->cfg.name,
@@ -1616,8 +1633,8 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
             .active = atomic_load(&l->active),
             .total = atomic_load(&l->total),
             .handshaking = atomic_load(&l->handshaking),
-            .bytes_in = atomic_load(&l->bytes_in),
-            .bytes_out = atomic_load(&l->bytes_out),
+            .bytes_in = bytes_in,
+            .bytes_out = bytes_out,
             .handshake_failed = closed[PK_CLOSE_HANDSHAKE_FAILED],
             .denied = closed[PK_CLOSE_DENIED],
             .connect_failed = closed[PK_CLOSE_CONNECT_FAILED],

@@ -306,16 +306,20 @@ static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
              "plaintext."},
     };
     size_t n = pk_proxy_listener_count(px);
+    /* Every family from one read of each listener, so the families agree with each other. */
+    struct pk_listener_stats *snap = pk_xcalloc(n > 0 ? n : 1, sizeof(*snap));
     int r = 0;
 
+    for (size_t i = 0; i < n; i++) {
+        pk_proxy_listener_stats(px, i, &snap[i]);
+    }
     for (size_t f = 0; f < PK_ARRAY_LEN(fam); f++) {
         r |= metric_head(out, fam[f].name, fam[f].type, fam[f].help);
         for (size_t i = 0; i < n; i++) {
-            struct pk_listener_stats s;
-            pk_proxy_listener_stats(px, i, &s);
-            r |= listener_family(out, fam[f].f, fam[f].name, &s);
+            r |= listener_family(out, fam[f].f, fam[f].name, &snap[i]);
         }
     }
+    free(snap);
     return r;
 }
 

@@ -129,3 +129,39 @@ def test_picket_sentry_metrics_pass_promtool(start_sentry):
                  "picket_sentry_server_cert_expiry_timestamp"):
         assert name in m, name
     assert m["dapr_sentry_cert_sign_success_total"] == 1
+
+
+def test_byte_counters_move_while_the_connection_is_open(start_sentry, start_agent):
+    # A long-lived connection is not invisible until it closes: the bytes it carried show in
+    # /metrics and /status while it is still open, and the two agree.
+    sentry = start_sentry()
+    app = Recorder()
+    in_port, out_port = free_port(), free_port()
+    sections = sentry_sections(sentry)
+    sections.update(loop_listeners(app.port, in_port, out_port))
+    agent = start_agent(sections)
+    conn = connect_echo(out_port)  # sent "hello", got "echo:hello"; still open
+    try:
+        def counted():
+            m = samples(http_get(agent.admin_port, "/metrics")[1])
+            out_in = m.get('picket_listener_bytes_total{listener="out",direction="in"}', 0)
+            out_out = m.get('picket_listener_bytes_total{listener="out",direction="out"}', 0)
+            in_in = m.get('picket_listener_bytes_total{listener="in",direction="in"}', 0)
+            return (out_in, out_out, in_in) == (len(b"hello"), len(b"echo:hello"), len(b"hello"))
+        wait_for(counted, 10, what="byte counters of an open connection")
+
+        def status_counted():
+            by_name = {ls["name"]: ls for ls in agent.status()["listeners"]}
+            return (by_name["out"]["bytes_in"], by_name["out"]["bytes_out"],
+                    by_name["out"]["active"]) == (len(b"hello"), len(b"echo:hello"), 1)
+        wait_for(status_counted, 10, what="/status byte counters of an open connection")
+        m = samples(http_get(agent.admin_port, "/metrics")[1])
+        assert m['picket_listener_connections_active{listener="out",kind="outbound"}'] == 1
+    finally:
+        conn.close()
+    # Closing adds nothing twice.
+    wait_for(lambda: samples(http_get(agent.admin_port, "/metrics")[1]).get(
+        'picket_listener_closed_total{listener="out",reason="done"}', 0) == 1, 10, what="close")
+    m = samples(http_get(agent.admin_port, "/metrics")[1])
+    assert m['picket_listener_bytes_total{listener="out",direction="in"}'] == len(b"hello")
+    assert m['picket_listener_bytes_total{listener="out",direction="out"}'] == len(b"echo:hello")
