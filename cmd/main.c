@@ -69,7 +69,7 @@ int main(int argc, char **argv)
             return commands[i].run(argc - 1, argv + 1);
         }
     }
-    fprintf(stderr, "picket: unknown command `%s'\n\n", argv[1]);
+    fprintf(stderr, "picket: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

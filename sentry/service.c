@@ -199,13 +199,13 @@ static int control_plane_check(const struct pk_sentry_service *svc,
         return 0;
     case PK_SENTRY_ID_SENTRY:
         snprintf(message, message_len,
-                 "invalid request: app id `%s' is Sentry's own identity, which is never issued "
+                 "invalid request: app id '%s' is Sentry's own identity, which is never issued "
                  "to a request",
                  id);
         return PK_E_DENIED;
     case PK_SENTRY_ID_LOOKALIKE:
         snprintf(message, message_len,
-                 "invalid request: app id `%s' in Sentry's namespace `%s' is a control-plane "
+                 "invalid request: app id '%s' in Sentry's namespace '%s' is a control-plane "
                  "id in another case; control-plane ids are lower case",
                  id, svc->namespace_);
         return PK_E_DENIED;
@@ -214,7 +214,7 @@ static int control_plane_check(const struct pk_sentry_service *svc,
             return 0;
         }
         snprintf(message, message_len,
-                 "invalid request: app id `%s' in Sentry's namespace `%s' is a control-plane "
+                 "invalid request: app id '%s' in Sentry's namespace '%s' is a control-plane "
                  "identity, which the INSECURE validator does not authenticate; use a JWKS token "
                  "for it, or start picket sentry with --allow-insecure-control-plane-ids for a "
                  "self-hosted control plane",

@@ -298,7 +298,7 @@ def test_validity_and_bad_flags(tmp_path):
     for flags, msg in ((["--validity", "10x"], "--validity"),
                        (["--validity", "30s"], "between 1m and 876000h"),
                        (["--key-type", "rsa"], "not ecdsa (P-256) or ed25519"),
-                       (["--profile", "cfssl"], "`cfssl' is not openssl, step or sentry"),
+                       (["--profile", "cfssl"], "'cfssl' is not openssl, step or sentry"),
                        (["--trust-domain", "Bad Name"], "trust domain"),
                        (["--bogus"], "unknown flag"),
                        (["stray"], "unexpected argument")):

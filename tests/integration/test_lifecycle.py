@@ -195,7 +195,7 @@ def test_bad_notify_socket_is_a_startup_error(start_sentry, tmp_path):
     res = run([picket_bin(), "run", "-c", ini], env={**os.environ, "NOTIFY_SOCKET": "relative"},
               timeout=10)
     assert res.returncode == 2
-    assert "NOTIFY_SOCKET: `relative' is neither an absolute path nor an @abstract name" in res.stderr
+    assert "NOTIFY_SOCKET: 'relative' is neither an absolute path nor an @abstract name" in res.stderr
 
 
 def test_sighup_adds_changes_and_removes_listeners_keeping_connections(start_sentry, start_agent,

@@ -38,7 +38,7 @@ def one(docs, kind, name=None):
 
 
 def default_admin_port():
-    """The admin endpoint's default port, as `picket run --help' states it."""
+    """The admin endpoint's default port, as 'picket run --help' states it."""
     m = re.search(r"\(default 127\.0\.0\.1:(\d+)\)", run([picket_bin(), "run", "--help"]).stdout)
     assert m
     return int(m.group(1))

@@ -31,7 +31,7 @@ def _skip_reason():
         return "transparent-mode tests need root (network namespaces and iptables)"
     for tool in ("ip", "iptables", "ip6tables", "iptables-save", "tcpdump", "curl"):
         if shutil.which(tool) is None:
-            return f"transparent-mode tests need `{tool}' (scripts/install-deps --test)"
+            return f"transparent-mode tests need '{tool}' (scripts/install-deps --test)"
     probe = f"pkprobe{os.getpid()}"
     r = run(["ip", "netns", "add", probe])
     if r.returncode != 0:
@@ -231,7 +231,7 @@ class Capture:
         self.proc.wait_log(r"listening on a0", timeout=10)
 
     def stop(self, fins):
-        """End the capture once `fins' flows (directions of connections) have been seen to
+        """End the capture once 'fins' flows (directions of connections) have been seen to
         finish, so no packet of theirs is still on its way to the file; return the streams."""
         wait_for(lambda: len(streams(self.file.read_bytes(), finished=True)) >= fins, 10,
                  what=f"{fins} finished flows in the capture")
@@ -505,7 +505,7 @@ def test_reload_that_remaps_a_destination_closes_its_live_connections(net):
     client.wait_log(r"ended after", timeout=10)
     # (The counters start afresh with the changed listener; the close line tells.)
     pa.wait_log(r"connection closed listener=out4 .*reason=untrusted detail=\"peer no longer "
-                r"allowed: .*not the expected peer `spiffe://example.test/ns/default/billing'",
+                r"allowed: .*not the expected peer 'spiffe://example.test/ns/default/billing'",
                 timeout=10)
     # A destination the new map no longer covers at all ends the same way.
     client = net.spawn(net.a, "holder2", ["python3", "-c", HOLD_OPEN, B_IP, APP_PORT])

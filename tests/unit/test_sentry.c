@@ -491,14 +491,14 @@ static void sign_refuses_identities_it_must_not_issue(void **state)
             {L("app"), L("shop"), L("extra.test"), false, PK_GRPC_OK,
              "spiffe://extra.test/ns/shop/app"},
             {L("a\0b"), L("default"), L(""), false, PK_GRPC_PERMISSION_DENIED,
-             "app id `a\\x00b': a NUL byte is not allowed"},
+             "app id 'a\\x00b': a NUL byte is not allowed"},
             {L("app\0"), L("default"), L(""), false, PK_GRPC_PERMISSION_DENIED, "a NUL byte"},
             {L("app"), L("default\0x"), L(""), false, PK_GRPC_PERMISSION_DENIED,
-             "namespace `default\\x00x': a NUL byte"},
+             "namespace 'default\\x00x': a NUL byte"},
             {L("app"), L("default"), L("example.test\0evil"), false, PK_GRPC_PERMISSION_DENIED,
              "a NUL byte"},
             {L("app"), L("default"), L("evil.test"), false, PK_GRPC_PERMISSION_DENIED,
-             "trust domain `evil.test' is not one this Sentry signs for (allowed: example.test, "
+             "trust domain 'evil.test' is not one this Sentry signs for (allowed: example.test, "
              "public, extra.test"},
             {L("app"), L("default"), L("example.test."), false, PK_GRPC_PERMISSION_DENIED,
              "not one this Sentry signs for"},
