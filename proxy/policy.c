@@ -466,15 +466,17 @@ int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, si
     if (r != 0) {
         return r;
     }
+    /* A valid SPIFFE ID from a verified chain: who the peer is, whether or not it may talk to
+     * us, so that a refusal is logged with the peer it refused. */
+    if (peer_id != NULL && peer_id_len > 0) {
+        snprintf(peer_id, peer_id_len, "%s", id.uri);
+    }
     r = check_purpose(p, leaf, &id, err);
     if (r != 0) {
         return r;
     }
     if (!pk_policy_allows(p, &id, err)) {
         return PK_E_DENIED;
-    }
-    if (peer_id != NULL && peer_id_len > 0) {
-        snprintf(peer_id, peer_id_len, "%s", id.uri);
     }
     return 0;
 }

@@ -605,7 +605,6 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
     struct proxied *pc = ctx;
     struct worker *w = pc->w;
     struct listener *l = pc->gen->listeners[pc->li];
-    char peer_id[300], detail[300];
 
     atomic_fetch_sub(&l->active, 1);
     if (!pc->established) {
@@ -614,12 +613,13 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
     if ((unsigned)s->reason < PK_PROXY_CLOSE_REASONS) {
         atomic_fetch_add(&l->closed[s->reason], 1);
     }
-    PK_LOG_INFO("connection closed listener=%s peer=%s peer_id=\"%s\" bytes_in=%llu "
-                "bytes_out=%llu duration=%.3fs reason=%s detail=\"%s\"",
-                s->listener, s->peer_addr, pk_log_escape(peer_id, sizeof(peer_id), s->peer_id),
-                (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out, s->duration,
-                pk_conn_close_reason_name(s->reason),
-                pk_log_escape(detail, sizeof(detail), s->detail));
+    /* The peer's ID and the detail come from the peer: the log escapes them. */
+    PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "connection closed", PK_LF_STR("listener", s->listener),
+                 PK_LF_STR("peer", s->peer_addr), PK_LF_STR("peer_id", s->peer_id),
+                 PK_LF_UINT("bytes_in", s->bytes_in), PK_LF_UINT("bytes_out", s->bytes_out),
+                 PK_LF_DOUBLE("duration_seconds", s->duration),
+                 PK_LF_STR("reason", pk_conn_close_reason_name(s->reason)),
+                 PK_LF_STR("detail", s->detail));
     pc_unlink(w, pc);
     gen_unref(pc->gen);
     free(pc);
@@ -953,8 +953,10 @@ static void start_transparent(struct proxied *pc)
     case PK_DST_PASSTHROUGH:
         /* Plaintext leaves the host here: say so every time. */
         format_sockaddr(&pc->peer, peer, sizeof(peer));
-        PK_LOG_INFO("passthrough without TLS listener=%s peer=%s destination=%s reason=%s",
-                    l->cfg.name, peer, where, rule != NULL ? "map" : "unmapped");
+        PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "passthrough without TLS",
+                     PK_LF_STR("listener", l->cfg.name), PK_LF_STR("peer", peer),
+                     PK_LF_STR("destination", where),
+                     PK_LF_STR("reason", rule != NULL ? "map" : "unmapped"));
         atomic_fetch_add(&l->passthrough, 1);
         start_relay(pc, &pc->dst, dst_len);
         return;

@@ -19,6 +19,7 @@
 #include "common/grpc.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/signame.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
 #include "rpc/filewatch.h"
@@ -191,10 +192,12 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct sentry *s = w->data;
     if (w->signum == SIGHUP) {
+        PK_LOG_INFO("reloading signal=SIGHUP dir=%s", s->opts->credentials_dir);
         reload_creds(s, "SIGHUP");
         return;
     }
-    PK_LOG_INFO("stopping signal=%d", w->signum);
+    char name[16];
+    PK_LOG_INFO("stopping signal=%s", pk_signal_name(w->signum, name, sizeof(name)));
     s->serving = false;
     ev_break(loop, EVBREAK_ALL);
 }

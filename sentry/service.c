@@ -368,7 +368,8 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     /* 7. Sign. */
     if (pk_sentry_issue_workload(svc->creds, pub, spiffe_id, now, svc->ttl_seconds,
                                  svc->skew_seconds, &issued, &err) != 0) {
-        PK_LOG_ERR("sign failed spiffe_id=%s error=\"%s\"", spiffe_id, err.msg);
+        PK_LOG_EVENT(PK_LOG_LEVEL_ERROR, "sign failed", PK_LF_STR("spiffe_id", spiffe_id),
+                     PK_LF_STR("error", err.msg));
         *status = PK_GRPC_INTERNAL;
         snprintf(message, message_len, "failed to sign certificate");
         goto fail;
@@ -380,9 +381,10 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     }
     svc->success++;
     *status = PK_GRPC_OK;
-    PK_LOG_INFO("signed spiffe_id=%s serial=%s not_after=%lld validator=%s", spiffe_id,
-                issued.serial_hex, (long long)issued.not_after,
-                validator == VALIDATOR_JWKS ? "jwks" : "insecure");
+    PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "signed", PK_LF_STR("spiffe_id", spiffe_id),
+                 PK_LF_STR("serial", issued.serial_hex),
+                 PK_LF_INT("not_after", (long long)issued.not_after),
+                 PK_LF_STR("validator", validator == VALIDATOR_JWKS ? "jwks" : "insecure"));
     goto out;
 
 fail:

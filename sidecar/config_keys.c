@@ -94,7 +94,8 @@ const struct key config_log_keys[] = {
         KEY("level", K_LOG_LEVEL, log_level, 0, 0, NULL, .arg = "LEVEL",
             .doc = "debug, info, warn or error (--log-level)"),
         KEY("json", K_BOOL, log_json, 0, 0, NULL, .arg = "BOOL",
-            .doc = "log JSON objects instead of key=value lines (--log-as-json)"),
+            .doc = "log JSON objects, one key per field, instead of logfmt lines "
+                   "(--log-as-json)"),
 };
 
 const struct key config_proxy_keys[] = {

@@ -46,7 +46,7 @@ static const char help_head[] =
         "  --control-plane-namespace NS       Sentry's namespace (default default); Sentry must\n"
         "                                     present spiffe://TD/ns/NS/dapr-sentry\n"
         "  --log-level LEVEL                  debug, info, warn or error (default info)\n"
-        "  --log-as-json[=BOOL]               log JSON objects instead of key=value lines\n"
+        "  --log-as-json[=BOOL]               log JSON objects instead of logfmt lines\n"
         "  -h, --help                         print this text\n"
         "\n"
         "Precedence: flags, then environment variables, then picket.ini, then the defaults.\n"

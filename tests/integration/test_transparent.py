@@ -336,7 +336,7 @@ def test_transparent_mtls_end_to_end_ipv4_and_ipv6(net):
     assert metric(net.b, "picket_listener_connections_total", listener="in6", kind="inbound") == 3
     # A's connection to Sentry (10.77.0.2, inside the intercepted block) kept working because
     # picket marks it: the certificate came from B's Sentry.
-    assert re.search(r"identity installed .*spiffe_id=spiffe://example.test/ns/default/client",
+    assert re.search(r"identity installed\" .*spiffe_id=spiffe://example.test/ns/default/client",
                      pa.output())
 
 
@@ -413,7 +413,7 @@ def test_unmapped_destination_passes_through_when_configured(net):
     # Plaintext on the wire, as asked: the same capture that shows only TLS above sees it.
     assert any(b"GET /hello.txt HTTP/1.1" in d for d in flows.values()), flows
     assert metric(net.a, "picket_listener_passthrough_total", listener="out4") == 1
-    assert re.search(rf"passthrough without TLS listener=out4 .*destination={B_IP}:{OTHER_PORT}",
+    assert re.search(rf"passthrough without TLS\" listener=out4 .*destination={B_IP}:{OTHER_PORT}",
                      pa.output())
     # It went out from picket (host A's address), redirected once: no loop.
     assert client_peers(other) == ["::ffff:" + A_IP]
@@ -504,7 +504,7 @@ def test_reload_that_remaps_a_destination_closes_its_live_connections(net):
     pa.signal(signal.SIGHUP)
     client.wait_log(r"ended after", timeout=10)
     # (The counters start afresh with the changed listener; the close line tells.)
-    pa.wait_log(r"connection closed listener=out4 .*reason=untrusted detail=\"peer no longer "
+    pa.wait_log(r"connection closed\" listener=out4 .*reason=untrusted detail=\"peer no longer "
                 r"allowed: .*not the expected peer 'spiffe://example.test/ns/default/billing'",
                 timeout=10)
     # A destination the new map no longer covers at all ends the same way.

@@ -909,13 +909,14 @@ static void authorize(void **state)
     assert_string_equal(small, "spiffe://");
     assert_int_equal(pk_policy_authorize(p, good, NULL, 0, &err), 0);
 
-    /* Denied by the rules: PK_E_DENIED, and peer_id untouched. */
+    /* Denied by the rules: PK_E_DENIED, and peer_id names the peer refused (for the log). */
     assert_int_equal(pk_policy_add(other, PK_ALLOW_APP_ID, "backend", &err), 0);
     memset(peer_id, 0, sizeof(peer_id));
     assert_int_equal(pk_policy_authorize(other, good, peer_id, sizeof(peer_id), &err), PK_E_DENIED);
     assert_non_null(strstr(err.msg, "peer '" FRONTEND "' is not allowed: allowed are app id "
                                     "'default/backend' of 'example.test'"));
-    assert_string_equal(peer_id, "");
+    assert_string_equal(peer_id, FRONTEND);
+    memset(peer_id, 0, sizeof(peer_id));
 
     /* Refused by the leaf check before the rules are consulted. */
     t.is_ca = true;
