@@ -361,10 +361,12 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     }
     if (r != 0) {
         pk_err_prefix(&err, r, "--trust-domain/NAMESPACE");
+        status = PK_EXIT_CONFIG;
         goto out;
     }
     r = load_config(&s, &jwks, &err);
     if (r != 0) {
+        status = PK_EXIT_CONFIG;
         goto out;
     }
     if (pk_sentry_creds_paths_init(&s.paths, opts->credentials_dir, opts->ca_filename,
