@@ -72,7 +72,8 @@ static void create_usage(FILE *out, bool issuer)
     fprintf(out, "  --profile NAME         openssl (default): the OpenSSL recipe of Dapr's guide;\n"
                  "                         step: 'step certificate create --profile root-ca /\n"
                  "                         intermediate-ca'; sentry: what Sentry generates\n"
-                 "  --trust-domain TD      the name in the subject (default cluster.local)\n"
+                 "  --trust-domain TD      the name in the subject (default localhost, as picket\n"
+                 "                         sentry's --trust-domain)\n"
                  "  --key-type TYPE        ecdsa (P-256, default) or ed25519\n"
                  "  --validity DURATION    lifetime from now (default 8760h, one year)\n"
                  "  --reuse-key            sign with the existing --key instead of a new one\n"
@@ -293,7 +294,9 @@ static void init_opts(struct create_opts *o, bool issuer)
     o->issuer = issuer;
     o->cmd = issuer ? "picket cert create-issuer" : "picket cert create-root";
     o->profile = PK_CA_PROFILE_OPENSSL;
-    o->trust_domain = "cluster.local";
+    /* picket sentry's default (Dapr's), so that credentials made with defaults name the trust
+     * domain a default Sentry serves. */
+    o->trust_domain = "localhost";
     o->namespace_ = (ns != NULL && ns[0] != '\0') ? ns : "default";
     o->key_type = PK_KEY_P256;
     o->validity = 365 * 86400.0;
