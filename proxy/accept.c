@@ -92,11 +92,30 @@ static void mark_established(struct proxied *pc)
     }
 }
 
+/* Count the time from accept to streaming in this worker's histogram of the listener. */
+static void observe_handshake(struct proxied *pc)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+    struct handshake_hist *h = &l->hist[pc->w->index];
+    double seconds = ev_time() - pc->accepted_at;
+    size_t b = 0;
+
+    if (seconds < 0) {
+        seconds = 0;
+    }
+    while (b < PK_HANDSHAKE_BUCKETS && seconds > pk_handshake_bucket_le[b]) {
+        b++;
+    }
+    atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)(seconds * 1e9), memory_order_relaxed);
+}
+
 static void conn_established(void *ctx, struct pk_conn *c)
 {
     struct proxied *pc = ctx;
     struct worker *w = pc->w;
 
+    observe_handshake(pc);
     mark_established(pc);
     /* Authorized under a generation that has been replaced since it began: catch up. */
     if (pc->gen != w->current) {
@@ -127,6 +146,7 @@ static struct proxied *pc_new(struct worker *w, size_t li, int fd,
     pc->fd = fd;
     pc->peer = *peer;
     pc->peer_len = peer_len;
+    pc->accepted_at = ev_time();
     atomic_fetch_add(&pc->gen->listeners[li]->total, 1);
     pc->next = w->conns;
     if (w->conns != NULL) {

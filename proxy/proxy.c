@@ -254,6 +254,10 @@ void pk_proxy_set_change_hook(struct pk_proxy *px, void (*fn)(void *ctx), void *
     px->hook_ctx = ctx;
 }
 
+const double pk_handshake_bucket_le[PK_HANDSHAKE_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+};
+
 size_t pk_proxy_listener_count(const struct pk_proxy *px)
 {
     return px->n_listeners;
@@ -297,6 +301,15 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
             .port = s->port,
     };
     memcpy(out->closed, closed, sizeof(closed));
+    for (unsigned wi = 0; wi < l->n_bytes; wi++) {
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b <= PK_HANDSHAKE_BUCKETS; b++) {
+            cumulative += atomic_load_explicit(&l->hist[wi].bucket[b], memory_order_relaxed);
+            out->handshake_le[b] += cumulative;
+        }
+        out->handshake_seconds_sum +=
+                (double)atomic_load_explicit(&l->hist[wi].sum_ns, memory_order_relaxed) / 1e9;
+    }
 }
 
 void pk_proxy_free(struct pk_proxy *px, double shutdown_timeout)

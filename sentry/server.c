@@ -19,6 +19,7 @@
 #include "common/grpc.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/procmetrics.h"
 #include "common/signame.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
@@ -251,12 +252,13 @@ static int metrics_handler(void *ctx, const struct pk_http1_request *req,
     r |= metric(out, "dapr_sentry_issuercert_expiry_timestamp", "gauge",
                 "Expiry of the issuer certificate, in Unix seconds.", "",
                 (double)creds->issuer_not_after);
-    r |= metric(out, "picket_sentry_root_cert_expiry_timestamp", "gauge",
+    r |= metric(out, "picket_sentry_root_cert_expiry_timestamp_seconds", "gauge",
                 "Earliest expiry among the trust anchors (ca.crt), in Unix seconds.", "",
                 (double)creds->roots_not_after);
-    r |= metric(out, "picket_sentry_server_cert_expiry_timestamp", "gauge",
+    r |= metric(out, "picket_sentry_server_cert_expiry_timestamp_seconds", "gauge",
                 "Expiry of Sentry's own serving certificate, in Unix seconds.", "",
                 (double)s->server_cert_not_after);
+    r |= pk_process_metrics(out);
     return r != 0 ? PK_E_TOOBIG : 0;
 }
 
