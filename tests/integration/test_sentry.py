@@ -372,7 +372,7 @@ def test_healthz_and_dapr_metrics(start_sentry):
         [issuer] = pki.certs_from_pem(f.read())
     assert values["dapr_sentry_issuercert_expiry_timestamp"] == issuer.not_valid_after.replace(
         tzinfo=datetime.timezone.utc).timestamp()
-    assert "picket_sentry_root_cert_expiry_timestamp" in values
+    assert "picket_sentry_root_cert_expiry_timestamp_seconds" in values
 
 
 def b64url(data):
