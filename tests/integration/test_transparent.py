@@ -328,12 +328,10 @@ def test_transparent_mtls_end_to_end_ipv4_and_ipv6(net):
     assert len(peers) == 6 and all(p in ("::ffff:127.0.0.1", "::1", "127.0.0.1") for p in peers), \
         peers
     # One redirected connection per request on A, one mTLS connection per request on B: no loop.
-    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent",
-                  kind="transparent") == 3
-    assert metric(net.a, "picket_listener_connections_total", listener="out6", kind="transparent",
-                  kind="transparent") == 3
-    assert metric(net.b, "picket_listener_connections_total", listener="in4", kind="inbound", kind="inbound") == 3
-    assert metric(net.b, "picket_listener_connections_total", listener="in6", kind="inbound", kind="inbound") == 3
+    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent") == 3
+    assert metric(net.a, "picket_listener_connections_total", listener="out6", kind="transparent") == 3
+    assert metric(net.b, "picket_listener_connections_total", listener="in4", kind="inbound") == 3
+    assert metric(net.b, "picket_listener_connections_total", listener="in6", kind="inbound") == 3
     # A's connection to Sentry (10.77.0.2, inside the intercepted block) kept working because
     # picket marks it: the certificate came from B's Sentry.
     assert re.search(r"identity installed\" .*spiffe_id=spiffe://example.test/ns/default/client",
@@ -417,8 +415,7 @@ def test_unmapped_destination_passes_through_when_configured(net):
                      pa.output())
     # It went out from picket (host A's address), redirected once: no loop.
     assert client_peers(other) == ["::ffff:" + A_IP]
-    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent",
-                  kind="transparent") == 1
+    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent") == 1
 
 
 def test_direct_connection_to_the_transparent_listener_is_refused(net):
@@ -495,7 +492,7 @@ def test_reload_that_remaps_a_destination_closes_its_live_connections(net):
     pa, _ = start_pair(net)
     client = net.spawn(net.a, "holder", ["python3", "-c", HOLD_OPEN, B_IP, APP_PORT])
     client.wait_log(r"connected", timeout=10)
-    wait_for(lambda: metric(net.a, "picket_listener_connections_active", listener="out4", kind="transparent",
+    wait_for(lambda: metric(net.a, "picket_listener_connections_active", listener="out4",
                             kind="transparent") == 1, 10, what="the connection streams")
     # The same destination now has to be another app: the live connection fails the re-check.
     ini = pa.ini.read_text().replace(f"map = {B_IP}/32 {APP_PORT} app=server",
@@ -516,7 +513,7 @@ def test_reload_that_remaps_a_destination_closes_its_live_connections(net):
     pa.signal(signal.SIGHUP)
     pa.wait_log(r"configuration reloaded", timeout=10, start=start)
     client.wait_log(r"connected", timeout=10)
-    wait_for(lambda: metric(net.a, "picket_listener_connections_active", listener="out4", kind="transparent",
+    wait_for(lambda: metric(net.a, "picket_listener_connections_active", listener="out4",
                             kind="transparent") == 1, 10, what="the second connection streams")
     start = len(pa.output())
     pa.ini.write_text(ini.replace(f"map = {B_IP}/32 {APP_PORT} app=billing",
