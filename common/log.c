@@ -150,20 +150,9 @@ static void put_json_str(struct line *ln, const char *s, size_t n)
     }
 }
 
-/* s[0..n) as a logfmt value: bare when it is a plain token, else in double quotes with \" and \\
- * escaped and bytes outside printable ASCII as \xNN. */
-static void put_logfmt_str(struct line *ln, const char *s, size_t n)
+/* s[0..n) in double quotes, with \" and \\ escaped and bytes outside printable ASCII as \xNN. */
+static void put_logfmt_quoted(struct line *ln, const char *s, size_t n)
 {
-    bool bare = n > 0;
-
-    for (size_t i = 0; i < n && bare; i++) {
-        unsigned char c = (unsigned char)s[i];
-        bare = c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
-    }
-    if (bare) {
-        put_bytes(ln, s, n);
-        return;
-    }
     put(ln, "\"");
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -177,6 +166,22 @@ static void put_logfmt_str(struct line *ln, const char *s, size_t n)
         }
     }
     put(ln, "\"");
+}
+
+/* s[0..n) as a logfmt value: bare when it is a plain token, else quoted. */
+static void put_logfmt_str(struct line *ln, const char *s, size_t n)
+{
+    bool bare = n > 0;
+
+    for (size_t i = 0; i < n && bare; i++) {
+        unsigned char c = (unsigned char)s[i];
+        bare = c > 0x20 && c < 0x7f && c != '"' && c != '\\' && c != '=';
+    }
+    if (bare) {
+        put_bytes(ln, s, n);
+    } else {
+        put_logfmt_quoted(ln, s, n);
+    }
 }
 
 /* The inside of a quoted value the caller wrote, in quotes again: its escapes stay as they are,
@@ -427,20 +432,8 @@ static void write_line(enum pk_log_level level, const char *file, int line_no, c
             put(&ln, " src=");
             put_logfmt_str(&ln, src, strlen(src));
         }
-        put(&ln, " msg=\"");
-        /* Always quoted; escaped as any string value. */
-        for (size_t i = 0; i < msg_len; i++) {
-            unsigned char c = (unsigned char)msg[i];
-            if (c == '"' || c == '\\') {
-                char esc[2] = {'\\', (char)c};
-                put_bytes(&ln, esc, 2);
-            } else if (c < 0x20 || c >= 0x7f) {
-                put_hex(&ln, "\\x", c);
-            } else {
-                put_bytes(&ln, (const char *)&c, 1);
-            }
-        }
-        put(&ln, "\"");
+        put(&ln, " msg=");
+        put_logfmt_quoted(&ln, msg, msg_len); /* always quoted, escaped as any string */
         for (size_t i = 0; i < n; i++) {
             if (skip_field(&f[i])) {
                 continue;
