@@ -46,6 +46,7 @@ struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *sub
  * a chain issued by creds (borrowed), with creds' roots as anchors. */
 struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char *spiffe_id,
                                       int64_t ttl);
+
 /* The first bytes wolfSSL sends as a client of method (taken), read from a socketpair: its
  * ClientHello. key_share_group: a WOLFSSL_ECC_* group to send a key share for, 0 for wolfSSL's
  * default. */
