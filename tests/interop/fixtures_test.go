@@ -395,9 +395,17 @@ func mustID(t *testing.T, s string) spiffeid.ID {
 // "hello <path>" and counts the connections it accepted and the bytes it read.
 type app struct {
 	port  int
-	conns atomic.Int64
-	bytes atomic.Int64
+	conns atomic.Int64 // connections accepted
+	bytes atomic.Int64 // bytes read from them
+	hits  atomic.Int64 // requests answered
 	srv   *http.Server
+}
+
+func (a *app) handler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.hits.Add(1)
+		fmt.Fprintf(w, "hello %s", r.URL.Path)
+	})
 }
 
 type countingConn struct {
@@ -432,9 +440,7 @@ func startApp(t *testing.T) *app {
 		t.Fatal(err)
 	}
 	a := &app{port: l.Addr().(*net.TCPAddr).Port}
-	a.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		fmt.Fprintf(w, "hello %s", r.URL.Path)
-	}), ReadHeaderTimeout: 10 * time.Second}
+	a.srv = &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = a.srv.Serve(countingListener{l, a}) }()
 	t.Cleanup(func() { a.srv.Close() })
 	return a
@@ -443,6 +449,12 @@ func startApp(t *testing.T) *app {
 // get makes one HTTP request on a new connection with the given TLS configuration (nil: plain)
 // and checks the answer.
 func get(port int, tlsConf *tls.Config, path string) error {
+	_, err := getPeer(port, tlsConf, path)
+	return err
+}
+
+// getPeer is get, and returns the certificates the TLS server presented.
+func getPeer(port int, tlsConf *tls.Config, path string) ([]*x509.Certificate, error) {
 	tr := &http.Transport{TLSClientConfig: tlsConf, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
 	scheme := "http"
@@ -452,17 +464,20 @@ func get(port int, tlsConf *tls.Config, path string) error {
 	c := http.Client{Transport: tr, Timeout: 10 * time.Second}
 	res, err := c.Get(fmt.Sprintf("%s://127.0.0.1:%d%s", scheme, port, path))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer res.Body.Close()
 	body, err := io.ReadAll(res.Body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if want := "hello " + path; string(body) != want {
-		return fmt.Errorf("answer %q, want %q", body, want)
+		return nil, fmt.Errorf("answer %q, want %q", body, want)
 	}
-	return nil
+	if res.TLS != nil {
+		return res.TLS.PeerCertificates, nil
+	}
+	return nil, nil
 }
 
 // traffic makes requests back to back until stopped and keeps every failure.
