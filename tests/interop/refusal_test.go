@@ -3,6 +3,8 @@
 package interop
 
 import (
+	"crypto/ed25519"
+	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dapr/dapr/pkg/sentry/server/ca/bundle"
 )
 
 // TestWrongIDsRefused: with certificates from Dapr's Sentry on every side, each wrong identity is
@@ -114,6 +118,29 @@ func TestRootRotationAcrossDaprSentry(t *testing.T) {
 			return rootSet{readFile(t, filepath.Join(dir, "ca.crt")), readFile(t, filepath.Join(dir, "issuer.crt")),
 				readFile(t, filepath.Join(dir, "issuer.key")),
 				pemCerts(t, readFile(t, filepath.Join(dir, "issuer.crt")))[0].SerialNumber.String()}
+		})
+	})
+	// Dapr's bundle generator (what Dapr's Sentry and `dapr mtls renew-certificate` use) makes
+	// issuers without an authority key identifier. wolfSSL then finds the issuer's root by
+	// subject name alone and takes one of the two same-named roots: when it is the other one,
+	// the chain fails (wolfSSL error -188) although a root in the anchors signed it. Go (daprd)
+	// tries every candidate. Not fixed yet; PICKET_INTEROP_KNOWN_DIFFERENCES=1 runs it.
+	t.Run("Dapr-generated credentials", func(t *testing.T) {
+		if os.Getenv("PICKET_INTEROP_KNOWN_DIFFERENCES") == "" {
+			t.Skip("known difference: two same-subject roots and an issuer without an authority " +
+				"key identifier (README, Interop); PICKET_INTEROP_KNOWN_DIFFERENCES=1 runs it")
+		}
+		rootRotation(t, func(t *testing.T, dir string) rootSet {
+			_, key, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := bundle.GenerateX509(bundle.OptionsX509{X509RootKey: key, TrustDomain: "localhost",
+				AllowedClockSkew: time.Minute})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rootSet{b.TrustAnchors, b.IssChainPEM, b.IssKeyPEM, b.IssChain[0].SerialNumber.String()}
 		})
 	})
 }
