@@ -29,13 +29,7 @@ type rootSet struct {
 // Dapr's Sentry or `picket cert --profile sentry` has (O=<trust domain>).
 func TestRootRotationAcrossDaprSentry(t *testing.T) {
 	t.Run("picket cert credentials", func(t *testing.T) {
-		rootRotation(t, func(t *testing.T, dir string) rootSet {
-			keys := filepath.Join(dir, "keys")
-			picketCredentials(t, dir, keys, "sentry", "localhost", "ecdsa", false)
-			return rootSet{readFile(t, filepath.Join(dir, "ca.crt")), readFile(t, filepath.Join(dir, "issuer.crt")),
-				readFile(t, filepath.Join(dir, "issuer.key")),
-				pemCerts(t, readFile(t, filepath.Join(dir, "issuer.crt")))[0].SerialNumber.String()}
-		})
+		rootRotation(t, startDaprSentry, picketRootSet)
 	})
 	// Dapr's bundle generator (what Dapr's Sentry and `dapr mtls renew-certificate` use) makes
 	// issuers without an authority key identifier. wolfSSL then finds the issuer's root by
@@ -47,7 +41,7 @@ func TestRootRotationAcrossDaprSentry(t *testing.T) {
 			t.Skip("known difference: two same-subject roots and an issuer without an authority " +
 				"key identifier (README, Interop); PICKET_INTEROP_KNOWN_DIFFERENCES=1 runs it")
 		}
-		rootRotation(t, func(t *testing.T, dir string) rootSet {
+		rootRotation(t, startDaprSentry, func(t *testing.T, dir string) rootSet {
 			_, key, err := ed25519.GenerateKey(rand.Reader)
 			if err != nil {
 				t.Fatal(err)
@@ -62,7 +56,25 @@ func TestRootRotationAcrossDaprSentry(t *testing.T) {
 	})
 }
 
-func rootRotation(t *testing.T, makeRoot func(t *testing.T, dir string) rootSet) {
+// TestRootRotationAcrossPicketSentry: the same with picket sentry as the CA, switched to a root
+// with another key.
+func TestRootRotationAcrossPicketSentry(t *testing.T) {
+	rootRotation(t, func(t *testing.T, creds, td, config string) *ca {
+		return startPicketSentryFlags(t, creds, td, config)
+	}, picketRootSet)
+}
+
+// picketRootSet makes a root (new key, O=localhost) and an issuer with `picket cert`.
+func picketRootSet(t *testing.T, dir string) rootSet {
+	keys := filepath.Join(dir, "keys")
+	picketCredentials(t, dir, keys, "sentry", "localhost", "ecdsa", false)
+	return rootSet{readFile(t, filepath.Join(dir, "ca.crt")), readFile(t, filepath.Join(dir, "issuer.crt")),
+		readFile(t, filepath.Join(dir, "issuer.key")),
+		pemCerts(t, readFile(t, filepath.Join(dir, "issuer.crt")))[0].SerialNumber.String()}
+}
+
+func rootRotation(t *testing.T, start func(t *testing.T, creds, td, config string) *ca,
+	makeRoot func(t *testing.T, dir string) rootSet) {
 	dir := t.TempDir()
 	creds := filepath.Join(dir, "creds")
 	first := makeRoot(t, filepath.Join(dir, "first"))
@@ -83,7 +95,7 @@ func rootRotation(t *testing.T, makeRoot func(t *testing.T, dir string) rootSet)
 	cfg := filepath.Join(dir, "config.yaml")
 	writeFile(t, cfg, []byte("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n  name: daprsystem\n"+
 		"spec:\n  mtls:\n    enabled: true\n    workloadCertTTL: 24s\n    allowedClockSkew: 1s\n"), 0o644)
-	sentry := startDaprSentry(t, creds, "localhost", cfg)
+	sentry := start(t, creds, "localhost", cfg)
 
 	logs := captureDaprdLogs(t)
 	opts := func(appID string) daprdOptions {
