@@ -17,7 +17,8 @@
 #include "common/key.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "rpc/filewatch.h"
+#include "net/filewatch.h"
+#include "sentry.pb-c.h"
 
 /* The longest the agent sleeps without looking at the wall clock again: a jump of the wall
  * clock is noticed within this time. A wake-up costs next to nothing. */
@@ -27,9 +28,11 @@
 /* A trust anchors file refused for this long is logged again (once), as a reminder. */
 #define ANCHORS_REFUSAL_REMIND 600.0
 
-/* Proto enum values of SignCertificateRequest.TokenValidator. */
-#define TOKEN_VALIDATOR_UNKNOWN 0
-#define TOKEN_VALIDATOR_JWKS    3
+/* SignCertificateRequest.TokenValidator (proto/sentry.proto). */
+#define TOKEN_VALIDATOR_UNKNOWN                                                                    \
+    DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__UNKNOWN
+#define TOKEN_VALIDATOR_JWKS                                                                       \
+    DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__JWKS
 
 struct pk_agent {
     struct ev_loop *loop;
@@ -133,7 +136,7 @@ static int add_anchors(struct pk_certs *out, const uint8_t *pem, size_t len, con
                        struct pk_err *err)
 {
     struct pk_certs parsed = {0};
-    int r = pk_certs_parse_pem(pem, len, what, &parsed, err);
+    int r = pk_certs_parse_anchors_pem(pem, len, what, &parsed, err);
 
     for (size_t i = 0; r == 0 && i < parsed.n; i++) {
         if (!certs_contain(out, parsed.v[i])) {
