@@ -51,6 +51,7 @@
 #include "common/mem.h"
 #include "common/pem.h"
 #include "common/tls.h"
+#include "common/tlsio.h"
 #include "proxy/recheck.h"
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
@@ -64,11 +65,6 @@
 /* Rounds of run() before yielding to the loop, so one busy connection cannot starve the
  * others of its worker; the rest continues from a zero timer. */
 #define RUN_ROUNDS 16
-/* A TLS 1.3 close_notify record is 24 bytes; room to keep one that the kernel refused. */
-#define TAIL_MAX 64
-/* Read-ahead on the TLS socket (see io_recv): enough for a whole client flight, or the next
- * record header and some of its body during bulk transfer. */
-#define READ_AHEAD 2048
 
 /* PROXY protocol v2 (haproxy doc/proxy-protocol.txt §2.2). */
 #define PP2_SIGNATURE       "\r\n\r\n\0\r\nQUIT\n"
@@ -162,22 +158,13 @@ struct pk_conn {
     size_t tls_wr_pending; /* length given to a wolfSSL_write that must be repeated */
     bool tls_eof;          /* close_notify (or a bare FIN) received */
     bool tls_bare_fin;     /* ... and it was a FIN without close_notify */
-    bool tls_wr_shut;      /* our close_notify handed to wolfSSL */
+    bool tls_wr_shut;      /* no more writes: our close_notify is under way */
+    bool tls_sd_done;      /* ... and all of it is in the kernel (or the peer is gone) */
     bool plain_eof;
     bool plain_wr_shut;
     bool tls_broken; /* TLS or socket failure: no close_notify at teardown */
 
-    /* Set by the wolfSSL I/O callbacks. */
-    bool io_peer_eof;
-    int io_errno;
-    bool io_stash; /* during wolfSSL_shutdown: keep what the kernel refused in tail */
-    uint8_t tail[TAIL_MAX];
-    size_t tail_len;
-    /* Ciphertext received past what wolfSSL asked for; allocated on demand, released when
-     * empty (with the rings). */
-    uint8_t *ra;
-    size_t ra_off;
-    size_t ra_len;
+    struct pk_tlsio tlsio; /* the TLS side's socket I/O (common/tlsio) */
 
     unsigned holds;
     bool finishing;
@@ -334,24 +321,6 @@ static void side_stop(struct pk_conn *c, struct side *s)
     ev_io_stop(c->loop, &s->w);
 }
 
-/* Send what the kernel refused of our close_notify: 0 when nothing is left, PK_E_AGAIN when the
- * socket is full, else -errno. */
-static int tail_flush(struct pk_conn *c)
-{
-    while (c->tail_len > 0) {
-        ssize_t n = send(c->tls->fd, c->tail, c->tail_len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return errno == EAGAIN || errno == EWOULDBLOCK ? PK_E_AGAIN : -errno;
-        }
-        memmove(c->tail, c->tail + n, c->tail_len - (size_t)n);
-        c->tail_len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A peer that finished its handshake hears close_notify when we end the conversation
  * ourselves (denied, timeouts, shutdown), not after an error or a reset: a close_notify there
  * would pass an aborted stream off as a complete one. One non-blocking attempt. */
@@ -372,10 +341,7 @@ static void teardown_close_notify(struct pk_conn *c)
     if (c->ssl == NULL || !c->hs_done || c->tls_broken) {
         return;
     }
-    if (!c->tls_wr_shut) {
-        (void)wolfSSL_shutdown(c->ssl);
-    }
-    (void)tail_flush(c);
+    (void)pk_tlsio_shutdown(&c->tlsio, c->ssl); /* or the rest of it */
 }
 
 static void conn_destroy(struct pk_conn *c)
@@ -410,7 +376,7 @@ static void conn_destroy(struct pk_conn *c)
     pk_tls_peer_chain_clear(&c->peer_chain);
     ring_release(&c->to_plain);
     ring_release(&c->to_tls);
-    free(c->ra);
+    pk_tlsio_clear(&c->tlsio);
     free(c->sni);
     sum = c->sum;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -430,107 +396,14 @@ static void conn_release(struct pk_conn *c)
     }
 }
 
-/* ---- wolfSSL I/O callbacks ---------------------------------------------------------------- */
-
-/* Our own callbacks rather than wolfSSL's: Debian's 5.5.4 EmbedSend calls send() with
- * ssl->wflags, which nothing sets, so the flags are 0 (strace shows it) and writing to a peer
- * that went away raises SIGPIPE. They also tell a clean EOF from a reset, which wolfSSL's error
- * codes blur. */
-/*
- * wolfSSL asks for exactly what it needs next: a 5-byte record header, then the body. Each ask
- * going to the kernel would cost two recv() per record. So one recvmsg() fills wolfSSL's buffer
- * first and lets whatever else has arrived spill into a small read-ahead buffer, which serves
- * the next asks: a handshake flight or a small record costs one system call, and bulk records
- * find their header already here. Only ciphertext is held, and wolfSSL only hears WANT_READ
- * when the read-ahead is empty, so the run loop's rule (a TLS read that did not say WANT_READ
- * may have more) still holds.
- */
-static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+/* The socket event a blocked TLS operation waits for: EV_READ, EV_WRITE, or 0 when the outcome
+ * is not a wait. */
+static int want_events(enum pk_tlsio_outcome o)
 {
-    struct pk_conn *c = ctx;
-    ssize_t n;
-
-    (void)ssl;
-    if (c->ra_len > 0) {
-        size_t take = PK_MIN((size_t)sz, c->ra_len);
-        memcpy(buf, c->ra + c->ra_off, take);
-        c->ra_off += take;
-        c->ra_len -= take;
-        return (int)take;
-    }
-    if (c->ra == NULL) {
-        c->ra = pk_xmalloc(READ_AHEAD);
-    }
-    struct iovec iov[2] = {
-            {.iov_base = buf, .iov_len = (size_t)sz},
-            {.iov_base = c->ra, .iov_len = READ_AHEAD},
-    };
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-    do {
-        n = recvmsg(c->tls->fd, &msg, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n > sz) {
-        c->ra_off = 0;
-        c->ra_len = (size_t)(n - sz);
-        return sz;
-    }
-    if (n > 0) {
-        return (int)n;
-    }
-    if (n == 0) {
-        c->io_peer_eof = true;
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    }
-    c->io_errno = errno;
-    return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
+    return o == PK_TLSIO_WANT_READ ? EV_READ : o == PK_TLSIO_WANT_WRITE ? EV_WRITE : 0;
 }
 
-static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct pk_conn *c = ctx;
-    ssize_t n;
-
-    (void)ssl;
-    /* Whatever wolfSSL sends next must follow the stashed bytes. */
-    int t = c->tail_len > 0 ? tail_flush(c) : 0;
-    if (t < 0) {
-        c->io_errno = -t;
-        return WOLFSSL_CBIO_ERR_CONN_RST;
-    }
-    if (t == PK_E_AGAIN) {
-        if (c->io_stash && (size_t)sz <= TAIL_MAX - c->tail_len) {
-            memcpy(c->tail + c->tail_len, buf, (size_t)sz);
-            c->tail_len += (size_t)sz;
-            return sz;
-        }
-        return WOLFSSL_CBIO_ERR_WANT_WRITE;
-    }
-    do {
-        n = send(c->tls->fd, buf, (size_t)sz, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        c->io_errno = errno;
-        return errno == EPIPE || errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST
-                                                     : WOLFSSL_CBIO_ERR_GENERAL;
-    }
-    if (n < 0) {
-        n = 0;
-    }
-    /* wolfSSL_shutdown would send a second close_notify if asked again after WANT_WRITE (it
-     * marks the alert sent only on success), and there is no public flush: keep the rest of
-     * the alert record ourselves and send it when the socket is writable. */
-    if (c->io_stash && (size_t)(sz - n) <= TAIL_MAX - c->tail_len) {
-        memcpy(c->tail + c->tail_len, buf + n, (size_t)(sz - n));
-        c->tail_len += (size_t)(sz - n);
-        return sz;
-    }
-    return n > 0 ? (int)n : WOLFSSL_CBIO_ERR_WANT_WRITE;
-}
-
-/* A WOLFSSL for the TLS side, speaking through the callbacks above. 0 or pk_tls_session_new's
+/* A WOLFSSL for the TLS side, speaking through common/tlsio. 0 or pk_tls_session_new's
  * error. */
 static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err *err)
 {
@@ -538,10 +411,8 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     if (rc != 0) {
         return rc;
     }
-    wolfSSL_SSLSetIORecv(c->ssl, io_recv);
-    wolfSSL_SSLSetIOSend(c->ssl, io_send);
-    wolfSSL_SetIOReadCtx(c->ssl, c);
-    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    /* Read-ahead: a handshake flight or a small record costs one recvmsg() (common/tlsio). */
+    pk_tlsio_attach(&c->tlsio, c->ssl, c->tls->fd, true);
     pk_tls_session_record_peer_chain(c->ssl, &c->peer_chain);
     return 0;
 }
@@ -550,22 +421,19 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
 static void tls_fail(struct pk_conn *c, int ret, enum pk_conn_close_reason tls_reason,
                      const char *what)
 {
-    int e = wolfSSL_get_error(c->ssl, ret);
-    char text[96];
+    enum pk_conn_close_reason socket_reason =
+            c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET;
+    char text[192];
 
     c->tls_broken = true;
-    if (c->io_errno != 0) {
-        conn_fail(c, c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET,
-                  "%s %s: %s", what, c->tls->name, strerror(c->io_errno));
+    pk_tlsio_error_text(&c->tlsio, c->ssl, ret, text, sizeof(text));
+    if (c->tlsio.io_errno == 0 && c->tlsio.peer_eof) {
+        conn_fail(c, socket_reason, "%s %s: connection closed by the %s", what, c->tls->name,
+                  c->tls->name);
         return;
     }
-    if (c->io_peer_eof) {
-        conn_fail(c, c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET,
-                  "%s %s: connection closed by the %s", what, c->tls->name, c->tls->name);
-        return;
-    }
-    pk_tls_strerror(e, text, sizeof(text));
-    conn_fail(c, tls_reason, "%s %s: wolfSSL error %d (%s)", what, c->tls->name, e, text);
+    conn_fail(c, c->tlsio.io_errno != 0 ? socket_reason : tls_reason, "%s %s: %s", what,
+              c->tls->name, text);
 }
 
 /* ---- phases ------------------------------------------------------------------------------- */
@@ -736,16 +604,10 @@ static bool step_handshake(struct pk_conn *c)
     if (r == WOLFSSL_SUCCESS) {
         return handshake_done(c);
     }
-    int e = wolfSSL_get_error(c->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_READ) {
-        c->hs_want = EV_READ;
-        return false;
+    c->hs_want = want_events(pk_tlsio_outcome(&c->tlsio, c->ssl, r));
+    if (c->hs_want == 0) {
+        tls_fail(c, r, PK_CLOSE_HANDSHAKE_FAILED, "TLS handshake with");
     }
-    if (e == WOLFSSL_ERROR_WANT_WRITE) {
-        c->hs_want = EV_WRITE;
-        return false;
-    }
-    tls_fail(c, r, PK_CLOSE_HANDSHAKE_FAILED, "TLS handshake with");
     return false;
 }
 
@@ -856,20 +718,16 @@ static bool tls_read(struct pk_conn *c)
         c->last_activity = ev_now(c->loop);
         return true;
     }
-    int e = wolfSSL_get_error(c->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_READ) {
-        c->tls_rd_want = EV_READ;
+    enum pk_tlsio_outcome o = pk_tlsio_outcome(&c->tlsio, c->ssl, r);
+    c->tls_rd_want = want_events(o);
+    if (c->tls_rd_want != 0) {
         return false;
     }
-    if (e == WOLFSSL_ERROR_WANT_WRITE) {
-        c->tls_rd_want = EV_WRITE;
-        return false;
-    }
-    if (e == WOLFSSL_ERROR_ZERO_RETURN || (c->io_peer_eof && c->io_errno == 0)) {
+    if (o == PK_TLSIO_CLOSE_NOTIFY || o == PK_TLSIO_FIN) {
         /* close_notify, or a bare FIN: both end this direction once it is drained (the
          * summary notes the FIN: the stream may have been truncated). */
         c->tls_eof = true;
-        c->tls_bare_fin = e != WOLFSSL_ERROR_ZERO_RETURN;
+        c->tls_bare_fin = o == PK_TLSIO_FIN;
         return true;
     }
     tls_fail(c, r, PK_CLOSE_TLS_ERROR, "TLS read from");
@@ -900,10 +758,9 @@ static bool tls_write(struct pk_conn *c)
         count_to(c, c->tls, (size_t)r);
         return true;
     }
-    int e = wolfSSL_get_error(c->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_WRITE || e == WOLFSSL_ERROR_WANT_READ) {
+    c->tls_wr_want = want_events(pk_tlsio_outcome(&c->tlsio, c->ssl, r));
+    if (c->tls_wr_want != 0) {
         c->tls_wr_pending = n;
-        c->tls_wr_want = e == WOLFSSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ;
         return false;
     }
     tls_fail(c, r, PK_CLOSE_TLS_ERROR, "TLS write to");
@@ -982,6 +839,35 @@ static bool plain_write(struct pk_conn *c)
     return false;
 }
 
+/* The plain side ended and everything it sent is written: say close_notify, once (tlsio's
+ * rules), the rest of it when the socket is writable again. */
+static bool tls_close_notify(struct pk_conn *c)
+{
+    bool first = !c->tls_wr_shut;
+
+    if (!c->plain_eof || c->to_tls.len != 0 || c->tls_sd_done || c->tls_sd_want != 0) {
+        return false;
+    }
+    c->tls_wr_shut = true;
+    int r = pk_tlsio_shutdown(&c->tlsio, c->ssl);
+    if (r == 0 || (r == PK_TLSIO_FAILED && c->tls_eof)) {
+        /* Sent; or the peer is gone already (a bare FIN): nobody to tell. */
+        c->tls_sd_done = true;
+        return true;
+    }
+    if (r == PK_TLSIO_WANT_WRITE) {
+        c->tls_sd_want = EV_WRITE;
+        return first;
+    }
+    if (r == PK_TLSIO_FAILED) {
+        tls_fail(c, WOLFSSL_FATAL_ERROR, PK_CLOSE_TLS_ERROR, "sending close_notify to");
+        return false;
+    }
+    c->tls_broken = true;
+    conn_fail(c, PK_CLOSE_RESET, "sending close_notify to %s: %s", c->tls->name, strerror(-r));
+    return false;
+}
+
 /* Propagate EOFs once the buffer towards that side is drained. */
 static bool half_close(struct pk_conn *c)
 {
@@ -990,41 +876,9 @@ static bool half_close(struct pk_conn *c)
     if (c->finishing) {
         return false;
     }
-    if (c->plain_eof && c->to_tls.len == 0 && !c->tls_wr_shut && c->tls_sd_want == 0) {
-        c->io_stash = true;
-        int r = wolfSSL_shutdown(c->ssl);
-        c->io_stash = false;
-        if (r == WOLFSSL_SUCCESS || r == WOLFSSL_SHUTDOWN_NOT_DONE) {
-            c->tls_wr_shut = true;
-            progress = true;
-        } else {
-            int e = wolfSSL_get_error(c->ssl, r);
-            if (e == WOLFSSL_ERROR_WANT_WRITE) {
-                c->tls_sd_want = EV_WRITE;
-            } else if (e == WOLFSSL_ERROR_WANT_READ) {
-                c->tls_sd_want = EV_READ;
-            } else if (c->tls_eof) {
-                /* The peer is gone already (a bare FIN): nobody to tell. */
-                c->tls_wr_shut = true;
-                progress = true;
-            } else {
-                tls_fail(c, r, PK_CLOSE_TLS_ERROR, "sending close_notify to");
-                return false;
-            }
-        }
-    }
-    if (c->tail_len > 0 && c->tls_sd_want == 0) {
-        int t = tail_flush(c);
-        if (t == 0) {
-            progress = true;
-        } else if (t == PK_E_AGAIN) {
-            c->tls_sd_want = EV_WRITE;
-        } else {
-            c->tls_broken = true;
-            conn_fail(c, PK_CLOSE_RESET, "sending close_notify to %s: %s", c->tls->name,
-                      strerror(-t));
-            return false;
-        }
+    progress |= tls_close_notify(c);
+    if (c->finishing) {
+        return false;
     }
     if (c->tls_eof && c->to_plain.len == 0 && !c->plain_wr_shut) {
         /* An error here (the target reset already) shows up on the next read. */
@@ -1032,7 +886,7 @@ static bool half_close(struct pk_conn *c)
         c->plain_wr_shut = true;
         progress = true;
     }
-    if (c->plain_eof && c->tls_wr_shut && c->tail_len == 0 && c->tls_eof && c->plain_wr_shut) {
+    if (c->plain_eof && c->tls_sd_done && c->tls_eof && c->plain_wr_shut) {
         conn_fail(c, PK_CLOSE_DONE, "%s",
                   c->tls_bare_fin ? "TLS peer closed without close_notify" : "");
         return false;
@@ -1124,10 +978,7 @@ static void conn_run(struct pk_conn *c)
         /* Waiting for the sockets now: drained buffers need not stay. */
         ring_trim(&c->to_plain);
         ring_trim(&c->to_tls);
-        if (c->ra_len == 0) {
-            free(c->ra);
-            c->ra = NULL;
-        }
+        pk_tlsio_trim(&c->tlsio);
     }
     update_watchers(c);
 }
@@ -1412,5 +1263,5 @@ size_t pk_conn_buffer_bytes(const struct pk_conn *c)
 {
     PK_ASSERT(c->magic == CONN_MAGIC);
     return (c->to_plain.p != NULL ? c->to_plain.cap : 0) +
-           (c->to_tls.p != NULL ? c->to_tls.cap : 0) + (c->ra != NULL ? READ_AHEAD : 0);
+           (c->to_tls.p != NULL ? c->to_tls.cap : 0) + pk_tlsio_buffer_bytes(&c->tlsio);
 }
