@@ -52,7 +52,9 @@
 #include "common/pem.h"
 #include "common/tls.h"
 #include "common/tlsio.h"
+#include "proxy/proxy_v2.h"
 #include "proxy/recheck.h"
+#include "proxy/ring.h"
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 
@@ -66,32 +68,12 @@
  * others of its worker; the rest continues from a zero timer. */
 #define RUN_ROUNDS 16
 
-/* PROXY protocol v2 (haproxy doc/proxy-protocol.txt §2.2). */
-#define PP2_SIGNATURE       "\r\n\r\n\0\r\nQUIT\n"
-#define PP2_SIGNATURE_LEN   12
-#define PP2_VERSION_PROXY   0x21 /* version 2, command PROXY */
-#define PP2_FAM_UNSPEC      0x00
-#define PP2_FAM_TCP4        0x11
-#define PP2_FAM_TCP6        0x21
-#define PP2_TYPE_MIN_CUSTOM 0xE0
-#define PP2_HEADER_MAX      (16 + 36 + 3 + sizeof(((struct pk_conn_summary *)0)->peer_id))
+#define PP2_HEADER_MAX PK_PROXY_V2_HEADER_MAX(sizeof(((struct pk_conn_summary *)0)->peer_id))
 
 enum phase {
     PH_CONNECT,   /* TCP connect to the target (outbound first; inbound after authorization) */
     PH_HANDSHAKE, /* TLS handshake, then authorization */
     PH_STREAM,    /* copying both ways, half-closes included */
-};
-
-/* A bounded byte ring; never moves its bytes, so a wolfSSL_write retry sees the same ones.
- * Its memory exists only while it holds bytes: allocated by the first ring_wr, released by
- * ring_trim once drained, so an idle connection costs no buffers whatever passed through it
- * before. dirty bounds what was ever written since the allocation, the span to wipe. */
-struct ring {
-    uint8_t *p; /* NULL while released */
-    size_t cap;
-    size_t head;
-    size_t len;
-    size_t dirty;
 };
 
 struct side {
@@ -140,8 +122,8 @@ struct pk_conn {
     ev_tstamp last_activity;
     struct timespec started;
 
-    struct ring to_plain;
-    struct ring to_tls;
+    struct pk_ring to_plain;
+    struct pk_ring to_tls;
     size_t proxy_hdr_left; /* header bytes at the front of to_plain, not counted as payload */
 
     /* What each blocked operation waits for: 0, EV_READ or EV_WRITE. */
@@ -170,70 +152,6 @@ struct pk_conn {
     bool finishing;
     struct pk_conn_summary sum;
 };
-
-/* ---- rings -------------------------------------------------------------------------------- */
-
-static uint8_t *ring_rd(const struct ring *r, size_t *n)
-{
-    if (r->len == 0) {
-        *n = 0;
-        return r->p; /* possibly NULL: released */
-    }
-    *n = PK_MIN(r->len, r->cap - r->head);
-    return r->p + r->head;
-}
-
-static uint8_t *ring_wr(struct ring *r, size_t *n)
-{
-    if (r->p == NULL) {
-        r->p = pk_xmalloc(r->cap);
-        r->head = r->len = r->dirty = 0;
-    }
-    if (r->len == 0) {
-        r->head = 0; /* the largest contiguous space; nothing can point into an empty ring */
-    }
-    size_t tail = (r->head + r->len) % r->cap;
-    if (r->len == r->cap) {
-        *n = 0;
-    } else if (tail >= r->head) {
-        *n = r->cap - tail;
-    } else {
-        *n = r->head - tail;
-    }
-    return r->p + tail;
-}
-
-static void ring_commit(struct ring *r, size_t n)
-{
-    size_t end = (r->head + r->len) % r->cap + n;
-    r->dirty = PK_MAX(r->dirty, end);
-    r->len += n;
-}
-
-static void ring_consume(struct ring *r, size_t n)
-{
-    r->head = (r->head + n) % r->cap;
-    r->len -= n;
-}
-
-/* Release the memory (keeping the capacity for the next ring_wr). The bytes are application
- * plaintext (decrypted, or on their way to be encrypted): wiped like any secret, but only the
- * span ever written, not the whole capacity at every close. */
-static void ring_release(struct ring *r)
-{
-    if (r->p != NULL) {
-        r->p = pk_free_secret(r->p, r->dirty);
-    }
-    r->len = r->head = r->dirty = 0;
-}
-
-/* Release a drained ring. */
-static void ring_trim(struct ring *r)
-{
-    if (r->len == 0) {
-        ring_release(r);
-    }
-}
 
 /* ---- names and formatting ----------------------------------------------------------------- */
 
@@ -374,8 +292,8 @@ static void conn_destroy(struct pk_conn *c)
     pk_identity_unref(c->identity);
     pk_cert_free(c->peer_leaf);
     pk_tls_peer_chain_clear(&c->peer_chain);
-    ring_release(&c->to_plain);
-    ring_release(&c->to_tls);
+    pk_ring_release(&c->to_plain);
+    pk_ring_release(&c->to_tls);
     pk_tlsio_clear(&c->tlsio);
     free(c->sni);
     sum = c->sum;
@@ -611,67 +529,31 @@ static bool step_handshake(struct pk_conn *c)
     return false;
 }
 
-/* Append the PROXY v2 header for this connection to out (PP2_HEADER_MAX bytes). */
-static size_t proxy_v2_header(const struct pk_conn *c, uint8_t *out)
+/* The PROXY v2 header for this connection: the client's address and ours. */
+static size_t proxy_v2_header(const struct pk_conn *c, uint8_t out[PP2_HEADER_MAX])
 {
     struct sockaddr_storage local;
     socklen_t local_len = sizeof(local);
-    const struct sockaddr_storage *peer = &c->peer;
-    size_t id_len = strlen(c->sum.peer_id);
-    size_t n = PP2_SIGNATURE_LEN + 4;
-    uint8_t fam = PP2_FAM_UNSPEC;
 
-    memcpy(out, PP2_SIGNATURE, PP2_SIGNATURE_LEN);
-    out[12] = PP2_VERSION_PROXY;
     if (getsockname(c->acc.fd, (struct sockaddr *)&local, &local_len) != 0) {
         local.ss_family = AF_UNSPEC;
     }
-    if (peer->ss_family == AF_INET && local.ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)peer;
-        const struct sockaddr_in *d = (const struct sockaddr_in *)&local;
-        fam = PP2_FAM_TCP4;
-        memcpy(out + n, &s->sin_addr, 4);
-        memcpy(out + n + 4, &d->sin_addr, 4);
-        memcpy(out + n + 8, &s->sin_port, 2);
-        memcpy(out + n + 10, &d->sin_port, 2);
-        n += 12;
-    } else if (peer->ss_family == AF_INET6 && local.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)peer;
-        const struct sockaddr_in6 *d = (const struct sockaddr_in6 *)&local;
-        fam = PP2_FAM_TCP6;
-        memcpy(out + n, &s->sin6_addr, 16);
-        memcpy(out + n + 16, &d->sin6_addr, 16);
-        memcpy(out + n + 32, &s->sin6_port, 2);
-        memcpy(out + n + 34, &d->sin6_port, 2);
-        n += 36;
-    }
-    /* Unix sockets (or mixed families) have no TCP addresses to tell: UNSPEC, and the
-     * receiver keeps the socket's own addresses, but still reads the TLVs. */
-    out[13] = fam;
-    out[n++] = PP2_TYPE_MIN_CUSTOM;
-    out[n++] = (uint8_t)(id_len >> 8);
-    out[n++] = (uint8_t)id_len;
-    memcpy(out + n, c->sum.peer_id, id_len);
-    n += id_len;
-    size_t body = n - (PP2_SIGNATURE_LEN + 4);
-    out[14] = (uint8_t)(body >> 8);
-    out[15] = (uint8_t)body;
-    return n;
+    return pk_proxy_v2_header(&c->peer, &local, c->sum.peer_id, out);
 }
 
 static void start_streaming(struct pk_conn *c)
 {
-    /* The rings get memory on their first byte (ring_wr): a connection that never
+    /* The rings get memory on their first byte (pk_ring_wr): a connection that never
      * authenticates, or sits idle, costs no buffers. */
     c->to_plain.cap = c->to_tls.cap = c->limits.buffer_size;
     if (c->dir == PK_CONN_INBOUND && c->proxy_protocol) {
         uint8_t hdr[PP2_HEADER_MAX];
         size_t n = proxy_v2_header(c, hdr);
         size_t space;
-        uint8_t *p = ring_wr(&c->to_plain, &space);
+        uint8_t *p = pk_ring_wr(&c->to_plain, &space);
         PK_ASSERT(space >= n);
         memcpy(p, hdr, n);
-        ring_commit(&c->to_plain, n);
+        pk_ring_commit(&c->to_plain, n);
         c->proxy_hdr_left = n;
     }
     set_nodelay(c->acc.fd);
@@ -708,13 +590,13 @@ static bool tls_read(struct pk_conn *c)
     if (c->finishing || c->tls_eof || c->tls_rd_want != 0) {
         return false;
     }
-    p = ring_wr(&c->to_plain, &space);
+    p = pk_ring_wr(&c->to_plain, &space);
     if (space == 0) {
         return false; /* backpressure; wolfSSL keeps the rest until there is room */
     }
     r = wolfSSL_read(c->ssl, p, (int)PK_MIN(space, (size_t)INT_MAX));
     if (r > 0) {
-        ring_commit(&c->to_plain, (size_t)r);
+        pk_ring_commit(&c->to_plain, (size_t)r);
         c->last_activity = ev_now(c->loop);
         return true;
     }
@@ -743,7 +625,7 @@ static bool tls_write(struct pk_conn *c)
     if (c->finishing || c->tls_wr_want != 0 || c->tls_wr_shut) {
         return false;
     }
-    p = ring_rd(&c->to_tls, &n);
+    p = pk_ring_rd(&c->to_tls, &n);
     if (c->tls_wr_pending > 0) {
         n = c->tls_wr_pending; /* wolfSSL wants exactly the same call again */
     }
@@ -754,7 +636,7 @@ static bool tls_write(struct pk_conn *c)
     r = wolfSSL_write(c->ssl, p, (int)n);
     if (r > 0) {
         c->tls_wr_pending = 0;
-        ring_consume(&c->to_tls, (size_t)r);
+        pk_ring_consume(&c->to_tls, (size_t)r);
         count_to(c, c->tls, (size_t)r);
         return true;
     }
@@ -781,13 +663,13 @@ static bool plain_read(struct pk_conn *c)
     if (c->finishing || c->plain_eof || c->plain_rd_want != 0) {
         return false;
     }
-    p = ring_wr(&c->to_tls, &space);
+    p = pk_ring_wr(&c->to_tls, &space);
     if (space == 0) {
         return false;
     }
     n = recv(c->plain->fd, p, space, 0);
     if (n > 0) {
-        ring_commit(&c->to_tls, (size_t)n);
+        pk_ring_commit(&c->to_tls, (size_t)n);
         c->last_activity = ev_now(c->loop);
         return true;
     }
@@ -815,7 +697,7 @@ static bool plain_write(struct pk_conn *c)
     if (c->finishing || c->plain_wr_want != 0 || c->plain_wr_shut) {
         return false;
     }
-    p = ring_rd(&c->to_plain, &len);
+    p = pk_ring_rd(&c->to_plain, &len);
     if (len == 0) {
         return false;
     }
@@ -824,7 +706,7 @@ static bool plain_write(struct pk_conn *c)
         size_t payload = (size_t)n;
         size_t hdr = PK_MIN(payload, c->proxy_hdr_left);
         c->proxy_hdr_left -= hdr;
-        ring_consume(&c->to_plain, (size_t)n);
+        pk_ring_consume(&c->to_plain, (size_t)n);
         count_to(c, c->plain, payload - hdr);
         return true;
     }
@@ -976,8 +858,8 @@ static void conn_run(struct pk_conn *c)
         ev_timer_start(c->loop, &c->t_kick);
     } else {
         /* Waiting for the sockets now: drained buffers need not stay. */
-        ring_trim(&c->to_plain);
-        ring_trim(&c->to_tls);
+        pk_ring_trim(&c->to_plain);
+        pk_ring_trim(&c->to_tls);
         pk_tlsio_trim(&c->tlsio);
     }
     update_watchers(c);
@@ -1131,20 +1013,11 @@ static void apply_limits(struct pk_conn_limits *out, const struct pk_conn_limits
     }
 }
 
-int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct pk_conn **out,
-                  struct pk_err *err)
+/* A connection in its first phase's state, nothing started. */
+static struct pk_conn *conn_new(struct ev_loop *loop, const struct pk_conn_params *p)
 {
-    struct pk_conn *c = NULL;
-    int rc;
+    struct pk_conn *c = pk_xcalloc(1, sizeof(*c));
 
-    rc = check_params(p, err);
-    if (rc != 0) {
-        if (p->fd >= 0) {
-            close(p->fd);
-        }
-        return rc;
-    }
-    c = pk_xcalloc(1, sizeof(*c));
     c->magic = CONN_MAGIC;
     c->loop = loop;
     c->dir = p->dir;
@@ -1183,6 +1056,23 @@ int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct p
     ev_periodic_init(&c->t_expiry, expiry_cb, 0., 0., NULL);
     c->t_connect.data = c->t_handshake.data = c->t_idle.data = c;
     c->t_lifetime.data = c->t_kick.data = c->t_expiry.data = c;
+    return c;
+}
+
+int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct pk_conn **out,
+                  struct pk_err *err)
+{
+    struct pk_conn *c = NULL;
+    int rc;
+
+    rc = check_params(p, err);
+    if (rc != 0) {
+        if (p->fd >= 0) {
+            close(p->fd);
+        }
+        return rc;
+    }
+    c = conn_new(loop, p);
 
     /* The caller promised a non-blocking socket; make sure, as one blocking call would stall
      * every connection of the worker. */
