@@ -204,6 +204,28 @@ static void test_outcome_close_notify(void **state)
     pair_close(&p);
 }
 
+/* Half-close: after our close_notify (and the socket's SHUT_WR) the peer may go on talking, and
+ * we go on reading until its own close_notify. */
+static void test_half_close_keeps_reading(void **state)
+{
+    struct pair p;
+    uint8_t buf[16];
+
+    pair_open(&p, true);
+    assert_int_equal(pk_tlsio_shutdown(&p.cio, p.cli), 0);
+    assert_int_equal(shutdown(p.fds[0], SHUT_WR), 0);
+    int r = wolfSSL_read(p.srv, buf, sizeof(buf));
+    assert_int_equal(pk_tlsio_outcome(&p.sio, p.srv, r), PK_TLSIO_CLOSE_NOTIFY);
+
+    assert_int_equal(wolfSSL_write(p.srv, "late", 4), 4);
+    assert_int_equal(pk_tlsio_shutdown(&p.sio, p.srv), 0);
+    read_exactly(p.cli, &p.cio, buf, 4);
+    assert_memory_equal(buf, "late", 4);
+    r = wolfSSL_read(p.cli, buf, sizeof(buf));
+    assert_int_equal(pk_tlsio_outcome(&p.cio, p.cli, r), PK_TLSIO_CLOSE_NOTIFY);
+    pair_close(&p);
+}
+
 static void test_outcome_bare_fin(void **state)
 {
     struct pair p;
@@ -403,6 +425,7 @@ int main(void)
             cmocka_unit_test(test_data_plain_recv),
             cmocka_unit_test(test_read_ahead_serves_next_record),
             cmocka_unit_test(test_outcome_close_notify),
+            cmocka_unit_test(test_half_close_keeps_reading),
             cmocka_unit_test(test_outcome_bare_fin),
             cmocka_unit_test(test_outcome_socket_error),
             cmocka_unit_test(test_shutdown_after_want_write_sends_one_close_notify),
