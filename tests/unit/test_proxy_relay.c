@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,7 +25,9 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include "common/buf.h"
 #include "proxy/relay.h"
+#include "testutil.h"
 
 #define DEADLINE 20.0 /* seconds: generous, for a loaded machine */
 
@@ -49,13 +50,6 @@ static double mono(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static void set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    assert_true(fl >= 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
 }
 
 static void heartbeat_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -188,23 +182,18 @@ static void send_some(int fd, uint64_t *off, uint64_t total, uint8_t salt)
 /* Non-blocking step: receive and check what is there; true at EOF. */
 static bool recv_some(int fd, uint64_t *off, uint8_t salt)
 {
-    uint8_t chunk[8192];
-    for (;;) {
-        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-        if (n == 0) {
-            return true;
+    struct pk_buf got;
+
+    pk_buf_init(&got, 64u << 20);
+    bool eof = drain_nonblocking(fd, &got);
+    for (size_t i = 0; i < got.len; i++) {
+        if (got.data[i] != pattern(*off + i, salt)) {
+            fail_msg("byte %llu differs", (unsigned long long)(*off + i));
         }
-        if (n < 0) {
-            assert_int_equal(errno, EAGAIN);
-            return false;
-        }
-        for (ssize_t i = 0; i < n; i++) {
-            if (chunk[i] != pattern(*off + (uint64_t)i, salt)) {
-                fail_msg("byte %llu differs", (unsigned long long)(*off + (uint64_t)i));
-            }
-        }
-        *off += (uint64_t)n;
     }
+    *off += got.len;
+    pk_buf_free(&got);
+    return eof;
 }
 
 /* 1 MiB each way at once, through 4 KiB buffers: everything arrives, in order. */

@@ -4,7 +4,6 @@
  * (close_notify, bare FIN, socket error), and the shutdown rules (one close_notify, even when the
  * socket was full). */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,13 +40,6 @@ struct pair {
     struct pk_tlsio cio;
     struct pk_tlsio sio;
 };
-
-static void set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    assert_true(fl >= 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
-}
 
 static void pair_open(struct pair *p, bool read_ahead)
 {
@@ -272,23 +264,6 @@ static size_t count_records(const uint8_t *p, size_t len)
     return n;
 }
 
-/* Append everything readable on fd (raw ciphertext) to out; true at EOF. */
-static bool drain_raw(int fd, struct pk_buf *out)
-{
-    uint8_t chunk[4096];
-    for (;;) {
-        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
-        if (n == 0) {
-            return true;
-        }
-        if (n < 0) {
-            assert_int_equal(errno, EAGAIN);
-            return false;
-        }
-        assert_int_equal(pk_buf_append(out, chunk, (size_t)n), 0);
-    }
-}
-
 struct replay {
     const uint8_t *p;
     size_t len;
@@ -350,11 +325,11 @@ static void test_shutdown_after_want_write_sends_one_close_notify(void **state)
     assert_true(pk_tlsio_shutdown_called(&p.cio));
     /* Still full: asked again, still waiting. */
     assert_int_equal(pk_tlsio_shutdown(&p.cio, p.cli), PK_TLSIO_WANT_WRITE);
-    assert_false(drain_raw(p.fds[1], &wire));
+    assert_false(drain_nonblocking(p.fds[1], &wire));
     assert_int_equal(pk_tlsio_shutdown(&p.cio, p.cli), 0);
     assert_int_equal(pk_tlsio_shutdown(&p.cio, p.cli), 0);
     assert_int_equal(shutdown(p.fds[0], SHUT_WR), 0); /* the owner's half-close */
-    assert_true(drain_raw(p.fds[1], &wire));
+    assert_true(drain_nonblocking(p.fds[1], &wire));
 
     /* The data records, then one more: the alert. */
     assert_int_equal(count_records(wire.data, wire.len), records_sent + 1);
