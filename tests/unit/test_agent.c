@@ -217,10 +217,13 @@ struct pki {
     struct pk_cert *iss;
 };
 
-static struct pki pki;
+static struct pki pki;             /* our Sentry's */
+static struct pki other_pki;       /* a Sentry under a new root */
 static struct pk_cert *short_root; /* another root, valid until T0 + 100 */
 static char *anchors_pem;          /* the root, NUL-terminated */
 static char *two_anchors_pem;      /* the root and short_root */
+static char *new_anchors_pem;      /* other_pki's root: does not verify our certificate */
+static char *new_anchors2_pem;     /* the same with short_root: another such set */
 
 static char *pem_of(const struct pk_cert *const *certs, size_t n)
 {
@@ -239,8 +242,9 @@ static char *pem_of(const struct pk_cert *const *certs, size_t n)
     return s;
 }
 
-/* What Sentry would return: a fresh key and a leaf valid from not_before to not_after. */
-static struct pk_svid *svid_make(time_t not_before, time_t not_after)
+/* What Sentry (of pki p) would return: a fresh key and a leaf valid from not_before to
+ * not_after. */
+static struct pk_svid *svid_make(const struct pki *p, time_t not_before, time_t not_after)
 {
     struct pk_svid *s = pk_xcalloc(1, sizeof(*s));
     struct pk_cert_template t = {
@@ -252,28 +256,33 @@ static struct pk_svid *svid_make(time_t not_before, time_t not_after)
     };
 
     assert_int_equal(pk_key_generate(PK_KEY_P256, &s->key, NULL), 0);
-    struct pk_cert *leaf = issue(&t, s->key, pki.iss, pki.iss_key);
+    struct pk_cert *leaf = issue(&t, s->key, p->iss, p->iss_key);
     assert_int_equal(pk_certs_push_copy(&s->chain, leaf), 0);
-    assert_int_equal(pk_certs_push_copy(&s->chain, pki.iss), 0);
+    assert_int_equal(pk_certs_push_copy(&s->chain, p->iss), 0);
     pk_cert_free(leaf);
     pk_buf_init(&s->chain_pem, 1u << 20);
     pk_buf_init(&s->anchors_pem, 1u << 20);
     return s;
 }
 
-/* Answer the pending request with a leaf valid from not_before to not_after. */
-static void sentry_issue(time_t not_before, time_t not_after)
+/* Answer the pending request with a leaf of pki p valid from not_before to not_after. */
+static void sentry_issue_from(const struct pki *p, time_t not_before, time_t not_after)
 {
     struct pk_err err = {{0}};
     struct pk_sentry_fetch_result res = {
             .grpc_status = PK_GRPC_OK,
-            .svid = svid_make(not_before, not_after),
+            .svid = svid_make(p, not_before, not_after),
             .err = &err,
     };
 
     assert_true(sentry.pending);
     sentry.pending = false;
     sentry.done(sentry.ctx, &res);
+}
+
+static void sentry_issue(time_t not_before, time_t not_after)
+{
+    sentry_issue_from(&pki, not_before, not_after);
 }
 
 /* ---- the agent under test ----------------------------------------------------------------- */
@@ -579,12 +588,63 @@ static void test_wall_clock_jump_backward(void **state)
     harness_stop(&h);
 }
 
-static int group_setup(void **state)
+/* New anchors that do not verify our certificate are adopted only through a renewal against
+ * them. A failed one is counted once, and the next waits out an ordinary retry's back-off, growing,
+ * however often the anchors change meanwhile; a renewal that works adopts them. */
+static void test_new_anchors_renewal_backs_off(void **state)
 {
-    T0 = time(NULL);
-    pk_log_setup(PK_LOG_LEVEL_FATAL, false);
+    struct harness h;
+
+    harness_config(&h);
+    start_with_identity(&h);
+    h.cfg.trust_anchors_pem = new_anchors_pem;
+    pk_agent_reload_files(h.agent);
+    assert_int_equal(sentry.starts, 2); /* a renewal against the new set, at once */
+    double failed_at = fake.mono;
+    sentry_fail();
+    assert_int_equal(stats_of(&h).anchors_refused, 1);
+
+    /* The same set again, or another one, before the back-off is over: no call. */
+    pk_agent_reload_files(h.agent);
+    h.cfg.trust_anchors_pem = new_anchors2_pem;
+    pk_agent_reload_files(h.agent);
+    assert_int_equal(sentry.starts, 2);
+    advance(1.01); /* the first wait is at most retry_initial */
+    assert_int_equal(sentry.starts, 3);
+    double first_wait = sentry.started_at[2] - failed_at;
+    assert_true(first_wait >= 0.5 - 0.01 && first_wait <= 1.0 + 0.01);
+
+    failed_at = fake.mono;
+    sentry_fail();
+    pk_agent_reload_files(h.agent);
+    h.cfg.trust_anchors_pem = new_anchors_pem;
+    pk_agent_reload_files(h.agent);
+    assert_int_equal(sentry.starts, 3);
+    advance(2.01); /* the second wait: up to twice as long */
+    assert_int_equal(sentry.starts, 4);
+    double second_wait = sentry.started_at[3] - failed_at;
+    assert_true(second_wait >= 1.0 - 0.01 && second_wait <= 2.0 + 0.01);
+
+    /* Sentry now issues under the new root: the set is adopted with the new identity. */
+    struct pk_agent_stats before = stats_of(&h);
+    sentry_issue_from(&other_pki, T0 - 60, T0 + 2 * LIFETIME);
+    struct pk_agent_stats st = stats_of(&h);
+    assert_int_equal(st.anchors_updates, before.anchors_updates + 1);
+    assert_int_equal(st.rotations_ok, 1);
+    assert_int_equal(h.published, 2);
+    assert_int_equal(pk_agent_anchors(h.agent)->n, 1);
+    struct pk_slice got = pk_cert_der(pk_agent_anchors(h.agent)->v[0]);
+    struct pk_slice want = pk_cert_der(other_pki.root);
+    assert_int_equal(got.len, want.len);
+    assert_memory_equal(got.ptr, want.ptr, want.len);
+    harness_stop(&h);
+}
+
+/* A root and an issuer under it, in the Dapr Sentry profile. */
+static int pki_make(struct pki *p, const char *org)
+{
     struct pk_cert_template rt = {
-            .subject_o = "picket-test",
+            .subject_o = org,
             .not_before = T0 - 900,
             .not_after = T0 + 365 * 86400,
             .is_ca = true,
@@ -593,20 +653,46 @@ static int group_setup(void **state)
             .subject_key_id = true,
     };
     struct pk_cert_template it = rt;
+
     it.subject_o = ISSUER_O;
     it.key_usage = PK_KU_DIGITAL_SIGNATURE | PK_KU_KEY_CERT_SIGN | PK_KU_CRL_SIGN;
     it.not_after = T0 + 30 * 86400;
-    if (pk_key_generate(PK_KEY_P256, &pki.root_key, NULL) != 0 ||
-        pk_key_generate(PK_KEY_P256, &pki.iss_key, NULL) != 0) {
+    if (pk_key_generate(PK_KEY_P256, &p->root_key, NULL) != 0 ||
+        pk_key_generate(PK_KEY_P256, &p->iss_key, NULL) != 0) {
         return -1;
     }
-    pki.root = issue(&rt, pki.root_key, NULL, pki.root_key);
-    pki.iss = issue(&it, pki.iss_key, pki.root, pki.root_key);
+    p->root = issue(&rt, p->root_key, NULL, p->root_key);
+    p->iss = issue(&it, p->iss_key, p->root, p->root_key);
+    return 0;
+}
 
+static void pki_free(struct pki *p)
+{
+    pk_key_free(p->root_key);
+    pk_key_free(p->iss_key);
+    pk_cert_free(p->root);
+    pk_cert_free(p->iss);
+}
+
+static int group_setup(void **state)
+{
+    T0 = time(NULL);
+    pk_log_setup(PK_LOG_LEVEL_FATAL, false);
+    if (pki_make(&pki, "picket-test") != 0 || pki_make(&other_pki, "picket-test-new") != 0) {
+        return -1;
+    }
+
+    /* A root that expires 100 s from now, valid when the identities are built. */
     struct pk_key *short_key = NULL;
-    struct pk_cert_template st = rt;
-    st.subject_o = "picket-test-short";
-    st.not_after = T0 + 100;
+    struct pk_cert_template st = {
+            .subject_o = "picket-test-short",
+            .not_before = T0 - 900,
+            .not_after = T0 + 100,
+            .is_ca = true,
+            .path_len = -1,
+            .key_usage = PK_KU_DIGITAL_SIGNATURE | PK_KU_KEY_CERT_SIGN,
+            .subject_key_id = true,
+    };
     if (pk_key_generate(PK_KEY_P256, &short_key, NULL) != 0) {
         return -1;
     }
@@ -615,20 +701,24 @@ static int group_setup(void **state)
 
     const struct pk_cert *one[] = {pki.root};
     const struct pk_cert *two[] = {pki.root, short_root};
+    const struct pk_cert *new1[] = {other_pki.root};
+    const struct pk_cert *new2[] = {other_pki.root, short_root};
     anchors_pem = pem_of(one, 1);
     two_anchors_pem = pem_of(two, 2);
+    new_anchors_pem = pem_of(new1, 1);
+    new_anchors2_pem = pem_of(new2, 2);
     return 0;
 }
 
 static int group_teardown(void **state)
 {
-    pk_key_free(pki.root_key);
-    pk_key_free(pki.iss_key);
-    pk_cert_free(pki.root);
-    pk_cert_free(pki.iss);
+    pki_free(&pki);
+    pki_free(&other_pki);
     pk_cert_free(short_root);
     free(anchors_pem);
     free(two_anchors_pem);
+    free(new_anchors_pem);
+    free(new_anchors2_pem);
     return 0;
 }
 
@@ -643,6 +733,7 @@ int main(void)
             cmocka_unit_test_setup(test_retrust_at_anchor_expiry, test_setup),
             cmocka_unit_test_setup(test_wall_clock_jump_forward, test_setup),
             cmocka_unit_test_setup(test_wall_clock_jump_backward, test_setup),
+            cmocka_unit_test_setup(test_new_anchors_renewal_backs_off, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
