@@ -19,6 +19,17 @@ static int io_hard_error(struct pk_tlsio *io, int e)
     return e == EPIPE || e == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
 }
 
+/* Hand n received bytes to wolfSSL once the hello guard passed them: n, or an I/O error once it
+ * refused, so that wolfSSL never reads what it refused. */
+static int io_deliver(struct pk_tlsio *io, const char *buf, size_t n)
+{
+    if (io->_guard != NULL && pk_hello_guard_pass(&io->_guard, io->fd, buf, n, io->_refused,
+                                                  sizeof(io->_refused)) == PK_HELLO_REFUSE) {
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+    return (int)n;
+}
+
 /* Serve wolfSSL's ask from the read-ahead, or fill both with one recvmsg(). wolfSSL hears
  * WANT_READ only when the read-ahead is empty. */
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
@@ -28,12 +39,15 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     ssize_t n;
 
     (void)ssl;
+    if (io->_refused[0] != '\0') {
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
     if (io->_ra_len > 0) {
         size_t take = PK_MIN(want, io->_ra_len);
         memcpy(buf, io->_ra + io->_ra_off, take);
         io->_ra_off += take;
         io->_ra_len -= take;
-        return (int)take;
+        return io_deliver(io, buf, take);
     }
     if (io->_read_ahead && io->_ra == NULL) {
         io->_ra = pk_xmalloc(PK_TLSIO_READ_AHEAD);
@@ -51,9 +65,9 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
         if ((size_t)n > want) {
             io->_ra_off = 0;
             io->_ra_len = (size_t)n - want;
-            return sz;
+            return io_deliver(io, buf, want);
         }
-        return (int)n;
+        return io_deliver(io, buf, (size_t)n);
     }
     if (n == 0) {
         io->peer_eof = true;
@@ -101,6 +115,10 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     ssize_t n;
 
     (void)ssl;
+    if (io->_refused[0] != '\0') {
+        /* The guard's alert is the only answer: nothing of wolfSSL's follows it. */
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
     /* Whatever wolfSSL sends next must follow the stashed bytes. */
     int t = tail_flush(io);
     if (t < 0) {
@@ -132,6 +150,9 @@ void pk_tlsio_attach(struct pk_tlsio *io, WOLFSSL *ssl, int fd, bool read_ahead)
     memset(io, 0, sizeof(*io));
     io->fd = fd;
     io->_read_ahead = read_ahead;
+    io->_guard =
+            pk_hello_guard_new(wolfSSL_GetSide(ssl) == WOLFSSL_SERVER_END ? PK_HELLO_PEER_CLIENT
+                                                                          : PK_HELLO_PEER_SERVER);
     wolfSSL_SSLSetIORecv(ssl, io_recv);
     wolfSSL_SSLSetIOSend(ssl, io_send);
     wolfSSL_SetIOReadCtx(ssl, io);
@@ -148,6 +169,7 @@ void pk_tlsio_trim(struct pk_tlsio *io)
 
 void pk_tlsio_clear(struct pk_tlsio *io)
 {
+    pk_hello_guard_destroy(&io->_guard);
     free(io->_ra);
     io->_ra = NULL;
     io->_ra_len = io->_ra_off = 0;
@@ -157,6 +179,11 @@ void pk_tlsio_clear(struct pk_tlsio *io)
 size_t pk_tlsio_buffer_bytes(const struct pk_tlsio *io)
 {
     return io->_ra != NULL ? PK_TLSIO_READ_AHEAD : 0;
+}
+
+const char *pk_tlsio_refused(const struct pk_tlsio *io)
+{
+    return io->_refused[0] != '\0' ? io->_refused : NULL;
 }
 
 enum pk_tlsio_outcome pk_tlsio_outcome(const struct pk_tlsio *io, WOLFSSL *ssl, int ret)

@@ -10,6 +10,11 @@
  * spills whatever else has arrived into a small buffer that serves its next asks, so a small
  * record or a handshake flight costs one system call instead of two (header, then body).
  *
+ * Hello guard. Every byte handed to wolfSSL first passes common/hello_guard, which checks the
+ * peer's cleartext flight (its key shares, an early ChangeCipherSpec) until the encrypted part
+ * begins. When it refuses, it has sent its alert; from then on wolfSSL reads nothing and sends
+ * nothing, and the failing call's outcome is PK_TLSIO_FAILED with pk_tlsio_refused saying why.
+ *
  * Shutdown rules. wolfSSL_shutdown marks close_notify as sent only once the whole alert is out:
  * asked again after WANT_WRITE it queues a second alert, and asked again after success it starts
  * reading the peer's reply. So pk_tlsio_shutdown calls it exactly once per connection. During that
@@ -26,6 +31,7 @@
 #include <wolfssl/ssl.h>
 
 #include "compiler.h"
+#include "hello_guard.h"
 
 /* A TLS 1.3 close_notify record is 24 bytes, TLS 1.2 with AES-GCM 31: room for one. */
 #define PK_TLSIO_TAIL_MAX 64
@@ -58,11 +64,14 @@ struct pk_tlsio {
     uint8_t *_ra; /* PK_TLSIO_READ_AHEAD bytes while it holds some, else NULL after trim */
     size_t _ra_off;
     size_t _ra_len;
+    struct pk_hello_guard *_guard; /* NULL once the peer's cleartext flight is over */
+    char _refused[sizeof(((struct pk_hello_guard *)0)->why)]; /* "" unless the guard refused */
 };
 
-/* Make io the I/O of ssl (borrowed) over fd (borrowed, non-blocking). read_ahead: see above; the
- * owner must then call wolfSSL_read whenever it has room and the last call did not say
- * WANT_READ, as ciphertext may wait here rather than in the socket. */
+/* Make io the I/O of ssl (borrowed) over fd (borrowed, non-blocking), with a hello guard for the
+ * peer's side of ssl. read_ahead: see above; the owner must then call wolfSSL_read whenever it
+ * has room and the last call did not say WANT_READ, as ciphertext may wait here rather than in
+ * the socket. */
 void pk_tlsio_attach(struct pk_tlsio *io, WOLFSSL *ssl, int fd, bool read_ahead);
 
 /* Release the read-ahead buffer if it holds nothing (it comes back on the next read). */
@@ -73,6 +82,9 @@ void pk_tlsio_clear(struct pk_tlsio *io);
 
 /* Memory held for buffering right now, in bytes. */
 size_t pk_tlsio_buffer_bytes(const struct pk_tlsio *io);
+
+/* Why the hello guard refused the peer's flight, or NULL when it did not. */
+const char *pk_tlsio_refused(const struct pk_tlsio *io);
 
 /* Classify ret, the result of a wolfSSL_negotiate/read/write on ssl that did not succeed. */
 enum pk_tlsio_outcome pk_tlsio_outcome(const struct pk_tlsio *io, WOLFSSL *ssl, int ret);

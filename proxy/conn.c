@@ -331,7 +331,7 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     }
     /* Read-ahead: a handshake flight or a small record costs one recvmsg() (common/tlsio). */
     pk_tlsio_attach(&c->tlsio, c->ssl, c->tls->fd, true);
-    pk_tls_session_record_peer_chain(c->ssl, &c->peer_chain);
+    pk_tls_session_record_peer_chain(ctx, c->ssl, &c->peer_chain);
     return 0;
 }
 
@@ -344,6 +344,11 @@ static void tls_fail(struct pk_conn *c, int ret, enum pk_conn_close_reason tls_r
     char text[192];
 
     c->tls_broken = true;
+    if (pk_tlsio_refused(&c->tlsio) != NULL) {
+        conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s %s: refused before the handshake: %s", what,
+                  c->tls->name, pk_tlsio_refused(&c->tlsio));
+        return;
+    }
     pk_tlsio_error_text(&c->tlsio, c->ssl, ret, text, sizeof(text));
     if (c->tlsio.io_errno == 0 && c->tlsio.peer_eof) {
         conn_fail(c, socket_reason, "%s %s: connection closed by the %s", what, c->tls->name,

@@ -151,6 +151,12 @@ static void stream_tls_error(struct pk_tls_stream *st, int ret, const char *what
         }
         return;
     }
+    if (pk_tlsio_refused(&st->io) != NULL) {
+        snprintf(msg, sizeof(msg), "%s: refused before the handshake: %s", what,
+                 pk_tlsio_refused(&st->io));
+        stream_set_fail(st, PK_E_TLS, msg);
+        return;
+    }
     snprintf(msg, sizeof(msg), "%s: %s", what,
              pk_tlsio_error_text(&st->io, st->ssl, ret, text, sizeof(text)));
     stream_set_fail(st, st->io.io_errno != 0 ? -st->io.io_errno : PK_E_TLS, msg);
