@@ -41,7 +41,8 @@ struct pair {
     struct pk_tlsio sio;
 };
 
-static void pair_open(struct pair *p, bool read_ahead)
+/* Both ends attached, nothing sent yet. */
+static void pair_new(struct pair *p, bool read_ahead)
 {
     memset(p, 0, sizeof(*p));
     assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, p->fds), 0);
@@ -64,7 +65,12 @@ static void pair_open(struct pair *p, bool read_ahead)
     assert_non_null(p->srv);
     pk_tlsio_attach(&p->cio, p->cli, p->fds[0], read_ahead);
     pk_tlsio_attach(&p->sio, p->srv, p->fds[1], read_ahead);
+}
 
+/* Both ends attached and past the handshake. */
+static void pair_open(struct pair *p, bool read_ahead)
+{
+    pair_new(p, read_ahead);
     /* Lock-step handshake: each side runs until it has to wait for the other. */
     bool cli_done = false;
     bool srv_done = false;
@@ -249,6 +255,30 @@ static void test_outcome_socket_error(void **state)
     pair_close(&p);
 }
 
+/* The hello guard sits in the core: a ChangeCipherSpec before the ClientHello is refused with
+ * its alert, the server sends nothing else (no flight), and the outcome says why. */
+static void test_hello_guard_refuses_early_ccs(void **state)
+{
+    static const uint8_t ccs[] = {0x14, 0x03, 0x03, 0x00, 0x01, 0x01};
+    struct pair p;
+    uint8_t got[64];
+
+    pair_new(&p, true);
+    assert_int_equal(send(p.fds[0], ccs, sizeof(ccs), 0), (ssize_t)sizeof(ccs));
+    int r = wolfSSL_negotiate(p.srv);
+    assert_int_equal(pk_tlsio_outcome(&p.sio, p.srv, r), PK_TLSIO_FAILED);
+    assert_non_null(pk_tlsio_refused(&p.sio));
+    r = wolfSSL_negotiate(p.srv); /* asked again: still nothing read or sent */
+    assert_int_equal(pk_tlsio_outcome(&p.sio, p.srv, r), PK_TLSIO_FAILED);
+    assert_int_equal(recv(p.fds[0], got, sizeof(got), 0), PK_TLS_ALERT_RECORD_LEN);
+    assert_int_equal(got[0], 0x15); /* alert */
+    assert_int_equal(got[6], PK_TLS_ALERT_UNEXPECTED_MESSAGE);
+    assert_int_equal(recv(p.fds[0], got, sizeof(got), 0), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_null(pk_tlsio_refused(&p.cio));
+    pair_close(&p);
+}
+
 /* Count the TLS records in p..p+len; the bytes must end on a record boundary. */
 static size_t count_records(const uint8_t *p, size_t len)
 {
@@ -403,6 +433,7 @@ int main(void)
             cmocka_unit_test(test_half_close_keeps_reading),
             cmocka_unit_test(test_outcome_bare_fin),
             cmocka_unit_test(test_outcome_socket_error),
+            cmocka_unit_test(test_hello_guard_refuses_early_ccs),
             cmocka_unit_test(test_shutdown_after_want_write_sends_one_close_notify),
             cmocka_unit_test(test_shutdown_behind_pending_write_fails_once),
     };
