@@ -16,7 +16,8 @@
 #include "common/key.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "rpc/filewatch.h"
+#include "net/filewatch.h"
+#include "sentry.pb-c.h"
 
 /* The longest the agent sleeps without looking at the wall clock again: a jump of the wall
  * clock is noticed within this time. A wake-up costs next to nothing. */
@@ -26,9 +27,11 @@
 /* A trust anchors file refused for this long is logged again (once), as a reminder. */
 #define ANCHORS_REFUSAL_REMIND 600.0
 
-/* Proto enum values of SignCertificateRequest.TokenValidator. */
-#define TOKEN_VALIDATOR_UNKNOWN 0
-#define TOKEN_VALIDATOR_JWKS    3
+/* SignCertificateRequest.TokenValidator (proto/sentry.proto). */
+#define TOKEN_VALIDATOR_UNKNOWN                                                                    \
+    DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__UNKNOWN
+#define TOKEN_VALIDATOR_JWKS                                                                       \
+    DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__JWKS
 
 struct pk_agent {
     struct ev_loop *loop; /* for the file watches and the export command */

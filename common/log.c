@@ -83,6 +83,37 @@ const char *pk_log_escape(char *buf, size_t buf_len, const char *text)
     return buf;
 }
 
+const char *pk_quote(char *buf, size_t cap, const char *text, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = 0;
+    size_t i;
+
+    PK_ASSERT(cap >= 8);
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
+        /* Keep room for this byte, a "..." and the NUL. */
+        if (n + (plain ? 1 : 4) + 4 > cap) {
+            break;
+        }
+        if (plain) {
+            buf[n++] = (char)c;
+        } else {
+            buf[n++] = '\\';
+            buf[n++] = 'x';
+            buf[n++] = hex[c >> 4];
+            buf[n++] = hex[c & 15];
+        }
+    }
+    if (i < len) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
 void pk__log(enum pk_log_level level, const char *file, int line, const char *fmt, ...)
 {
     char msg[2048];

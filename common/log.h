@@ -33,6 +33,11 @@ bool pk_log_enabled(enum pk_log_level level);
  * ASCII become \xNN, so a peer cannot forge fields or lines. Returns buf (always terminated). */
 const char *pk_log_escape(char *buf, size_t buf_len, const char *text);
 
+/* Untrusted text (len bytes, need not be NUL-terminated) for a message, in buf (cap bytes, at
+ * least 8): escaped as pk_log_escape does, cut to fit with "..." at the end when it does not.
+ * The caller adds the quotes it wants around it. Returns buf. */
+const char *pk_quote(char *buf, size_t cap, const char *text, size_t len);
+
 void pk__log(enum pk_log_level level, const char *file, int line, const char *fmt, ...)
         PK_PRINTF(4, 5);
 

@@ -11,6 +11,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/env.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -21,17 +22,6 @@ struct pk_notify {
     char *text; /* NOTIFY_SOCKET as given */
     double watchdog;
 };
-
-static const char *env_get(char *const *env, const char *name)
-{
-    size_t n = strlen(name);
-    for (; env != NULL && *env != NULL; env++) {
-        if (strncmp(*env, name, n) == 0 && (*env)[n] == '=') {
-            return *env + n + 1;
-        }
-    }
-    return NULL;
-}
 
 /* A decimal number without sign, blanks or anything after it. */
 static int parse_u64(const char *text, uint64_t *out)
@@ -55,8 +45,8 @@ static int parse_u64(const char *text, uint64_t *out)
  * another process of the unit (a parent that exec'd us keeps it) and we must not feed it. */
 static int read_watchdog(char *const *env, double *out, struct pk_err *err)
 {
-    const char *usec = env_get(env, "WATCHDOG_USEC");
-    const char *pid = env_get(env, "WATCHDOG_PID");
+    const char *usec = pk_env_get(env, "WATCHDOG_USEC");
+    const char *pid = pk_env_get(env, "WATCHDOG_PID");
     char q[80];
     uint64_t v, p;
 
@@ -84,7 +74,7 @@ static int read_watchdog(char *const *env, double *out, struct pk_err *err)
 
 int pk_notify_open(char *const *env, struct pk_notify **out, struct pk_err *err)
 {
-    const char *text = env_get(env, "NOTIFY_SOCKET");
+    const char *text = pk_env_get(env, "NOTIFY_SOCKET");
     struct pk_notify *n = NULL;
     size_t len;
     char q[120];

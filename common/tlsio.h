@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: the one place where wolfSSL meets a non-blocking socket — the I/O callbacks, what a
  * failed wolfSSL call means, and how a connection says close_notify. No event loop: the owner
- * (proxy/conn on libev, rpc/tls_stream on libev) maps the outcomes onto its own watchers.
+ * (proxy/conn on libev, net/tls_stream on libev) maps the outcomes onto its own watchers.
  *
  * Callbacks. wolfSSL's own socket callbacks are replaced: Debian's 5.5.4 EmbedSend calls send()
  * with flags nothing sets (no MSG_NOSIGNAL: a peer that went away raises SIGPIPE), and its error

@@ -24,11 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/config.h"
 #include "common/compiler.h"
 #include "common/err.h"
 #include "common/identity.h"
 #include "proxy/conn.h"
+#include "proxy/listener.h"
 
 struct pk_proxy;
 
@@ -36,6 +36,16 @@ struct pk_proxy;
 #define PK_PROXY_CLOSE_REASONS (PK_CLOSE_UNTRUSTED + 1)
 
 /* Counters per listener, summed over workers. */
+/* What the proxy takes from its configuration, borrowed during pk_proxy_new and
+ * pk_proxy_update (the proxy copies what it keeps). */
+struct pk_proxy_options {
+    const struct pk_listener_config *listeners; /* in the order of the file */
+    size_t n_listeners;
+    long workers;           /* threads; 0 = one per core */
+    long mark;              /* SO_MARK on every socket the proxy connects; 0 = none */
+    const char *namespace_; /* our namespace: allow_app_id APP means NAMESPACE/APP */
+};
+
 struct pk_listener_stats {
     const char *name;   /* borrowed: valid until the next pk_proxy_update or pk_proxy_free */
     const char *listen; /* the listen address as configured; borrowed likewise */
@@ -61,9 +71,11 @@ struct pk_listener_stats {
 
 /* Create listening sockets for every listener in cfg (borrowed during the call: the proxy keeps
  * its own copies of what it needs). A bad address or policy rule, two listeners on one address,
- * or a socket that cannot be bound is an error naming the listener; nothing is left open. */
-int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struct pk_err *err)
-        PK_MUST_USE;
+ * or a socket that cannot be bound is an error naming the listener; nothing is left open.
+ * slot (borrowed; must outlive the proxy) is the one place the current identity is read from:
+ * the proxy takes it from there at each pk_proxy_identity_changed and listener update. */
+int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_identity_slot *slot,
+                 struct pk_proxy **out, struct pk_err *err) PK_MUST_USE;
 
 /* Start the worker threads. */
 int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
@@ -80,11 +92,12 @@ int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
  *     new set; connections it already accepted run on under the settings they started with.
  * *added, *removed and *changed (each may be NULL) receive the counts. cfg's namespace and
  * workers are not taken (they need a restart). */
-int pk_proxy_update(struct pk_proxy *proxy, const struct pk_agent_config *cfg, size_t *added,
+int pk_proxy_update(struct pk_proxy *proxy, const struct pk_proxy_options *cfg, size_t *added,
                     size_t *removed, size_t *changed, struct pk_err *err) PK_MUST_USE;
 
-/* Publish a new identity (the caller keeps its reference). From the main thread. */
-void pk_proxy_set_identity(struct pk_proxy *proxy, struct pk_identity *id);
+/* The identity slot holds a new identity: hand every worker a generation of it (new
+ * connections take it; live ones keep theirs). From the main thread. */
+void pk_proxy_identity_changed(struct pk_proxy *proxy);
 
 /* fn(ctx) is called, from a worker thread, each time a listener starts or stops accepting on a
  * worker (so readiness can be re-evaluated): it must be thread-safe and quick (ev_async_send).

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: the admin endpoint's handlers over rpc/http_server. */
-#include "agent/admin.h"
+/* picket: the admin endpoint's handlers over net/http_server. */
+#include "sidecar/admin.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -9,12 +9,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/addr.h"
 #include "common/grpc.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/x509.h"
+#include "net/http_server.h"
 #include "proxy/proxy.h"
-#include "rpc/http_server.h"
 
 struct pk_admin {
     struct pk_http_server *http;
@@ -404,53 +405,26 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
     return r != 0 ? PK_E_TOOBIG : 0;
 }
 
-/* Split "host:port" / "[v6]:port" into host (brackets removed) and port. */
-static int parse_listen(const char *listen, char *host, size_t host_len, uint16_t *port,
-                        struct pk_err *err)
-{
-    const char *colon = strrchr(listen, ':');
-    const char *h = listen;
-    size_t hl;
-    char *end;
-    long p;
-
-    if (colon == NULL) {
-        return pk_err_set(err, PK_E_INVALID, "admin listen \"%s\": expected HOST:PORT or unix:PATH",
-                          listen);
-    }
-    hl = (size_t)(colon - listen);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-        h++;
-        hl -= 2;
-    }
-    p = strtol(colon + 1, &end, 10);
-    if (*end != '\0' || end == colon + 1 || p < 0 || p > 65535 || hl >= host_len) {
-        return pk_err_set(err, PK_E_INVALID, "admin listen \"%s\": bad port or host", listen);
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    *port = (uint16_t)p;
-    return 0;
-}
-
 int pk_admin_start(struct ev_loop *loop, const char *listen, struct pk_agent *agent,
                    struct pk_admin **out, struct pk_err *err)
 {
     struct pk_admin *adm = pk_xcalloc(1, sizeof(*adm));
     struct pk_http_server_opts opts = {0};
-    char host[256];
+    struct pk_addr addr;
     int r;
 
     adm->agent = agent;
-    if (strncmp(listen, "unix:", 5) == 0) {
+    r = pk_addr_parse(listen, PK_ADDR_PORT_ZERO | PK_ADDR_UNIX_RELATIVE, &addr, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "admin listen");
+        goto fail;
+    }
+    if (addr.kind == PK_ADDR_UNIX) {
         opts.unix_path = listen + 5;
         opts.unix_mode = 0660;
     } else {
-        r = parse_listen(listen, host, sizeof(host), &opts.port, err);
-        if (r != 0) {
-            goto fail;
-        }
-        opts.host = host;
+        opts.host = addr.host;
+        opts.port = addr.port;
     }
     r = pk_http_server_new(loop, &opts, &adm->http, err);
     if (r != 0) {

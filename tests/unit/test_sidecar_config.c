@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: unit tests for agent/config (picket.ini, Dapr's environment, daprd's flags). */
+/* picket: unit tests for sidecar/config (picket.ini, Dapr's environment, daprd's flags). */
 /* cmocka.h must come after the system headers it relies on. */
 /* clang-format off */
 #include <setjmp.h>
@@ -15,9 +15,9 @@
 #include <cmocka.h>
 /* clang-format on */
 
-#include "agent/config.h"
 #include "common/err.h"
 #include "common/log.h"
+#include "sidecar/config.h"
 
 #define MAX_ARGS 32
 
@@ -40,10 +40,10 @@ static void write_file(char *path, size_t path_len, const char *text)
     assert_int_equal(close(fd), 0);
 }
 
-/* Run pk_agent_config_load as `picket run [-c FILE] flags...` with the environment env; ini NULL
+/* Run pk_sidecar_config_load as `picket run [-c FILE] flags...` with the environment env; ini NULL
  * means no -c. On return *cfg is what load wrote (NULL when it wrote nothing). */
 static int load_full(const char *ini, const char *const *env, const char *const *flags,
-                     struct pk_agent_config **cfg, bool *help, struct pk_err *err)
+                     struct pk_sidecar_config **cfg, bool *help, struct pk_err *err)
 {
     char path[512];
     char *argv[MAX_ARGS + 1];
@@ -61,8 +61,8 @@ static int load_full(const char *ini, const char *const *env, const char *const 
     }
     argv[argc] = NULL;
     /* A value load must leave alone on error and overwrite otherwise. */
-    *cfg = (struct pk_agent_config *)&sentinel;
-    r = pk_agent_config_load(argc, argv, (char *const *)env, cfg, help, err);
+    *cfg = (struct pk_sidecar_config *)&sentinel;
+    r = pk_sidecar_config_load(argc, argv, (char *const *)env, cfg, help, err);
     if (ini != NULL) {
         unlink(path);
     }
@@ -77,7 +77,7 @@ static int load_full(const char *ini, const char *const *env, const char *const 
 }
 
 static int load(const char *ini, const char *const *env, const char *const *flags,
-                struct pk_agent_config **cfg, struct pk_err *err)
+                struct pk_sidecar_config **cfg, struct pk_err *err)
 {
     bool help = true;
     int r = load_full(ini, env, flags, cfg, &help, err);
@@ -94,30 +94,30 @@ static void assert_contains(const char *msg, const char *want)
 
 /* ---- defaults ---- */
 
-static void check_defaults(const struct pk_agent_config *cfg)
+static void check_defaults(const struct pk_sidecar_config *cfg)
 {
-    assert_string_equal(cfg->namespace_, "default");
-    assert_null(cfg->trust_domain);
-    assert_true(cfg->renew_fraction == 0.5);
-    assert_true(cfg->renew_jitter == 0.10);
-    assert_true(cfg->retry_initial == 1.0);
-    assert_true(cfg->retry_max == 120.0);
-    assert_int_equal(cfg->initial_attempts, 0);
-    assert_true(cfg->request_timeout == 10.0);
-    assert_null(cfg->cert_file);
-    assert_null(cfg->key_file);
-    assert_null(cfg->cert_pem);
-    assert_null(cfg->key_pem);
-    assert_false(cfg->allow_tls12);
-    assert_null(cfg->export_dir);
-    assert_null(cfg->export_command);
-    assert_null(cfg->export_pid_file);
-    assert_int_equal(cfg->export_signal, SIGHUP);
-    assert_null(cfg->trust_anchors_file);
-    assert_string_equal(cfg->control_plane_trust_domain, "localhost");
-    assert_string_equal(cfg->control_plane_namespace, "default");
-    assert_null(cfg->token_file);
-    assert_false(cfg->adopt_sentry_anchors);
+    assert_string_equal(cfg->agent.namespace_, "default");
+    assert_null(cfg->agent.trust_domain);
+    assert_true(cfg->agent.renew_fraction == 0.5);
+    assert_true(cfg->agent.renew_jitter == 0.10);
+    assert_true(cfg->agent.retry_initial == 1.0);
+    assert_true(cfg->agent.retry_max == 120.0);
+    assert_int_equal(cfg->agent.initial_attempts, 0);
+    assert_true(cfg->agent.request_timeout == 10.0);
+    assert_null(cfg->agent.cert_file);
+    assert_null(cfg->agent.key_file);
+    assert_null(cfg->agent.cert_pem);
+    assert_null(cfg->agent.key_pem);
+    assert_false(cfg->agent.allow_tls12);
+    assert_null(cfg->agent.export_dir);
+    assert_null(cfg->agent.export_command);
+    assert_null(cfg->agent.export_pid_file);
+    assert_int_equal(cfg->agent.export_signal, SIGHUP);
+    assert_null(cfg->agent.trust_anchors_file);
+    assert_string_equal(cfg->agent.control_plane_trust_domain, "localhost");
+    assert_string_equal(cfg->agent.control_plane_namespace, "default");
+    assert_null(cfg->agent.token_file);
+    assert_false(cfg->agent.adopt_sentry_anchors);
     assert_string_equal(cfg->admin_listen, "127.0.0.1:9901");
     assert_int_equal(cfg->log_level, PK_LOG_LEVEL_INFO);
     assert_false(cfg->log_json);
@@ -130,23 +130,23 @@ static void check_defaults(const struct pk_agent_config *cfg)
 
 static void test_defaults(void **state)
 {
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_err err;
 
     (void)state;
     check_defaults(cfg);
-    assert_null(cfg->app_id);
-    assert_null(cfg->sentry_address);
-    pk_agent_config_free(cfg);
-    pk_agent_config_free(NULL);
+    assert_null(cfg->agent.app_id);
+    assert_null(cfg->agent.sentry_address);
+    pk_sidecar_config_free(cfg);
+    pk_sidecar_config_free(NULL);
 
     assert_int_equal(load(NULL, base_env, base_flags, &cfg, &err), 0);
     check_defaults(cfg);
-    assert_string_equal(cfg->app_id, "app");
-    assert_string_equal(cfg->request_id, "app");
-    assert_string_equal(cfg->sentry_address, "localhost:50001");
-    assert_string_equal(cfg->trust_anchors_pem, "anchors-pem");
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.app_id, "app");
+    assert_string_equal(cfg->agent.request_id, "app");
+    assert_string_equal(cfg->agent.sentry_address, "localhost:50001");
+    assert_string_equal(cfg->agent.trust_anchors_pem, "anchors-pem");
+    pk_sidecar_config_free(cfg);
 
     /* An empty file changes nothing. */
     assert_int_equal(load("", base_env, base_flags, &cfg, &err), 0);
@@ -154,7 +154,7 @@ static void test_defaults(void **state)
     free(cfg->config_file);
     cfg->config_file = NULL;
     check_defaults(cfg);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 }
 
 /* ---- a full file ---- */
@@ -194,38 +194,38 @@ static const char full_ini[] = "; every key picket.ini has\n"
 
 static void test_full_file(void **state)
 {
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
     assert_int_equal(load(full_ini, NULL, NULL, &cfg, &err), 0);
-    assert_string_equal(cfg->app_id, "checkout");
-    assert_string_equal(cfg->request_id, "checkout");
-    assert_string_equal(cfg->namespace_, "shop");
-    assert_string_equal(cfg->trust_domain, "example.org");
-    assert_true(cfg->renew_fraction == 0.6);
-    assert_true(cfg->renew_jitter == 0.05);
-    assert_true(cfg->retry_initial == 0.5);
-    assert_true(cfg->retry_max == 5400.0);
-    assert_int_equal(cfg->initial_attempts, 3);
-    assert_true(cfg->request_timeout == 3.0);
-    assert_true(cfg->allow_tls12);
-    assert_string_equal(cfg->export_dir, "/run/picket/export");
-    assert_string_equal(cfg->export_command, "systemctl reload nginx");
-    assert_string_equal(cfg->export_pid_file, "/run/nginx.pid");
-    assert_int_equal(cfg->export_signal, SIGUSR1);
-    assert_string_equal(cfg->sentry_address, "dapr-sentry.dapr-system.svc:443");
-    assert_string_equal(cfg->trust_anchors_file, "/etc/picket/ca.pem");
-    assert_null(cfg->trust_anchors_pem);
-    assert_string_equal(cfg->control_plane_trust_domain, "cluster.local");
-    assert_string_equal(cfg->control_plane_namespace, "dapr-system");
-    assert_string_equal(cfg->token_file, "/var/run/secrets/dapr.io/sentrytoken/token");
-    assert_true(cfg->adopt_sentry_anchors);
+    assert_string_equal(cfg->agent.app_id, "checkout");
+    assert_string_equal(cfg->agent.request_id, "checkout");
+    assert_string_equal(cfg->agent.namespace_, "shop");
+    assert_string_equal(cfg->agent.trust_domain, "example.org");
+    assert_true(cfg->agent.renew_fraction == 0.6);
+    assert_true(cfg->agent.renew_jitter == 0.05);
+    assert_true(cfg->agent.retry_initial == 0.5);
+    assert_true(cfg->agent.retry_max == 5400.0);
+    assert_int_equal(cfg->agent.initial_attempts, 3);
+    assert_true(cfg->agent.request_timeout == 3.0);
+    assert_true(cfg->agent.allow_tls12);
+    assert_string_equal(cfg->agent.export_dir, "/run/picket/export");
+    assert_string_equal(cfg->agent.export_command, "systemctl reload nginx");
+    assert_string_equal(cfg->agent.export_pid_file, "/run/nginx.pid");
+    assert_int_equal(cfg->agent.export_signal, SIGUSR1);
+    assert_string_equal(cfg->agent.sentry_address, "dapr-sentry.dapr-system.svc:443");
+    assert_string_equal(cfg->agent.trust_anchors_file, "/etc/picket/ca.pem");
+    assert_null(cfg->agent.trust_anchors_pem);
+    assert_string_equal(cfg->agent.control_plane_trust_domain, "cluster.local");
+    assert_string_equal(cfg->agent.control_plane_namespace, "dapr-system");
+    assert_string_equal(cfg->agent.token_file, "/var/run/secrets/dapr.io/sentrytoken/token");
+    assert_true(cfg->agent.adopt_sentry_anchors);
     assert_string_equal(cfg->admin_listen, "[::1]:9902");
     assert_int_equal(cfg->log_level, PK_LOG_LEVEL_DEBUG);
     assert_true(cfg->log_json);
     assert_non_null(cfg->config_file);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 }
 
 /* ---- the proxy: [proxy], [inbound NAME], [outbound NAME] ---- */
@@ -305,7 +305,7 @@ static void assert_list(char **got, size_t n_got, const char *const *want, size_
     }
 }
 
-static void check_listeners(const struct pk_agent_config *cfg)
+static void check_listeners(const struct pk_sidecar_config *cfg)
 {
     static const char *const app_ids[] = {"frontend", "billing/invoices", "admin"};
     static const char *const namespaces[] = {"ops", "audit"};
@@ -386,40 +386,42 @@ static void check_listeners(const struct pk_agent_config *cfg)
 
 static void test_listeners(void **state)
 {
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_err err;
 
     (void)state;
     assert_int_equal(
-            pk_agent_config_parse_ini(listeners_ini, strlen(listeners_ini), "t.ini", cfg, &err), 0);
+            pk_sidecar_config_parse_ini(listeners_ini, strlen(listeners_ini), "t.ini", cfg, &err),
+            0);
     check_listeners(cfg);
-    assert_string_equal(cfg->app_id, "checkout");
+    assert_string_equal(cfg->agent.app_id, "checkout");
     assert_int_equal(cfg->log_level, PK_LOG_LEVEL_WARN);
 
     /* A text without listeners keeps them; one with listeners replaces them all. */
     static const char no_listeners[] = "[proxy]\nworkers = 2\n";
     assert_int_equal(
-            pk_agent_config_parse_ini(no_listeners, strlen(no_listeners), "t.ini", cfg, &err), 0);
+            pk_sidecar_config_parse_ini(no_listeners, strlen(no_listeners), "t.ini", cfg, &err), 0);
     assert_int_equal(cfg->workers, 2);
     assert_int_equal(cfg->n_listeners, 4);
     static const char one[] = "[inbound only]\nlisten = localhost:1\ntarget = localhost:2\n";
-    assert_int_equal(pk_agent_config_parse_ini(one, strlen(one), "t.ini", cfg, &err), 0);
+    assert_int_equal(pk_sidecar_config_parse_ini(one, strlen(one), "t.ini", cfg, &err), 0);
     assert_int_equal(cfg->n_listeners, 1);
     assert_string_equal(cfg->listeners[0].name, "only");
     assert_null(cfg->listeners[0].allow_app_id);
     check_listener_defaults(&cfg->listeners[0], true, true, true);
     /* A bad text leaves them too. */
     static const char bad[] = "[inbound other]\nlisten = localhost:1\n";
-    assert_int_equal(pk_agent_config_parse_ini(bad, strlen(bad), "t.ini", cfg, &err), PK_E_INVALID);
+    assert_int_equal(pk_sidecar_config_parse_ini(bad, strlen(bad), "t.ini", cfg, &err),
+                     PK_E_INVALID);
     assert_int_equal(cfg->n_listeners, 1);
     assert_string_equal(cfg->listeners[0].name, "only");
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 
     /* Through load: the other layers leave the listeners alone. */
     assert_int_equal(load(listeners_ini, base_env, base_flags, &cfg, &err), 0);
     check_listeners(cfg);
-    assert_string_equal(cfg->app_id, "app");
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.app_id, "app");
+    pk_sidecar_config_free(cfg);
     static const char missing[] = "[outbound x]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n";
     assert_int_equal(load(missing, base_env, base_flags, &cfg, &err), PK_E_INVALID);
     assert_contains(err.msg, ":1: [outbound x]: the server's identity is missing");
@@ -429,17 +431,17 @@ static void test_listeners(void **state)
 /* Parse head, value and tail as one text into a new configuration; on success *out (if out is
  * not NULL) is the configuration, else it is freed. */
 static int parse_one(const char *head, const char *value, const char *tail,
-                     struct pk_agent_config **out, struct pk_err *err)
+                     struct pk_sidecar_config **out, struct pk_err *err)
 {
     char text[1200];
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     int r;
 
     assert_true((size_t)snprintf(text, sizeof(text), "%s%s%s", head, value, tail) < sizeof(text));
     pk_err_clear(err);
-    r = pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, err);
+    r = pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", cfg, err);
     if (r != 0 || out == NULL) {
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
         cfg = NULL;
     }
     if (out != NULL) {
@@ -465,7 +467,7 @@ static void test_listener_values(void **state)
     static const char *const remote[] = {"0.0.0.0:9000", "10.0.0.1:9000", "[::]:9000",
                                          "[::ffff:127.0.0.1]:9000", "126.255.255.255:9000"};
     static const char *const names[] = {"a", "Z", "0", "_", ".", "-", "web.v2_blue-1"};
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
     char text[300];
 
@@ -475,7 +477,7 @@ static void test_listener_values(void **state)
             fail_msg("listen %s: %s", sockets[i], err.msg);
         }
         assert_string_equal(cfg->listeners[0].listen, sockets[i]);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
         snprintf(text, sizeof(text),
                  "[inbound web]\nlisten = 127.0.0.1:1\ntarget = %s\n[inbound w2]\n"
                  "listen = 127.0.0.1:2\ntarget = ",
@@ -485,7 +487,7 @@ static void test_listener_values(void **state)
         }
         assert_string_equal(cfg->listeners[0].target, sockets[i]);
         assert_string_equal(cfg->listeners[1].target, sockets[i]);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
     }
     for (size_t i = 0; i < sizeof(loopback) / sizeof(loopback[0]); i++) {
         if (parse_one(outbound, loopback[i], outbound_tail, NULL, &err) != 0) {
@@ -515,7 +517,7 @@ static void test_listener_values(void **state)
             fail_msg("name %s: %s", names[i], err.msg);
         }
         assert_string_equal(cfg->listeners[0].name, names[i]);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
     }
     char name48[49];
     memset(name48, 'n', 48);
@@ -524,12 +526,12 @@ static void test_listener_values(void **state)
              name48);
     assert_int_equal(parse_one(text, "", "", &cfg, &err), 0);
     assert_string_equal(cfg->listeners[0].name, name48);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
     static const char cases[] = "[inbound web]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n"
                                 "[inbound Web]\nlisten = 127.0.0.1:3\ntarget = 127.0.0.1:4\n";
     assert_int_equal(parse_one(cases, "", "", &cfg, &err), 0);
     assert_int_equal(cfg->n_listeners, 2);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 
     /* The longest unix path sun_path holds, and one more byte. */
     char path[120];
@@ -565,28 +567,28 @@ static void test_listener_values(void **state)
     assert_null(cfg->listeners[1].expect_namespace);
     assert_int_equal(cfg->workers, 256);
     assert_true(cfg->shutdown_timeout == 0.0);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 
-    /* At most PK_AGENT_CONFIG_MAX_LISTENERS sections. */
-    size_t cap = (PK_AGENT_CONFIG_MAX_LISTENERS + 1) * 64;
+    /* At most PK_SIDECAR_CONFIG_MAX_LISTENERS sections. */
+    size_t cap = (PK_SIDECAR_CONFIG_MAX_LISTENERS + 1) * 64;
     char *many = malloc(cap);
     size_t len = 0;
     assert_non_null(many);
-    for (int i = 0; i <= PK_AGENT_CONFIG_MAX_LISTENERS; i++) {
+    for (int i = 0; i <= PK_SIDECAR_CONFIG_MAX_LISTENERS; i++) {
         len += (size_t)snprintf(many + len, cap - len,
                                 "[inbound l%d]\nlisten = 127.0.0.1:%d\ntarget = localhost:1\n", i,
                                 i + 1);
     }
-    cfg = pk_agent_config_new();
-    assert_int_equal(pk_agent_config_parse_ini(many, len, "t.ini", cfg, &err), PK_E_INVALID);
+    cfg = pk_sidecar_config_new();
+    assert_int_equal(pk_sidecar_config_parse_ini(many, len, "t.ini", cfg, &err), PK_E_INVALID);
     assert_contains(err.msg, "t.ini:769: [inbound l256]: more than 256 listener sections");
     assert_int_equal(cfg->n_listeners, 0);
     /* Without the last one it loads. */
     len = (size_t)(strstr(many, "[inbound l256]") - many);
-    assert_int_equal(pk_agent_config_parse_ini(many, len, "t.ini", cfg, &err), 0);
-    assert_int_equal(cfg->n_listeners, PK_AGENT_CONFIG_MAX_LISTENERS);
+    assert_int_equal(pk_sidecar_config_parse_ini(many, len, "t.ini", cfg, &err), 0);
+    assert_int_equal(cfg->n_listeners, PK_SIDECAR_CONFIG_MAX_LISTENERS);
     assert_string_equal(cfg->listeners[255].name, "l255");
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
     free(many);
 }
 
@@ -605,7 +607,7 @@ struct layered {
 
 static const struct layered layered[] = {
         {"app_id",
-         offsetof(struct pk_agent_config, app_id),
+         offsetof(struct pk_sidecar_config, agent.app_id),
          "[agent]\napp_id = app-file\n",
          "APP_ID=app-env",
          "--app-id",
@@ -613,7 +615,7 @@ static const struct layered layered[] = {
          NULL,
          "app id is required"},
         {"namespace",
-         offsetof(struct pk_agent_config, namespace_),
+         offsetof(struct pk_sidecar_config, agent.namespace_),
          "[agent]\nnamespace = ns-file\n",
          "NAMESPACE=ns-env",
          NULL,
@@ -621,7 +623,7 @@ static const struct layered layered[] = {
          "default",
          NULL},
         {"trust_domain",
-         offsetof(struct pk_agent_config, trust_domain),
+         offsetof(struct pk_sidecar_config, agent.trust_domain),
          "[agent]\ntrust_domain = file.example\n",
          NULL,
          "--trust-domain",
@@ -629,7 +631,7 @@ static const struct layered layered[] = {
          NULL,
          NULL},
         {"control_plane_trust_domain",
-         offsetof(struct pk_agent_config, control_plane_trust_domain),
+         offsetof(struct pk_sidecar_config, agent.control_plane_trust_domain),
          "[sentry]\ncontrol_plane_trust_domain = file.example\n",
          "DAPR_CONTROLPLANE_TRUST_DOMAIN=env.example",
          "--control-plane-trust-domain",
@@ -637,7 +639,7 @@ static const struct layered layered[] = {
          "localhost",
          NULL},
         {"control_plane_namespace",
-         offsetof(struct pk_agent_config, control_plane_namespace),
+         offsetof(struct pk_sidecar_config, agent.control_plane_namespace),
          "[sentry]\ncontrol_plane_namespace = cpns-file\n",
          "DAPR_CONTROLPLANE_NAMESPACE=cpns-env",
          "--control-plane-namespace",
@@ -645,7 +647,7 @@ static const struct layered layered[] = {
          "default",
          NULL},
         {"trust_anchors_file",
-         offsetof(struct pk_agent_config, trust_anchors_file),
+         offsetof(struct pk_sidecar_config, agent.trust_anchors_file),
          "[sentry]\ntrust_anchors_file = /file/ca.pem\n",
          "DAPR_TRUST_ANCHORS_FILE=/env/ca.pem",
          "--trust-anchors-file",
@@ -653,7 +655,7 @@ static const struct layered layered[] = {
          NULL,
          NULL},
         {"sentry_address",
-         offsetof(struct pk_agent_config, sentry_address),
+         offsetof(struct pk_sidecar_config, agent.sentry_address),
          "[sentry]\naddress = file.example:1\n",
          NULL,
          "--sentry-address",
@@ -661,7 +663,7 @@ static const struct layered layered[] = {
          NULL,
          NULL},
         {"token_file",
-         offsetof(struct pk_agent_config, token_file),
+         offsetof(struct pk_sidecar_config, agent.token_file),
          "[sentry]\ntoken_file = /file/token\n",
          "DAPR_SENTRY_TOKEN_FILE=/env/token",
          NULL,
@@ -674,7 +676,7 @@ static void run_layered(const struct layered *c, unsigned mask)
 {
     const char *env[8], *flags[8];
     const char *want = c->def;
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
     size_t ne = 0, nf = 0;
     bool is_app = strcmp(c->what, "app_id") == 0;
@@ -725,7 +727,7 @@ static void run_layered(const struct layered *c, unsigned mask)
         fail_msg("%s, layers %u: got \"%s\", want \"%s\"", c->what, mask, got ? got : "(null)",
                  want);
     }
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 }
 
 static void test_precedence(void **state)
@@ -746,16 +748,16 @@ static void test_env_empty_is_unset(void **state)
     const char *env[] = {"DAPR_TRUST_ANCHORS=pem",       "NAMESPACE=",
                          "DAPR_CONTROLPLANE_NAMESPACE=", "DAPR_CONTROLPLANE_TRUST_DOMAIN=",
                          "SENTRY_LOCAL_IDENTITY=",       NULL};
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
     assert_int_equal(load("[agent]\nnamespace = from-file\n", env, base_flags, &cfg, &err), 0);
-    assert_string_equal(cfg->namespace_, "from-file");
-    assert_string_equal(cfg->control_plane_namespace, "default");
-    assert_string_equal(cfg->control_plane_trust_domain, "localhost");
-    assert_string_equal(cfg->request_id, "app");
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.namespace_, "from-file");
+    assert_string_equal(cfg->agent.control_plane_namespace, "default");
+    assert_string_equal(cfg->agent.control_plane_trust_domain, "localhost");
+    assert_string_equal(cfg->agent.request_id, "app");
+    pk_sidecar_config_free(cfg);
 }
 
 static void test_sentry_local_identity(void **state)
@@ -763,15 +765,15 @@ static void test_sentry_local_identity(void **state)
     const char *env[] = {"DAPR_TRUST_ANCHORS=pem", "SENTRY_LOCAL_IDENTITY=other-id",
                          "NAMESPACE=ns1", NULL};
     const char *bad[] = {"DAPR_TRUST_ANCHORS=pem", "SENTRY_LOCAL_IDENTITY=ns:sa", NULL};
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
     assert_int_equal(load(NULL, env, base_flags, &cfg, &err), 0);
-    assert_string_equal(cfg->app_id, "app");
-    assert_string_equal(cfg->request_id, "other-id");
-    assert_string_equal(cfg->namespace_, "ns1");
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.app_id, "app");
+    assert_string_equal(cfg->agent.request_id, "other-id");
+    assert_string_equal(cfg->agent.namespace_, "ns1");
+    pk_sidecar_config_free(cfg);
 
     /* It does not stand in for a missing app id. */
     const char *no_app_flags[] = {"--sentry-address", "localhost:50001", NULL};
@@ -789,39 +791,39 @@ static void test_static_identity_from_env(void **state)
                          "DAPR_CERT_KEY=-----BEGIN PRIVATE KEY-----\nkey\n", NULL};
     const char *flags[] = {"--app-id", "app", NULL};
     const char *ini = "[agent]\ncert_file = /file/cert.pem\nkey_file = /file/key.pem\n";
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
     assert_int_equal(load(ini, env, flags, &cfg, &err), 0);
-    assert_null(cfg->sentry_address);
-    assert_string_equal(cfg->trust_anchors_pem, "-----BEGIN CERTIFICATE-----\nroot\n");
-    assert_string_equal(cfg->cert_pem, "-----BEGIN CERTIFICATE-----\nleaf\n");
-    assert_string_equal(cfg->key_pem, "-----BEGIN PRIVATE KEY-----\nkey\n");
+    assert_null(cfg->agent.sentry_address);
+    assert_string_equal(cfg->agent.trust_anchors_pem, "-----BEGIN CERTIFICATE-----\nroot\n");
+    assert_string_equal(cfg->agent.cert_pem, "-----BEGIN CERTIFICATE-----\nleaf\n");
+    assert_string_equal(cfg->agent.key_pem, "-----BEGIN PRIVATE KEY-----\nkey\n");
     /* The contents replace the files: env wins over the file. */
-    assert_null(cfg->cert_file);
-    assert_null(cfg->key_file);
-    pk_agent_config_free(cfg);
+    assert_null(cfg->agent.cert_file);
+    assert_null(cfg->agent.key_file);
+    pk_sidecar_config_free(cfg);
 
     /* Files alone. */
     assert_int_equal(load(ini, base_env, flags, &cfg, &err), 0);
-    assert_string_equal(cfg->cert_file, "/file/cert.pem");
-    assert_string_equal(cfg->key_file, "/file/key.pem");
-    assert_null(cfg->cert_pem);
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.cert_file, "/file/cert.pem");
+    assert_string_equal(cfg->agent.key_file, "/file/key.pem");
+    assert_null(cfg->agent.cert_pem);
+    pk_sidecar_config_free(cfg);
 
     /* With a Sentry address they are ignored, as daprd 1.14+ does. */
     assert_int_equal(load(NULL, env, base_flags, &cfg, &err), 0);
-    assert_null(cfg->cert_pem);
-    assert_null(cfg->key_pem);
-    pk_agent_config_free(cfg);
+    assert_null(cfg->agent.cert_pem);
+    assert_null(cfg->agent.key_pem);
+    pk_sidecar_config_free(cfg);
 
     /* --sentry-address "" turns a file's address off: static mode. */
     const char *off[] = {"--app-id", "app", "--sentry-address", "", NULL};
     assert_int_equal(load("[sentry]\naddress = s.example:50001\n", env, off, &cfg, &err), 0);
-    assert_null(cfg->sentry_address);
-    assert_non_null(cfg->cert_pem);
-    pk_agent_config_free(cfg);
+    assert_null(cfg->agent.sentry_address);
+    assert_non_null(cfg->agent.cert_pem);
+    pk_sidecar_config_free(cfg);
 }
 
 /* ---- flags ---- */
@@ -834,7 +836,7 @@ static void test_flag_forms(void **state)
             {"-app-id", "x1", NULL},
             {"-app-id=x1", NULL},
     };
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
@@ -848,9 +850,9 @@ static void test_flag_forms(void **state)
         flags[n++] = "-sentry-address=localhost:1";
         flags[n] = NULL;
         assert_int_equal(load(NULL, base_env, flags, &cfg, &err), 0);
-        assert_string_equal(cfg->app_id, "x1");
-        assert_string_equal(cfg->sentry_address, "localhost:1");
-        pk_agent_config_free(cfg);
+        assert_string_equal(cfg->agent.app_id, "x1");
+        assert_string_equal(cfg->agent.sentry_address, "localhost:1");
+        pk_sidecar_config_free(cfg);
     }
 
     const char *log1[] = {"--app-id",    "a",    "--sentry-address", "h:1",
@@ -858,29 +860,29 @@ static void test_flag_forms(void **state)
     assert_int_equal(load("[log]\nlevel = debug\njson = false\n", base_env, log1, &cfg, &err), 0);
     assert_int_equal(cfg->log_level, PK_LOG_LEVEL_WARN);
     assert_true(cfg->log_json);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 
     const char *log2[] = {"--app-id",          "a", "--sentry-address", "h:1", "-log-as-json=false",
                           "--log-level=error", NULL};
     assert_int_equal(load("[log]\njson = true\n", base_env, log2, &cfg, &err), 0);
     assert_false(cfg->log_json);
     assert_int_equal(cfg->log_level, PK_LOG_LEVEL_ERROR);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 
     const char *cp[] = {
             "-app-id",       "a", "-sentry-address", "[::1]:50001", "-control-plane-trust-domain",
             "cluster.local", NULL};
     assert_int_equal(load(NULL, base_env, cp, &cfg, &err), 0);
-    assert_string_equal(cfg->sentry_address, "[::1]:50001");
-    assert_string_equal(cfg->control_plane_trust_domain, "cluster.local");
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.sentry_address, "[::1]:50001");
+    assert_string_equal(cfg->agent.control_plane_trust_domain, "cluster.local");
+    pk_sidecar_config_free(cfg);
 }
 
 static void test_config_flag_forms(void **state)
 {
     static const char *const forms[] = {"-c", "--config", "-config"};
     char path[512], arg[600];
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
     bool help;
 
@@ -889,15 +891,15 @@ static void test_config_flag_forms(void **state)
     for (size_t i = 0; i < 3; i++) {
         const char *flags[] = {forms[i], path, NULL};
         assert_int_equal(load_full(NULL, base_env, flags, &cfg, &help, &err), 0);
-        assert_string_equal(cfg->app_id, "from-file");
+        assert_string_equal(cfg->agent.app_id, "from-file");
         assert_string_equal(cfg->config_file, path);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
     }
     snprintf(arg, sizeof(arg), "--config=%s", path);
     const char *eq[] = {arg, NULL};
     assert_int_equal(load_full(NULL, base_env, eq, &cfg, &help, &err), 0);
-    assert_string_equal(cfg->app_id, "from-file");
-    pk_agent_config_free(cfg);
+    assert_string_equal(cfg->agent.app_id, "from-file");
+    pk_sidecar_config_free(cfg);
     unlink(path);
 }
 
@@ -913,22 +915,23 @@ static void test_restart_changes_and_listener_copies(void **state)
             "[agent]\nrenew_at = 0.7\nretry_max = 5s\n[log]\nlevel = debug\n";
     static const char restart[] = "[agent]\napp_id = b\n[admin]\nlisten = off\n[proxy]\n"
                                   "workers = 3\n";
-    struct pk_agent_config *a = pk_agent_config_new(), *b = pk_agent_config_new();
+    struct pk_sidecar_config *a = pk_sidecar_config_new(), *b = pk_sidecar_config_new();
     struct pk_listener_config copy;
     char names[200];
     struct pk_err err;
 
-    assert_int_equal(pk_agent_config_parse_ini(base, strlen(base), "a.ini", a, &err), 0);
-    assert_int_equal(pk_agent_config_parse_ini(base, strlen(base), "b.ini", b, &err), 0);
-    assert_int_equal(pk_agent_config_restart_changes(a, b, names, sizeof(names)), 0);
+    assert_int_equal(pk_sidecar_config_parse_ini(base, strlen(base), "a.ini", a, &err), 0);
+    assert_int_equal(pk_sidecar_config_parse_ini(base, strlen(base), "b.ini", b, &err), 0);
+    assert_int_equal(pk_sidecar_config_restart_changes(a, b, names, sizeof(names)), 0);
     assert_string_equal(names, "");
-    assert_int_equal(pk_agent_config_parse_ini(same_keys, strlen(same_keys), "b.ini", b, &err), 0);
-    assert_int_equal(pk_agent_config_restart_changes(a, b, names, sizeof(names)), 0);
-    assert_int_equal(pk_agent_config_parse_ini(restart, strlen(restart), "b.ini", b, &err), 0);
-    assert_int_equal(pk_agent_config_restart_changes(a, b, names, sizeof(names)), 3);
+    assert_int_equal(pk_sidecar_config_parse_ini(same_keys, strlen(same_keys), "b.ini", b, &err),
+                     0);
+    assert_int_equal(pk_sidecar_config_restart_changes(a, b, names, sizeof(names)), 0);
+    assert_int_equal(pk_sidecar_config_parse_ini(restart, strlen(restart), "b.ini", b, &err), 0);
+    assert_int_equal(pk_sidecar_config_restart_changes(a, b, names, sizeof(names)), 3);
     assert_string_equal(names, "[agent] app_id, [admin] listen, [proxy] workers");
     /* Cut to fit, still counted. */
-    assert_int_equal(pk_agent_config_restart_changes(a, b, names, 10), 3);
+    assert_int_equal(pk_sidecar_config_restart_changes(a, b, names, 10), 3);
     assert_int_equal(strlen(names), 9);
 
     pk_listener_config_copy(&copy, &a->listeners[0]);
@@ -944,14 +947,14 @@ static void test_restart_changes_and_listener_copies(void **state)
     pk_listener_config_clear(&copy);
     assert_null(copy.name);
     pk_listener_config_clear(NULL);
-    pk_agent_config_free(a);
-    pk_agent_config_free(b);
+    pk_sidecar_config_free(a);
+    pk_sidecar_config_free(b);
 }
 
 static void test_help(void **state)
 {
     static const char *const forms[] = {"--help", "-h", "-help"};
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
     bool help;
 
@@ -996,7 +999,7 @@ static void test_help_text(void **state)
             "127.0.0.1:9901", "localhost", "0.5", "Precedence", "usage: picket run",
             "(default 10000)", "(default 256)", "(default 5s)", "(default 10s)", "(default 5m",
             "(default 16384)", "0: never", "(default 0s)", "(default 0)", "[restart]"};
-    const char *help = pk_agent_config_help();
+    const char *help = pk_sidecar_config_help();
 
     (void)state;
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -1152,7 +1155,7 @@ static const struct load_error load_errors[] = {
 
 static void test_load_errors(void **state)
 {
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
@@ -1171,7 +1174,7 @@ static void test_load_errors(void **state)
 static void test_missing_config_file(void **state)
 {
     const char *flags[] = {"-c", "/nonexistent/dir/picket.ini", "--app-id", "a", NULL};
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
 
     (void)state;
@@ -1520,24 +1523,118 @@ static void test_ini_errors(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(ini_errors) / sizeof(ini_errors[0]); i++) {
-        struct pk_agent_config *into = pk_agent_config_new();
+        struct pk_sidecar_config *into = pk_sidecar_config_new();
         const char *text = ini_errors[i].text;
         pk_err_clear(&err);
-        int r = pk_agent_config_parse_ini(text, strlen(text), "t.ini", into, &err);
+        int r = pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", into, &err);
         if (r != PK_E_INVALID || strstr(err.msg, ini_errors[i].want) == NULL) {
             fail_msg("case %zu: rc %d, message \"%s\", want \"%s\"", i, r, err.msg,
                      ini_errors[i].want);
         }
         /* A bad file changes nothing, even the keys before the bad line. */
-        assert_null(into->app_id);
-        assert_true(into->renew_fraction == 0.5);
-        assert_string_equal(into->namespace_, "default");
+        assert_null(into->agent.app_id);
+        assert_true(into->agent.renew_fraction == 0.5);
+        assert_string_equal(into->agent.namespace_, "default");
         assert_int_equal(into->workers, 0);
         assert_null(into->listeners);
         assert_int_equal(into->n_listeners, 0);
-        pk_agent_config_free(into);
+        pk_sidecar_config_free(into);
     }
 }
+
+/* Mistakes that used to surface only when the proxy built its policies or bound its sockets:
+ * found while reading the file, with the line, before anything is bound. */
+#define IN_A "[inbound a]\ntarget = 127.0.0.1:9\nlisten = "
+#define IN_B "\n[inbound b]\ntarget = 127.0.0.1:9\nlisten = "
+static const struct {
+    const char *text;
+    const char *want;
+} load_time_errors[] = {
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/**\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `*' must stand for a whole path segment, not "
+         "part of one (`**'): `spiffe://x/**'"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/ns/a*\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `*' must stand for a whole path segment"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://*.x/ns/a\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: `*' is not allowed in the trust domain"},
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/ns//a\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: "},
+        {"[inbound web]\nallow_spiffe_id = spiffe://x/ns/*/a b\n",
+         "t.ini:2: [inbound web] allow_spiffe_id: pattern `spiffe://x/ns/*/a b'"},
+        {IN_A "127.0.0.1:8443" IN_B "127.0.0.1:8443\n",
+         "t.ini:6: [inbound b] listen: `127.0.0.1:8443' takes the connections of [inbound a] "
+         "listen `127.0.0.1:8443' (line 3): give each listener its own address"},
+        {IN_A "localhost:8443" IN_B "127.0.0.1:8443\n",
+         "t.ini:6: [inbound b] listen: `127.0.0.1:8443' takes the connections of [inbound a] "
+         "listen `localhost:8443' (line 3)"},
+        {IN_A "0.0.0.0:8443" IN_B "10.0.0.1:8443\n",
+         "t.ini:6: [inbound b] listen: `10.0.0.1:8443' takes the connections of [inbound a] "
+         "listen `0.0.0.0:8443' (line 3)"},
+        {IN_A "[::1]:8443" IN_B "[::]:8443\n",
+         "t.ini:6: [inbound b] listen: `[::]:8443' takes the connections of [inbound a] listen "
+         "`[::1]:8443' (line 3)"},
+        {"[inbound a]\ntarget = 127.0.0.1:9\nlisten = unix:/run/a.sock\n[outbound b]\n"
+         "expect_app_id = x\ntarget = 127.0.0.1:9\nlisten = unix:/run/a.sock\n",
+         "t.ini:7: [outbound b] listen: `unix:/run/a.sock' takes the connections of [inbound a] "
+         "listen `unix:/run/a.sock' (line 3)"},
+        {"[admin]\nlisten = 127.0.0.1:7000\n" IN_A "0.0.0.0:7000\n",
+         "t.ini:5: [inbound a] listen: `0.0.0.0:7000' is the admin endpoint's address ([admin] "
+         "listen `127.0.0.1:7000', line 2): give the listener another address"},
+        {IN_A "127.0.0.1:7000\n[admin]\nlisten = localhost:7000\n",
+         "t.ini:5: [admin] listen: `localhost:7000' is the address of [inbound a] listen "
+         "`127.0.0.1:7000' (line 3): give the admin endpoint another address"},
+        {IN_A "127.0.0.1:9901\n",
+         "t.ini:3: [inbound a] listen: `127.0.0.1:9901' is the admin endpoint's address ([admin] "
+         "listen `127.0.0.1:9901', its default)"},
+};
+
+static void test_load_time_errors(void **state)
+{
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < PK_ARRAY_LEN(load_time_errors); i++) {
+        struct pk_sidecar_config *into = pk_sidecar_config_new();
+        const char *text = load_time_errors[i].text;
+        pk_err_clear(&err);
+        int r = pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", into, &err);
+        if (r != PK_E_INVALID || strstr(err.msg, load_time_errors[i].want) == NULL) {
+            fail_msg("case %zu: rc %d, message \"%s\", want \"%s\"", i, r, err.msg,
+                     load_time_errors[i].want);
+        }
+        assert_null(into->listeners);
+        pk_sidecar_config_free(into);
+    }
+}
+
+/* Listeners that share a port but not the connections are fine. */
+static void test_listen_addresses_apart(void **state)
+{
+    static const char *const texts[] = {
+            IN_A "127.0.0.1:8443" IN_B "127.0.0.2:8443\n",
+            IN_A "0.0.0.0:8443" IN_B "[::]:8443\n",
+            IN_A "127.0.0.1:8443" IN_B "127.0.0.1:8444\n",
+            IN_A "unix:/run/a.sock" IN_B "unix:/run/b.sock\n",
+            "[admin]\nlisten = off\n" IN_A "127.0.0.1:9901\n",
+            "[admin]\nlisten = 127.0.0.1:0\n" IN_A "127.0.0.1:9901\n",
+            "[admin]\nlisten = unix:/run/admin.sock\n" IN_A "127.0.0.1:9901\n",
+            "[inbound web]\ntarget = 127.0.0.1:9\nlisten = 127.0.0.1:1\n"
+            "allow_spiffe_id = spiffe://x/ns/*/a\nallow_spiffe_id = spiffe://x/*/*/*\n",
+    };
+    struct pk_err err;
+
+    (void)state;
+    for (size_t i = 0; i < PK_ARRAY_LEN(texts); i++) {
+        struct pk_sidecar_config *into = pk_sidecar_config_new();
+        pk_err_clear(&err);
+        if (pk_sidecar_config_parse_ini(texts[i], strlen(texts[i]), "t.ini", into, &err) != 0) {
+            fail_msg("case %zu: %s", i, err.msg);
+        }
+        pk_sidecar_config_free(into);
+    }
+}
+#undef IN_A
+#undef IN_B
 
 /* Builds "[agent]\nexport_dir = /d\nexport_command = xxx...", whose third line has len bytes. */
 static char *long_line_ini(size_t len, const char *eol)
@@ -1559,7 +1656,7 @@ static char *long_line_ini(size_t len, const char *eol)
 
 static void test_long_lines(void **state)
 {
-    struct pk_agent_config *cfg;
+    struct pk_sidecar_config *cfg;
     struct pk_err err;
     char *text;
 
@@ -1567,30 +1664,30 @@ static void test_long_lines(void **state)
     /* The longest line inih keeps whole, with LF, CRLF and at the end of the text. */
     static const char *const eols[] = {"\n", "\r\n", ""};
     for (size_t i = 0; i < 3; i++) {
-        cfg = pk_agent_config_new();
-        text = long_line_ini(PK_AGENT_CONFIG_MAX_LINE, eols[i]);
-        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
-        assert_int_equal(strlen(cfg->export_command), PK_AGENT_CONFIG_MAX_LINE - 17);
+        cfg = pk_sidecar_config_new();
+        text = long_line_ini(PK_SIDECAR_CONFIG_MAX_LINE, eols[i]);
+        assert_int_equal(pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_int_equal(strlen(cfg->agent.export_command), PK_SIDECAR_CONFIG_MAX_LINE - 17);
         free(text);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
 
-        cfg = pk_agent_config_new();
-        text = long_line_ini(PK_AGENT_CONFIG_MAX_LINE + 1, eols[i]);
-        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err),
+        cfg = pk_sidecar_config_new();
+        text = long_line_ini(PK_SIDECAR_CONFIG_MAX_LINE + 1, eols[i]);
+        assert_int_equal(pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", cfg, &err),
                          PK_E_INVALID);
         assert_contains(err.msg, "t.ini:3: line is too long (198 bytes; at most 197)");
-        assert_null(cfg->export_command);
+        assert_null(cfg->agent.export_command);
         free(text);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
     }
 
     /* 250 bytes: inih would have cut the value at 198 and parsed the rest as line 4. */
     text = long_line_ini(250, "\n");
-    cfg = pk_agent_config_new();
-    assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "big.ini", cfg, &err),
+    cfg = pk_sidecar_config_new();
+    assert_int_equal(pk_sidecar_config_parse_ini(text, strlen(text), "big.ini", cfg, &err),
                      PK_E_INVALID);
     assert_contains(err.msg, "big.ini:3: line is too long (250 bytes; at most 197)");
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 
     /* Through load, the message names the file. */
     const char *flags[] = {"--app-id", "a", "--sentry-address", "h:1", NULL};
@@ -1603,11 +1700,11 @@ static void test_long_lines(void **state)
     char comment[300];
     memset(comment, ';', 250);
     strcpy(comment + 250, "\n[agent]\n");
-    cfg = pk_agent_config_new();
-    assert_int_equal(pk_agent_config_parse_ini(comment, strlen(comment), "t.ini", cfg, &err),
+    cfg = pk_sidecar_config_new();
+    assert_int_equal(pk_sidecar_config_parse_ini(comment, strlen(comment), "t.ini", cfg, &err),
                      PK_E_INVALID);
     assert_contains(err.msg, "t.ini:1: line is too long");
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 }
 
 static void test_ini_bytes(void **state)
@@ -1615,27 +1712,28 @@ static void test_ini_bytes(void **state)
     static const char nul[] = "[agent]\napp_id = a\0b\n";
     static const char crlf_bom[] = "\xEF\xBB\xBF[agent]\r\napp_id = crlf\r\n\r\n[log]\r\n"
                                    "json = On\r\n";
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_err err;
 
     (void)state;
-    assert_int_equal(pk_agent_config_parse_ini(nul, sizeof(nul) - 1, "t.ini", cfg, &err),
+    assert_int_equal(pk_sidecar_config_parse_ini(nul, sizeof(nul) - 1, "t.ini", cfg, &err),
                      PK_E_INVALID);
     assert_contains(err.msg, "t.ini:2: NUL byte");
-    assert_null(cfg->app_id);
+    assert_null(cfg->agent.app_id);
 
-    assert_int_equal(pk_agent_config_parse_ini(crlf_bom, strlen(crlf_bom), "t.ini", cfg, &err), 0);
-    assert_string_equal(cfg->app_id, "crlf");
+    assert_int_equal(pk_sidecar_config_parse_ini(crlf_bom, strlen(crlf_bom), "t.ini", cfg, &err),
+                     0);
+    assert_string_equal(cfg->agent.app_id, "crlf");
     assert_true(cfg->log_json);
 
     /* Not NUL-terminated: only len bytes are read. */
     static const char cut[] = "[agent]\nnamespace = abcdef";
-    assert_int_equal(pk_agent_config_parse_ini(cut, sizeof(cut) - 4, "t.ini", cfg, &err), 0);
-    assert_string_equal(cfg->namespace_, "abc");
+    assert_int_equal(pk_sidecar_config_parse_ini(cut, sizeof(cut) - 4, "t.ini", cfg, &err), 0);
+    assert_string_equal(cfg->agent.namespace_, "abc");
 
     /* Nothing at all. */
-    assert_int_equal(pk_agent_config_parse_ini(NULL, 0, "t.ini", cfg, &err), 0);
-    pk_agent_config_free(cfg);
+    assert_int_equal(pk_sidecar_config_parse_ini(NULL, 0, "t.ini", cfg, &err), 0);
+    pk_sidecar_config_free(cfg);
 }
 
 static void test_ini_values(void **state)
@@ -1660,56 +1758,57 @@ static void test_ini_values(void **state)
 
     (void)state;
     for (size_t i = 0; i < sizeof(bools) / sizeof(bools[0]); i++) {
-        struct pk_agent_config *cfg = pk_agent_config_new();
-        cfg->allow_tls12 = !bools[i].value;
+        struct pk_sidecar_config *cfg = pk_sidecar_config_new();
+        cfg->agent.allow_tls12 = !bools[i].value;
         snprintf(text, sizeof(text), "[agent]\nallow_tls12 = %s\n", bools[i].text);
-        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
-        assert_true(cfg->allow_tls12 == bools[i].value);
-        pk_agent_config_free(cfg);
+        assert_int_equal(pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_true(cfg->agent.allow_tls12 == bools[i].value);
+        pk_sidecar_config_free(cfg);
     }
     for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++) {
-        struct pk_agent_config *cfg = pk_agent_config_new();
+        struct pk_sidecar_config *cfg = pk_sidecar_config_new();
         snprintf(text, sizeof(text),
                  "[agent]\nexport_dir = /d\nexport_pid_file = /p\nexport_signal = %s\n",
                  sigs[i].text);
-        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
-        assert_int_equal(cfg->export_signal, sigs[i].number);
-        pk_agent_config_free(cfg);
+        assert_int_equal(pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_int_equal(cfg->agent.export_signal, sigs[i].number);
+        pk_sidecar_config_free(cfg);
     }
     for (size_t i = 0; i < sizeof(listens) / sizeof(listens[0]); i++) {
-        struct pk_agent_config *cfg = pk_agent_config_new();
+        struct pk_sidecar_config *cfg = pk_sidecar_config_new();
         snprintf(text, sizeof(text), "[admin]\nlisten = %s\n", listens[i]);
-        assert_int_equal(pk_agent_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
+        assert_int_equal(pk_sidecar_config_parse_ini(text, strlen(text), "t.ini", cfg, &err), 0);
         assert_string_equal(cfg->admin_listen, listens[i]);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
     }
 
     /* An empty listen value turns the endpoint off. */
-    struct pk_agent_config *cfg = pk_agent_config_new();
-    assert_int_equal(pk_agent_config_parse_ini("[admin]\nlisten =\n", 17, "t.ini", cfg, &err), 0);
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
+    assert_int_equal(pk_sidecar_config_parse_ini("[admin]\nlisten =\n", 17, "t.ini", cfg, &err), 0);
     assert_string_equal(cfg->admin_listen, "");
 
     /* Edges of the ranges, and a file that only narrows the jitter so renew_at may move. */
     static const char edges[] = "[agent]\nrenew_jitter = 0\nrenew_at = 0.95\nretry_initial = "
                                 "2m\nretry_max = 2m\ninitial_attempts = 1000000\n";
-    assert_int_equal(pk_agent_config_parse_ini(edges, strlen(edges), "t.ini", cfg, &err), 0);
-    assert_true(cfg->renew_jitter == 0);
-    assert_true(cfg->renew_fraction == 0.95);
-    assert_true(cfg->retry_initial == 120 && cfg->retry_max == 120);
-    assert_int_equal(cfg->initial_attempts, 1000000);
+    assert_int_equal(pk_sidecar_config_parse_ini(edges, strlen(edges), "t.ini", cfg, &err), 0);
+    assert_true(cfg->agent.renew_jitter == 0);
+    assert_true(cfg->agent.renew_fraction == 0.95);
+    assert_true(cfg->agent.retry_initial == 120 && cfg->agent.retry_max == 120);
+    assert_int_equal(cfg->agent.initial_attempts, 1000000);
 
     /* Rules between keys also see the values already in `into`: jitter 0 from above. */
     static const char narrow[] = "[agent]\nrenew_at = 0.05\n";
-    assert_int_equal(pk_agent_config_parse_ini(narrow, strlen(narrow), "t.ini", cfg, &err), 0);
-    assert_true(cfg->renew_fraction == 0.05);
+    assert_int_equal(pk_sidecar_config_parse_ini(narrow, strlen(narrow), "t.ini", cfg, &err), 0);
+    assert_true(cfg->agent.renew_fraction == 0.05);
 
     /* Comments and blank lines anywhere; inline ` ;' comments; `key: value'. */
     static const char comments[] = "# top\n; also\n\n[agent] ; the agent\n  ; indented comment\n"
                                    "namespace: other ; inline\nexport_dir = /a;b\n";
-    assert_int_equal(pk_agent_config_parse_ini(comments, strlen(comments), "t.ini", cfg, &err), 0);
-    assert_string_equal(cfg->namespace_, "other");
-    assert_string_equal(cfg->export_dir, "/a;b");
-    pk_agent_config_free(cfg);
+    assert_int_equal(pk_sidecar_config_parse_ini(comments, strlen(comments), "t.ini", cfg, &err),
+                     0);
+    assert_string_equal(cfg->agent.namespace_, "other");
+    assert_string_equal(cfg->agent.export_dir, "/a;b");
+    pk_sidecar_config_free(cfg);
 }
 
 int main(void)
@@ -1731,6 +1830,8 @@ int main(void)
             cmocka_unit_test(test_load_errors),
             cmocka_unit_test(test_missing_config_file),
             cmocka_unit_test(test_ini_errors),
+            cmocka_unit_test(test_load_time_errors),
+            cmocka_unit_test(test_listen_addresses_apart),
             cmocka_unit_test(test_long_lines),
             cmocka_unit_test(test_ini_bytes),
             cmocka_unit_test(test_ini_values),

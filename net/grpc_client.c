@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/h2.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -36,8 +37,9 @@ struct pk_rpc_call {
     void *done_ctx;
     struct pk_tls_ctx *tls;
     char *address;
-    char host[256];
+    char host[PK_ADDR_HOST_LEN]; /* as written, without brackets */
     char port[8];
+    bool host_is_name; /* not an IP literal: resolved, and sent as the TLS server name */
     struct addrinfo *addrs;
     struct addrinfo *next_addr;
     int fd;
@@ -194,13 +196,6 @@ static const struct pk_tls_stream_ops call_ops = {
 
 /* ---- connecting --------------------------------------------------------------------------- */
 
-static bool is_ip_literal(const char *host)
-{
-    struct in6_addr a6;
-    struct in_addr a4;
-    return inet_pton(AF_INET, host, &a4) == 1 || inet_pton(AF_INET6, host, &a6) == 1;
-}
-
 static void call_start_tls(struct pk_rpc_call *call)
 {
     struct pk_tls_stream_config scfg = {
@@ -210,7 +205,7 @@ static void call_start_tls(struct pk_rpc_call *call)
     };
     struct pk_err err = {{0}};
     WOLFSSL *ssl = NULL;
-    const char *sni = is_ip_literal(call->host) ? NULL : call->host;
+    const char *sni = call->host_is_name ? call->host : NULL;
 
     if (pk_tls_session_new(call->tls, call->fd, sni, &ssl, &err) != 0 ||
         pk_tls_stream_new(call->loop, call->fd, ssl, &scfg, &call_ops, call, &call->st, &err) !=
@@ -315,59 +310,13 @@ static void call_async_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Split "host:port" / "[v6]:port". */
-static int split_address(const char *address, char *host, size_t hostlen, char *port,
-                         size_t portlen)
-{
-    const char *colon;
-    const char *h;
-    size_t hl;
-
-    if (address[0] == '[') {
-        const char *close_br = strchr(address, ']');
-        if (close_br == NULL || close_br[1] != ':') {
-            return PK_E_INVALID;
-        }
-        h = address + 1;
-        hl = (size_t)(close_br - h);
-        colon = close_br + 1;
-    } else {
-        colon = strrchr(address, ':');
-        if (colon == NULL || memchr(address, ':', (size_t)(colon - address)) != NULL) {
-            return PK_E_INVALID; /* an IPv6 literal needs brackets */
-        }
-        h = address;
-        hl = (size_t)(colon - address);
-    }
-    const char *p = colon + 1;
-    size_t pl = strlen(p);
-    if (hl == 0 || hl >= hostlen || pl == 0 || pl >= portlen) {
-        return PK_E_INVALID;
-    }
-    unsigned long v = 0;
-    for (size_t i = 0; i < pl; i++) {
-        if (p[i] < '0' || p[i] > '9') {
-            return PK_E_INVALID;
-        }
-        v = v * 10 + (unsigned long)(p[i] - '0');
-        if (v > 65535) {
-            return PK_E_INVALID;
-        }
-    }
-    if (v == 0) {
-        return PK_E_INVALID;
-    }
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    memcpy(port, p, pl + 1);
-    return 0;
-}
-
 int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
                       pk_rpc_done_fn done, void *ctx, struct pk_rpc_call **out, struct pk_err *err)
 {
     struct pk_rpc_call *call = NULL;
     struct addrinfo hints = {
             .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct pk_addr addr;
     int rc;
 
     if (loop == NULL || done == NULL) {
@@ -402,13 +351,13 @@ int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
     call->deadline.data = call;
     ev_timer_init(&call->async, call_async_cb, 0., 0.);
     call->async.data = call;
-    if (split_address(opts->address, call->host, sizeof(call->host), call->port,
-                      sizeof(call->port)) != 0) {
-        rc = pk_err_set(err, PK_E_INVALID,
-                        "gRPC address `%s' is not host:port or [v6]:port with a port in 1..65535",
-                        opts->address);
+    if (pk_addr_parse(opts->address, PK_ADDR_NAMES, &addr, err) != 0) {
+        rc = pk_err_prefix(err, PK_E_INVALID, "gRPC address");
         goto out;
     }
+    memcpy(call->host, addr.host, sizeof(call->host));
+    snprintf(call->port, sizeof(call->port), "%u", addr.port);
+    call->host_is_name = addr.kind == PK_ADDR_NAME;
     struct pk_h2_call hcall = {
             .authority = opts->authority ? opts->authority : opts->address,
             .path = opts->path,

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: unit tests for proxy/iptables: the exact rules a picket.ini asks for, per family;
+/* picket: unit tests for sidecar/iptables: the exact rules a picket.ini asks for, per family;
  * the state read from `iptables -S'; and the iptables-restore plans for a fresh install, a
  * repeated one, stray and duplicate jumps, a chain no longer wanted, and removal. */
 /* cmocka.h needs the standard headers before it. */
@@ -15,10 +15,10 @@
 #include <cmocka.h>
 /* clang-format on */
 
-#include "agent/config.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "proxy/iptables.h"
+#include "sidecar/config.h"
+#include "sidecar/iptables.h"
 
 static const char full_ini[] = "[proxy]\n"
                                "mark = 0x539\n"
@@ -46,19 +46,19 @@ static const char full_ini[] = "[proxy]\n"
                                "listen = 127.0.0.1:15007\n"
                                "target = 127.0.0.1:8081\n";
 
-static struct pk_agent_config *load(const char *ini)
+static struct pk_sidecar_config *load(const char *ini)
 {
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_err err;
 
     pk_err_clear(&err);
-    if (pk_agent_config_parse_ini(ini, strlen(ini), "t.ini", cfg, &err) != 0) {
+    if (pk_sidecar_config_parse_ini(ini, strlen(ini), "t.ini", cfg, &err) != 0) {
         fail_msg("config: %s", err.msg);
     }
     return cfg;
 }
 
-static char *rules_of(const struct pk_agent_config *cfg, int family, bool *out_w, bool *pre_w)
+static char *rules_of(const struct pk_sidecar_config *cfg, int family, bool *out_w, bool *pre_w)
 {
     struct pk_buf b;
     struct pk_err err;
@@ -77,7 +77,7 @@ static char *rules_of(const struct pk_agent_config *cfg, int family, bool *out_w
 static void test_rules_exact(void **state)
 {
     (void)state;
-    struct pk_agent_config *cfg = load(full_ini);
+    struct pk_sidecar_config *cfg = load(full_ini);
     bool ow, pw;
     char *v4 = rules_of(cfg, 4, &ow, &pw);
 
@@ -111,14 +111,14 @@ static void test_rules_exact(void **state)
                 "-A PICKET_OUTPUT -d 2001:db8::/32 -p tcp -m tcp --dport 8000:8099 -j REDIRECT "
                 "--to-ports 15002\n");
     free(v6);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 }
 
 static void test_rules_none(void **state)
 {
     (void)state;
-    struct pk_agent_config *cfg = load("[inbound a]\nlisten = 127.0.0.1:1\ntarget = "
-                                       "127.0.0.1:2\n");
+    struct pk_sidecar_config *cfg = load("[inbound a]\nlisten = 127.0.0.1:1\ntarget = "
+                                         "127.0.0.1:2\n");
     bool ow = true, pw = true;
     char *v4 = rules_of(cfg, 4, &ow, &pw);
 
@@ -126,7 +126,7 @@ static void test_rules_none(void **state)
     assert_false(ow);
     assert_false(pw);
     free(v4);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
 }
 
 static char *plan_of(const char *state_text, const char *rules, bool ow, bool pw)

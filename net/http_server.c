@@ -7,7 +7,7 @@
  * request bytes do not turn our close into a RST that destroys the answer in flight). Watchers are
  * stopped before a connection is freed, which also clears any event still pending for them, so
  * no callback can reach a freed connection. */
-#include "rpc/http_server.h"
+#include "net/http_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,6 +21,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -391,55 +392,27 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
     }
 }
 
-/* Resolve opts->host without DNS into addr. */
+/* Resolve opts->host without DNS into addr: NULL or "" is every interface (dual-stack). */
 static int tcp_address(const char *host, uint16_t port, struct sockaddr_storage *addr,
                        socklen_t *addr_len, struct pk_err *err)
 {
-    char buf[INET6_ADDRSTRLEN + 2];
-    size_t n;
+    struct pk_addr parsed;
 
-    memset(addr, 0, sizeof(*addr));
     if (host == NULL || host[0] == '\0') {
         struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
+        memset(addr, 0, sizeof(*addr));
         a6->sin6_family = AF_INET6;
         a6->sin6_addr = in6addr_any;
         a6->sin6_port = htons(port);
         *addr_len = sizeof(*a6);
         return 0;
     }
-    if (strcmp(host, "localhost") == 0) {
-        host = "127.0.0.1";
+    if (pk_addr_from_host(host, port, &parsed, err) != 0) {
+        return PK_E_INVALID;
     }
-    n = strlen(host);
-    if (n >= 2 && host[0] == '[' && host[n - 1] == ']' && n - 2 < sizeof(buf)) {
-        memcpy(buf, host + 1, n - 2);
-        buf[n - 2] = '\0';
-    } else if (n < sizeof(buf)) {
-        memcpy(buf, host, n + 1);
-    } else {
-        buf[0] = '\0';
-    }
-    {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)addr;
-        if (inet_pton(AF_INET, buf, &a4->sin_addr) == 1) {
-            a4->sin_family = AF_INET;
-            a4->sin_port = htons(port);
-            *addr_len = sizeof(*a4);
-            return 0;
-        }
-    }
-    {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)addr;
-        if (inet_pton(AF_INET6, buf, &a6->sin6_addr) == 1) {
-            a6->sin6_family = AF_INET6;
-            a6->sin6_port = htons(port);
-            *addr_len = sizeof(*a6);
-            return 0;
-        }
-    }
-    return pk_err_set(err, PK_E_INVALID,
-                      "listen address \"%.64s\" is not a numeric IP address or \"localhost\"",
-                      host);
+    *addr = parsed.sa;
+    *addr_len = parsed.sa_len;
+    return 0;
 }
 
 static int listen_tcp(struct pk_http_server *srv, const struct pk_http_server_opts *opts,

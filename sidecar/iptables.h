@@ -26,16 +26,16 @@
  * jumps to our chains are deleted, and chains no longer wanted are deleted. The current state
  * comes from `iptables -t nat -S'. So installing twice changes nothing the second time, and
  * removing is the same plan with nothing wanted. */
-#ifndef PK_PROXY_IPTABLES_H
-#define PK_PROXY_IPTABLES_H
+#ifndef PK_SIDECAR_IPTABLES_H
+#define PK_SIDECAR_IPTABLES_H
 
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "agent/config.h"
 #include "common/buf.h"
 #include "common/compiler.h"
 #include "common/err.h"
+#include "sidecar/config.h"
 
 #define PK_IPTABLES_OUTPUT     "PICKET_OUTPUT"
 #define PK_IPTABLES_PREROUTING "PICKET_PREROUTING"
@@ -67,7 +67,7 @@ void pk_iptables_state_clear(struct pk_iptables_state *st);
  * out; *want_output / *want_prerouting say whether each chain is wanted at all (it may be wanted
  * with rules only of its fixed head). PK_E_INVALID (err names the listener) for a listen
  * address that is not IP:PORT; PK_E_TOOBIG when out's cap is reached. */
-int pk_iptables_rules(const struct pk_agent_config *cfg, int family, struct pk_buf *out,
+int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk_buf *out,
                       bool *want_output, bool *want_prerouting, struct pk_err *err) PK_MUST_USE;
 
 /* The iptables-restore --noflush input that turns st into rules (the output of
