@@ -151,6 +151,7 @@ struct pk_conn {
     unsigned holds;
     bool finishing;
     struct pk_conn_summary sum;
+    struct pk_live_bytes *live_bytes; /* NULL = none */
 };
 
 /* ---- names and formatting ----------------------------------------------------------------- */
@@ -580,8 +581,14 @@ static void count_to(struct pk_conn *c, const struct side *dst, size_t n)
 {
     if (dst == &c->tgt) {
         c->sum.bytes_in += n;
+        if (c->live_bytes != NULL) {
+            atomic_fetch_add_explicit(&c->live_bytes->in, n, memory_order_relaxed);
+        }
     } else {
         c->sum.bytes_out += n;
+        if (c->live_bytes != NULL) {
+            atomic_fetch_add_explicit(&c->live_bytes->out, n, memory_order_relaxed);
+        }
     }
     c->last_activity = ev_now(c->loop);
 }
@@ -1047,6 +1054,7 @@ static struct pk_conn *conn_new(struct ev_loop *loop, const struct pk_conn_param
     c->mark = p->mark;
     apply_limits(&c->limits, p->limits);
     c->closed = p->closed;
+    c->live_bytes = p->live_bytes;
     c->established = p->established;
     c->cb_ctx = p->closed_ctx;
     c->sum.listener = p->listener;
