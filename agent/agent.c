@@ -246,6 +246,8 @@ static void export_identity(struct pk_agent *a, const struct pk_identity *id)
             .command = cfg->export_command,
             .pid_file = cfg->export_pid_file,
             .signal = cfg->export_signal,
+            .group_set = cfg->export_group >= 0,
+            .group = (gid_t)cfg->export_group,
     };
     struct pk_err err;
 
@@ -266,7 +268,11 @@ static void export_identity(struct pk_agent *a, const struct pk_identity *id)
 /* Clear what an export interrupted by a crash left behind (a key in an unfinished version). */
 static void export_prepare(const struct pk_agent *a)
 {
-    struct pk_export_opts opts = {.dir = a->cfg->export_dir};
+    struct pk_export_opts opts = {
+            .dir = a->cfg->export_dir,
+            .group_set = a->cfg->export_group >= 0,
+            .group = (gid_t)a->cfg->export_group,
+    };
     struct pk_err err;
 
     pk_err_clear(&err);
