@@ -14,13 +14,15 @@ import subprocess
 
 import pytest
 
-from harness import REPO, free_port, picket_bin, port_open, run, sanitized
-from packaging_util import localize_ini, run_until_ready
+from conftest import http_get
+from harness import REPO, Proc, free_port, picket_bin, port_open, run, sanitized, wait_for
+from packaging_util import localize_ini
 
 yaml = pytest.importorskip("yaml", reason="python3-yaml is needed to read the manifests")
 
 K8S = os.path.join(REPO, "packaging", "kubernetes")
 DOCKER = os.path.join(REPO, "packaging", "docker")
+KUBERNETES = 2  # the token validator, as Sentry's protocol numbers it
 
 
 def load(name):
@@ -132,15 +134,26 @@ def test_sentry_manifest():
 def test_sidecar_manifest():
     docs = load("sidecar.yaml")
     sentry_docs = load("sentry.yaml")
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "ConfigMap", "Deployment", "Service"]
+    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Service"]
     dep = one(docs, "Deployment", "myapp")
     check_deployment(dep)
     pod = dep["spec"]["template"]["spec"]
     (sidecar,) = pod["initContainers"]
     assert sidecar["restartPolicy"] == "Always"  # a native sidecar, not a run-once init
-    assert sidecar["args"][:2] == ["run", "--config"]
+    # daprd's mode as the injector passes it: the projected token, validator KUBERNETES.
+    assert sidecar["args"] == ["run", "--config-file", "/etc/picket/picket.ini",
+                               "--mode", "kubernetes"]
     config_path = sidecar["args"][2]
     ini = ini_of(docs)
+
+    # The app id is the pod's dapr.io/app-id annotation, the one Dapr's Sentry checks the
+    # token's pod against; the namespace is the pod's. Nothing in picket.ini contradicts them.
+    env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in sidecar["env"]}
+    assert env == {"APP_ID": "metadata.annotations['dapr.io/app-id']",
+                   "NAMESPACE": "metadata.namespace"}
+    assert dep["spec"]["template"]["metadata"]["annotations"]["dapr.io/app-id"] == "myapp"
+    assert "dapr.io/enabled" not in dep["spec"]["template"]["metadata"]["annotations"]
+    assert not re.search(r"^(app_id|namespace) *=", ini, re.M)
 
     # The probes: /readyz and /healthz of the admin endpoint, on the port picket.ini sets,
     # which is picket's default admin port.
@@ -158,12 +171,19 @@ def test_sidecar_manifest():
     cfg_mount = next(n for n, p in mounts.items() if config_path.startswith(p + "/"))
     assert volumes[cfg_mount]["configMap"]["name"] == "picket-myapp"
     assert os.path.basename(config_path) == "picket.ini"
+    # The anchors: Dapr's dapr-trust-bundle ConfigMap (copied into the app's namespace, so
+    # not part of this file), its key ca.crt where picket.ini reads it.
     anchors = ini_value(ini, "trust_anchors_file")
     anchors_mount = next(n for n, p in mounts.items() if anchors.startswith(p + "/"))
-    anchors_cm = one(docs, "ConfigMap", volumes[anchors_mount]["configMap"]["name"])
-    assert os.path.basename(anchors) in anchors_cm["data"]
+    anchors_vol = volumes[anchors_mount]["configMap"]
+    assert anchors_vol["name"] == "dapr-trust-bundle"
+    assert "ca.crt" in one(sentry_docs, "ConfigMap", "dapr-trust-bundle")["data"]
+    assert anchors_vol["items"] == [{"key": "ca.crt", "path": os.path.basename(anchors)}]
+    assert not [d for d in docs if d["metadata"]["name"] == "dapr-trust-bundle"]
     assert mounts["dapr-identity-token"] == "/var/run/secrets/dapr.io/sentrytoken"
-    (source,) = volumes["dapr-identity-token"]["projected"]["sources"]
+    projected = volumes["dapr-identity-token"]["projected"]
+    assert projected["defaultMode"] == 0o644  # as the injector sets it: readable by picket
+    (source,) = projected["sources"]
     token = source["serviceAccountToken"]
     assert token["path"] == "token" and token["expirationSeconds"] == 7200
 
@@ -190,26 +210,76 @@ def test_sidecar_manifest():
     assert svc["spec"]["ports"][0]["targetPort"] == inbound
 
 
-def test_sidecar_ini_starts_picket_run(tmp_path, start_sentry):
-    """The picket.ini in the ConfigMap, run as it is but for addresses and paths."""
-    ini = ini_of(load("sidecar.yaml"))
-    sentry = start_sentry(trust_domain="cluster.local",
-                          env={"NAMESPACE": "dapr-system"})
+def pod_field(pod_meta, path):
+    """What the downward API gives for a fieldRef's fieldPath."""
+    m = re.fullmatch(r"metadata\.(annotations|labels)\['([^']+)'\]", path)
+    if m:
+        return pod_meta[m.group(1)][m.group(2)]
+    assert path.startswith("metadata."), path
+    return pod_meta[path.split(".", 1)[1]]
+
+
+def test_sidecar_container_runs_as_written(tmp_path, py_sentry):
+    """The sidecar container as the kubelet starts it: its args, its env with the downward
+    API's values, its picket.ini, the projected token at Dapr's path. Only addresses and paths
+    move: Sentry to a local one with the control plane's identity, /var/run/secrets into the
+    test's directory (PICKET_TEST_SECRETS_DIR), the mounts to files the test writes. It becomes
+    ready, and Sentry saw the request Dapr's Kubernetes validator expects."""
+    docs = load("sidecar.yaml")
+    dep = one(docs, "Deployment", "myapp")
+    pod_meta = dict(dep["spec"]["template"]["metadata"], namespace=dep["metadata"]["namespace"],
+                    name="myapp-7d4b9c-xk2lp")
+    (sidecar,) = dep["spec"]["template"]["spec"]["initContainers"]
+    ini = ini_of(docs)
+    sentry = py_sentry(ttl=30, trust_domain=ini_value(ini, "control_plane_trust_domain"),
+                       namespace=ini_value(ini, "control_plane_namespace"))
+
+    # /var/run/secrets, as the pod has it: the projected token and the anchors' ConfigMap.
+    secrets = tmp_path / "secrets"
+    token_dir = secrets / "dapr.io" / "sentrytoken"
+    token_dir.mkdir(parents=True)
+    (token_dir / "token").write_text("projected.service-account.token")
+    anchors = ini_value(ini, "trust_anchors_file")
+    assert anchors.startswith("/var/run/secrets/")
+    local_anchors = secrets / anchors[len("/var/run/secrets/"):]
+    local_anchors.parent.mkdir(parents=True)
+    shutil.copy(sentry.ca_file, local_anchors)
+
     admin, inbound = free_port(), free_port()
     text = localize_ini(ini, {
-        "address = dapr-sentry.dapr-system.svc.cluster.local:443":
-            f"address = 127.0.0.1:{sentry.port}",
-        "trust_anchors_file = /var/run/secrets/picket/anchors/ca.crt":
-            f"trust_anchors_file = {sentry.ca_file}",
+        f"address = {ini_value(ini, 'address')}": f"address = {sentry.address}",
+        f"trust_anchors_file = {anchors}": f"trust_anchors_file = {local_anchors}",
         "listen = 0.0.0.0:9901": f"listen = 127.0.0.1:{admin}",
         "listen = 0.0.0.0:8443": f"listen = 127.0.0.1:{inbound}",
     })
-    (tmp_path / "picket.ini").write_text(text)
-    proc = run_until_ready(os.path.abspath(picket_bin()), tmp_path / "picket.ini", admin,
-                           tmp_path / "run.log")
+    config = tmp_path / "picket.ini"
+    config.write_text(text)
+    args = [str(config) if a == "/etc/picket/picket.ini" else a for a in sidecar["args"]]
+    assert args != sidecar["args"]
+
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("KUBERNETES_SERVICE_HOST", "DAPR_SENTRY_TOKEN_FILE", "PICKET_MODE",
+                        "APP_ID", "NAMESPACE", "DAPR_TRUST_ANCHORS")}
+    for e in sidecar["env"]:
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            env[e["name"]] = pod_field(pod_meta, e["valueFrom"]["fieldRef"]["fieldPath"])
+    env["PICKET_TEST_SECRETS_DIR"] = str(secrets)
+    proc = Proc([os.path.abspath(picket_bin()), *args], tmp_path / "run.log", env=env)
+
+    def ready():
+        if not proc.alive():
+            raise RuntimeError(proc.output())
+        return http_get(admin, "/readyz")[0] == 200
+    wait_for(ready, 30, what="the sidecar container's /readyz")
+    (req,) = sentry.requests[:1]
+    assert (req.id, req.namespace, req.trust_domain) == ("myapp", "default", "")
+    assert (req.token, req.token_validator) == ("projected.service-account.token", KUBERNETES)
     # The manifest logs JSON, as Dapr's sidecars do: each line an object, the identity a key.
     lines = [json.loads(ln) for ln in proc.output().splitlines() if ln.strip()]
     assert any(o.get("spiffe_id") == "spiffe://public/ns/default/myapp" for o in lines)
+    assert "projected.service-account.token" not in proc.output()
     assert port_open(inbound)
     proc.stop()
 
