@@ -252,6 +252,28 @@ void pk_kube_status_message(const uint8_t *p, size_t len, char *out, size_t out_
     json_decref(root);
 }
 
+/* Standard base64 with padding, as the API server encodes a Secret's data. wolfCrypt's decoder
+ * skips some characters it does not know, so the alphabet is checked here first. */
+static bool strict_base64(const char *s, size_t n)
+{
+    size_t pad = 0;
+
+    if (n % 4 != 0) {
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        bool alpha = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                     c == '+' || c == '/';
+        if (c == '=' && i >= n - 2) {
+            pad++;
+        } else if (!alpha || pad > 0) {
+            return false;
+        }
+    }
+    return true;
+}
+
 int pk_kube_object_data(const uint8_t *p, size_t len, bool base64, const char *key,
                         struct pk_buf *value, bool *found, struct pk_kube_data_object *meta,
                         struct pk_err *err)
@@ -297,7 +319,8 @@ int pk_kube_object_data(const uint8_t *p, size_t len, bool base64, const char *k
                                n);
                 goto out;
             }
-            if (Base64_Decode((const byte *)s, (word32)n, dst, &out_len) != 0) {
+            if (!strict_base64(s, n) ||
+                Base64_Decode((const byte *)s, (word32)n, dst, &out_len) != 0) {
                 pk_wipe(dst, n / 4 * 3 + 3);
                 r = pk_err_set(err, PK_E_INVALID, "%s: data `%s' is not valid base64", what, key);
                 goto out;
