@@ -29,6 +29,7 @@
 #include "sentry/creds.h"
 #include "sentry/issue.h"
 #include "sentry/jwks.h"
+#include "sentry/kube_store.h"
 #include "sentry/kube_validator.h"
 #include "sentry/request.h"
 #include "sentry/service.h"
@@ -387,6 +388,13 @@ out:
     return r;
 }
 
+/* The last component of a file name: the Secret's key for an --issuer-*-filename. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash != NULL ? slash + 1 : path;
+}
+
 static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out,
                                   struct pk_err *err)
 {
@@ -415,6 +423,56 @@ static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out
                     gen.trust_domain, pk_key_type_name(gen.key_type), s->opts->credentials_dir);
     }
     return r;
+}
+
+/* Kubernetes mode: the API client, and the credentials from the dapr-trust-bundle Secret
+ * (generated and stored there when it is empty). */
+static int start_kube_client(struct sentry *s, struct pk_sentry_creds **out, struct pk_err *err)
+{
+    const struct pk_sentry_options *opts = s->opts;
+    struct pk_kube_client_config kcfg = {
+            .host = opts->kube_host,
+            .port = opts->kube_port,
+            .ca_path = opts->kube_ca_file,
+            .token_path = opts->kube_token_file,
+            .server_name = opts->kube_tls_server_name,
+            .client_cert_path = opts->kube_client_cert_file,
+            .client_key_path = opts->kube_client_key_file,
+    };
+    struct pk_kube_store_names names = {
+            .ca = base_name(opts->ca_filename),
+            .cert = base_name(opts->cert_filename),
+            .key = base_name(opts->key_filename),
+            .ns = opts->namespace_,
+    };
+    struct pk_sentry_creds_gen gen = {
+            .trust_domain = opts->trust_domain,
+            .namespace_ = opts->namespace_,
+            .key_type = opts->key_type,
+            .now = time(NULL),
+            .skew_seconds = (long)s->skew_seconds,
+            .ttl_seconds = GENERATED_CA_TTL,
+    };
+    bool generated = false;
+    int r;
+
+    r = pk_kube_client_new(s->loop, &kcfg, &s->kube_client, err);
+    if (r != 0) {
+        return pk_err_prefix(err, r, "--mode kubernetes");
+    }
+    r = pk_kube_store_load_or_generate(s->kube_client, &names, &gen, out, &generated, err);
+    if (r != 0) {
+        return r;
+    }
+    if (generated) {
+        PK_LOG_INFO("generated a new root and issuer trust_domain=%s key_type=%s stored=\"Secret "
+                    "and ConfigMap %s/%s\"",
+                    gen.trust_domain, pk_key_type_name(gen.key_type), opts->namespace_,
+                    PK_KUBE_TRUST_BUNDLE);
+    } else {
+        PK_LOG_INFO("credentials read from Secret %s/%s", opts->namespace_, PK_KUBE_TRUST_BUNDLE);
+    }
+    return 0;
 }
 
 static int start_http(struct sentry *s, const char *address, uint16_t port,
@@ -460,7 +518,11 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
         r = pk_err_set(&err, PK_E_TOOBIG, "--issuer-credentials: path too long");
         goto out;
     }
-    r = load_or_generate_creds(&s, &creds, &err);
+    if (opts->kubernetes) {
+        r = start_kube_client(&s, &creds, &err);
+    } else {
+        r = load_or_generate_creds(&s, &creds, &err);
+    }
     if (r != 0) {
         goto out;
     }
@@ -484,25 +546,11 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     }
 
     if (opts->kubernetes) {
-        struct pk_kube_client_config kcfg = {
-                .host = opts->kube_host,
-                .port = opts->kube_port,
-                .ca_path = opts->kube_ca_file,
-                .token_path = opts->kube_token_file,
-                .server_name = opts->kube_tls_server_name,
-                .client_cert_path = opts->kube_client_cert_file,
-                .client_key_path = opts->kube_client_key_file,
-        };
         struct pk_kube_validator_config vcfg = {
                 .sentry_id = pk_sentry_service_id(s.svc),
                 .control_plane_ns = opts->namespace_,
                 .control_plane_td = opts->trust_domain,
         };
-        r = pk_kube_client_new(s.loop, &kcfg, &s.kube_client, &err);
-        if (r != 0) {
-            pk_err_prefix(&err, r, "--mode kubernetes");
-            goto out;
-        }
         r = pk_kube_validator_new(s.kube_client, &vcfg, &s.kube);
         if (r != 0) {
             pk_err_set(&err, r, "cannot create the Kubernetes validator");
@@ -566,7 +614,7 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
         }
     }
 
-    {
+    if (!opts->kubernetes) {
         const char *files[] = {s.paths.ca, s.paths.issuer_cert, s.paths.issuer_key};
         r = pk_filewatch_start(s.loop, files, PK_ARRAY_LEN(files), opts->reload_delay,
                                files_changed, &s, &s.watch, &err);
