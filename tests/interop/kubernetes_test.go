@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -84,6 +85,88 @@ type kubeCluster struct {
 }
 
 func startKubeCluster(t *testing.T, tokens map[string]kubeToken, pods []corev1.Pod) *kubeCluster {
+	return startKubeClusterWith(t, tokens, pods, nil)
+}
+
+// trustBundleStore is the dapr-trust-bundle Secret and ConfigMap of a fake API server that can
+// be read and updated (with resourceVersion checked, as the real API server does).
+type trustBundleStore struct {
+	mu      sync.Mutex
+	secret  corev1.Secret
+	cm      corev1.ConfigMap
+	updates int
+}
+
+func newTrustBundleStore(secretData map[string][]byte) *trustBundleStore {
+	return &trustBundleStore{
+		secret: corev1.Secret{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: kubeSentryNS, Name: "dapr-trust-bundle",
+				ResourceVersion: "1", Labels: map[string]string{"app": "dapr-sentry"}},
+			Data: secretData},
+		cm: corev1.ConfigMap{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: kubeSentryNS, Name: "dapr-trust-bundle",
+				ResourceVersion: "1"}},
+	}
+}
+
+func (s *trustBundleStore) snapshot() (corev1.Secret, corev1.ConfigMap, int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return *s.secret.DeepCopy(), *s.cm.DeepCopy(), s.updates
+}
+
+func (s *trustBundleStore) handler(t *testing.T, secret bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		var obj any = &s.cm
+		meta := &s.cm.ObjectMeta
+		if secret {
+			obj, meta = &s.secret, &s.secret.ObjectMeta
+		}
+		switch r.Method {
+		case http.MethodGet:
+		case http.MethodPut:
+			var next corev1.Secret
+			var nextCM corev1.ConfigMap
+			var err error
+			var rv string
+			if secret {
+				err = json.NewDecoder(r.Body).Decode(&next)
+				rv = next.ResourceVersion
+			} else {
+				err = json.NewDecoder(r.Body).Decode(&nextCM)
+				rv = nextCM.ResourceVersion
+			}
+			if err != nil {
+				t.Errorf("PUT %s: %v", r.URL.Path, err)
+				w.WriteHeader(http.StatusBadRequest)
+				return
+			}
+			if rv != meta.ResourceVersion {
+				w.WriteHeader(http.StatusConflict)
+				return
+			}
+			var n int
+			fmt.Sscan(rv, &n)
+			if secret {
+				s.secret = next
+			} else {
+				s.cm = nextCM
+			}
+			meta.ResourceVersion = fmt.Sprint(n + 1)
+			s.updates++
+		default:
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		b, _ := json.Marshal(obj)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(b)
+	}
+}
+
+func startKubeClusterWith(t *testing.T, tokens map[string]kubeToken, pods []corev1.Pod, store *trustBundleStore) *kubeCluster {
 	t.Helper()
 	_, rootKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
@@ -106,17 +189,25 @@ func startKubeCluster(t *testing.T, tokens map[string]kubeToken, pods []corev1.P
 				MTLSSpec: &configapi.MTLSSpec{ControlPlaneTrustDomain: kubeTD},
 			},
 		}),
-		prockube.WithSecretGet(t, &corev1.Secret{
+	}
+	if store == nil {
+		opts = append(opts, prockube.WithSecretGet(t, &corev1.Secret{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 			ObjectMeta: metav1.ObjectMeta{Namespace: kubeSentryNS, Name: "dapr-trust-bundle"},
 			Data: map[string][]byte{"ca.crt": x.TrustAnchors, "issuer.crt": x.IssChainPEM,
 				"issuer.key": x.IssKeyPEM},
 		}),
-		prockube.WithConfigMapGet(t, &corev1.ConfigMap{
-			TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-			ObjectMeta: metav1.ObjectMeta{Namespace: kubeSentryNS, Name: "dapr-trust-bundle"},
-			Data:       map[string]string{"ca.crt": string(x.TrustAnchors)},
-		}),
+			prockube.WithConfigMapGet(t, &corev1.ConfigMap{
+				TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+				ObjectMeta: metav1.ObjectMeta{Namespace: kubeSentryNS, Name: "dapr-trust-bundle"},
+				Data:       map[string]string{"ca.crt": string(x.TrustAnchors)},
+			}))
+	} else {
+		opts = append(opts,
+			prockube.WithPath("/api/v1/namespaces/"+kubeSentryNS+"/secrets/dapr-trust-bundle", store.handler(t, true)),
+			prockube.WithPath("/api/v1/namespaces/"+kubeSentryNS+"/configmaps/dapr-trust-bundle", store.handler(t, false)))
+	}
+	opts = append(opts,
 		// Dapr's Sentry reads pods through an informer (list and watch) ...
 		prockube.WithClusterPodList(t, &corev1.PodList{
 			TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "PodList"}, Items: pods}),
@@ -156,7 +247,7 @@ func startKubeCluster(t *testing.T, tokens map[string]kubeToken, pods []corev1.P
 			w.WriteHeader(http.StatusCreated)
 			w.Write(b)
 		}),
-	}
+	)
 	// ... picket sentry GETs the one pod it needs.
 	for i := range pods {
 		pod := pods[i]
@@ -478,4 +569,62 @@ func TestDaprdKubernetesTokenWithPicketSentry(t *testing.T) {
 		t.Fatal("picket sentry issued notmyappid to mypod's token")
 	}
 	sentry.p.waitLog(t, `sign refused status=7 app_id="notmyappid".*app-id mismatch`, 30*time.Second, 0)
+}
+
+// TestKubernetesTrustBundleClearAndRestart: the seeds' procedure in Kubernetes. With an empty
+// dapr-trust-bundle Secret, picket sentry generates a root and issuer and writes them to the
+// Secret and the ConfigMap; started again it reads them back (same root, no update) and issues
+// under them; and Dapr's own Sentry, started on the same objects, takes them as its own.
+func TestKubernetesTrustBundleClearAndRestart(t *testing.T) {
+	user := "system:serviceaccount:" + kubeAppNS + ":" + kubeSA
+	token := fakeJWT("good", "mypod")
+	store := newTrustBundleStore(map[string][]byte{"ca.crt": {}, "issuer.crt": {}, "issuer.key": {}})
+	kc := startKubeClusterWith(t, map[string]kubeToken{
+		token: {user: user, pod: "mypod", audience: "dapr.io/sentry"},
+	}, []corev1.Pod{kubePod(kubeAppNS, "mypod", kubeSA, map[string]string{"dapr.io/app-id": "myappid"})}, store)
+
+	first := startPicketKubeSentry(t, kc, t.TempDir())
+	first.p.waitLog(t, `generated a new root and issuer .*stored="Secret and ConfigMap sentrynamespace/dapr-trust-bundle"`, 30*time.Second, 0)
+	secret, cm, updates := store.snapshot()
+	if updates != 2 {
+		t.Fatalf("%d updates of the Secret and the ConfigMap, want 2", updates)
+	}
+	roots := pemCerts(t, secret.Data["ca.crt"])
+	if len(roots) != 1 || len(pemCerts(t, secret.Data["issuer.crt"])) != 1 {
+		t.Fatalf("Secret holds %d roots and %d issuer certificates", len(roots), len(pemCerts(t, secret.Data["issuer.crt"])))
+	}
+	if blk, _ := pem.Decode(secret.Data["issuer.key"]); blk == nil || !strings.Contains(blk.Type, "PRIVATE KEY") {
+		t.Fatalf("Secret's issuer.key is not a PEM private key")
+	}
+	if cm.Data["ca.crt"] != string(secret.Data["ca.crt"]) {
+		t.Fatalf("ConfigMap ca.crt differs from the Secret's")
+	}
+	if secret.Labels["app"] != "dapr-sentry" {
+		t.Fatalf("the update dropped the Secret's labels: %v", secret.Labels)
+	}
+	if code, msg, id := signAs(t, signClient(t, first, secret.Data["ca.crt"]), "myappid", kubeAppNS, token); code != codes.OK {
+		t.Fatalf("first start: %s %q", code, msg)
+	} else {
+		t.Logf("first start issued %s", id)
+	}
+	first.p.stop()
+
+	second := startPicketKubeSentry(t, kc, t.TempDir())
+	second.p.waitLog(t, `credentials read from Secret sentrynamespace/dapr-trust-bundle`, 30*time.Second, 0)
+	if code, msg, _ := signAs(t, signClient(t, second, secret.Data["ca.crt"]), "myappid", kubeAppNS, token); code != codes.OK {
+		t.Fatalf("second start, under the stored root: %s %q", code, msg)
+	}
+	if s2, _, u2 := store.snapshot(); u2 != updates || string(s2.Data["ca.crt"]) != string(secret.Data["ca.crt"]) {
+		t.Fatalf("the second start changed the Secret (%d updates)", u2-updates)
+	}
+	second.p.stop()
+
+	dapr := startDaprKubeSentry(t, kc)
+	dapr.p.waitLog(t, `Root and issuer certs found: using credentials from store`, 30*time.Second, 0)
+	if code, msg, _ := signAs(t, signClient(t, dapr, secret.Data["ca.crt"]), "myappid", kubeAppNS, token); code != codes.OK {
+		t.Fatalf("Dapr's Sentry on picket's stored credentials: %s %q", code, msg)
+	}
+	if _, _, u3 := store.snapshot(); u3 != updates {
+		t.Fatalf("Dapr's Sentry rewrote the bundle picket stored")
+	}
 }
