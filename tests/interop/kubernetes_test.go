@@ -39,6 +39,22 @@ import (
 	configapi "github.com/dapr/dapr/pkg/apis/configuration/v1alpha1"
 )
 
+// appConfigs are the Dapr Configurations of the apps' namespace: one naming a trust domain for
+// its apps, one naming none.
+var appConfigs = []configapi.Configuration{
+	{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "dapr.io/v1alpha1", Kind: "Configuration"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: kubeAppNS, Name: "corpconfig"},
+		Spec: configapi.ConfigurationSpec{AccessControlSpec: &configapi.AccessControlSpec{
+			DefaultAction: "allow", TrustDomain: "corp.example"}},
+	},
+	{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "dapr.io/v1alpha1", Kind: "Configuration"},
+		ObjectMeta: metav1.ObjectMeta{Namespace: kubeAppNS, Name: "plainconfig"},
+		Spec:       configapi.ConfigurationSpec{},
+	},
+}
+
 const (
 	kubeTD       = "integration.test.dapr.io"
 	kubeSentryNS = "sentrynamespace"
@@ -181,7 +197,11 @@ func startKubeClusterWith(t *testing.T, tokens map[string]kubeToken, pods []core
 	sentryID := "spiffe://" + kubeTD + "/ns/" + kubeSentryNS + "/dapr-sentry"
 
 	opts := []prockube.Option{
-		prockube.WithClusterDaprConfigurationList(t, new(configapi.ConfigurationList)),
+		// Dapr's Sentry reads Configurations through an informer, picket sentry GETs the one a
+		// pod names.
+		prockube.WithClusterDaprConfigurationList(t, &configapi.ConfigurationList{
+			TypeMeta: metav1.TypeMeta{APIVersion: "dapr.io/v1alpha1", Kind: "ConfigurationList"},
+			Items:    appConfigs}),
 		prockube.WithDaprConfigurationGet(t, &configapi.Configuration{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "dapr.io/v1alpha1", Kind: "Configuration"},
 			ObjectMeta: metav1.ObjectMeta{Namespace: kubeSentryNS, Name: "daprsystem"},
@@ -248,6 +268,9 @@ func startKubeClusterWith(t *testing.T, tokens map[string]kubeToken, pods []core
 			w.Write(b)
 		}),
 	)
+	for i := range appConfigs {
+		opts = append(opts, prockube.WithDaprConfigurationGet(t, &appConfigs[i]))
+	}
 	// ... picket sentry GETs the one pod it needs.
 	for i := range pods {
 		pod := pods[i]
@@ -413,6 +436,9 @@ func TestKubernetesValidatorSideBySide(t *testing.T) {
 		tok("otheraud", "mypod"):    {user: user, pod: "mypod", audience: "api"},
 		tok("notsa", "mypod"):       {user: "alice", pod: "mypod", audience: "dapr.io/sentry"},
 		tok("placement", "cppod"):   {user: "system:serviceaccount:" + kubeSentryNS + ":dapr-placement", pod: "cppod", audience: "dapr.io/sentry"},
+		tok("corp", "corppod"):      {user: user, pod: "corppod", audience: "dapr.io/sentry"},
+		tok("plaincfg", "cfgpod"):   {user: user, pod: "cfgpod", audience: "dapr.io/sentry"},
+		tok("nocfg", "nocfgpod"):    {user: user, pod: "nocfgpod", audience: "dapr.io/sentry"},
 		tok("sentry", "cpsentry"):   {user: "system:serviceaccount:" + kubeSentryNS + ":dapr-sentry", pod: "cpsentry", audience: "dapr.io/sentry"},
 		tok("cpwrongns", "cpother"): {user: user, pod: "cpother", audience: "dapr.io/sentry"},
 	}
@@ -422,6 +448,9 @@ func TestKubernetesValidatorSideBySide(t *testing.T) {
 		kubePod(kubeAppNS, "otherpod", "other-sa", map[string]string{"dapr.io/app-id": "myappid"}),
 		kubePod(kubeAppNS, "annotpod", kubeSA, map[string]string{"dapr.io/app-id": "someone-else"}),
 		kubePod(kubeSentryNS, "cppod", "dapr-placement", map[string]string{"dapr.io/control-plane": "placement"}),
+		kubePod(kubeAppNS, "corppod", kubeSA, map[string]string{"dapr.io/app-id": "corpapp", "dapr.io/config": "corpconfig"}),
+		kubePod(kubeAppNS, "cfgpod", kubeSA, map[string]string{"dapr.io/app-id": "cfgapp", "dapr.io/config": "plainconfig"}),
+		kubePod(kubeAppNS, "nocfgpod", kubeSA, map[string]string{"dapr.io/app-id": "nocfgapp", "dapr.io/config": "missingconfig"}),
 		kubePod(kubeSentryNS, "cpsentry", "dapr-sentry", map[string]string{"dapr.io/control-plane": "sentry"}),
 		kubePod(kubeAppNS, "cpother", kubeSA, map[string]string{"dapr.io/control-plane": "placement"}),
 	}
@@ -435,7 +464,9 @@ func TestKubernetesValidatorSideBySide(t *testing.T) {
 	writeFile(t, filepath.Join(creds, "issuer.key"), kc.bundle.X509.IssKeyPEM, 0o600)
 
 	daprS := startDaprKubeSentry(t, kc)
-	picketS := startPicketKubeSentry(t, kc, creds)
+	// picket sentry signs only the trust domains it is told to; Dapr's signs whatever a
+	// Configuration names.
+	picketS := startPicketKubeSentry(t, kc, creds, "--allowed-trust-domains", "corp.example")
 	clients := map[string]sentryv1pb.CAClient{
 		"dapr":   signClient(t, daprS, kc.bundle.X509.TrustAnchors),
 		"picket": signClient(t, picketS, kc.bundle.X509.TrustAnchors),
@@ -464,6 +495,9 @@ func TestKubernetesValidatorSideBySide(t *testing.T) {
 		{"legacy namespace:account id", kubeAppNS + ":" + kubeSA, kubeAppNS, tok("good", "mypod"), codes.PermissionDenied, "", nil},
 		{"control-plane annotation outside Sentry's namespace", "dapr-placement", kubeAppNS, tok("cpwrongns", "cpother"), codes.PermissionDenied, "", nil},
 		{"empty token", "myappid", kubeAppNS, "", codes.PermissionDenied, "", nil},
+		{"Configuration naming a trust domain", "corpapp", kubeAppNS, tok("corp", "corppod"), codes.OK, "spiffe://corp.example/ns/mynamespace/corpapp", nil},
+		{"Configuration naming none", "cfgapp", kubeAppNS, tok("plaincfg", "cfgpod"), codes.OK, "spiffe://public/ns/mynamespace/cfgapp", nil},
+		{"missing Configuration", "nocfgapp", kubeAppNS, tok("nocfg", "nocfgpod"), codes.PermissionDenied, "", nil},
 		// Dapr issues Sentry's own identity to a pod annotated dapr.io/control-plane: sentry;
 		// picket sentry never issues it to a request.
 		{"control-plane pod asking for dapr-sentry", "dapr-sentry", kubeSentryNS, tok("sentry", "cpsentry"), codes.OK,
