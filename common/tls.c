@@ -15,22 +15,29 @@
 
 #include "log.h"
 #include "mem.h"
+#include "x509.h"
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
 #error "wolfSSL must be built with WOLFSSL_ALWAYS_VERIFY_CB (the peer chain is kept by verify_cb)"
 #endif
 
-#define TLS_CTX_MAGIC 0x544c5343u /* "TLSC" */
+#define TLS_CTX_MAGIC    0x544c5343u /* "TLSC" */
+#define PEER_CHAIN_MAGIC 0x50434841u /* "PCHA" */
 
 /* ALPN protocol names are 1..255 bytes (RFC 7301 §3.1). */
 #define ALPN_MAX 255
 
 struct pk_tls_ctx {
-    unsigned magic;
+    unsigned magic; /* first: verify_cb tells a context from a peer chain by it */
     atomic_uint refs;
     bool server;
     WOLFSSL_CTX *wctx;
     char *alpn;
+    /* The trust anchors, parsed, when two of them have the same subject; otherwise empty. wolfSSL
+     * finds the issuer of a certificate without an authority key identifier by name alone and
+     * can take the wrong one of two such roots, so verify_cb checks a chain wolfSSL refused for
+     * want of a signer again with pk_x509_verify_chain, which tries each of them. */
+    struct pk_certs same_subject_anchors;
 };
 
 /* TLS 1.3 AEAD suites, then the TLS 1.2 ECDHE + AEAD suites grpc-go keeps. wolfSSL skips names
@@ -175,11 +182,70 @@ static int set_protocol_policy(WOLFSSL_CTX *wctx, const struct pk_tls_config *cf
  * store->certs. The verdict stays wolfSSL's: preverify is returned unchanged. userCtx is the
  * struct pk_tls_peer_chain of pk_tls_session_record_peer_chain, or NULL for sessions that keep
  * nothing. */
+/* The whole chain the peer sent verifies to one of ctx's anchors (see same_subject_anchors). */
+static bool chain_verifies_again(const struct pk_tls_ctx *ctx, const WOLFSSL_X509_STORE_CTX *store)
+{
+    struct pk_certs inter = {NULL, 0};
+    struct pk_cert *leaf = NULL;
+    struct pk_err err = {{0}};
+    bool ok = false;
+
+    if (store->certs == NULL || store->totalCerts <= 0 ||
+        pk_cert_parse_der(store->certs[0].buffer, store->certs[0].length, "peer certificate", &leaf,
+                          &err) != 0) {
+        return false;
+    }
+    inter.v = pk_xcalloc((size_t)store->totalCerts, sizeof(struct pk_cert *));
+    for (int i = 1; i < store->totalCerts; i++) {
+        if (pk_cert_parse_der(store->certs[i].buffer, store->certs[i].length, "peer certificate",
+                              &inter.v[inter.n], &err) != 0) {
+            goto out;
+        }
+        inter.n++;
+    }
+    ok = pk_x509_verify_chain(leaf, &inter, &ctx->same_subject_anchors, &err) == 0;
+out:
+    pk_cert_free(leaf);
+    pk_certs_clear(&inter);
+    return ok;
+}
+
+/* The errors of a certificate checked against the wrong issuer: no signer found, or a signature
+ * that does not verify (wolfSSL reports them as its own codes or as OpenSSL's X509_V_ERR_*). */
+static bool wants_signer(int error)
+{
+    switch (error) {
+    case ASN_NO_SIGNER_E:
+    case ASN_SIG_CONFIRM_E:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+        return true;
+    default:
+        return false;
+    }
+}
+
 static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
 {
-    struct pk_tls_peer_chain *chain = store->userCtx;
+    struct pk_tls_peer_chain *chain = NULL;
+    const struct pk_tls_ctx *ctx = NULL;
     size_t total = 0;
 
+    /* userCtx is the session's context (pk_tls_session_new) or its peer chain
+     * (pk_tls_session_record_peer_chain); both begin with their magic number. */
+    if (store->userCtx != NULL && *(const unsigned *)store->userCtx == TLS_CTX_MAGIC) {
+        ctx = store->userCtx;
+    } else if (store->userCtx != NULL) {
+        chain = store->userCtx;
+        PK_ASSERT(chain->magic == PEER_CHAIN_MAGIC);
+        ctx = chain->ctx;
+    }
+    if (!preverify && ctx != NULL && ctx->same_subject_anchors.n > 0 &&
+        wants_signer(store->error) && chain_verifies_again(ctx, store)) {
+        preverify = 1;
+    }
     if (!preverify || chain == NULL || store->error_depth != 0 || store->certs == NULL ||
         store->totalCerts <= 0) {
         return preverify;
@@ -203,8 +269,12 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     return preverify;
 }
 
-void pk_tls_session_record_peer_chain(WOLFSSL *ssl, struct pk_tls_peer_chain *chain)
+void pk_tls_session_record_peer_chain(WOLFSSL *ssl, const struct pk_tls_ctx *ctx,
+                                      struct pk_tls_peer_chain *chain)
 {
+    PK_ASSERT(ctx->magic == TLS_CTX_MAGIC);
+    chain->magic = PEER_CHAIN_MAGIC;
+    chain->ctx = ctx;
     wolfSSL_SetCertCbCtx(ssl, chain);
 }
 
@@ -398,6 +468,25 @@ int pk_tls_ctx_new(const struct pk_tls_config *cfg, struct pk_tls_ctx **out, str
     if (cfg->alpn != NULL) {
         ctx->alpn = pk_xstrdup(cfg->alpn);
     }
+    if (cfg->anchors_pem != NULL) {
+        struct pk_err ignored = {{0}};
+        bool repeated = false;
+        /* wolfSSL took the set; one our parser refuses just gets no second look. */
+        if (pk_certs_parse_pem(cfg->anchors_pem, cfg->anchors_pem_len, "trust anchors",
+                               &ctx->same_subject_anchors, &ignored) == 0) {
+            const struct pk_certs *a = &ctx->same_subject_anchors;
+            for (size_t i = 0; i < a->n && !repeated; i++) {
+                for (size_t j = i + 1; j < a->n && !repeated; j++) {
+                    struct pk_slice x = pk_cert_subject_der(a->v[i]);
+                    struct pk_slice y = pk_cert_subject_der(a->v[j]);
+                    repeated = x.len == y.len && memcmp(x.ptr, y.ptr, x.len) == 0;
+                }
+            }
+        }
+        if (!repeated) {
+            pk_certs_clear(&ctx->same_subject_anchors);
+        }
+    }
     *out = ctx;
     ctx = NULL;
     rc = 0;
@@ -428,6 +517,7 @@ void pk_tls_ctx_unref(struct pk_tls_ctx *ctx)
         wolfSSL_CTX_free(ctx->wctx);
     }
     free(ctx->alpn);
+    pk_certs_clear(&ctx->same_subject_anchors);
     ctx->magic = 0;
     free(ctx);
 }
@@ -464,6 +554,7 @@ int pk_tls_session_new(struct pk_tls_ctx *ctx, int fd, const char *server_name, 
     if (ssl == NULL) {
         return pk_err_set(err, PK_E_TLS, "wolfSSL_new failed");
     }
+    wolfSSL_SetCertCbCtx(ssl, ctx);
     r = wolfSSL_set_fd(ssl, fd);
     if (r != WOLFSSL_SUCCESS) {
         rc = wolf_fail(err, r, "attaching the socket to TLS");

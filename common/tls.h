@@ -106,6 +106,8 @@ int pk_tls_peer_leaf_der(WOLFSSL *ssl, struct pk_buf *out) PK_MUST_USE;
 /* The certificates a peer sent in its Certificate message, leaf first, as DER: each entry is a
  * 4-byte big-endian length and the certificate. Filled during a handshake (see below). */
 struct pk_tls_peer_chain {
+    unsigned magic; /* first; set by pk_tls_session_record_peer_chain */
+    const struct pk_tls_ctx *ctx;
     uint8_t *blob; /* NULL while empty */
     size_t len;
     size_t count;
@@ -115,8 +117,9 @@ struct pk_tls_peer_chain {
  * handshake), once the peer's leaf has passed chain verification against the context's trust
  * anchors; a peer that fails leaves it empty. Only for sessions of a context with anchors (the
  * others verify nothing). The copy serves the leaf without wolfSSL re-parsing it, and keeps the
- * intermediates for a later re-check against new anchors. */
-void pk_tls_session_record_peer_chain(WOLFSSL *ssl, struct pk_tls_peer_chain *chain);
+ * intermediates for a later re-check against new anchors. ctx is the context ssl was made from. */
+void pk_tls_session_record_peer_chain(WOLFSSL *ssl, const struct pk_tls_ctx *ctx,
+                                      struct pk_tls_peer_chain *chain);
 
 /* The i-th certificate of chain (0 = the leaf), borrowed; false when there is none. */
 bool pk_tls_peer_chain_get(const struct pk_tls_peer_chain *chain, size_t i, struct pk_slice *out);

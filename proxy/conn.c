@@ -542,7 +542,7 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     wolfSSL_SSLSetIOSend(c->ssl, io_send);
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
-    pk_tls_session_record_peer_chain(c->ssl, &c->peer_chain);
+    pk_tls_session_record_peer_chain(c->ssl, ctx, &c->peer_chain);
     return 0;
 }
 

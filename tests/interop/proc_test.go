@@ -51,6 +51,16 @@ func startProc(t *testing.T, name string, env []string, bin string, args ...stri
 	}()
 	t.Cleanup(func() {
 		p.stop()
+		if bin == picketBin {
+			// Never a key or a CSR in picket's log, and no sanitizer report (ASan builds).
+			out := p.output()
+			for _, marker := range []string{"PRIVATE KEY", "BEGIN CERTIFICATE REQUEST",
+				"ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"} {
+				if i := strings.Index(out, marker); i >= 0 {
+					t.Errorf("the log of %s contains %q: %.3000s", name, marker, out[i:])
+				}
+			}
+		}
 		if t.Failed() {
 			out := p.output()
 			if len(out) > 6000 {

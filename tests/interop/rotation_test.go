@@ -32,15 +32,10 @@ func TestRootRotationAcrossDaprSentry(t *testing.T) {
 		rootRotation(t, startDaprSentry, picketRootSet)
 	})
 	// Dapr's bundle generator (what Dapr's Sentry and `dapr mtls renew-certificate` use) makes
-	// issuers without an authority key identifier. wolfSSL then finds the issuer's root by
-	// subject name alone and takes one of the two same-named roots: when it is the other one,
-	// the chain fails (wolfSSL error -188) although a root in the anchors signed it. Go (daprd)
-	// tries every candidate. Not fixed yet; PICKET_INTEROP_KNOWN_DIFFERENCES=1 runs it.
+	// issuers without an authority key identifier, under roots that all have the subject
+	// O=<trust domain>: wolfSSL finds such an issuer's root by name alone, so picket must check
+	// the chain against each root of that name.
 	t.Run("Dapr-generated credentials", func(t *testing.T) {
-		if os.Getenv("PICKET_INTEROP_KNOWN_DIFFERENCES") == "" {
-			t.Skip("known difference: two same-subject roots and an issuer without an authority " +
-				"key identifier (README, Interop); PICKET_INTEROP_KNOWN_DIFFERENCES=1 runs it")
-		}
 		rootRotation(t, startDaprSentry, func(t *testing.T, dir string) rootSet {
 			_, key, err := ed25519.GenerateKey(rand.Reader)
 			if err != nil {
