@@ -21,10 +21,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dapr/dapr/pkg/healthz"
-	"github.com/dapr/dapr/pkg/modes"
 	sentryv1pb "github.com/dapr/dapr/pkg/proto/sentry/v1"
-	"github.com/dapr/dapr/pkg/security"
 	"github.com/dapr/dapr/pkg/sentry/server/ca/bundle"
 	prockube "github.com/dapr/dapr/tests/integration/framework/process/kubernetes"
 	"google.golang.org/grpc"
@@ -330,11 +327,11 @@ func startDaprKubeSentry(t *testing.T, kc *kubeCluster) *ca {
 }
 
 // startPicketKubeSentry runs picket sentry with --mode kubernetes against the same API server.
-func startPicketKubeSentry(t *testing.T, kc *kubeCluster, creds string, extra ...string) *ca {
+// Its credentials come from the dapr-trust-bundle Secret, through the API.
+func startPicketKubeSentry(t *testing.T, kc *kubeCluster, extra ...string) *ca {
 	t.Helper()
-	c := &ca{port: freePort(t), healthzPort: freePort(t), credsDir: creds, trustDomain: kubeTD}
+	c := &ca{port: freePort(t), healthzPort: freePort(t), trustDomain: kubeTD}
 	args := append([]string{"sentry", "--mode", "kubernetes", "--trust-domain", kubeTD,
-		"--issuer-credentials", creds,
 		"--kube-ca-file", kc.caFile, "--kube-tls-server-name", "cluster.local",
 		"--kube-client-certificate-file", kc.certFile, "--kube-client-key-file", kc.keyFile,
 		"--kube-token-file", "",
@@ -455,18 +452,11 @@ func TestKubernetesValidatorSideBySide(t *testing.T) {
 		kubePod(kubeAppNS, "cpother", kubeSA, map[string]string{"dapr.io/control-plane": "placement"}),
 	}
 	kc := startKubeCluster(t, tokens, pods)
-	creds := filepath.Join(t.TempDir(), "creds")
-	if err := os.MkdirAll(creds, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(creds, "ca.crt"), kc.bundle.X509.TrustAnchors, 0o644)
-	writeFile(t, filepath.Join(creds, "issuer.crt"), kc.bundle.X509.IssChainPEM, 0o644)
-	writeFile(t, filepath.Join(creds, "issuer.key"), kc.bundle.X509.IssKeyPEM, 0o600)
 
 	daprS := startDaprKubeSentry(t, kc)
 	// picket sentry signs only the trust domains it is told to; Dapr's signs whatever a
 	// Configuration names.
-	picketS := startPicketKubeSentry(t, kc, creds, "--allowed-trust-domains", "corp.example")
+	picketS := startPicketKubeSentry(t, kc, "--allowed-trust-domains", "corp.example")
 	clients := map[string]sentryv1pb.CAClient{
 		"dapr":   signClient(t, daprS, kc.bundle.X509.TrustAnchors),
 		"picket": signClient(t, picketS, kc.bundle.X509.TrustAnchors),
@@ -538,14 +528,7 @@ func TestDaprdKubernetesTokenWithPicketSentry(t *testing.T) {
 	kc := startKubeCluster(t, map[string]kubeToken{
 		token: {user: user, pod: "mypod", audience: "spiffe://" + kubeTD + "/ns/" + kubeSentryNS + "/dapr-sentry"},
 	}, []corev1.Pod{kubePod(kubeAppNS, "mypod", kubeSA, map[string]string{"dapr.io/app-id": "myappid"})})
-	creds := filepath.Join(t.TempDir(), "creds")
-	if err := os.MkdirAll(creds, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(creds, "ca.crt"), kc.bundle.X509.TrustAnchors, 0o644)
-	writeFile(t, filepath.Join(creds, "issuer.crt"), kc.bundle.X509.IssChainPEM, 0o644)
-	writeFile(t, filepath.Join(creds, "issuer.key"), kc.bundle.X509.IssKeyPEM, 0o600)
-	sentry := startPicketKubeSentry(t, kc, creds)
+	sentry := startPicketKubeSentry(t, kc)
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	writeFile(t, tokenFile, []byte(token), 0o600)
 	t.Setenv("DAPR_SENTRY_TOKEN_FILE", tokenFile)
@@ -553,49 +536,16 @@ func TestDaprdKubernetesTokenWithPicketSentry(t *testing.T) {
 	captureDaprdLogs(t)
 
 	run := func(appID string, timeout time.Duration) (*daprd, error) {
-		ns := kubeAppNS
-		ctx, cancel := context.WithCancel(context.Background())
-		prov, err := security.New(ctx, security.Options{
-			SentryAddress: sentry.address(), ControlPlaneTrustDomain: kubeTD,
-			ControlPlaneNamespace: kubeSentryNS, AppID: appID, MTLSEnabled: true,
-			Mode: modes.KubernetesMode, Healthz: healthz.New(),
-			TrustAnchors: kc.bundle.X509.TrustAnchors, OverrideRequestNamespace: &ns,
-		})
-		if err != nil {
-			cancel()
-			t.Fatalf("security.New: %v", err)
-		}
-		runErr := make(chan error, 1)
-		go func() { runErr <- prov.Run(ctx) }()
-		t.Cleanup(func() {
-			cancel()
-			select {
-			case <-runErr:
-			case <-time.After(10 * time.Second):
-			}
-		})
-		hctx, hcancel := context.WithTimeout(ctx, timeout)
-		defer hcancel()
-		h, err := prov.Handler(hctx)
-		if err != nil {
-			select {
-			case e := <-runErr:
-				if e != nil {
-					return nil, e
-				}
-			default:
-			}
-			return nil, err
-		}
-		return &daprd{h: h}, nil
+		return startDaprd(t, daprdOptions{appID: appID, sentry: sentry.address(), cpTrustDomain: kubeTD,
+			anchors: kc.bundle.X509.TrustAnchors, timeout: timeout,
+			kubernetes: true, cpNamespace: kubeSentryNS, requestNamespace: kubeAppNS})
 	}
 	d, err := run("myappid", 60*time.Second)
 	if err != nil {
 		t.Fatalf("daprd identity client got no certificate from picket sentry: %v", err)
 	}
-	id, err := d.h.CurrentTrustAnchors(context.Background())
-	if err != nil || len(id) == 0 {
-		t.Fatalf("no trust anchors: %v", err)
+	if got := d.svid(t).ID.String(); got != "spiffe://public/ns/mynamespace/myappid" {
+		t.Fatalf("daprd holds %s", got)
 	}
 	sentry.p.waitLog(t, `signed spiffe_id=spiffe://public/ns/mynamespace/myappid .*validator=kubernetes`, 30*time.Second, 0)
 
@@ -617,7 +567,7 @@ func TestKubernetesTrustBundleClearAndRestart(t *testing.T) {
 		token: {user: user, pod: "mypod", audience: "dapr.io/sentry"},
 	}, []corev1.Pod{kubePod(kubeAppNS, "mypod", kubeSA, map[string]string{"dapr.io/app-id": "myappid"})}, store)
 
-	first := startPicketKubeSentry(t, kc, t.TempDir())
+	first := startPicketKubeSentry(t, kc)
 	first.p.waitLog(t, `generated a new root and issuer .*stored="Secret and ConfigMap sentrynamespace/dapr-trust-bundle"`, 30*time.Second, 0)
 	secret, cm, updates := store.snapshot()
 	if updates != 2 {
@@ -643,7 +593,7 @@ func TestKubernetesTrustBundleClearAndRestart(t *testing.T) {
 	}
 	first.p.stop()
 
-	second := startPicketKubeSentry(t, kc, t.TempDir())
+	second := startPicketKubeSentry(t, kc)
 	second.p.waitLog(t, `credentials read from Secret sentrynamespace/dapr-trust-bundle`, 30*time.Second, 0)
 	if code, msg, _ := signAs(t, signClient(t, second, secret.Data["ca.crt"]), "myappid", kubeAppNS, token); code != codes.OK {
 		t.Fatalf("second start, under the stored root: %s %q", code, msg)
