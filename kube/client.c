@@ -399,9 +399,10 @@ int pk_kube_client_request(struct pk_kube_client *c, const char *method, const c
     r->ctx = ctx;
     r->fd = -1;
     pk_buf_init_secret(&r->out, MAX_REQUEST);
-    /* Room for the head and a chunked body's framing around max_response bytes. */
-    pk_buf_init(&r->in, 2 * c->max_response + PK_KUBE_HTTP_MAX_HEAD);
-    pk_buf_init(&r->body, c->max_response);
+    /* Room for the head and a chunked body's framing around max_response bytes. Both are
+     * wiped when freed: a TokenReview answer echoes the reviewed token, a Secret holds a key. */
+    pk_buf_init_secret(&r->in, 2 * c->max_response + PK_KUBE_HTTP_MAX_HEAD);
+    pk_buf_init_secret(&r->body, c->max_response);
     ev_io_init(&r->cio, connect_cb, -1, EV_WRITE);
     r->cio.data = r;
     ev_timer_init(&r->deadline, deadline_cb, c->timeout, 0.);
