@@ -61,11 +61,11 @@ const (
 
 // kubeToken is what the fake API server's TokenReview knows of one token.
 type kubeToken struct {
-	user     string // authenticated as this user; "" = not authenticated
-	pod      string // the pod named in the review's extra (and in the token's claim)
-	audience string // the one audience the token was issued for
-	noExtra  bool   // the review carries no pod-name extra (an API server before 1.30)
-	claim    string // the token's kubernetes.io.pod.name claim, when it differs from pod
+	user     string        // authenticated as this user; "" = not authenticated
+	pod      string        // the pod named in the review's extra (and in the token's claim)
+	audience string        // the one audience the token was issued for
+	noExtra  bool          // the review carries no pod-name extra (an API server before 1.30)
+	delay    time.Duration // the API server takes this long to review it
 }
 
 // fakeJWT is a token shaped like a projected service-account token: a JWS whose payload names
@@ -90,9 +90,11 @@ func kubePod(ns, name, sa string, annotations map[string]string) corev1.Pod {
 // kubeCluster is Dapr's own fake API server (the one Dapr's Sentry integration tests use) with
 // the pods and tokens of the side-by-side table, serving both Sentries.
 type kubeCluster struct {
-	api    *prockube.Kubernetes
-	bundle bundle.Bundle
-	tokens map[string]kubeToken // by token text
+	api     *prockube.Kubernetes
+	bundle  bundle.Bundle
+	tokens  map[string]kubeToken // by token text
+	mu      sync.Mutex
+	started map[string]int // TokenReviews begun, by token
 	// kubeconfig's files: what picket sentry is given as --kube-* flags.
 	caFile, certFile, keyFile string
 }
@@ -190,7 +192,7 @@ func startKubeClusterWith(t *testing.T, tokens map[string]kubeToken, pods []core
 	if err != nil {
 		t.Fatal(err)
 	}
-	kc := &kubeCluster{bundle: bundle.Bundle{X509: x}, tokens: tokens}
+	kc := &kubeCluster{bundle: bundle.Bundle{X509: x}, tokens: tokens, started: map[string]int{}}
 	sentryID := "spiffe://" + kubeTD + "/ns/" + kubeSentryNS + "/dapr-sentry"
 
 	opts := []prockube.Option{
@@ -241,8 +243,12 @@ func startKubeClusterWith(t *testing.T, tokens map[string]kubeToken, pods []core
 				w.WriteHeader(http.StatusBadRequest)
 				return
 			}
+			kc.mu.Lock()
+			kc.started[req.Spec.Token]++
+			kc.mu.Unlock()
 			var st authapi.TokenReviewStatus
 			tok, ok := kc.tokens[req.Spec.Token]
+			time.Sleep(tok.delay)
 			switch {
 			case !ok || tok.user == "":
 				st.Error = "invalid bearer token"
@@ -305,6 +311,12 @@ func startKubeClusterWith(t *testing.T, tokens map[string]kubeToken, pods []core
 	kc.caFile, kc.certFile, kc.keyFile = cfg.Clusters[0].Cluster.CA, cfg.Users[0].User.Cert, cfg.Users[0].User.Key
 	t.Setenv("PICKET_TEST_KUBECONFIG", kubeconfig)
 	return kc
+}
+
+func (kc *kubeCluster) reviewsStarted(token string) int {
+	kc.mu.Lock()
+	defer kc.mu.Unlock()
+	return kc.started[token]
 }
 
 // startDaprKubeSentry runs Dapr's Sentry in Kubernetes mode against the fake API server, as
@@ -610,5 +622,45 @@ func TestKubernetesTrustBundleClearAndRestart(t *testing.T) {
 	}
 	if _, _, u3 := store.snapshot(); u3 != updates {
 		t.Fatalf("Dapr's Sentry rewrote the bundle picket stored")
+	}
+}
+
+// TestKubernetesValidatorDoesNotBlock: while one call waits for a slow TokenReview, picket
+// sentry answers /healthz and completes another call: the API is asked on the event loop, the
+// waiting call holds nothing but its own deferred reply.
+func TestKubernetesValidatorDoesNotBlock(t *testing.T) {
+	user := "system:serviceaccount:" + kubeAppNS + ":" + kubeSA
+	slow, fast := fakeJWT("slow", "mypod"), fakeJWT("fast", "mypod")
+	kc := startKubeCluster(t, map[string]kubeToken{
+		slow: {user: user, pod: "mypod", audience: "dapr.io/sentry", delay: 4 * time.Second},
+		fast: {user: user, pod: "mypod", audience: "dapr.io/sentry"},
+	}, []corev1.Pod{kubePod(kubeAppNS, "mypod", kubeSA, map[string]string{"dapr.io/app-id": "myappid"})})
+	sentry := startPicketKubeSentry(t, kc)
+	client := signClient(t, sentry, kc.bundle.X509.TrustAnchors)
+
+	slowDone := make(chan codes.Code, 1)
+	go func() {
+		code, _, _ := signAs(t, client, "myappid", kubeAppNS, slow)
+		slowDone <- code
+	}()
+	// The slow review has reached the API server: picket sentry is waiting on it.
+	waitFor(t, 10*time.Second, "the slow TokenReview to be asked", func() bool {
+		return kc.reviewsStarted(slow) > 0
+	})
+	start := time.Now()
+	if httpStatus(sentry.healthzPort, "/healthz") != 200 {
+		t.Fatal("/healthz not 200 while a call waits for the API server")
+	}
+	if code, msg, _ := signAs(t, client, "myappid", kubeAppNS, fast); code != codes.OK {
+		t.Fatalf("second call: %s %q", code, msg)
+	}
+	select {
+	case code := <-slowDone:
+		t.Fatalf("the slow call (%s) finished before the fast one: calls were serialised", code)
+	default:
+	}
+	t.Logf("fast call and /healthz answered in %v while the slow review was pending", time.Since(start))
+	if code := <-slowDone; code != codes.OK {
+		t.Fatalf("slow call: %s", code)
 	}
 }
