@@ -21,8 +21,13 @@ from harness import Proc, free_port, picket_bin
 TOKEN = "eyJhbGciOiJSUzI1NiJ9.c2VjcmV0LXRva2VuLXRleHQ.c2ln"
 
 
-def server_cert(root, root_key, dns):
-    key = pki.new_key()
+def rsa_key():
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+
+
+def server_cert(root, root_key, dns, key=None):
+    key = key or pki.new_key()
     nb = pki.now()
     cert = (x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kube-apiserver")]))
@@ -39,9 +44,10 @@ class FakeAPI:
     """A TLS server; answer(method, path, headers, body) returns the raw bytes to send, or None to
     say nothing and keep the connection open."""
 
-    def __init__(self, tmp_path, dns, answer):
-        root, root_key = pki.make_root("kube-ca")
-        cert, key = server_cert(root, root_key, dns)
+    def __init__(self, tmp_path, dns, answer, rsa=False):
+        # A cluster's CA is usually RSA (kubeadm, most managed clusters).
+        root, root_key = pki.make_root("kube-ca", key=rsa_key() if rsa else None)
+        cert, key = server_cert(root, root_key, dns, key=rsa_key() if rsa else None)
         self.ca_file = tmp_path / "kube-ca.crt"
         self.ca_file.write_bytes(pki.cert_pem(root))
         (tmp_path / "srv.crt").write_bytes(pki.cert_pem(cert))
@@ -131,8 +137,8 @@ def start_kube_sentry(tmp_path, api, server_name="api.test"):
 def fake_api(tmp_path):
     made = []
 
-    def make(answer, dns="api.test"):
-        api = FakeAPI(tmp_path, dns, answer)
+    def make(answer, dns="api.test", rsa=False):
+        api = FakeAPI(tmp_path, dns, answer, rsa)
         made.append(api)
         return api
     yield make
@@ -176,9 +182,11 @@ def test_huge_answer_refused_without_buffering(tmp_path, fake_api):
     assert "Content-Length 67108864 above the limit" in out, out
 
 
-def test_forbidden_secret_names_the_object_and_the_reason(tmp_path, fake_api):
-    """RBAC missing: the API server's 403 Status is reported with the object and its message."""
-    api = fake_api(lambda *a: json_answer(403, {
+@pytest.mark.parametrize("rsa", [False, True], ids=["p256", "rsa"])
+def test_forbidden_secret_names_the_object_and_the_reason(tmp_path, fake_api, rsa):
+    """RBAC missing: the API server's 403 Status is reported with the object and its message
+    (over TLS with a P-256 and with an RSA cluster CA)."""
+    api = fake_api(rsa=rsa, answer=lambda *a: json_answer(403, {
         "kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
         "message": "secrets \"dapr-trust-bundle\" is forbidden: User \"system:serviceaccount:"
                    "dapr-system:default\" cannot get resource \"secrets\""}, "Forbidden"))
