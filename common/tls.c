@@ -21,23 +21,23 @@
 #error "wolfSSL must be built with WOLFSSL_ALWAYS_VERIFY_CB (the peer chain is kept by verify_cb)"
 #endif
 
-#define TLS_CTX_MAGIC    0x544c5343u /* "TLSC" */
-#define PEER_CHAIN_MAGIC 0x50434841u /* "PCHA" */
+#define TLS_CTX_MAGIC 0x544c5343u /* "TLSC" */
 
 /* ALPN protocol names are 1..255 bytes (RFC 7301 §3.1). */
 #define ALPN_MAX 255
 
 struct pk_tls_ctx {
-    unsigned magic; /* first: verify_cb tells a context from a peer chain by it */
+    unsigned magic;
     atomic_uint refs;
     bool server;
     WOLFSSL_CTX *wctx;
     char *alpn;
-    /* The trust anchors, parsed, when two of them have the same subject; otherwise empty. wolfSSL
-     * finds the issuer of a certificate without an authority key identifier by name alone and
-     * can take the wrong one of two such roots, so verify_cb checks a chain wolfSSL refused for
-     * want of a signer again with pk_x509_verify_chain, which tries each of them. */
-    struct pk_certs same_subject_anchors;
+    /* The trust anchors every peer chain is verified against, by verify_cb; empty when peers
+     * are not verified. They are deliberately not loaded into wolfSSL's certificate manager
+     * (see verify_cb). */
+    struct pk_certs anchors;
+    /* The verify callback's context for sessions that record nothing (shared, read-only). */
+    struct pk_tls_peer_chain no_record;
 };
 
 /* TLS 1.3 AEAD suites, then the TLS 1.2 ECDHE + AEAD suites grpc-go keeps. wolfSSL skips names
@@ -177,79 +177,11 @@ static int set_protocol_policy(WOLFSSL_CTX *wctx, const struct pk_tls_config *cf
     return 0;
 }
 
-/* wolfSSL calls this for the peer's leaf once the chain below it has been checked (the builds
- * picket accepts define WOLFSSL_ALWAYS_VERIFY_CB), with everything the peer sent in
- * store->certs. The verdict stays wolfSSL's: preverify is returned unchanged. userCtx is the
- * struct pk_tls_peer_chain of pk_tls_session_record_peer_chain, or NULL for sessions that keep
- * nothing. */
-/* The whole chain the peer sent verifies to one of ctx's anchors (see same_subject_anchors). */
-static bool chain_verifies_again(const struct pk_tls_ctx *ctx, const WOLFSSL_X509_STORE_CTX *store)
+/* Copy what the peer sent (store->certs) into chain. */
+static void keep_peer_chain(struct pk_tls_peer_chain *chain, const WOLFSSL_X509_STORE_CTX *store)
 {
-    struct pk_certs inter = {NULL, 0};
-    struct pk_cert *leaf = NULL;
-    struct pk_err err = {{0}};
-    bool ok = false;
-
-    if (store->certs == NULL || store->totalCerts <= 0 ||
-        pk_cert_parse_der(store->certs[0].buffer, store->certs[0].length, "peer certificate", &leaf,
-                          &err) != 0) {
-        return false;
-    }
-    inter.v = pk_xcalloc((size_t)store->totalCerts, sizeof(struct pk_cert *));
-    for (int i = 1; i < store->totalCerts; i++) {
-        if (pk_cert_parse_der(store->certs[i].buffer, store->certs[i].length, "peer certificate",
-                              &inter.v[inter.n], &err) != 0) {
-            goto out;
-        }
-        inter.n++;
-    }
-    ok = pk_x509_verify_chain(leaf, &inter, &ctx->same_subject_anchors, &err) == 0;
-out:
-    pk_cert_free(leaf);
-    pk_certs_clear(&inter);
-    return ok;
-}
-
-/* The errors of a certificate checked against the wrong issuer: no signer found, or a signature
- * that does not verify (wolfSSL reports them as its own codes or as OpenSSL's X509_V_ERR_*). */
-static bool wants_signer(int error)
-{
-    switch (error) {
-    case ASN_NO_SIGNER_E:
-    case ASN_SIG_CONFIRM_E:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
-    case X509_V_ERR_CERT_SIGNATURE_FAILURE:
-    case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
-    case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
-        return true;
-    default:
-        return false;
-    }
-}
-
-static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
-{
-    struct pk_tls_peer_chain *chain = NULL;
-    const struct pk_tls_ctx *ctx = NULL;
     size_t total = 0;
 
-    /* userCtx is the session's context (pk_tls_session_new) or its peer chain
-     * (pk_tls_session_record_peer_chain); both begin with their magic number. */
-    if (store->userCtx != NULL && *(const unsigned *)store->userCtx == TLS_CTX_MAGIC) {
-        ctx = store->userCtx;
-    } else if (store->userCtx != NULL) {
-        chain = store->userCtx;
-        PK_ASSERT(chain->magic == PEER_CHAIN_MAGIC);
-        ctx = chain->ctx;
-    }
-    if (!preverify && ctx != NULL && ctx->same_subject_anchors.n > 0 &&
-        wants_signer(store->error) && chain_verifies_again(ctx, store)) {
-        preverify = 1;
-    }
-    if (!preverify || chain == NULL || store->error_depth != 0 || store->certs == NULL ||
-        store->totalCerts <= 0) {
-        return preverify;
-    }
     pk_tls_peer_chain_clear(chain);
     for (int i = 0; i < store->totalCerts; i++) {
         total += 4 + store->certs[i].length;
@@ -266,15 +198,103 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         chain->len += 4 + n;
         chain->count++;
     }
-    return preverify;
 }
 
-void pk_tls_session_record_peer_chain(WOLFSSL *ssl, const struct pk_tls_ctx *ctx,
+/* Verify what the peer sent, leaf first, against anchors now. 0 or pk_x509_verify_chain's
+ * code, PK_E_INVALID for a certificate that does not parse. */
+static int verify_peer_chain(const struct pk_certs *anchors, const WOLFSSL_X509_STORE_CTX *store,
+                             struct pk_err *err)
+{
+    struct pk_certs sent = {NULL, 0};
+    int r = 0;
+
+    for (int i = 0; r == 0 && i < store->totalCerts; i++) {
+        struct pk_cert *cert = NULL;
+        r = pk_cert_parse_der(store->certs[i].buffer, store->certs[i].length,
+                              i == 0 ? "peer leaf certificate" : "peer chain certificate", &cert,
+                              err);
+        if (r == 0) {
+            r = pk_certs_push_copy(&sent, cert);
+            pk_cert_free(cert);
+        }
+    }
+    if (r == 0) {
+        struct pk_certs above = {sent.v + 1, sent.n - 1};
+        r = pk_x509_verify_chain(sent.v[0], &above, anchors, err);
+    }
+    pk_certs_clear(&sent);
+    return r;
+}
+
+/* The errors wolfSSL reports for a leaf whose issuer is not in its (empty) certificate manager:
+ * its own codes, or OpenSSL's in builds with OPENSSL_COMPATIBLE_DEFAULTS (Debian's). */
+static bool issuer_not_found(int error)
+{
+#ifdef OPENSSL_COMPATIBLE_DEFAULTS
+    if (error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+        error == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT) {
+        return true;
+    }
+#endif
+    return error == ASN_NO_SIGNER_E || error == ASN_SELF_SIGNED_E;
+}
+
+/* The verdict on a peer's chain is ours, not wolfSSL's certificate manager's.
+ *
+ * wolfSSL 5.5.4 adds every CA certificate a peer sends, once it verifies, to the context's
+ * certificate manager for the life of the WOLFSSL_CTX (ProcessPeerCerts, AddCA with
+ * WOLFSSL_CHAIN_CA), and never checks the validity of a certificate already there. One peer's
+ * intermediate would then complete a later peer's chain, and outlive its own expiry. So the
+ * anchors are never loaded into the certificate manager: it stays empty, every certificate a
+ * peer sends fails there with ASN_NO_SIGNER_E, and a CA that fails is never added (with
+ * WOLFSSL_ALT_CERT_CHAINS, which both builds have, it is skipped; without, its error stands).
+ * This callback then decides at the leaf (error_depth 0), on exactly the certificates this peer
+ * sent, with pk_x509_verify_chain against the context's anchors at this moment: signatures,
+ * validity of every certificate including the anchor, CA flags, key usage, path length and
+ * name constraints. wolfSSL's own leaf checks (key usage, extended key usage, key size) report
+ * other errors, which stand. Intermediates are passed (1) because the decision needs the
+ * whole chain, which only the leaf's call sees.
+ *
+ * userCtx is a struct pk_tls_peer_chain: the context's no_record, or the caller's from
+ * pk_tls_session_record_peer_chain, which also receives a copy of the chain. */
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct pk_tls_peer_chain *chain = store->userCtx;
+    struct pk_err err = {{0}};
+
+    (void)preverify;
+    if (chain == NULL || chain->_ctx == NULL) {
+        return 0; /* not one of our contexts: refuse rather than guess */
+    }
+    if (store->error_depth != 0) {
+        return 1;
+    }
+    if (store->error != 0 && !issuer_not_found(store->error)) {
+        char text[96];
+        pk_tls_strerror(store->error, text, sizeof(text));
+        PK_LOG_DEBUG("TLS peer certificate refused error=\"%s\"", text);
+        return 0;
+    }
+    if (store->certs == NULL || store->totalCerts <= 0) {
+        return 0;
+    }
+    int r = verify_peer_chain(&chain->_ctx->anchors, store, &err);
+    if (r != 0) {
+        PK_LOG_DEBUG("TLS peer chain refused error=\"%s\"", err.msg);
+        return 0;
+    }
+    if (chain->_record) {
+        keep_peer_chain(chain, store);
+    }
+    return 1;
+}
+
+void pk_tls_session_record_peer_chain(struct pk_tls_ctx *ctx, WOLFSSL *ssl,
                                       struct pk_tls_peer_chain *chain)
 {
     PK_ASSERT(ctx->magic == TLS_CTX_MAGIC);
-    chain->magic = PEER_CHAIN_MAGIC;
-    chain->ctx = ctx;
+    chain->_ctx = ctx;
+    chain->_record = true;
     wolfSSL_SetCertCbCtx(ssl, chain);
 }
 
@@ -391,7 +411,8 @@ out:
     return rc;
 }
 
-static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg, struct pk_err *err)
+static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg,
+                            struct pk_certs *anchors, struct pk_err *err)
 {
     int r;
 
@@ -412,10 +433,11 @@ static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg, 
         }
     }
     if (cfg->anchors_pem != NULL) {
-        r = wolfSSL_CTX_load_verify_buffer(wctx, cfg->anchors_pem, (long)cfg->anchors_pem_len,
-                                           WOLFSSL_FILETYPE_PEM);
-        if (r != WOLFSSL_SUCCESS) {
-            return wolf_fail(err, r, "loading the TLS trust anchors (PEM)");
+        /* Parsed and kept for verify_cb, never loaded into wolfSSL (see verify_cb). */
+        r = pk_certs_parse_anchors_pem(cfg->anchors_pem, cfg->anchors_pem_len, "TLS trust anchors",
+                                       anchors, err);
+        if (r != 0) {
+            return r;
         }
         int mode = WOLFSSL_VERIFY_PEER;
         if (cfg->require_peer_cert) {
@@ -461,31 +483,14 @@ int pk_tls_ctx_new(const struct pk_tls_config *cfg, struct pk_tls_ctx **out, str
     if (rc != 0) {
         goto out;
     }
-    rc = load_credentials(ctx->wctx, cfg, err);
+    ctx->no_record._ctx = ctx;
+    wolfSSL_CTX_SetCertCbCtx(ctx->wctx, &ctx->no_record);
+    rc = load_credentials(ctx->wctx, cfg, &ctx->anchors, err);
     if (rc != 0) {
         goto out;
     }
     if (cfg->alpn != NULL) {
         ctx->alpn = pk_xstrdup(cfg->alpn);
-    }
-    if (cfg->anchors_pem != NULL) {
-        struct pk_err ignored = {{0}};
-        bool repeated = false;
-        /* wolfSSL took the set; one our parser refuses just gets no second look. */
-        if (pk_certs_parse_pem(cfg->anchors_pem, cfg->anchors_pem_len, "trust anchors",
-                               &ctx->same_subject_anchors, &ignored) == 0) {
-            const struct pk_certs *a = &ctx->same_subject_anchors;
-            for (size_t i = 0; i < a->n && !repeated; i++) {
-                for (size_t j = i + 1; j < a->n && !repeated; j++) {
-                    struct pk_slice x = pk_cert_subject_der(a->v[i]);
-                    struct pk_slice y = pk_cert_subject_der(a->v[j]);
-                    repeated = x.len == y.len && memcmp(x.ptr, y.ptr, x.len) == 0;
-                }
-            }
-        }
-        if (!repeated) {
-            pk_certs_clear(&ctx->same_subject_anchors);
-        }
     }
     *out = ctx;
     ctx = NULL;
@@ -517,7 +522,7 @@ void pk_tls_ctx_unref(struct pk_tls_ctx *ctx)
         wolfSSL_CTX_free(ctx->wctx);
     }
     free(ctx->alpn);
-    pk_certs_clear(&ctx->same_subject_anchors);
+    pk_certs_clear(&ctx->anchors);
     ctx->magic = 0;
     free(ctx);
 }
@@ -554,7 +559,6 @@ int pk_tls_session_new(struct pk_tls_ctx *ctx, int fd, const char *server_name, 
     if (ssl == NULL) {
         return pk_err_set(err, PK_E_TLS, "wolfSSL_new failed");
     }
-    wolfSSL_SetCertCbCtx(ssl, ctx);
     r = wolfSSL_set_fd(ssl, fd);
     if (r != WOLFSSL_SUCCESS) {
         rc = wolf_fail(err, r, "attaching the socket to TLS");

@@ -155,7 +155,7 @@ int pk_sentry_creds_parse(const struct pk_sentry_creds_paths *paths, struct pk_s
     pk_buf_init(&creds->roots_pem, PK_SENTRY_CREDS_MAX_FILE);
     pk_buf_init(&creds->chain_pem, PK_SENTRY_CREDS_MAX_FILE);
 
-    r = pk_certs_parse_pem(ca_text.ptr, ca_text.len, paths->ca, &creds->roots, err);
+    r = pk_certs_parse_anchors_pem(ca_text.ptr, ca_text.len, paths->ca, &creds->roots, err);
     if (r != 0) {
         goto out;
     }

@@ -6,6 +6,9 @@
 #define PK_TESTS_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #include "common/buf.h"
 #include "common/compiler.h"
@@ -35,5 +38,10 @@ struct pk_pubkey *pub_of(const struct pk_key *key);
  * self-signed). */
 struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *subject,
                       const struct pk_cert *issuer, const struct pk_key *issuer_key);
+
+/* The first bytes wolfSSL sends as a client of method (taken), read from a socketpair: its
+ * ClientHello. key_share_group: a WOLFSSL_ECC_* group to send a key share for, 0 for wolfSSL's
+ * default. */
+size_t wolfssl_client_hello(WOLFSSL_METHOD *method, int key_share_group, uint8_t *out, size_t cap);
 
 #endif
