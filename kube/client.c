@@ -20,12 +20,13 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #include "common/fsutil.h"
 #include "common/key.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "common/tls.h"
 #include "kube/http.h"
 #include "kube/objects.h"
 #include "rpc/tls_stream.h"
@@ -40,7 +41,7 @@
 struct pk_kube_client {
     unsigned magic;
     struct ev_loop *loop;
-    struct pk_tls_ctx *tls;
+    WOLFSSL_CTX *tls;
     struct sockaddr_storage addr;
     socklen_t addr_len;
     char address[300]; /* host:port */
@@ -243,15 +244,18 @@ static void request_start_tls(struct pk_kube_request *r)
     struct pk_err err = {{0}};
     WOLFSSL *ssl = NULL;
 
-    if (pk_tls_session_new(c->tls, r->fd, c->server_name, &ssl, &err) != 0) {
-        request_fail(r, PK_E_TLS, "cannot start TLS with %s: %s", c->address, err.msg);
-        return;
-    }
-    /* Unlike picket's SPIFFE peers, the API server is identified by a DNS name in its
-     * certificate, as client-go checks it. */
-    if (wolfSSL_check_domain_name(ssl, c->server_name) != WOLFSSL_SUCCESS) {
-        wolfSSL_free(ssl);
-        request_fail(r, PK_E_TLS, "cannot set the expected server name `%s'", c->server_name);
+    ssl = wolfSSL_new(c->tls);
+    if (ssl == NULL || wolfSSL_set_fd(ssl, r->fd) != WOLFSSL_SUCCESS ||
+        wolfSSL_UseSNI(ssl, WOLFSSL_SNI_HOST_NAME, c->server_name,
+                       (unsigned short)strlen(c->server_name)) != WOLFSSL_SUCCESS ||
+        wolfSSL_check_domain_name(ssl, c->server_name) != WOLFSSL_SUCCESS) {
+        /* The API server is identified by a DNS name in its certificate, as client-go checks
+         * it; a session that cannot be told the name is not started. */
+        if (ssl != NULL) {
+            wolfSSL_free(ssl);
+        }
+        request_fail(r, PK_E_TLS, "cannot start TLS with %s for the name `%s'", c->address,
+                     c->server_name);
         return;
     }
     if (pk_tls_stream_new(c->loop, r->fd, ssl, &scfg, &request_ops, r, &r->st, &err) != 0) {
@@ -451,32 +455,70 @@ void pk_kube_request_cancel(struct pk_kube_request *r)
 
 /* ---- the client ----------------------------------------------------------------------------- */
 
-static int load_client_cert(const struct pk_kube_client_config *cfg, struct pk_tls_config *tcfg,
-                            struct pk_buf *chain, struct pk_buf *key_der, struct pk_err *err)
-{
-    struct pk_buf key_pem;
-    struct pk_key *key = NULL;
-    int rc;
+/* The API server is an ordinary TLS server, not a SPIFFE peer: its certificate (RSA on most
+ * clusters) carries DNS names and chains to the cluster CA. So this context is plain wolfSSL with
+ * its own chain verification and name check, not picket's SPIFFE TLS policy (common/tls), which
+ * knows only P-256 and Ed25519 certificates. TLS 1.2 (ECDHE with AEAD) or 1.3. */
+static const char kube_ciphers[] =
+        "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256:"
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
 
+static int make_tls(const struct pk_kube_client_config *cfg, const struct pk_buf *ca,
+                    WOLFSSL_CTX **out, struct pk_err *err)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(wolfSSLv23_client_method());
+    struct pk_buf chain, key_pem, key_der;
+    struct pk_key *key = NULL;
+    int rc = 0;
+
+    pk_buf_init(&chain, MAX_PEM);
     pk_buf_init_secret(&key_pem, MAX_PEM);
-    rc = pk_fs_read_file(cfg->client_cert_path, MAX_PEM, chain, err);
-    if (rc == 0) {
-        rc = pk_fs_read_file(cfg->client_key_path, MAX_PEM, &key_pem, err);
+    pk_buf_init_secret(&key_der, MAX_PEM);
+    if (ctx == NULL || wolfSSL_CTX_SetMinVersion(ctx, WOLFSSL_TLSV1_2) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_cipher_list(ctx, kube_ciphers) != WOLFSSL_SUCCESS) {
+        rc = pk_err_set(err, PK_E_TLS, "cannot set up a TLS context");
+        goto out;
     }
-    if (rc == 0) {
-        rc = pk_key_load_pem(key_pem.data, key_pem.len, cfg->client_key_path, &key, err);
+    if (wolfSSL_CTX_load_verify_buffer(ctx, ca->data, (long)ca->len, WOLFSSL_FILETYPE_PEM) !=
+        WOLFSSL_SUCCESS) {
+        rc = pk_err_set(err, PK_E_INVALID, "%s: no usable CA certificate", cfg->ca_path);
+        goto out;
     }
-    if (rc == 0 && pk_key_to_der(key, key_der) != 0) {
-        rc = pk_err_set(err, PK_E_INVALID, "%s: cannot encode the key", cfg->client_key_path);
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_PEER, NULL);
+    if (cfg->client_cert_path != NULL) {
+        rc = pk_fs_read_file(cfg->client_cert_path, MAX_PEM, &chain, err);
+        if (rc == 0) {
+            rc = pk_fs_read_file(cfg->client_key_path, MAX_PEM, &key_pem, err);
+        }
+        if (rc == 0) {
+            rc = pk_key_load_pem(key_pem.data, key_pem.len, cfg->client_key_path, &key, err);
+        }
+        if (rc != 0) {
+            goto out;
+        }
+        if (pk_key_to_der(key, &key_der) != 0 ||
+            wolfSSL_CTX_use_certificate_chain_buffer(ctx, chain.data, (long)chain.len) !=
+                    WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_use_PrivateKey_buffer(ctx, key_der.data, (long)key_der.len,
+                                              WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS ||
+            wolfSSL_CTX_check_private_key(ctx) != WOLFSSL_SUCCESS) {
+            rc = pk_err_set(err, PK_E_INVALID, "%s and %s: not a matching certificate and key",
+                            cfg->client_cert_path, cfg->client_key_path);
+            goto out;
+        }
     }
-    if (rc == 0) {
-        tcfg->chain_pem = chain->data;
-        tcfg->chain_pem_len = chain->len;
-        tcfg->key_der = key_der->data;
-        tcfg->key_der_len = key_der->len;
+    *out = ctx;
+    ctx = NULL;
+out:
+    if (ctx != NULL) {
+        wolfSSL_CTX_free(ctx);
     }
     pk_key_free(key);
+    pk_buf_free(&chain);
     pk_buf_free(&key_pem);
+    pk_buf_free(&key_der);
     return rc;
 }
 
@@ -484,16 +526,13 @@ int pk_kube_client_new(struct ev_loop *loop, const struct pk_kube_client_config 
                        struct pk_kube_client **out, struct pk_err *err)
 {
     struct pk_kube_client *c = NULL;
-    struct pk_buf ca, chain, key_der;
+    struct pk_buf ca;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    struct pk_tls_config tcfg = {.server = false, .allow_tls12 = true};
     bool v6;
     int rc, gr;
 
     pk_buf_init(&ca, MAX_PEM);
-    pk_buf_init(&chain, MAX_PEM);
-    pk_buf_init_secret(&key_der, MAX_PEM);
     if (cfg->host == NULL || cfg->host[0] == '\0' || cfg->port == NULL || cfg->port[0] == '\0') {
         rc = pk_err_set(err, PK_E_INVALID,
                         "no Kubernetes API server: KUBERNETES_SERVICE_HOST and "
@@ -513,12 +552,6 @@ int pk_kube_client_new(struct ev_loop *loop, const struct pk_kube_client_config 
     rc = pk_fs_read_file(cfg->ca_path, MAX_PEM, &ca, err);
     if (rc != 0) {
         pk_err_prefix(err, rc, "Kubernetes API CA");
-        goto out;
-    }
-    tcfg.anchors_pem = ca.data;
-    tcfg.anchors_pem_len = ca.len;
-    if (cfg->client_cert_path != NULL &&
-        (rc = load_client_cert(cfg, &tcfg, &chain, &key_der, err)) != 0) {
         goto out;
     }
     gr = getaddrinfo(cfg->host, cfg->port, &hints, &res);
@@ -544,7 +577,7 @@ int pk_kube_client_new(struct ev_loop *loop, const struct pk_kube_client_config 
                                         : PK_KUBE_DEFAULT_SERVER_NAME);
     c->timeout = cfg->timeout > 0 ? cfg->timeout : DEFAULT_TIMEOUT;
     c->max_response = cfg->max_response > 0 ? cfg->max_response : PK_KUBE_MAX_RESPONSE;
-    rc = pk_tls_ctx_new(&tcfg, &c->tls, err);
+    rc = make_tls(cfg, &ca, &c->tls, err);
     if (rc != 0) {
         pk_err_prefix(err, rc, "Kubernetes API TLS");
         goto out;
@@ -557,8 +590,6 @@ out:
     }
     pk_kube_client_free(c);
     pk_buf_free(&ca);
-    pk_buf_free(&chain);
-    pk_buf_free(&key_der);
     return rc;
 }
 
@@ -571,7 +602,9 @@ struct pk_kube_client *pk_kube_client_free(struct pk_kube_client *c)
     while (c->requests != NULL) {
         request_free(c->requests);
     }
-    pk_tls_ctx_unref(c->tls);
+    if (c->tls != NULL) {
+        wolfSSL_CTX_free(c->tls);
+    }
     free(c->host_header);
     free(c->token_path);
     free(c->server_name);
