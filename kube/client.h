@@ -1,13 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: an asynchronous client for the Kubernetes API server on a libev loop.
  *
- * One request per HTTPS connection (HTTP/1.1, "Connection: close"), JSON in and out. The server's
- * certificate must chain to the configured CA (the service account's ca.crt in a pod) and carry
- * the configured server name (kubernetes.default.svc by default, which every API server
- * certificate lists). Authentication is the service-account token, read from its file for every
- * request so a rotated token is picked up, or a client certificate; both may be configured.
- * Each request has one deadline covering connect, handshake, send and receive, and the answer is
- * bounded (head and body). The token never appears in a log or an error.
+ * One request per HTTPS connection (HTTP/1.1, "Connection: close"), JSON in and out. TLS 1.2
+ * (ECDHE, AEAD) or 1.3, verified by wolfSSL itself rather than picket's SPIFFE policy: the
+ * server's certificate (RSA, ECDSA or Ed25519) must chain to the configured CA (the service
+ * account's ca.crt in a pod) and carry the configured server name (kubernetes.default.svc by
+ * default, which every API server certificate lists); nothing is sent before that holds.
+ * Authentication is the service-account token, read from its file for every request so a rotated
+ * token is picked up, or a client certificate; both may be configured. Each request has one
+ * deadline covering connect, handshake, send and receive, and the answer is bounded (head and
+ * body). The token never appears in a log or an error.
  *
  * Single-threaded: every function on the loop's thread. The server's address is resolved once,
  * by pk_kube_client_new (which may block briefly for a host name). */
