@@ -82,7 +82,7 @@ int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
 void pk_agent_start(struct pk_agent *agent);
 
 /* Use cfg (borrowed; must outlive the agent or the next call) instead of the configuration
- * given so far, as on SIGHUP. The caller has checked with pk_agent_config_restart_changes that
+ * given so far, as on SIGHUP. The caller has checked with pk_sidecar_config_restart_changes that
  * nothing defining the identity or its sources changed; every other setting takes effect at its
  * next use (the renewal fraction and jitter at the next renewal, allow_tls12 with the next
  * identity, export settings at the next export, timeouts at the next request). */

@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/addr.h"
 #include "common/http1.h"
 
 static double mono_now(void)
@@ -26,57 +27,13 @@ static double mono_now(void)
 static int parse_address(const char *text, struct sockaddr_storage *ss, socklen_t *len,
                          struct pk_err *err)
 {
-    const char *given = text;
-    char host[64];
-    const char *colon;
-    size_t hl;
-    char *end;
-    long port;
+    struct pk_addr addr;
 
-    memset(ss, 0, sizeof(*ss));
-    if (strncmp(text, "unix:", 5) == 0) {
-        struct sockaddr_un *un = (struct sockaddr_un *)ss;
-        if (text[5] == '\0' || strlen(text + 5) >= sizeof(un->sun_path)) {
-            return pk_err_set(err, PK_E_INVALID, "admin address `%s': bad unix socket path", text);
-        }
-        un->sun_family = AF_UNIX;
-        strcpy(un->sun_path, text + 5);
-        *len = sizeof(*un);
-        return 0;
+    if (pk_addr_parse(text, PK_ADDR_UNIX_RELATIVE, &addr, err) != 0) {
+        return pk_err_prefix(err, PK_E_INVALID, "admin address");
     }
-    colon = strrchr(text, ':');
-    if (colon == NULL) {
-        return pk_err_set(err, PK_E_INVALID,
-                          "admin address `%s': expected HOST:PORT, [V6]:PORT or unix:PATH", text);
-    }
-    hl = (size_t)(colon - text);
-    if (hl >= 2 && text[0] == '[' && text[hl - 1] == ']') {
-        text++;
-        hl -= 2;
-    }
-    port = strtol(colon + 1, &end, 10);
-    if (hl == 0 || hl >= sizeof(host) || *end != '\0' || end == colon + 1 || port < 1 ||
-        port > 65535) {
-        return pk_err_set(err, PK_E_INVALID, "admin address `%s': bad host or port", given);
-    }
-    memcpy(host, text, hl);
-    host[hl] = '\0';
-    if (strcmp(host, "localhost") == 0) {
-        strcpy(host, "127.0.0.1");
-    }
-    struct sockaddr_in *in4 = (struct sockaddr_in *)ss;
-    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)ss;
-    if (inet_pton(AF_INET, host, &in4->sin_addr) == 1) {
-        in4->sin_family = AF_INET;
-        in4->sin_port = htons((uint16_t)port);
-        *len = sizeof(*in4);
-    } else if (inet_pton(AF_INET6, host, &in6->sin6_addr) == 1) {
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons((uint16_t)port);
-        *len = sizeof(*in6);
-    } else {
-        return pk_err_set(err, PK_E_INVALID, "admin address: `%s' is not a numeric address", host);
-    }
+    *ss = addr.sa;
+    *len = addr.sa_len;
     return 0;
 }
 

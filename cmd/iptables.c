@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket iptables: install, remove or show the transparent-mode rules of picket.ini.
  *
- * It reads the state with `iptables -w -t nat -S' and applies the plan of proxy/iptables.h
+ * It reads the state with `iptables -w -t nat -S' and applies the plan of sidecar/iptables.h
  * with `iptables-restore -w --noflush', once for IPv4 (iptables) and once for IPv6
  * (ip6tables). The programs are run directly (no shell) from PATH: iptables or, with
  * --backend, iptables-nft or iptables-legacy and their ip6tables and -restore siblings.
  *
  * Exit status: 0 on success, 1 when iptables fails, 2 for bad arguments or configuration. */
-#include "proxy/iptables.h"
+#include "sidecar/iptables.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -19,10 +19,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "agent/config.h"
 #include "cmd/commands.h"
 #include "common/buf.h"
 #include "common/fsutil.h"
+#include "sidecar/config.h"
 
 /* The most output read from one iptables run. */
 #define MAX_OUTPUT PK_IPTABLES_MAX_STATE
@@ -171,8 +171,8 @@ static int read_state(const struct family *f, struct pk_iptables_state *st, stru
     return 0;
 }
 
-static int do_family(const struct family *f, const char *action, const struct pk_agent_config *cfg,
-                     bool dry_run)
+static int do_family(const struct family *f, const char *action,
+                     const struct pk_sidecar_config *cfg, bool dry_run)
 {
     struct pk_iptables_state st;
     struct pk_buf raw, rules, plan, result;
@@ -203,7 +203,7 @@ static int do_family(const struct family *f, const char *action, const struct pk
                     text_of(&raw));
             rc = 1;
         } else {
-            fprintf(stderr, "picket iptables: %s: skipped, `%s -t nat -S' failed: %s\n", f->label,
+            fprintf(stderr, "picket iptables: %s: skipped, '%s -t nat -S' failed: %s\n", f->label,
                     f->list_cmd, text_of(&raw));
         }
         goto out;
@@ -255,27 +255,27 @@ out:
     return rc;
 }
 
-static int load_config(const char *path, struct pk_agent_config **out)
+static int load_config(const char *path, struct pk_sidecar_config **out)
 {
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_buf text;
     struct pk_err err;
     int r;
 
     pk_err_clear(&err);
-    pk_buf_init(&text, PK_AGENT_CONFIG_MAX_FILE);
-    r = pk_fs_read_file(path, PK_AGENT_CONFIG_MAX_FILE, &text, &err);
+    pk_buf_init(&text, PK_SIDECAR_CONFIG_MAX_FILE);
+    r = pk_fs_read_file(path, PK_SIDECAR_CONFIG_MAX_FILE, &text, &err);
     if (r == 0) {
         /* Only the file: the identity settings `picket run' also needs are not ours to check,
          * so an init container can run this before any certificate exists. */
-        r = pk_agent_config_parse_ini((const char *)text.data, text.len, path, cfg, &err);
+        r = pk_sidecar_config_parse_ini((const char *)text.data, text.len, path, cfg, &err);
     } else {
         pk_err_prefix(&err, r, "config file");
     }
     pk_buf_free(&text);
     if (r != 0) {
         fprintf(stderr, "picket iptables: %s\n", err.msg);
-        pk_agent_config_free(cfg);
+        pk_sidecar_config_free(cfg);
         return 2;
     }
     *out = cfg;
@@ -292,7 +292,7 @@ int pk_cmd_iptables(int argc, char **argv)
             {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *backend = "auto", *action;
-    struct pk_agent_config *cfg = NULL;
+    struct pk_sidecar_config *cfg = NULL;
     struct family fams[2] = {{.number = 4, .label = "IPv4"}, {.number = 6, .label = "IPv6"}};
     bool dry_run = false;
     int c, rc = 0;
@@ -317,7 +317,7 @@ int pk_cmd_iptables(int argc, char **argv)
             fprintf(stderr, "picket iptables: %s needs a value\n%s", argv[optind - 1], usage_text);
             return 2;
         default:
-            fprintf(stderr, "picket iptables: unknown flag `%s'\n%s", argv[optind - 1], usage_text);
+            fprintf(stderr, "picket iptables: unknown flag '%s'\n%s", argv[optind - 1], usage_text);
             return 2;
         }
     }
@@ -328,7 +328,7 @@ int pk_cmd_iptables(int argc, char **argv)
     action = argv[optind];
     if (strcmp(action, "install") != 0 && strcmp(action, "remove") != 0 &&
         strcmp(action, "show") != 0) {
-        fprintf(stderr, "picket iptables: unknown action `%s': expected install, remove or show\n",
+        fprintf(stderr, "picket iptables: unknown action '%s': expected install, remove or show\n",
                 action);
         return 2;
     }
@@ -341,7 +341,7 @@ int pk_cmd_iptables(int argc, char **argv)
                          : strcmp(backend, "legacy") == 0 ? "-legacy"
                                                           : NULL;
     if (suffix == NULL) {
-        fprintf(stderr, "picket iptables: --backend `%s': expected auto, nft or legacy\n", backend);
+        fprintf(stderr, "picket iptables: --backend '%s': expected auto, nft or legacy\n", backend);
         return 2;
     }
     for (size_t i = 0; i < 2; i++) {
@@ -363,6 +363,6 @@ int pk_cmd_iptables(int argc, char **argv)
             rc = r;
         }
     }
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
     return rc;
 }

@@ -9,7 +9,7 @@
  * STOPPING=1 before the drain.
  *
  * SIGHUP: the configuration is loaded again from the same flags, environment and file and
- * checked in full (pk_agent_config_load, then the settings that need a restart, then the new
+ * checked in full (pk_sidecar_config_load, then the settings that need a restart, then the new
  * listener set with its sockets bound); only then does it replace the running one. A failure
  * anywhere keeps everything as it was and says why in the log. The anchor and certificate files
  * are re-read in either case.
@@ -26,15 +26,15 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/admin.h"
 #include "agent/agent.h"
-#include "agent/config.h"
 #include "cmd/commands.h"
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/tls.h"
 #include "proxy/proxy.h"
+#include "sidecar/admin.h"
+#include "sidecar/config.h"
 
 extern char **environ;
 
@@ -45,7 +45,7 @@ struct run {
     struct ev_loop *loop;
     int argc;
     char **argv;
-    struct pk_agent_config *cfg; /* the running configuration */
+    struct pk_sidecar_config *cfg; /* the running configuration */
     struct pk_identity_slot slot;
     struct pk_agent *agent;
     struct pk_proxy *proxy;
@@ -108,12 +108,13 @@ static void fatal_cb(void *ctx, const char *why)
     ev_break(run->loop, EVBREAK_ALL);
 }
 
-/* Every new identity goes to the proxy's workers. */
+/* A new identity is in the slot: the proxy's workers take it from there. */
 static void published_cb(void *ctx, struct pk_identity *id)
 {
     struct run *run = ctx;
+    (void)id;
     if (run->proxy != NULL) {
-        pk_proxy_set_identity(run->proxy, id);
+        pk_proxy_identity_changed(run->proxy);
     }
     if (run->agent != NULL) {
         update_readiness(run);
@@ -149,11 +150,13 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Create and start the proxy for cfg's listeners, handing it the current identity if any. */
-static int start_proxy(struct run *run, const struct pk_agent_config *cfg, struct pk_err *err)
+static int start_proxy(struct run *run, const struct pk_sidecar_config *cfg, struct pk_err *err)
 {
-    struct pk_identity *id;
-    int r = pk_proxy_new(cfg, &run->proxy, err);
+    struct pk_proxy_options opts;
+    int r;
 
+    pk_sidecar_proxy_options(cfg, &opts);
+    r = pk_proxy_new(&opts, &run->slot, &run->proxy, err);
     if (r != 0) {
         return r;
     }
@@ -162,11 +165,7 @@ static int start_proxy(struct run *run, const struct pk_agent_config *cfg, struc
     if (r != 0) {
         return r;
     }
-    id = pk_identity_slot_get(&run->slot);
-    if (id != NULL) {
-        pk_proxy_set_identity(run->proxy, id);
-        pk_identity_unref(id);
-    }
+    pk_proxy_identity_changed(run->proxy);
     pk_admin_set_proxy(run->admin, run->proxy);
     return 0;
 }
@@ -174,7 +173,7 @@ static int start_proxy(struct run *run, const struct pk_agent_config *cfg, struc
 /* SIGHUP: load, check and apply a new configuration, or keep the running one. */
 static void reload(struct run *run)
 {
-    struct pk_agent_config *next = NULL;
+    struct pk_sidecar_config *next = NULL;
     char changed[400], msg[80];
     size_t added = 0, removed = 0, modified = 0;
     struct timespec ts;
@@ -190,19 +189,21 @@ static void reload(struct run *run)
     PK_LOG_INFO("reloading signal=SIGHUP file=%s",
                 run->cfg->config_file != NULL ? run->cfg->config_file : "none");
     pk_err_clear(&err);
-    r = pk_agent_config_load(run->argc, run->argv, environ, &next, &help, &err);
+    r = pk_sidecar_config_load(run->argc, run->argv, environ, &next, &help, &err);
     if (r != 0) {
         PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
         goto done;
     }
-    if (pk_agent_config_restart_changes(run->cfg, next, changed, sizeof(changed)) > 0) {
+    if (pk_sidecar_config_restart_changes(run->cfg, next, changed, sizeof(changed)) > 0) {
         PK_LOG_ERR("reload refused, keeping the running configuration error=\"these settings "
                    "need a restart: %s\"",
                    changed);
         goto done;
     }
     if (run->proxy != NULL) {
-        r = pk_proxy_update(run->proxy, next, &added, &removed, &modified, &err);
+        struct pk_proxy_options opts;
+        pk_sidecar_proxy_options(next, &opts);
+        r = pk_proxy_update(run->proxy, &opts, &added, &removed, &modified, &err);
     } else if (next->n_listeners > 0) {
         added = next->n_listeners;
         r = start_proxy(run, next, &err);
@@ -217,15 +218,15 @@ static void reload(struct run *run)
         PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
         goto done;
     }
-    pk_agent_set_config(run->agent, next);
-    pk_agent_config_free(run->cfg);
+    pk_agent_set_config(run->agent, &next->agent);
+    pk_sidecar_config_free(run->cfg);
     run->cfg = next;
     next = NULL;
     pk_log_setup((enum pk_log_level)run->cfg->log_level, run->cfg->log_json);
     PK_LOG_INFO("configuration reloaded listeners=%zu added=%zu removed=%zu changed=%zu",
                 run->cfg->n_listeners, added, removed, modified);
 done:
-    pk_agent_config_free(next);
+    pk_sidecar_config_free(next);
     /* The files are re-read either way: SIGHUP also means "look at the certificates again". */
     pk_agent_reload_files(run->agent);
     /* The reload is over. Before the first READY=1 (still starting) there is nothing to end:
@@ -251,8 +252,10 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 int pk_cmd_run(int argc, char **argv)
 {
-    struct run run = {
-            .loop = ev_default_loop(EVFLAG_AUTO), .status = 2, .argc = argc, .argv = argv};
+    struct run run = {.loop = ev_default_loop(EVFLAG_AUTO),
+                      .status = PK_EXIT_CONFIG,
+                      .argc = argc,
+                      .argv = argv};
     struct pk_agent_hooks hooks = {.published = published_cb, .fatal = fatal_cb, .ctx = &run};
     bool help = false, ran = false;
     double wd = 0;
@@ -263,7 +266,7 @@ int pk_cmd_run(int argc, char **argv)
         /* The README's configuration section is this output (a test compares them). */
         struct pk_buf ref;
         pk_buf_init(&ref, 256 * 1024);
-        run.status = pk_agent_config_reference(true, &ref) == 0 ? 0 : 1;
+        run.status = pk_sidecar_config_reference(true, &ref) == 0 ? 0 : 1;
         fwrite(ref.data, 1, ref.len, stdout);
         pk_buf_free(&ref);
         return run.status;
@@ -271,16 +274,17 @@ int pk_cmd_run(int argc, char **argv)
     pk_identity_slot_init(&run.slot);
     /* A peer closing mid-write must be an error return, never a fatal signal. */
     signal(SIGPIPE, SIG_IGN);
-    if (pk_agent_config_load(argc, argv, environ, &run.cfg, &help, &err) != 0) {
+    if (pk_sidecar_config_load(argc, argv, environ, &run.cfg, &help, &err) != 0) {
         fprintf(stderr, "picket run: %s\n(see picket run --help)\n", err.msg);
         goto out;
     }
     if (help) {
-        fputs(pk_agent_config_help(), stdout);
+        fputs(pk_sidecar_config_help(), stdout);
         run.status = 0;
         goto out;
     }
     pk_log_setup((enum pk_log_level)run.cfg->log_level, run.cfg->log_json);
+    pk_log_set_app_id(run.cfg->agent.app_id);
     if (run.loop == NULL) {
         fprintf(stderr, "picket run: cannot create the event loop\n");
         goto out;
@@ -294,14 +298,18 @@ int pk_cmd_run(int argc, char **argv)
     ev_async_start(run.loop, &run.proxy_changed);
     /* Listeners first: a port in use is a start-up error, and a static identity is handed to
      * the proxy from inside pk_agent_new. */
-    if (run.cfg->n_listeners > 0 && pk_proxy_new(run.cfg, &run.proxy, &err) != 0) {
-        fprintf(stderr, "picket run: %s\n", err.msg);
-        goto out;
+    if (run.cfg->n_listeners > 0) {
+        struct pk_proxy_options opts;
+        pk_sidecar_proxy_options(run.cfg, &opts);
+        if (pk_proxy_new(&opts, &run.slot, &run.proxy, &err) != 0) {
+            fprintf(stderr, "picket run: %s\n", err.msg);
+            goto out;
+        }
     }
     if (run.proxy != NULL) {
         pk_proxy_set_change_hook(run.proxy, proxy_hook, &run);
     }
-    if (pk_agent_new(run.loop, run.cfg, &run.slot, &hooks, &run.agent, &err) != 0) {
+    if (pk_agent_new(run.loop, &run.cfg->agent, &run.slot, &hooks, &run.agent, &err) != 0) {
         fprintf(stderr, "picket run: %s\n", err.msg);
         goto out;
     }
@@ -337,8 +345,8 @@ int pk_cmd_run(int argc, char **argv)
         ev_timer_start(run.loop, &run.watchdog);
     }
     PK_LOG_INFO("picket run started app_id=%s namespace=%s mode=%s notify=%s watchdog=%.3fs",
-                run.cfg->app_id, run.cfg->namespace_,
-                run.cfg->sentry_address != NULL ? "sentry" : "static",
+                run.cfg->agent.app_id, run.cfg->agent.namespace_,
+                run.cfg->agent.sentry_address != NULL ? "sentry" : "static",
                 run.notify != NULL ? pk_notify_address(run.notify) : "none", wd);
     run.status = 0;
     pk_agent_start(run.agent);
@@ -368,7 +376,7 @@ out:
     pk_admin_free(run.admin);
     pk_agent_free(run.agent);
     pk_identity_slot_destroy(&run.slot);
-    pk_agent_config_free(run.cfg);
+    pk_sidecar_config_free(run.cfg);
     pk_notify_free(run.notify);
     pk_tls_thread_exit();
     if (ran) {

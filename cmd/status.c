@@ -12,12 +12,12 @@
 #include <string.h>
 #include <time.h>
 
-#include "agent/config.h"
 #include "cmd/admin_client.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "common/buf.h"
 #include "common/fsutil.h"
+#include "sidecar/config.h"
 
 #define EXIT_NOT_READY   1
 #define EXIT_USAGE       2
@@ -162,15 +162,15 @@ static void print_human(json_t *root, const char *address)
 /* [admin] listen of a picket.ini, read with the parser of picket run (defaults applied). */
 static int admin_from_file(const char *path, char **out)
 {
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_buf text;
     struct pk_err err;
     int r;
 
-    pk_buf_init(&text, PK_AGENT_CONFIG_MAX_FILE);
-    r = pk_fs_read_file(path, PK_AGENT_CONFIG_MAX_FILE, &text, &err);
+    pk_buf_init(&text, PK_SIDECAR_CONFIG_MAX_FILE);
+    r = pk_fs_read_file(path, PK_SIDECAR_CONFIG_MAX_FILE, &text, &err);
     if (r == 0) {
-        r = pk_agent_config_parse_ini((const char *)text.data, text.len, path, cfg, &err);
+        r = pk_sidecar_config_parse_ini((const char *)text.data, text.len, path, cfg, &err);
     }
     if (r != 0) {
         fprintf(stderr, "picket status: %s\n", err.msg);
@@ -182,7 +182,7 @@ static int admin_from_file(const char *path, char **out)
         *out = strdup(cfg->admin_listen);
     }
     pk_buf_free(&text);
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
     return r;
 }
 
@@ -228,14 +228,14 @@ int pk_cmd_status(int argc, char **argv)
             code = 0;
             goto out;
         default:
-            fprintf(stderr, "picket status: unknown or incomplete option `%s'\n\n",
+            fprintf(stderr, "picket status: unknown or incomplete option '%s'\n\n",
                     argv[optind - 1]);
             usage(stderr);
             goto out;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "picket status: unexpected argument `%s'\n", argv[optind]);
+        fprintf(stderr, "picket status: unexpected argument '%s'\n", argv[optind]);
         goto out;
     }
     if (admin != NULL && config != NULL) {

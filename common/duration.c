@@ -11,45 +11,25 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
+/* Room for a quoted piece of a duration in a message: 64 bytes shown. */
+#define QUOTE_LEN 68
+
 #define MAG_LIMIT (UINT64_C(1) << 63)
-
-/* Quote at most 64 bytes of untrusted text for a message: printable ASCII as is, the rest as
- * \xNN, and a trailing "..." when cut. */
-static void quote(char *dst, size_t cap, const char *s, size_t len)
-{
-    size_t n = 0;
-    size_t shown = PK_MIN(len, (size_t)64);
-
-    PK_ASSERT(cap >= 8);
-    dst[n++] = '"';
-    for (size_t i = 0; i < shown && n + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            dst[n++] = (char)c;
-        } else {
-            n += (size_t)snprintf(dst + n, cap - n, "\\x%02x", c);
-        }
-    }
-    if (shown < len && n + 4 < cap) {
-        memcpy(dst + n, "...", 3);
-        n += 3;
-    }
-    dst[n++] = '"';
-    dst[n] = '\0';
-}
 
 static int fail(struct pk_err *err, const char *text, size_t len, const char *why, const char *unit,
                 size_t unit_len)
 {
-    char q[300];
-    char u[300];
+    char q[QUOTE_LEN];
+    char u[QUOTE_LEN];
 
-    quote(q, sizeof(q), text, len);
+    pk_quote(q, sizeof(q), text, len);
     if (unit == NULL) {
-        return pk_err_set(err, PK_E_INVALID, "invalid duration %s: %s", q, why);
+        return pk_err_set(err, PK_E_INVALID, "invalid duration \"%s\": %s", q, why);
     }
-    quote(u, sizeof(u), unit, unit_len);
-    return pk_err_set(err, PK_E_INVALID, "invalid duration %s: %s %s", q, why, u);
+    pk_quote(u, sizeof(u), unit, unit_len);
+    return pk_err_set(err, PK_E_INVALID, "invalid duration \"%s\": %s \"%s\"", q, why, u);
 }
 
 struct unit {

@@ -9,9 +9,11 @@
  * changes afterwards, so any thread may read it without locks while it holds a reference.
  *
  * The agent builds a new identity on every renewal or trust-anchor change and publishes it in a
- * pk_identity_slot; every proxy connection takes a reference at accept time and keeps it to the
- * end, so the previous identity (and its TLS contexts) is freed with its last connection, never
- * under a live handshake. A bad update never reaches the slot: pk_identity_new fails instead. */
+ * pk_identity_slot, the one place the current identity is read from: when told it changed, the
+ * proxy takes it from the slot and hands each worker a generation holding a reference to it;
+ * every connection keeps the generation it was accepted under to its end, so the previous
+ * identity (and its TLS contexts) is freed with its last connection, never under a live
+ * handshake. A bad update never reaches the slot: pk_identity_new fails instead. */
 #ifndef PK_IDENTITY_H
 #define PK_IDENTITY_H
 
@@ -142,9 +144,9 @@ void pk_identity_anchor_fingerprint(const struct pk_identity *id, size_t i, char
 /* A publication slot: the one current identity, replaced whole by pk_identity_slot_publish.
  * Readers on any thread take their own reference with pk_identity_slot_get and then use the
  * identity without locks. The mutex is held only to load the pointer and take the reference, so
- * the slot's reference cannot be dropped between the two; it is taken once per connection, not
- * per byte. The old identity is unreferenced outside the lock (freeing it may take a while).
- * Embed the struct; its fields are private. */
+ * the slot's reference cannot be dropped between the two; the proxy takes it once per identity
+ * change, never per connection. The old identity is unreferenced outside the lock (freeing it may
+ * take a while). Embed the struct; its fields are private. */
 struct pk_identity_slot {
     pthread_mutex_t _lock;
     struct pk_identity *_current; /* guarded by _lock; the slot's own reference */

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "mem.h"
 
 static const char pem_begin[] = "-----BEGIN ";
@@ -97,26 +98,6 @@ static bool pem_boundary(const uint8_t *text, const struct pem_line *line, size_
     return pem_label_valid(*label, *label_len);
 }
 
-static int b64_value(uint8_t c)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '+') {
-        return 62;
-    }
-    if (c == '/') {
-        return 63;
-    }
-    return -1;
-}
-
 /* How many BEGIN lines start in text[0..end): gives a block its ordinal for messages. */
 static size_t pem_count_begins(const uint8_t *text, size_t end)
 {
@@ -153,7 +134,7 @@ static int pem_scan_body(const uint8_t *text, size_t len, size_t pos, const char
             }
             if (end_label_len != label_len || memcmp(end_label, label, label_len) != 0) {
                 return pk_err_set(err, PK_E_INVALID,
-                                  "PEM block #%zu (%s): END label `%.*s' does not match", ordinal,
+                                  "PEM block #%zu (%s): END label '%.*s' does not match", ordinal,
                                   label, (int)end_label_len, (const char *)end_label);
             }
             *end_line = line;
@@ -180,7 +161,7 @@ static int pem_scan_body(const uint8_t *text, size_t len, size_t pos, const char
             uint8_t c = text[i];
             if (c == '=') {
                 pad++;
-            } else if (b64_value(c) < 0) {
+            } else if (pk_base64_value(c, PK_BASE64_STD) < 0) {
                 return pk_err_set(err, PK_E_INVALID,
                                   "PEM block #%zu (%s): invalid base64 character 0x%02x at "
                                   "offset %zu",
@@ -210,7 +191,7 @@ static int pem_decode_body(const uint8_t *text, size_t pos, size_t stop, uint8_t
             if (text[i] == '=') {
                 continue;
             }
-            acc = (acc << 6) | (uint32_t)b64_value(text[i]);
+            acc = (acc << 6) | (uint32_t)pk_base64_value(text[i], PK_BASE64_STD);
             if (++sextets == 4) {
                 der[out++] = (uint8_t)(acc >> 16);
                 der[out++] = (uint8_t)(acc >> 8);

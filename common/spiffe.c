@@ -7,33 +7,19 @@
  * scheme "spiffe" in lower case, "//", a trust domain of [a-z0-9.-_], then a path of segments
  * of [A-Za-z0-9.-_]. Characters a URI would allow elsewhere get a message of their own, so an
  * operator learns that "spiffe://td:443/x" failed for its port rather than for a "bad
- * character". Inputs are quoted in messages with anything unprintable replaced by '?', and cut
- * at 120 bytes. */
+ * character". Inputs are quoted in messages with pk_quote (anything unprintable escaped), cut
+ * to fit 120 bytes. */
 #include "spiffe.h"
 
 #include <stdio.h>
 #include <string.h>
 
+#include "log.h"
+
 #define SCHEME     "spiffe://"
 #define SCHEME_LEN (sizeof(SCHEME) - 1)
-#define QUOTE_MAX  120
-
-/* A printable, bounded copy of text for messages. */
-static const char *quote(const char *text, size_t len, char out[QUOTE_MAX + 4])
-{
-    size_t n = len > QUOTE_MAX ? QUOTE_MAX : len;
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)text[i];
-        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    if (n < len) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
+/* Room for a quoted SPIFFE ID in a message. */
+#define QUOTE_LEN 124
 
 static bool td_char(char c)
 {
@@ -74,7 +60,7 @@ static const char *char_reason(char c, bool in_td)
 static int check_td(const char *td, size_t len, const char *whole, size_t whole_len,
                     struct pk_err *err)
 {
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
     const char *what = whole != NULL ? "SPIFFE ID" : "trust domain";
 
     if (whole == NULL) {
@@ -82,17 +68,17 @@ static int check_td(const char *td, size_t len, const char *whole, size_t whole_
         whole_len = len;
     }
     if (len == 0) {
-        return pk_err_set(err, PK_E_INVALID, "%s has no trust domain: `%s'", what,
-                          quote(whole, whole_len, q));
+        return pk_err_set(err, PK_E_INVALID, "%s has no trust domain: '%s'", what,
+                          pk_quote(q, sizeof(q), whole, whole_len));
     }
     if (len > PK_SPIFFE_MAX_TD_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "%s: the trust domain is longer than %d bytes: `%s'",
-                          what, PK_SPIFFE_MAX_TD_LEN, quote(whole, whole_len, q));
+        return pk_err_set(err, PK_E_INVALID, "%s: the trust domain is longer than %d bytes: '%s'",
+                          what, PK_SPIFFE_MAX_TD_LEN, pk_quote(q, sizeof(q), whole, whole_len));
     }
     for (size_t i = 0; i < len; i++) {
         if (!td_char(td[i])) {
-            return pk_err_set(err, PK_E_INVALID, "%s: %s: `%s'", what, char_reason(td[i], true),
-                              quote(whole, whole_len, q));
+            return pk_err_set(err, PK_E_INVALID, "%s: %s: '%s'", what, char_reason(td[i], true),
+                              pk_quote(q, sizeof(q), whole, whole_len));
         }
     }
     return 0;
@@ -101,24 +87,24 @@ static int check_td(const char *td, size_t len, const char *whole, size_t whole_
 static int check_seg(const char *seg, size_t len, const char *what, const char *whole,
                      size_t whole_len, struct pk_err *err)
 {
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
 
     if (whole == NULL) {
         whole = seg;
         whole_len = len;
     }
     if (len == 0) {
-        return pk_err_set(err, PK_E_INVALID, "%s: empty path segment (or trailing slash): `%s'",
-                          what, quote(whole, whole_len, q));
+        return pk_err_set(err, PK_E_INVALID, "%s: empty path segment (or trailing slash): '%s'",
+                          what, pk_quote(q, sizeof(q), whole, whole_len));
     }
     if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
-        return pk_err_set(err, PK_E_INVALID, "%s: path segment `.' or `..' is not allowed: `%s'",
-                          what, quote(whole, whole_len, q));
+        return pk_err_set(err, PK_E_INVALID, "%s: path segment '.' or '..' is not allowed: '%s'",
+                          what, pk_quote(q, sizeof(q), whole, whole_len));
     }
     for (size_t i = 0; i < len; i++) {
         if (!seg_char(seg[i])) {
-            return pk_err_set(err, PK_E_INVALID, "%s: %s: `%s'", what, char_reason(seg[i], false),
-                              quote(whole, whole_len, q));
+            return pk_err_set(err, PK_E_INVALID, "%s: %s: '%s'", what, char_reason(seg[i], false),
+                              pk_quote(q, sizeof(q), whole, whole_len));
         }
     }
     return 0;
@@ -126,7 +112,7 @@ static int check_seg(const char *seg, size_t len, const char *what, const char *
 
 int pk_spiffe_parse(const char *text, size_t len, struct pk_spiffe_id *out, struct pk_err *err)
 {
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
     size_t td_end;
     size_t n_segs = 0;
     size_t seg_start[3];
@@ -137,12 +123,12 @@ int pk_spiffe_parse(const char *text, size_t len, struct pk_spiffe_id *out, stru
         return pk_err_set(err, PK_E_INVALID, "SPIFFE ID is empty");
     }
     if (len > PK_SPIFFE_MAX_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID is longer than %d bytes: `%s'",
-                          PK_SPIFFE_MAX_LEN, quote(text, len, q));
+        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID is longer than %d bytes: '%s'",
+                          PK_SPIFFE_MAX_LEN, pk_quote(q, sizeof(q), text, len));
     }
     if (len < SCHEME_LEN || memcmp(text, SCHEME, SCHEME_LEN) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID does not start with \"spiffe://\": `%s'",
-                          quote(text, len, q));
+        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID does not start with \"spiffe://\": '%s'",
+                          pk_quote(q, sizeof(q), text, len));
     }
     for (td_end = SCHEME_LEN; td_end < len && text[td_end] != '/'; td_end++) {
     }
@@ -196,11 +182,11 @@ int pk_spiffe_check_trust_domain(const char *td, struct pk_err *err)
 int pk_spiffe_check_segment(const char *seg, const char *what, struct pk_err *err)
 {
     size_t len = strnlen(seg, PK_SPIFFE_MAX_LEN + 1);
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
 
     if (len > PK_SPIFFE_MAX_LEN - SCHEME_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "%s is too long for a SPIFFE ID: `%s'", what,
-                          quote(seg, len, q));
+        return pk_err_set(err, PK_E_INVALID, "%s is too long for a SPIFFE ID: '%s'", what,
+                          pk_quote(q, sizeof(q), seg, len));
     }
     return check_seg(seg, len, what, NULL, 0, err);
 }
@@ -223,7 +209,7 @@ int pk_spiffe_format_workload(char *out, size_t out_len, const char *td, const c
     n = snprintf(NULL, 0, SCHEME "%s/ns/%s/%s", td, ns, app_id);
     if (n < 0 || n > PK_SPIFFE_MAX_LEN) {
         return pk_err_set(err, PK_E_INVALID,
-                          "SPIFFE ID for trust domain `%s', namespace `%.64s', app id `%.64s' "
+                          "SPIFFE ID for trust domain '%s', namespace '%.64s', app id '%.64s' "
                           "would be longer than %d bytes",
                           td, ns, app_id, PK_SPIFFE_MAX_LEN);
     }
@@ -232,6 +218,67 @@ int pk_spiffe_format_workload(char *out, size_t out_len, const char *td, const c
                           out_len);
     }
     snprintf(out, out_len, SCHEME "%s/ns/%s/%s", td, ns, app_id);
+    return 0;
+}
+
+/* Without a wildcard it must simply parse; with one, each part is checked on its own so that
+ * messages quote what the operator wrote. */
+int pk_spiffe_check_pattern(const char *pat, struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+    char q2[QUOTE_LEN];
+    char piece[PK_SPIFFE_MAX_LEN + 1];
+    size_t len = strnlen(pat, PK_SPIFFE_MAX_LEN + 1);
+    struct pk_spiffe_id id;
+    size_t td_end;
+    int r;
+
+    if (len > PK_SPIFFE_MAX_LEN || strchr(pat, '*') == NULL) {
+        return pk_spiffe_parse(pat, len, &id, err);
+    }
+    if (len < SCHEME_LEN || memcmp(pat, SCHEME, SCHEME_LEN) != 0) {
+        return pk_err_set(err, PK_E_INVALID, "pattern does not start with \"spiffe://\": '%s'",
+                          pk_quote(q, sizeof(q), pat, strlen(pat)));
+    }
+    for (td_end = SCHEME_LEN; td_end < len && pat[td_end] != '/'; td_end++) {
+    }
+    /* SPIFFE trust domains are compared whole: a wildcard there would let any trust domain,
+     * and so any CA that shares our anchors, name itself. */
+    if (memchr(pat + SCHEME_LEN, '*', td_end - SCHEME_LEN) != NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "'*' is not allowed in the trust domain of a pattern: '%s'",
+                          pk_quote(q, sizeof(q), pat, strlen(pat)));
+    }
+    memcpy(piece, pat + SCHEME_LEN, td_end - SCHEME_LEN);
+    piece[td_end - SCHEME_LEN] = '\0';
+    r = pk_spiffe_check_trust_domain(piece, err);
+    if (r != 0) {
+        return pk_err_prefix(err, r, "pattern '%s'", pk_quote(q, sizeof(q), pat, strlen(pat)));
+    }
+    for (size_t pos = td_end; pos < len;) {
+        size_t start = pos + 1;
+        size_t end = start;
+        while (end < len && pat[end] != '/') {
+            end++;
+        }
+        memcpy(piece, pat + start, end - start);
+        piece[end - start] = '\0';
+        if (strcmp(piece, "*") != 0) {
+            if (strchr(piece, '*') != NULL) {
+                return pk_err_set(err, PK_E_INVALID,
+                                  "'*' must stand for a whole path segment, not part of one "
+                                  "('%s'): '%s'",
+                                  pk_quote(q2, sizeof(q2), piece, strlen(piece)),
+                                  pk_quote(q, sizeof(q), pat, strlen(pat)));
+            }
+            r = pk_spiffe_check_segment(piece, "path segment", err);
+            if (r != 0) {
+                return pk_err_prefix(err, r, "pattern '%s'",
+                                     pk_quote(q, sizeof(q), pat, strlen(pat)));
+            }
+        }
+        pos = end;
+    }
     return 0;
 }
 

@@ -44,6 +44,11 @@ int pk_spiffe_check_segment(const char *seg, const char *what, struct pk_err *er
 int pk_spiffe_format_workload(char *out, size_t out_len, const char *td, const char *ns,
                               const char *app_id, struct pk_err *err) PK_MUST_USE;
 
+/* Check a pattern for pk_spiffe_match: a SPIFFE ID in which a path segment may be exactly "*"
+ * (never part of a segment, never in the trust domain: a wildcard there would let any trust
+ * domain sharing our anchors name itself). 0 or PK_E_INVALID with err quoting the pattern. */
+int pk_spiffe_check_pattern(const char *pattern, struct pk_err *err) PK_MUST_USE;
+
 /* Match an ID against a pattern in which a path segment "*" matches any one segment and the
  * trust domain must match exactly, e.g. spiffe://td/ns/\*\/frontend. Both must be valid. */
 bool pk_spiffe_match(const struct pk_spiffe_id *id, const char *pattern);

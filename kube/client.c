@@ -29,7 +29,7 @@
 #include "common/mem.h"
 #include "kube/http.h"
 #include "kube/objects.h"
-#include "rpc/tls_stream.h"
+#include "net/tls_stream.h"
 
 #define CLIENT_MAGIC    0x4b554243u /* "KUBC" */
 #define REQUEST_MAGIC   0x4b554252u /* "KUBR" */

@@ -25,11 +25,11 @@
 #include <string.h>
 
 #include "common/key.h"
+#include "common/log.h"
 #include "common/mem.h"
 
-#define SCHEME     "spiffe://"
-#define SCHEME_LEN (sizeof(SCHEME) - 1)
-#define QUOTE_MAX  200
+/* Room for a quoted pattern or SPIFFE ID in a message. */
+#define QUOTE_LEN 204
 
 struct rule {
     enum pk_policy_kind kind;
@@ -60,25 +60,6 @@ static const char *kind_key(enum pk_policy_kind kind)
         return "expect_spiffe_id";
     }
     return "unknown rule";
-}
-
-/* A printable, bounded copy of text for messages: peer certificates are attacker-made, and
- * their bytes must not reach a log line unescaped. */
-static const char *quote(const char *text, char out[QUOTE_MAX + 4])
-{
-    size_t len = strlen(text);
-    size_t n = PK_MIN(len, (size_t)QUOTE_MAX);
-
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)text[i];
-        out[i] = c >= 0x20 && c < 0x7f ? (char)c : '?';
-    }
-    if (n < len) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
 }
 
 static void format_time(time_t t, char *out, size_t out_len)
@@ -125,72 +106,12 @@ void pk_policy_free(struct pk_policy *p)
 
 /* ---- adding rules ---------------------------------------------------------------------------- */
 
-/* A pattern for pk_spiffe_match: a SPIFFE ID in which a path segment may be exactly "*".
- * Without a wildcard it must simply parse; with one, each part is checked on its own so that
- * messages quote what the operator wrote. */
-static int check_pattern(const char *pat, struct pk_err *err)
-{
-    char q[QUOTE_MAX + 4];
-    char q2[QUOTE_MAX + 4];
-    char piece[PK_SPIFFE_MAX_LEN + 1];
-    size_t len = strnlen(pat, PK_SPIFFE_MAX_LEN + 1);
-    struct pk_spiffe_id id;
-    size_t td_end;
-    int r;
-
-    if (len > PK_SPIFFE_MAX_LEN || strchr(pat, '*') == NULL) {
-        return pk_spiffe_parse(pat, len, &id, err);
-    }
-    if (len < SCHEME_LEN || memcmp(pat, SCHEME, SCHEME_LEN) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "pattern does not start with \"spiffe://\": `%s'",
-                          quote(pat, q));
-    }
-    for (td_end = SCHEME_LEN; td_end < len && pat[td_end] != '/'; td_end++) {
-    }
-    /* SPIFFE trust domains are compared whole: a wildcard there would let any trust domain,
-     * and so any CA that shares our anchors, name itself. */
-    if (memchr(pat + SCHEME_LEN, '*', td_end - SCHEME_LEN) != NULL) {
-        return pk_err_set(err, PK_E_INVALID,
-                          "`*' is not allowed in the trust domain of a pattern: `%s'",
-                          quote(pat, q));
-    }
-    memcpy(piece, pat + SCHEME_LEN, td_end - SCHEME_LEN);
-    piece[td_end - SCHEME_LEN] = '\0';
-    r = pk_spiffe_check_trust_domain(piece, err);
-    if (r != 0) {
-        return pk_err_prefix(err, r, "pattern `%s'", quote(pat, q));
-    }
-    for (size_t pos = td_end; pos < len;) {
-        size_t start = pos + 1;
-        size_t end = start;
-        while (end < len && pat[end] != '/') {
-            end++;
-        }
-        memcpy(piece, pat + start, end - start);
-        piece[end - start] = '\0';
-        if (strcmp(piece, "*") != 0) {
-            if (strchr(piece, '*') != NULL) {
-                return pk_err_set(err, PK_E_INVALID,
-                                  "`*' must stand for a whole path segment, not part of one "
-                                  "(`%s'): `%s'",
-                                  quote(piece, q2), quote(pat, q));
-            }
-            r = pk_spiffe_check_segment(piece, "path segment", err);
-            if (r != 0) {
-                return pk_err_prefix(err, r, "pattern `%s'", quote(pat, q));
-            }
-        }
-        pos = end;
-    }
-    return 0;
-}
-
 /* Turn value into the rule to store (out->value, out->shown), or explain why it is refused. */
 static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const char *value,
                      struct rule *out, struct pk_err *err)
 {
     char id_text[PK_SPIFFE_MAX_LEN + 1];
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
     struct pk_spiffe_id id;
     const char *slash;
     char *ns = NULL;
@@ -199,7 +120,8 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
     switch (kind) {
     case PK_ALLOW_TRUST_DOMAIN:
         if (strchr(value, '*') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID, "wildcards are not supported: `%s'", quote(value, q));
+            r = pk_err_set(err, PK_E_INVALID, "wildcards are not supported: '%s'",
+                           pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
         r = pk_spiffe_check_trust_domain(value, err);
@@ -216,20 +138,21 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
     case PK_ALLOW_APP_ID:
         slash = strchr(value, '/');
         if (slash != NULL && strchr(slash + 1, '/') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got `%s'",
-                           quote(value, q));
+            r = pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got '%s'",
+                           pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
         if (slash == value || (slash != NULL && slash[1] == '\0')) {
-            r = pk_err_set(err, PK_E_INVALID, "`%s' has an empty %s", quote(value, q),
+            r = pk_err_set(err, PK_E_INVALID, "'%s' has an empty %s",
+                           pk_quote(q, sizeof(q), value, strlen(value)),
                            slash == value ? "namespace" : "app id");
             goto out;
         }
         if (slash == NULL && p->our_ns == NULL) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "`%s' names no namespace and our own SPIFFE ID has none; write "
+                           "'%s' names no namespace and our own SPIFFE ID has none; write "
                            "NAMESPACE/APP",
-                           quote(value, q));
+                           pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
         ns = slash != NULL ? pk_xstrndup(value, (size_t)(slash - value)) : pk_xstrdup(p->our_ns);
@@ -246,7 +169,7 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
         }
         break;
     case PK_ALLOW_SPIFFE_ID:
-        r = check_pattern(value, err);
+        r = pk_spiffe_check_pattern(value, err);
         if (r == 0) {
             out->value = pk_xstrdup(value);
         }
@@ -254,8 +177,8 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
     case PK_EXPECT_SPIFFE_ID:
         if (strchr(value, '*') != NULL) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "an exact SPIFFE ID is required, `*' is not allowed: `%s'",
-                           quote(value, q));
+                           "an exact SPIFFE ID is required, '*' is not allowed: '%s'",
+                           pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
         r = pk_spiffe_parse(value, strnlen(value, PK_SPIFFE_MAX_LEN + 1), &id, err);
@@ -370,7 +293,7 @@ static void summary_add(char *out, size_t cap, size_t *len, const char *fmt, ...
 bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer,
                       struct pk_err *err)
 {
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
     char summary[640];
     size_t len = 0;
 
@@ -380,9 +303,9 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
             return true;
         }
         pk_err_set(err, PK_E_DENIED,
-                   "peer `%s' is not allowed: allowed are peers of our own trust domain `%s' "
+                   "peer '%s' is not allowed: allowed are peers of our own trust domain '%s' "
                    "(no allow rule configured)",
-                   quote(peer->uri, q), p->our_td);
+                   pk_quote(q, sizeof(q), peer->uri, strlen(peer->uri)), p->our_td);
         return false;
     }
     for (size_t i = 0; i < p->n_rules; i++) {
@@ -394,8 +317,8 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
         return false;
     }
     if (p->rules[0].kind == PK_EXPECT_SPIFFE_ID) {
-        pk_err_set(err, PK_E_DENIED, "peer `%s' is not the expected peer `%s'", quote(peer->uri, q),
-                   p->rules[0].value);
+        pk_err_set(err, PK_E_DENIED, "peer '%s' is not the expected peer '%s'",
+                   pk_quote(q, sizeof(q), peer->uri, strlen(peer->uri)), p->rules[0].value);
         return false;
     }
     summary[0] = '\0';
@@ -403,103 +326,130 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
         const struct rule *rule = &p->rules[i];
         switch (rule->kind) {
         case PK_ALLOW_TRUST_DOMAIN:
-            summary_add(summary, sizeof(summary), &len, "trust domain `%s'", rule->shown);
+            summary_add(summary, sizeof(summary), &len, "trust domain '%s'", rule->shown);
             break;
         case PK_ALLOW_NAMESPACE:
-            summary_add(summary, sizeof(summary), &len, "namespace `%s' of `%s'", rule->shown,
+            summary_add(summary, sizeof(summary), &len, "namespace '%s' of '%s'", rule->shown,
                         p->our_td);
             break;
         case PK_ALLOW_APP_ID:
-            summary_add(summary, sizeof(summary), &len, "app id `%s' of `%s'", rule->shown,
+            summary_add(summary, sizeof(summary), &len, "app id '%s' of '%s'", rule->shown,
                         p->our_td);
             break;
         case PK_ALLOW_SPIFFE_ID:
         case PK_EXPECT_SPIFFE_ID:
-            summary_add(summary, sizeof(summary), &len, "SPIFFE ID `%s'", rule->shown);
+            summary_add(summary, sizeof(summary), &len, "SPIFFE ID '%s'", rule->shown);
             break;
         }
     }
-    pk_err_set(err, PK_E_DENIED, "peer `%s' is not allowed: allowed are %s", quote(peer->uri, q),
-               summary);
+    pk_err_set(err, PK_E_DENIED, "peer '%s' is not allowed: allowed are %s",
+               pk_quote(q, sizeof(q), peer->uri, strlen(peer->uri)), summary);
     return false;
 }
 
 /* ---- the peer's leaf ------------------------------------------------------------------------- */
 
-int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *id_out,
-                  struct pk_err *err)
+/* SPIFFE X.509-SVID §2: an SVID carries exactly one URI SAN, its SPIFFE ID. */
+static int peer_spiffe_id(const struct pk_cert *leaf, struct pk_spiffe_id *id, struct pk_err *err)
 {
-    char q[QUOTE_MAX + 4];
-    char q2[QUOTE_MAX + 4];
-    char when[32];
-    char at[32];
-    struct pk_spiffe_id id;
-    size_t n_uris;
+    char q[QUOTE_LEN];
+    char q2[QUOTE_LEN];
+    size_t n_uris = pk_cert_uri_count(leaf);
     const char *uri;
     int r;
 
-    PK_ASSERT(leaf != NULL && id_out != NULL);
-    /* SPIFFE X.509-SVID §2: an SVID carries exactly one URI SAN, its SPIFFE ID. */
-    n_uris = pk_cert_uri_count(leaf);
     if (n_uris == 0) {
-        return pk_err_set(err, PK_E_INVALID, "peer certificate has no URI SAN (subject \"%s\")",
-                          quote(pk_cert_subject(leaf), q));
+        return pk_err_set(
+                err, PK_E_INVALID, "peer certificate has no URI SAN (subject \"%s\")",
+                pk_quote(q, sizeof(q), pk_cert_subject(leaf), strlen(pk_cert_subject(leaf))));
     }
     if (n_uris > 1) {
-        return pk_err_set(err, PK_E_INVALID, "peer certificate has %zu URI SANs (`%s', `%s'%s)",
-                          n_uris, quote(pk_cert_uri(leaf, 0), q), quote(pk_cert_uri(leaf, 1), q2),
-                          n_uris > 2 ? ", ..." : "");
+        return pk_err_set(
+                err, PK_E_INVALID, "peer certificate has %zu URI SANs ('%s', '%s'%s)", n_uris,
+                pk_quote(q, sizeof(q), pk_cert_uri(leaf, 0), strlen(pk_cert_uri(leaf, 0))),
+                pk_quote(q2, sizeof(q2), pk_cert_uri(leaf, 1), strlen(pk_cert_uri(leaf, 1))),
+                n_uris > 2 ? ", ..." : "");
     }
     uri = pk_cert_uri(leaf, 0);
-    r = pk_spiffe_parse(uri, strlen(uri), &id, err);
+    r = pk_spiffe_parse(uri, strlen(uri), id, err);
     if (r != 0) {
         return pk_err_prefix(err, r, "peer certificate's URI SAN is not a SPIFFE ID");
+    }
+    return 0;
+}
+
+/* RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter. The TLS layer
+ * has checked the chain already; this is the same clock, so no skew is added. */
+static int peer_valid_now(const struct pk_cert *leaf, time_t now, const char *uri,
+                          struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+    char when[32];
+    char at[32];
+
+    format_time(now, at, sizeof(at));
+    if (now > pk_cert_not_after(leaf)) {
+        format_time(pk_cert_not_after(leaf), when, sizeof(when));
+        return pk_err_set(err, PK_E_EXPIRED,
+                          "peer certificate has expired: not after %s, now %s: '%s'", when, at,
+                          pk_quote(q, sizeof(q), uri, strlen(uri)));
+    }
+    if (now < pk_cert_not_before(leaf)) {
+        format_time(pk_cert_not_before(leaf), when, sizeof(when));
+        return pk_err_set(err, PK_E_NOTYETVALID,
+                          "peer certificate is not yet valid: not before %s, now %s: '%s'", when,
+                          at, pk_quote(q, sizeof(q), uri, strlen(uri)));
+    }
+    return 0;
+}
+
+int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *id_out,
+                  struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+    struct pk_spiffe_id id;
+    int r;
+
+    PK_ASSERT(leaf != NULL && id_out != NULL);
+    r = peer_spiffe_id(leaf, &id, err);
+    if (r != 0) {
+        return r;
     }
     /* SPIFFE X.509-SVID §4.1, §4.3: a leaf SVID must not be a CA and must not be able to sign
      * certificates or CRLs; without this any workload could mint IDs for others. */
     if (pk_cert_is_ca(leaf)) {
         return pk_err_set(err, PK_E_INVALID,
-                          "peer certificate is a CA certificate (BasicConstraints CA:TRUE): `%s'",
-                          quote(id.uri, q));
+                          "peer certificate is a CA certificate (BasicConstraints CA:TRUE): '%s'",
+                          pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
     unsigned signs = pk_cert_has_key_usage(leaf)
                              ? pk_cert_key_usage(leaf) & (PK_KU_KEY_CERT_SIGN | PK_KU_CRL_SIGN)
                              : 0;
     if (signs != 0) {
-        return pk_err_set(err, PK_E_INVALID, "peer certificate has key usage %s: `%s'",
+        return pk_err_set(err, PK_E_INVALID, "peer certificate has key usage %s: '%s'",
                           signs == PK_KU_CRL_SIGN        ? "cRLSign"
                           : signs == PK_KU_KEY_CERT_SIGN ? "keyCertSign"
                                                          : "keyCertSign and cRLSign",
-                          quote(id.uri, q));
+                          pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
     /* The key signs the handshake (CertificateVerify): a key usage that leaves out
      * digitalSignature says it must not. wolfSSL checks this for TLS 1.2 ECDSA suites only. */
     if (pk_cert_has_key_usage(leaf) && (pk_cert_key_usage(leaf) & PK_KU_DIGITAL_SIGNATURE) == 0) {
         return pk_err_set(err, PK_E_INVALID,
                           "peer certificate's key usage lacks digitalSignature, which signing "
-                          "the TLS handshake needs: `%s'",
-                          quote(id.uri, q));
+                          "the TLS handshake needs: '%s'",
+                          pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
     /* The key types Sentry issues (P-256; Ed25519 from 1.18) and nothing weaker or odder. */
     if (pk_cert_key_type(leaf) != PK_KEY_P256 && pk_cert_key_type(leaf) != PK_KEY_ED25519) {
         return pk_err_set(err, PK_E_UNSUPPORTED,
-                          "peer certificate has a key of type %s, not P-256 or Ed25519: `%s'",
-                          pk_key_type_name(pk_cert_key_type(leaf)), quote(id.uri, q));
+                          "peer certificate has a key of type %s, not P-256 or Ed25519: '%s'",
+                          pk_key_type_name(pk_cert_key_type(leaf)),
+                          pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
-    /* RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter. The TLS
-     * layer has checked the chain already; this is the same clock, so no skew is added. */
-    format_time(now, at, sizeof(at));
-    if (now > pk_cert_not_after(leaf)) {
-        format_time(pk_cert_not_after(leaf), when, sizeof(when));
-        return pk_err_set(err, PK_E_EXPIRED,
-                          "peer certificate has expired: not after %s, now %s: `%s'", when, at,
-                          quote(id.uri, q));
-    }
-    if (now < pk_cert_not_before(leaf)) {
-        format_time(pk_cert_not_before(leaf), when, sizeof(when));
-        return pk_err_set(err, PK_E_NOTYETVALID,
-                          "peer certificate is not yet valid: not before %s, now %s: `%s'", when,
-                          at, quote(id.uri, q));
+    r = peer_valid_now(leaf, now, id.uri, err);
+    if (r != 0) {
+        return r;
     }
     /* id.path points into id.uri: a copy must point into its own. */
     *id_out = id;
@@ -517,14 +467,14 @@ static int check_purpose(const struct pk_policy *p, const struct pk_cert *leaf,
 {
     bool server = p->n_rules == 1 && p->rules[0].kind == PK_EXPECT_SPIFFE_ID;
     unsigned need = server ? PK_EKU_SERVER_AUTH : PK_EKU_CLIENT_AUTH;
-    char q[QUOTE_MAX + 4];
+    char q[QUOTE_LEN];
 
     if (!pk_cert_has_ext_key_usage(leaf) || (pk_cert_ext_key_usage(leaf) & (need | PK_EKU_ANY))) {
         return 0;
     }
-    return pk_err_set(err, PK_E_INVALID,
-                      "peer certificate's extended key usage does not include %s: `%s'",
-                      server ? "serverAuth" : "clientAuth", quote(id->uri, q));
+    return pk_err_set(
+            err, PK_E_INVALID, "peer certificate's extended key usage does not include %s: '%s'",
+            server ? "serverAuth" : "clientAuth", pk_quote(q, sizeof(q), id->uri, strlen(id->uri)));
 }
 
 int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, size_t peer_id_len,
@@ -539,15 +489,17 @@ int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, si
     if (r != 0) {
         return r;
     }
+    /* A valid SPIFFE ID from a verified chain: who the peer is, whether or not it may talk to
+     * us, so that a refusal is logged with the peer it refused. */
+    if (peer_id != NULL && peer_id_len > 0) {
+        snprintf(peer_id, peer_id_len, "%s", id.uri);
+    }
     r = check_purpose(p, leaf, &id, err);
     if (r != 0) {
         return r;
     }
     if (!pk_policy_allows(p, &id, err)) {
         return PK_E_DENIED;
-    }
-    if (peer_id != NULL && peer_id_len > 0) {
-        snprintf(peer_id, peer_id_len, "%s", id.uri);
     }
     return 0;
 }

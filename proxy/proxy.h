@@ -24,11 +24,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "agent/config.h"
 #include "common/compiler.h"
 #include "common/err.h"
 #include "common/identity.h"
 #include "proxy/conn.h"
+#include "proxy/listener.h"
 
 struct pk_proxy;
 
@@ -36,6 +36,21 @@ struct pk_proxy;
 #define PK_PROXY_CLOSE_REASONS (PK_CLOSE_UNTRUSTED + 1)
 
 /* Counters per listener, summed over workers. */
+/* What the proxy takes from its configuration, borrowed during pk_proxy_new and
+ * pk_proxy_update (the proxy copies what it keeps). */
+struct pk_proxy_options {
+    const struct pk_listener_config *listeners; /* in the order of the file */
+    size_t n_listeners;
+    long workers;           /* threads; 0 = one per core */
+    long mark;              /* SO_MARK on every socket the proxy connects; 0 = none */
+    const char *namespace_; /* our namespace: allow_app_id APP means NAMESPACE/APP */
+};
+
+/* Upper bounds, in seconds, of the handshake-duration histogram's buckets (then +Inf): from
+ * accept to streaming (TLS handshake, authorization and the connection to the target). */
+#define PK_HANDSHAKE_BUCKETS 12
+extern const double pk_handshake_bucket_le[PK_HANDSHAKE_BUCKETS];
+
 struct pk_listener_stats {
     const char *name;   /* borrowed: valid until the next pk_proxy_update or pk_proxy_free */
     const char *listen; /* the listen address as configured; borrowed likewise */
@@ -56,14 +71,20 @@ struct pk_listener_stats {
     uint64_t plaintext;   /* permissive inbound: clients that spoke plaintext */
     uint64_t tls;         /* permissive inbound: clients that began with a ClientHello */
     uint64_t closed[PK_PROXY_CLOSE_REASONS]; /* connections ended, by enum pk_conn_close_reason */
-    uint16_t port;                           /* bound TCP port (useful with port 0), 0 for unix */
+    /* mTLS connections that reached streaming, by handshake duration: cumulative counts per
+     * bound of pk_handshake_bucket_le, then the total (the +Inf bucket), and the sum. */
+    uint64_t handshake_le[PK_HANDSHAKE_BUCKETS + 1];
+    double handshake_seconds_sum;
+    uint16_t port; /* bound TCP port (useful with port 0), 0 for unix */
 };
 
 /* Create listening sockets for every listener in cfg (borrowed during the call: the proxy keeps
  * its own copies of what it needs). A bad address or policy rule, two listeners on one address,
- * or a socket that cannot be bound is an error naming the listener; nothing is left open. */
-int pk_proxy_new(const struct pk_agent_config *cfg, struct pk_proxy **out, struct pk_err *err)
-        PK_MUST_USE;
+ * or a socket that cannot be bound is an error naming the listener; nothing is left open.
+ * slot (borrowed; must outlive the proxy) is the one place the current identity is read from:
+ * the proxy takes it from there at each pk_proxy_identity_changed and listener update. */
+int pk_proxy_new(const struct pk_proxy_options *cfg, struct pk_identity_slot *slot,
+                 struct pk_proxy **out, struct pk_err *err) PK_MUST_USE;
 
 /* Start the worker threads. */
 int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
@@ -80,11 +101,12 @@ int pk_proxy_start(struct pk_proxy *proxy, struct pk_err *err) PK_MUST_USE;
  *     new set; connections it already accepted run on under the settings they started with.
  * *added, *removed and *changed (each may be NULL) receive the counts. cfg's namespace and
  * workers are not taken (they need a restart). */
-int pk_proxy_update(struct pk_proxy *proxy, const struct pk_agent_config *cfg, size_t *added,
+int pk_proxy_update(struct pk_proxy *proxy, const struct pk_proxy_options *cfg, size_t *added,
                     size_t *removed, size_t *changed, struct pk_err *err) PK_MUST_USE;
 
-/* Publish a new identity (the caller keeps its reference). From the main thread. */
-void pk_proxy_set_identity(struct pk_proxy *proxy, struct pk_identity *id);
+/* The identity slot holds a new identity: hand every worker a generation of it (new
+ * connections take it; live ones keep theirs). From the main thread. */
+void pk_proxy_identity_changed(struct pk_proxy *proxy);
 
 /* fn(ctx) is called, from a worker thread, each time a listener starts or stops accepting on a
  * worker (so readiness can be re-evaluated): it must be thread-safe and quick (ev_async_send).

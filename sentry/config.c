@@ -25,6 +25,8 @@
 #define MAX_DEPTH 64
 /* Unknown keys in spec.mtls are reported one by one up to this many, then summed up. */
 #define MAX_UNKNOWN_WARNINGS 5
+/* Room for a quoted scalar in a message: 64 bytes shown. */
+#define QUOTE_LEN 68
 
 struct walk {
     yaml_document_t *doc;
@@ -59,29 +61,6 @@ static int at(const struct walk *w, const yaml_node_t *node, const char *path, c
     return pk_err_set(w->err, PK_E_INVALID, "%s:%zu:%zu: %s%s%s", w->name,
                       node->start_mark.line + 1, node->start_mark.column + 1, path,
                       path[0] ? ": " : "", msg);
-}
-
-/* Quote a scalar for a message: at most 64 bytes, printable ASCII as is, the rest escaped. */
-static const char *quote(char *dst, size_t cap, const uint8_t *s, size_t len)
-{
-    size_t n = 0;
-    size_t shown = PK_MIN(len, (size_t)64);
-
-    dst[n++] = '"';
-    for (size_t i = 0; i < shown && n + 8 < cap; i++) {
-        if (s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\') {
-            dst[n++] = (char)s[i];
-        } else {
-            n += (size_t)snprintf(dst + n, cap - n, "\\x%02x", s[i]);
-        }
-    }
-    if (shown < len && n + 4 < cap) {
-        memcpy(dst + n, "...", 3);
-        n += 3;
-    }
-    dst[n++] = '"';
-    dst[n] = '\0';
-    return dst;
 }
 
 static const char *kind_name(const yaml_node_t *node)
@@ -138,7 +117,7 @@ static int get_bool(const struct walk *w, const yaml_node_t *node, const char *p
 {
     static const char *const yes[] = {"true", "True", "TRUE"};
     static const char *const no[] = {"false", "False", "FALSE"};
-    char q[300];
+    char q[QUOTE_LEN];
 
     if (node->type != YAML_SCALAR_NODE) {
         return at(w, node, path, "expected true or false, found %s", kind_name(node));
@@ -157,8 +136,9 @@ static int get_bool(const struct walk *w, const yaml_node_t *node, const char *p
             }
         }
     }
-    return at(w, node, path, "expected true or false (unquoted), found %s",
-              quote(q, sizeof(q), node->data.scalar.value, node->data.scalar.length));
+    return at(w, node, path, "expected true or false (unquoted), found \"%s\"",
+              pk_quote(q, sizeof(q), (const char *)node->data.scalar.value,
+                       node->data.scalar.length));
 }
 
 /* A Go duration string. *set is false (and *out untouched) for null or "", which mean default. */
@@ -209,7 +189,7 @@ static int check_mapping(const struct walk *w, const yaml_node_t *node, const ch
     size_t n;
     const yaml_node_t **keys;
     int rc = 0;
-    char q[300];
+    char q[QUOTE_LEN];
 
     if (node->type != YAML_MAPPING_NODE) {
         return at(w, node, path, "expected a mapping, found %s", kind_name(node));
@@ -242,8 +222,9 @@ static int check_mapping(const struct walk *w, const yaml_node_t *node, const ch
                         (const char *)keys[i]->data.scalar.value,
                         keys[i]->data.scalar.length) == 0) {
             const yaml_node_t *later = keys[i];
-            rc = at(w, later, path, "duplicate key %s (first given on line %zu)",
-                    quote(q, sizeof(q), later->data.scalar.value, later->data.scalar.length),
+            rc = at(w, later, path, "duplicate key \"%s\" (first given on line %zu)",
+                    pk_quote(q, sizeof(q), (const char *)later->data.scalar.value,
+                             later->data.scalar.length),
                     keys[i - 1]->start_mark.line + 1);
             goto out;
         }
@@ -278,7 +259,7 @@ static int parse_jwks_options(const struct walk *w, const yaml_node_t *node, con
     }
     FOR_EACH_PAIR(w, node, key, value)
     {
-        char q[300];
+        char q[QUOTE_LEN];
         subpath(sub, sizeof(sub), "%s.%.*s", path, (int)PK_MIN(key->data.scalar.length, (size_t)64),
                 (const char *)key->data.scalar.value);
         if (key_is(key, "source")) {
@@ -305,9 +286,10 @@ static int parse_jwks_options(const struct walk *w, const yaml_node_t *node, con
             }
         } else {
             rc = at(w, key, path,
-                    "unknown option %s (known: source, caCertificate, minRefreshInterval, "
+                    "unknown option \"%s\" (known: source, caCertificate, minRefreshInterval, "
                     "requestTimeout)",
-                    quote(q, sizeof(q), key->data.scalar.value, key->data.scalar.length));
+                    pk_quote(q, sizeof(q), (const char *)key->data.scalar.value,
+                             key->data.scalar.length));
         }
         if (rc != 0) {
             return rc;
@@ -327,7 +309,7 @@ static int parse_validator(const struct walk *w, const yaml_node_t *node, const 
     const yaml_node_t *name = NULL;
     const yaml_node_t *options = NULL;
     char sub[160];
-    char q[300];
+    char q[QUOTE_LEN];
     int rc;
 
     rc = check_mapping(w, node, path);
@@ -341,8 +323,9 @@ static int parse_validator(const struct walk *w, const yaml_node_t *node, const 
         } else if (key_is(key, "options")) {
             options = value;
         } else {
-            return at(w, key, path, "unknown key %s (known: name, options)",
-                      quote(q, sizeof(q), key->data.scalar.value, key->data.scalar.length));
+            return at(w, key, path, "unknown key \"%s\" (known: name, options)",
+                      pk_quote(q, sizeof(q), (const char *)key->data.scalar.value,
+                               key->data.scalar.length));
         }
     }
     subpath(sub, sizeof(sub), "%s.name", path);
@@ -354,13 +337,15 @@ static int parse_validator(const struct walk *w, const yaml_node_t *node, const 
     }
     if (key_is(name, "kubernetes") || key_is(name, "insecure")) {
         return at(w, name, sub,
-                  "validator %s cannot be set in the configuration: Sentry enables it itself; "
+                  "validator \"%s\" cannot be set in the configuration: Sentry enables it itself; "
                   "only \"jwks\" may be listed",
-                  quote(q, sizeof(q), name->data.scalar.value, name->data.scalar.length));
+                  pk_quote(q, sizeof(q), (const char *)name->data.scalar.value,
+                           name->data.scalar.length));
     }
     if (!key_is(name, "jwks")) {
-        return at(w, name, sub, "unknown validator %s (only \"jwks\" may be listed)",
-                  quote(q, sizeof(q), name->data.scalar.value, name->data.scalar.length));
+        return at(w, name, sub, "unknown validator \"%s\" (only \"jwks\" may be listed)",
+                  pk_quote(q, sizeof(q), (const char *)name->data.scalar.value,
+                           name->data.scalar.length));
     }
     if (cfg->jwks_enabled) {
         return at(w, name, sub, "the jwks validator is listed twice");
@@ -411,7 +396,7 @@ static int parse_mtls(const struct walk *w, const yaml_node_t *node, struct pk_s
     yaml_node_t *key;
     yaml_node_t *value;
     char sub[160];
-    char q[300];
+    char q[QUOTE_LEN];
     int64_t d;
     bool set;
     size_t unknown = 0;
@@ -480,9 +465,10 @@ static int parse_mtls(const struct walk *w, const yaml_node_t *node, struct pk_s
         } else if (key_is(key, "tokenValidators")) {
             rc = parse_validators(w, value, sub, cfg);
         } else if (++unknown <= MAX_UNKNOWN_WARNINGS) {
-            PK_LOG_WARN("config unknown key ignored file=%s line=%zu key=%s", w->name,
+            PK_LOG_WARN("config unknown key ignored file=%s line=%zu key=\"%s\"", w->name,
                         key->start_mark.line + 1,
-                        quote(q, sizeof(q), key->data.scalar.value, key->data.scalar.length));
+                        pk_quote(q, sizeof(q), (const char *)key->data.scalar.value,
+                                 key->data.scalar.length));
         }
         if (rc != 0) {
             return rc;

@@ -23,10 +23,14 @@
 #include <wolfssl/wolfcrypt/rsa.h>
 #include <wolfssl/wolfcrypt/sha256.h>
 
+#include "common/base64.h"
 #include "common/buf.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
+
+/* Room for a quoted field of outside input in a message: 64 bytes shown. */
+#define QUOTE_LEN 68
 
 #define RSA_MIN_BITS  2048
 #define RSA_MAX_BYTES 512 /* 4096 bits */
@@ -62,106 +66,6 @@ static const uint8_t sha256_digest_info[] = {0x30, 0x31, 0x30, 0x0d, 0x06, 0x09,
                                              0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02,
                                              0x01, 0x05, 0x00, 0x04, 0x20};
 
-/* Quote untrusted text for a message: at most 64 bytes, printable ASCII as is. */
-static const char *quote(char *dst, size_t cap, const char *s, size_t len)
-{
-    size_t n = 0;
-    size_t shown = PK_MIN(len, (size_t)64);
-
-    dst[n++] = '"';
-    for (size_t i = 0; i < shown && n + 8 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            dst[n++] = (char)c;
-        } else {
-            n += (size_t)snprintf(dst + n, cap - n, "\\x%02x", c);
-        }
-    }
-    if (shown < len && n + 4 < cap) {
-        memcpy(dst + n, "...", 3);
-        n += 3;
-    }
-    dst[n++] = '"';
-    dst[n] = '\0';
-    return dst;
-}
-
-/* ---- base64 ------------------------------------------------------------------------------- */
-
-static int b64_value(unsigned char c, bool url_only)
-{
-    if (c >= 'A' && c <= 'Z') {
-        return c - 'A';
-    }
-    if (c >= 'a' && c <= 'z') {
-        return c - 'a' + 26;
-    }
-    if (c >= '0' && c <= '9') {
-        return c - '0' + 52;
-    }
-    if (c == '-' || (!url_only && c == '+')) {
-        return 62;
-    }
-    if (c == '_' || (!url_only && c == '/')) {
-        return 63;
-    }
-    return -1;
-}
-
-/* Decode base64 into out (cap bytes). strict: the JWS form (RFC 7515 §2: URL alphabet, no
- * padding, no white space, zero trailing bits). Otherwise either alphabet, optional padding and
- * white space are accepted, for JWKS sources pasted into a config. Returns 0, PK_E_INVALID or
- * PK_E_TOOBIG. */
-static int b64_decode(const char *in, size_t len, bool strict, uint8_t *out, size_t cap,
-                      size_t *out_len)
-{
-    uint32_t acc = 0;
-    size_t bits = 0;
-    size_t chars = 0;
-    size_t pads = 0;
-    size_t n = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)in[i];
-        int v;
-        if (!strict && (c == ' ' || c == '\t' || c == '\r' || c == '\n')) {
-            continue;
-        }
-        if (!strict && c == '=') {
-            pads++;
-            continue;
-        }
-        v = b64_value(c, strict);
-        if (v < 0 || pads > 0) {
-            return PK_E_INVALID;
-        }
-        chars++;
-        acc = (acc << 6) | (uint32_t)v;
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            if (n == cap) {
-                return PK_E_TOOBIG;
-            }
-            out[n++] = (uint8_t)(acc >> bits);
-            acc &= (1u << bits) - 1;
-        }
-    }
-    if (chars % 4 == 1 || pads > 2 || (pads > 0 && (chars + pads) % 4 != 0)) {
-        return PK_E_INVALID;
-    }
-    if (strict && acc != 0) {
-        return PK_E_INVALID;
-    }
-    *out_len = n;
-    return 0;
-}
-
-static size_t b64_max_decoded(size_t len)
-{
-    return len / 4 * 3 + 3;
-}
-
 /* ---- key set ------------------------------------------------------------------------------ */
 
 static void jwk_free(struct jwk *key)
@@ -195,7 +99,7 @@ static int key_b64(const json_t *obj, const char *member, const char *what, uint
         return pk_err_set(err, PK_E_INVALID, "%s: member \"%s\" is missing or not a string", what,
                           member);
     }
-    rc = b64_decode(json_string_value(v), json_string_length(v), true, out, cap, len);
+    rc = pk_base64_decode(json_string_value(v), json_string_length(v), true, out, cap, len);
     if (rc == PK_E_TOOBIG) {
         return pk_err_set(err, PK_E_INVALID, "%s: member \"%s\" is too long", what, member);
     }
@@ -331,7 +235,7 @@ static int parse_key(const json_t *obj, size_t index, struct jwk **out, struct p
     const char *want_alg;
     bool bad = false;
     char what[128];
-    char q[300];
+    char q[QUOTE_LEN];
     int rc = 0;
 
     *out = NULL;
@@ -349,8 +253,8 @@ static int parse_key(const json_t *obj, size_t index, struct jwk **out, struct p
                           index);
     }
     if (kid != NULL) {
-        snprintf(what, sizeof(what), "key %zu (kid %s)", index,
-                 quote(q, sizeof(q), kid, strlen(kid)));
+        snprintf(what, sizeof(what), "key %zu (kid \"%s\")", index,
+                 pk_quote(q, sizeof(q), kid, strlen(kid)));
     } else {
         snprintf(what, sizeof(what), "key %zu", index);
     }
@@ -379,16 +283,17 @@ static int parse_key(const json_t *obj, size_t index, struct jwk **out, struct p
     }
     if (want_alg == NULL || (use != NULL && strcmp(use, "sig") != 0) ||
         (alg != NULL && strcmp(alg, want_alg) != 0)) {
-        char q_crv[300];
-        char q_alg[300];
-        char q_use[300];
+        char q_crv[QUOTE_LEN];
+        char q_alg[QUOTE_LEN];
+        char q_use[QUOTE_LEN];
         /* Every field is quoted: a JWKS is outside input and must not forge log lines. */
-        PK_LOG_WARN("jwks key skipped key=%zu kty=%s crv=%s alg=%s use=%s reason=\"only RS256, "
+        PK_LOG_WARN("jwks key skipped key=%zu kty=\"%s\" crv=\"%s\" alg=\"%s\" use=\"%s\" "
+                    "reason=\"only RS256, "
                     "ES256 (P-256) and EdDSA (Ed25519) signing keys are used\"",
-                    index, quote(q, sizeof(q), kty, strlen(kty)),
-                    crv ? quote(q_crv, sizeof(q_crv), crv, strlen(crv)) : "-",
-                    alg ? quote(q_alg, sizeof(q_alg), alg, strlen(alg)) : "-",
-                    use ? quote(q_use, sizeof(q_use), use, strlen(use)) : "-");
+                    index, pk_quote(q, sizeof(q), kty, strlen(kty)),
+                    crv ? pk_quote(q_crv, sizeof(q_crv), crv, strlen(crv)) : "-",
+                    alg ? pk_quote(q_alg, sizeof(q_alg), alg, strlen(alg)) : "-",
+                    use ? pk_quote(q_use, sizeof(q_use), use, strlen(use)) : "-");
         return 0;
     }
     key = pk_xcalloc(1, sizeof(*key));
@@ -476,7 +381,7 @@ static bool looks_like_base64(const char *s)
     size_t chars = 0;
     for (; *s != '\0'; s++) {
         unsigned char c = (unsigned char)*s;
-        if (b64_value(c, false) >= 0) {
+        if (pk_base64_value(c, PK_BASE64_EITHER) >= 0) {
             chars++;
         } else if (c != '=' && !isspace(c)) {
             return false;
@@ -511,8 +416,8 @@ int pk_jwks_load(const char *source, struct pk_jwks **out, struct pk_err *err)
     if (len <= (size_t)PK_JWKS_MAX_BYTES * 4 / 3 + 4096 && looks_like_base64(p)) {
         uint8_t *dst;
         size_t n = 0;
-        if (pk_buf_reserve(&buf, b64_max_decoded(len), &dst) == 0 &&
-            b64_decode(p, strlen(p), false, dst, b64_max_decoded(len), &n) == 0) {
+        if (pk_buf_reserve(&buf, pk_base64_max_decoded(len), &dst) == 0 &&
+            pk_base64_decode(p, strlen(p), false, dst, pk_base64_max_decoded(len), &n) == 0) {
             const uint8_t *q = dst;
             while (q < dst + n && isspace(*q)) {
                 q++;
@@ -577,13 +482,13 @@ static int deny(struct pk_err *err, const char *fmt, ...)
 static int segment_json(const char *seg, size_t len, const char *what, json_t **out,
                         struct pk_err *err)
 {
-    uint8_t *raw = pk_xmalloc(b64_max_decoded(len));
+    uint8_t *raw = pk_xmalloc(pk_base64_max_decoded(len));
     size_t n = 0;
     json_error_t jerr;
     json_t *obj = NULL;
     int rc;
 
-    if (b64_decode(seg, len, true, raw, b64_max_decoded(len), &n) != 0) {
+    if (pk_base64_decode(seg, len, true, raw, pk_base64_max_decoded(len), &n) != 0) {
         rc = deny(err, "%s is not base64url", what);
         goto out;
     }
@@ -597,7 +502,7 @@ static int segment_json(const char *seg, size_t len, const char *what, json_t **
     rc = 0;
 out:
     json_decref(obj);
-    pk_free_secret(raw, b64_max_decoded(len));
+    pk_free_secret(raw, pk_base64_max_decoded(len));
     return rc;
 }
 
@@ -684,7 +589,7 @@ static int check_claims(const json_t *claims, const char *audience, const char *
     bool present;
     bool aud_ok = false;
     double v = 0;
-    char q[300];
+    char q[QUOTE_LEN];
     int rc;
 
     rc = numeric_date(claims, "exp", &present, &v, err);
@@ -732,8 +637,8 @@ static int check_claims(const json_t *claims, const char *audience, const char *
         return deny(err, "claim \"aud\" is neither a string nor a list of strings");
     }
     if (!aud_ok) {
-        return deny(err, "audience does not include %s",
-                    quote(q, sizeof(q), audience, strlen(audience)));
+        return deny(err, "audience does not include \"%s\"",
+                    pk_quote(q, sizeof(q), audience, strlen(audience)));
     }
 
     if (!json_is_string(sub)) {
@@ -741,10 +646,10 @@ static int check_claims(const json_t *claims, const char *audience, const char *
     }
     if (json_string_length(sub) != strlen(expected_sub) ||
         strcmp(json_string_value(sub), expected_sub) != 0) {
-        char q2[300];
-        return deny(err, "subject %s is not the requested identity %s",
-                    quote(q, sizeof(q), json_string_value(sub), json_string_length(sub)),
-                    quote(q2, sizeof(q2), expected_sub, strlen(expected_sub)));
+        char q2[QUOTE_LEN];
+        return deny(err, "subject \"%s\" is not the requested identity \"%s\"",
+                    pk_quote(q, sizeof(q), json_string_value(sub), json_string_length(sub)),
+                    pk_quote(q2, sizeof(q2), expected_sub, strlen(expected_sub)));
     }
     return 0;
 }
@@ -768,7 +673,7 @@ int pk_jwks_verify(const struct pk_jwks *jwks, const char *token, size_t len, co
     size_t signed_len;
     size_t tried = 0;
     bool verified = false;
-    char q[300];
+    char q[QUOTE_LEN];
     int rc;
 
     if (len == 0) {
@@ -803,8 +708,8 @@ int pk_jwks_verify(const struct pk_jwks *jwks, const char *token, size_t len, co
         type = JWK_OKP;
     } else {
         /* "none" and the HMAC family above all: a public key is never a shared secret. */
-        rc = deny(err, "algorithm %s is not accepted (RS256, ES256, EdDSA)",
-                  quote(q, sizeof(q), alg, json_string_length(alg_v)));
+        rc = deny(err, "algorithm \"%s\" is not accepted (RS256, ES256, EdDSA)",
+                  pk_quote(q, sizeof(q), alg, json_string_length(alg_v)));
         goto out;
     }
     if (json_object_get(header, "crit") != NULL) {
@@ -820,7 +725,7 @@ int pk_jwks_verify(const struct pk_jwks *jwks, const char *token, size_t len, co
         kid_len = json_string_length(kid_v);
     }
 
-    if (b64_decode(dot2 + 1, len - signed_len - 1, true, sig, sizeof(sig), &sig_len) != 0) {
+    if (pk_base64_decode(dot2 + 1, len - signed_len - 1, true, sig, sizeof(sig), &sig_len) != 0) {
         rc = deny(err, "signature is not base64url or too long");
         goto out;
     }
@@ -852,8 +757,8 @@ int pk_jwks_verify(const struct pk_jwks *jwks, const char *token, size_t len, co
     }
     if (tried == 0) {
         if (kid != NULL) {
-            rc = deny(err, "no %s key with kid %s in the JWKS", alg,
-                      quote(q, sizeof(q), kid, kid_len));
+            rc = deny(err, "no %s key with kid \"%s\" in the JWKS", alg,
+                      pk_quote(q, sizeof(q), kid, kid_len));
         } else {
             rc = deny(err, "no %s key in the JWKS", alg);
         }

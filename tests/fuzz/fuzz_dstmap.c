@@ -2,7 +2,7 @@
 /* picket: fuzz target for transparent mode's parsers.
  *
  * Targets: pk_dst_parse, pk_dst_rule_parse, pk_dst_lookup (common/dstmap.h) on the input as one
- * line, and pk_iptables_state_parse (proxy/iptables.h) and pk_iptables_plan on the whole input
+ * line, and pk_iptables_state_parse (sidecar/iptables.h) and pk_iptables_plan on the whole input
  * as `iptables -S' output. Besides memory safety it checks: a refusal is PK_E_INVALID with a
  * message; an accepted destination has a prefix within its family's width, no bit set past it,
  * a port range with lo <= hi, and formats to text that parses back to the same destination;
@@ -19,7 +19,7 @@
 #include "common/dstmap.h"
 #include "common/err.h"
 #include "fuzz.h"
-#include "proxy/iptables.h"
+#include "sidecar/iptables.h"
 
 static void check(int cond)
 {

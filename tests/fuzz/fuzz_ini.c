@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: fuzz target for picket.ini.
  *
- * Targets: pk_agent_config_parse_ini (and through it inih's ini_parse_stream, pk_duration_parse,
- * pk_spiffe_parse, pk_spiffe_check_segment and pk_spiffe_check_trust_domain), pk_agent_config_new
- * and pk_agent_config_free. Checks that a success leaves every value inside its documented range
+ * Targets: pk_sidecar_config_parse_ini (and through it inih's ini_parse_stream, pk_duration_parse,
+ * pk_spiffe_parse, pk_spiffe_check_segment and pk_spiffe_check_trust_domain), pk_sidecar_config_new
+ * and pk_sidecar_config_free. Checks that a success leaves every value inside its documented range
  * and every listener complete (listen, target, a unique NAME, exactly one server identity on
  * outbound, only its own kind's keys, loopback unless allowed), and that a failure leaves the
  * configuration untouched and says where, as "fuzz.ini:LINE: ...", and never comes from inih
@@ -14,15 +14,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent/config.h"
 #include "common/err.h"
 #include "common/log.h"
 #include "fuzz.h"
+#include "sidecar/config.h"
 
 static void check_string(const char *s)
 {
     /* Values come from single lines: none can be empty or longer than a line. */
-    if (s == NULL || s[0] == '\0' || strlen(s) > PK_AGENT_CONFIG_MAX_LINE) {
+    if (s == NULL || s[0] == '\0' || strlen(s) > PK_SIDECAR_CONFIG_MAX_LINE) {
         abort();
     }
 }
@@ -77,7 +77,7 @@ static void check_listener(const struct pk_listener_config *lc)
         abort();
     }
     check_string(lc->name);
-    if (strlen(lc->name) > PK_AGENT_CONFIG_MAX_NAME ||
+    if (strlen(lc->name) > PK_SIDECAR_CONFIG_MAX_NAME ||
         strspn(lc->name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") !=
                 strlen(lc->name)) {
         abort();
@@ -122,9 +122,9 @@ static void check_listener(const struct pk_listener_config *lc)
     }
 }
 
-static void check_listeners(const struct pk_agent_config *cfg)
+static void check_listeners(const struct pk_sidecar_config *cfg)
 {
-    if (cfg->n_listeners > PK_AGENT_CONFIG_MAX_LISTENERS ||
+    if (cfg->n_listeners > PK_SIDECAR_CONFIG_MAX_LISTENERS ||
         (cfg->n_listeners == 0) != (cfg->listeners == NULL)) {
         abort();
     }
@@ -142,32 +142,36 @@ static void check_listeners(const struct pk_agent_config *cfg)
     }
 }
 
-static void check_ranges(const struct pk_agent_config *cfg)
+static void check_ranges(const struct pk_sidecar_config *cfg)
 {
-    if (cfg->renew_fraction < 0.05 || cfg->renew_fraction > 0.95 || cfg->renew_jitter < 0 ||
-        cfg->renew_jitter > 0.25 || cfg->renew_fraction - cfg->renew_jitter <= 0 ||
-        cfg->renew_fraction + cfg->renew_jitter >= 1) {
+    if (cfg->agent.renew_fraction < 0.05 || cfg->agent.renew_fraction > 0.95 ||
+        cfg->agent.renew_jitter < 0 || cfg->agent.renew_jitter > 0.25 ||
+        cfg->agent.renew_fraction - cfg->agent.renew_jitter <= 0 ||
+        cfg->agent.renew_fraction + cfg->agent.renew_jitter >= 1) {
         abort();
     }
-    if (!(cfg->retry_initial > 0) || cfg->retry_max < cfg->retry_initial ||
-        !(cfg->request_timeout > 0) || cfg->initial_attempts < 0) {
+    if (!(cfg->agent.retry_initial > 0) || cfg->agent.retry_max < cfg->agent.retry_initial ||
+        !(cfg->agent.request_timeout > 0) || cfg->agent.initial_attempts < 0) {
         abort();
     }
-    if (cfg->namespace_ == NULL || cfg->namespace_[0] == '\0' ||
-        cfg->control_plane_trust_domain == NULL || cfg->control_plane_namespace == NULL ||
-        cfg->admin_listen == NULL) {
+    if (cfg->agent.namespace_ == NULL || cfg->agent.namespace_[0] == '\0' ||
+        cfg->agent.control_plane_trust_domain == NULL ||
+        cfg->agent.control_plane_namespace == NULL || cfg->admin_listen == NULL) {
         abort();
     }
-    if ((cfg->export_command != NULL || cfg->export_pid_file != NULL) && cfg->export_dir == NULL) {
+    if ((cfg->agent.export_command != NULL || cfg->agent.export_pid_file != NULL) &&
+        cfg->agent.export_dir == NULL) {
         abort();
     }
     /* Values come from single lines: none can be longer than a line. */
-    const char *const strings[] = {
-            cfg->app_id,         cfg->namespace_,         cfg->trust_domain,   cfg->cert_file,
-            cfg->key_file,       cfg->export_dir,         cfg->export_command, cfg->export_pid_file,
-            cfg->sentry_address, cfg->trust_anchors_file, cfg->token_file,     cfg->admin_listen};
+    const char *const strings[] = {cfg->agent.app_id,         cfg->agent.namespace_,
+                                   cfg->agent.trust_domain,   cfg->agent.cert_file,
+                                   cfg->agent.key_file,       cfg->agent.export_dir,
+                                   cfg->agent.export_command, cfg->agent.export_pid_file,
+                                   cfg->agent.sentry_address, cfg->agent.trust_anchors_file,
+                                   cfg->agent.token_file,     cfg->admin_listen};
     for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++) {
-        if (strings[i] != NULL && strlen(strings[i]) > PK_AGENT_CONFIG_MAX_LINE) {
+        if (strings[i] != NULL && strlen(strings[i]) > PK_SIDECAR_CONFIG_MAX_LINE) {
             abort();
         }
     }
@@ -189,7 +193,7 @@ static bool from_inih_alone(const char *msg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int quiet;
-    struct pk_agent_config *cfg = pk_agent_config_new();
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
     struct pk_err err;
     int rc;
 
@@ -198,15 +202,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         quiet = 1;
     }
     pk_err_clear(&err);
-    rc = pk_agent_config_parse_ini((const char *)data, size, "fuzz.ini", cfg, &err);
+    rc = pk_sidecar_config_parse_ini((const char *)data, size, "fuzz.ini", cfg, &err);
     if (rc == 0) {
         check_ranges(cfg);
     } else if (rc != PK_E_INVALID || strncmp(err.msg, "fuzz.ini:", 9) != 0 ||
-               from_inih_alone(err.msg) || cfg->app_id != NULL || cfg->renew_fraction != 0.5 ||
-               strcmp(cfg->namespace_, "default") != 0 || cfg->listeners != NULL ||
-               cfg->n_listeners != 0 || cfg->workers != 0) {
+               from_inih_alone(err.msg) || cfg->agent.app_id != NULL ||
+               cfg->agent.renew_fraction != 0.5 || strcmp(cfg->agent.namespace_, "default") != 0 ||
+               cfg->listeners != NULL || cfg->n_listeners != 0 || cfg->workers != 0) {
         abort();
     }
-    pk_agent_config_free(cfg);
+    pk_sidecar_config_free(cfg);
     return 0;
 }

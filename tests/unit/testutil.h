@@ -15,6 +15,9 @@
 #include "common/key.h"
 #include "common/x509.h"
 
+struct pk_identity;
+struct pk_sentry_creds;
+
 /* The scratch directory of the running test program, set by tmpdir_create. */
 extern char tmpdir[512];
 
@@ -38,6 +41,11 @@ struct pk_pubkey *pub_of(const struct pk_key *key);
  * self-signed). */
 struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *subject,
                       const struct pk_cert *issuer, const struct pk_key *issuer_key);
+
+/* A new workload identity for spiffe_id, valid for ttl seconds from now: a fresh P-256 key and
+ * a chain issued by creds (borrowed), with creds' roots as anchors. */
+struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char *spiffe_id,
+                                      int64_t ttl);
 
 /* The first bytes wolfSSL sends as a client of method (taken), read from a socketpair: its
  * ClientHello. key_share_group: a WOLFSSL_ECC_* group to send a key share for, 0 for wolfSSL's
