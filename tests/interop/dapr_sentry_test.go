@@ -214,7 +214,7 @@ func TestDaprSentryJWKS(t *testing.T) {
 			fmt.Sprintf("[sentry]\naddress = %s\ntrust_anchors_file = %s\ntoken_file = %s",
 				sentry.address(), sentry.caFile(), tok),
 		}, false)
-		m := other.p.waitLog(t, `.*PERMISSION_DENIED.*"sub".*`, 30*time.Second, 0)
+		m := other.p.waitLog(t, `.*PERMISSION_DENIED.*\\?"sub\\?".*`, 30*time.Second, 0)
 		t.Logf("picket, as expected: %s", m[0])
 		if n := len(other.installed()); n != 0 {
 			t.Fatalf("picket installed an identity with another app's token: %v", other.installed())
