@@ -145,7 +145,7 @@ type picketRun struct {
 	adminPort int
 }
 
-var installedRE = regexp.MustCompile(`identity installed"? reason="?([^"\s]+)"? spiffe_id="?([^"\s]+)"? serial="?([^"\s]+)"?`)
+var installedRE = regexp.MustCompile(`identity installed"? reason=(\S+) spiffe_id=(\S+) serial=(\S+)`)
 
 // installed lists the (reason, SPIFFE ID, serial) of every identity picket installed so far.
 func (r *picketRun) installed() [][]string {
