@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_err *err)
@@ -168,6 +170,30 @@ bool pk_fs_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+bool pk_fs_socket_is_stale(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    struct stat st;
+    bool stale = false;
+    int fd;
+
+    if (n == 0 || n >= sizeof(addr.sun_path) || lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return false;
+    }
+    memcpy(addr.sun_path, path, n + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    /* Refused means no listener; EAGAIN (a full backlog) or success mean a live one. */
+    if (connect(fd, (const struct sockaddr *)&addr, sizeof(addr)) != 0 && errno == ECONNREFUSED) {
+        stale = true;
+    }
+    close(fd);
+    return stale;
 }
 
 int pk_fs_join(char *out, size_t out_len, const char *dir, const char *name)

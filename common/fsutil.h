@@ -29,6 +29,11 @@ int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
 /* True when path exists (any type). */
 bool pk_fs_exists(const char *path);
 
+/* True when path is a socket file nothing listens on any more (connect() is refused): its server
+ * is gone and the file may be replaced. False for a live socket, another kind of file, or no
+ * file; a live socket is never taken over, so a second process cannot steal the first one's. */
+bool pk_fs_socket_is_stale(const char *path);
+
 /* Join dir and name into out ("dir/name"); a name that is already absolute is used as it is.
  * PK_E_TOOBIG when out is too small. */
 int pk_fs_join(char *out, size_t out_len, const char *dir, const char *name) PK_MUST_USE;

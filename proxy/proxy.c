@@ -3,15 +3,15 @@
  *
  * Implementation notes.
  *
- * A "socket set" (struct lsock) is the listening sockets of one address: one per worker for TCP
- * (SO_REUSEPORT), one on worker 0 for a unix socket. A "listener" (struct listener) is one
- * [inbound NAME] or [outbound NAME] section: its own copy of the settings, its target, its
- * counters, a reference on its socket set, and per worker the accept watcher state (struct
- * lwatch), touched only by that worker's thread. A "generation" (struct gen) is the identity, the
- * listener set and the policies built for both. All three are refcounted: the main thread holds
- * the current listener set and identity; each worker holds its current generation; each
- * connection holds the generation it started with, so a listener (its name, its counters) lives
- * as long as its last connection.
+ * A "socket set" (struct lsock) is the listening socket of one address: for TCP one descriptor
+ * per worker, dup()s of one socket (see lsock_new), one on worker 0 for a unix socket. A "listener"
+ * (struct listener) is one [inbound NAME] or [outbound NAME] section: its own copy of the settings,
+ * its target, its counters, a reference on its socket set, and per worker the accept watcher state
+ * (struct lwatch), touched only by that worker's thread. A "generation" (struct gen) is the
+ * identity, the listener set and the policies built for both. All three are refcounted: the main
+ * thread holds the current listener set and identity; each worker holds its current generation;
+ * each connection holds the generation it started with, so a listener (its name, its counters)
+ * lives as long as its last connection.
  *
  * A worker that takes a new generation stops the watchers of listeners not in it and starts
  * those of new ones; a dropped listener's sockets are closed right there (per worker) unless a
@@ -22,6 +22,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -35,6 +36,7 @@
 
 #include "common/addr.h"
 #include "common/dstmap.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/spiffe.h"
@@ -408,21 +410,16 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
                           pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(errno));
     }
     if (s->is_unix) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
-        struct stat st;
-        /* A socket file left by an earlier run is replaced; anything else is not touched. */
-        if (lstat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            (void)unlink(un->sun_path);
+        const char *path = ((struct sockaddr_un *)&s->addr)->sun_path;
+        /* A socket file left by an earlier run is replaced; a live one (another process
+         * accepts on it) is an error, and anything else is not touched. */
+        if (pk_fs_socket_is_stale(path)) {
+            (void)unlink(path);
         }
     } else {
+        /* SO_REUSEADDR only lets us bind past connections in TIME_WAIT; Linux still refuses a
+         * port something listens on. There is deliberately no SO_REUSEPORT (see lsock_new). */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        /* One socket per worker on the same port; the kernel spreads the connections. */
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-            int e = errno;
-            close(fd);
-            return pk_err_set(err, -e, "[%s %s] listen %s: SO_REUSEPORT: %s",
-                              pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(e));
-        }
         if (s->addr.ss_family == AF_INET6) {
             (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         }
@@ -431,6 +428,12 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
         listen(fd, LISTEN_BACKLOG) != 0) {
         int e = errno;
         close(fd);
+        if (e == EADDRINUSE) {
+            return pk_err_set(err, -e,
+                              "[%s %s] listen %s: address in use: another process listens on %s",
+                              pk_listener_kind_name(lc->kind), lc->name, s->listen,
+                              s->is_unix ? "this socket" : "this address");
+        }
         return pk_err_set(err, -e, "[%s %s] listen %s: %s", pk_listener_kind_name(lc->kind),
                           lc->name, s->listen, strerror(e));
     }
@@ -457,8 +460,19 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
     return fd;
 }
 
-/* The socket set for lc's listen address, bound on every worker (worker 0 only for a unix
- * socket, which SO_REUSEPORT cannot share). */
+/* The socket set for lc's listen address: one socket, bound once, and for TCP a dup() of it for
+ * every further worker (worker 0 alone watches a unix socket).
+ *
+ * Why one socket and not one per worker with SO_REUSEPORT: the kernel lets any process of the
+ * same user join a SO_REUSEPORT group, so a second picket started on our port would silently
+ * take a share of our connections (and deny them, holding another identity). A socket bound
+ * without SO_REUSEPORT is ours alone: a second bind fails with "address in use". The workers
+ * share it through dup()s, one descriptor each, so every worker still has its own watcher and
+ * closes its own descriptor when a reload drops the listener: the port is refused as soon as the
+ * last worker lets go, and a listener kept across a reload keeps its socket untouched. The cost
+ * is that a new connection wakes every idle worker and one accept() wins (libev has no
+ * EPOLLEXCLUSIVE); with a handful of workers that is a few empty accept() calls per burst, and
+ * each accept_cb takes up to ACCEPT_BATCH connections per wake-up. */
 static int lsock_new(const struct pk_listener_config *lc, unsigned n_workers, struct lsock **out,
                      struct pk_err *err)
 {
@@ -482,13 +496,19 @@ static int lsock_new(const struct pk_listener_config *lc, unsigned n_workers, st
                           ? ntohs(((struct sockaddr_in6 *)&s->addr)->sin6_port)
                           : ntohs(((struct sockaddr_in *)&s->addr)->sin_port);
     }
-    for (unsigned i = 0; i < (s->is_unix ? 1 : n_workers); i++) {
-        int fd = listen_socket(s, lc, err);
-        if (fd < 0) {
-            r = fd;
+    r = listen_socket(s, lc, err);
+    if (r < 0) {
+        goto fail;
+    }
+    s->fds[0] = r;
+    r = 0;
+    for (unsigned i = 1; i < (s->is_unix ? 1 : n_workers); i++) {
+        s->fds[i] = fcntl(s->fds[0], F_DUPFD_CLOEXEC, 0);
+        if (s->fds[i] < 0) {
+            r = pk_err_set(err, -errno, "[%s %s] listen %s: dup: %s",
+                           pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(errno));
             goto fail;
         }
-        s->fds[i] = fd;
     }
     *out = s;
     return 0;

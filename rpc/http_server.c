@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "common/addr.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
 
@@ -450,6 +451,11 @@ static int listen_tcp(struct pk_http_server *srv, const struct pk_http_server_op
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     }
     if (bind(fd, (struct sockaddr *)&addr, addr_len) != 0) {
+        if (errno == EADDRINUSE) {
+            rc = pk_err_set(err, -EADDRINUSE,
+                            "address in use: another process listens on this address");
+            goto out;
+        }
         rc = pk_err_set(err, -errno, "http listener: bind to %s port %u: %s",
                         opts->host && opts->host[0] ? opts->host : "all interfaces",
                         (unsigned)opts->port, strerror(errno));
@@ -476,27 +482,6 @@ out:
     return rc;
 }
 
-/* A socket file nobody accepts on any more (its server died) may be replaced. */
-static bool unix_socket_is_stale(const struct sockaddr_un *addr)
-{
-    struct stat st;
-    bool stale = false;
-    int fd;
-
-    if (lstat(addr->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-        return false;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
-    }
-    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) != 0 && errno == ECONNREFUSED) {
-        stale = true;
-    }
-    close(fd);
-    return stale;
-}
-
 static int listen_unix(struct pk_http_server *srv, const struct pk_http_server_opts *opts,
                        struct pk_err *err)
 {
@@ -521,7 +506,13 @@ static int listen_unix(struct pk_http_server *srv, const struct pk_http_server_o
         goto out;
     }
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        if (errno != EADDRINUSE || !unix_socket_is_stale(&addr) || unlink(addr.sun_path) != 0 ||
+        /* A socket file left by a server that is gone is replaced; a live one is not. */
+        if (errno == EADDRINUSE && !pk_fs_socket_is_stale(addr.sun_path)) {
+            rc = pk_err_set(err, -EADDRINUSE,
+                            "address in use: another process listens on this socket");
+            goto out;
+        }
+        if (errno != EADDRINUSE || unlink(addr.sun_path) != 0 ||
             bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
             rc = pk_err_set(err, -errno, "%s: bind: %s", opts->unix_path, strerror(errno));
             goto out;

@@ -67,7 +67,10 @@ typedef int pk_http_handler_fn(void *ctx, const struct pk_http1_request *req,
 
 /* Create a server on loop (borrowed; must outlive the server), bind and listen according to opts
  * (borrowed; copied) and start accepting once the loop runs. 0, PK_E_INVALID (bad host, path
- * too long), or -errno from socket/bind/listen (e.g. -EADDRINUSE); err names the address. */
+ * too long), or -errno from socket/bind/listen; err names the address, except for -EADDRINUSE
+ * ("address in use: another process listens on this address"), which the caller prefixes with
+ * what the listener is and its address. A live unix socket is never replaced (a stale socket
+ * file, one nothing accepts on, is). */
 int pk_http_server_new(struct ev_loop *loop, const struct pk_http_server_opts *opts,
                        struct pk_http_server **out, struct pk_err *err) PK_MUST_USE;
 

@@ -337,7 +337,9 @@ static int start_http(struct sentry *s, const char *address, uint16_t port,
     struct pk_http_server_opts hopts = {.host = address, .port = port};
     int r = pk_http_server_new(s->loop, &hopts, out, err);
     if (r != 0) {
-        pk_err_prefix(err, r, "%s listener", what);
+        pk_err_prefix(err, r, "%s listener %s port %u", what,
+                      address != NULL && address[0] != '\0' ? address : "(all interfaces)",
+                      (unsigned)port);
     }
     return r;
 }

@@ -428,7 +428,7 @@ int pk_admin_start(struct ev_loop *loop, const char *listen, struct pk_agent *ag
     }
     r = pk_http_server_new(loop, &opts, &adm->http, err);
     if (r != 0) {
-        pk_err_prefix(err, r, "admin endpoint %s", listen);
+        pk_err_prefix(err, r, "[admin] listen %s", listen);
         goto fail;
     }
     r = pk_http_server_route(adm->http, "/healthz", healthz, adm);

@@ -3,6 +3,7 @@
 (openssl s_client / s_server, curl, Python's ssl) and a recording app that is the oracle for
 "nothing reached the app"."""
 import datetime
+import errno
 import os
 import socket
 import ssl
@@ -510,3 +511,75 @@ def test_rotation_under_load_drops_nothing(pki_env, start_agent, tmp_path):
         for name, warm, end in zip(("frontend", "backend"), warm_rss, end_rss):
             print(f"{name}: RSS warm {warm} KiB, end {end} KiB")
             assert end - warm < 2048, (name, warm, end)
+
+
+def second_picket(start_agent, env, listeners, admin=None):
+    """Start another picket run with listeners (and optionally its admin address) and return
+    its exit code and output once it has given up."""
+    sections = {"agent": {"app_id": "intruder", "trust_domain": TD},
+                "sentry": {"address": f"127.0.0.1:{env.sentry.port}",
+                           "trust_anchors_file": env.ca, "control_plane_trust_domain": TD},
+                "proxy": {"workers": 2}, **listeners}
+    if admin:
+        sections["admin"] = {"listen": admin}
+    other = start_agent(sections, wait_ready=False)
+    code = other.proc.wait_exit(30)
+    return code, other.proc.output()
+
+
+def test_a_second_process_cannot_share_a_listening_port(pki_env, start_agent):
+    """Listening sockets are exclusive: another picket (or anything else, SO_REUSEPORT or not)
+    on a port a running picket listens on is refused "address in use", naming the listener, and
+    every connection keeps reaching the first one."""
+    app = Recorder(reply=HTTP_OK)
+    port, listeners = inbound(app.port)
+    first = sidecar(start_agent, pki_env, "backend", listeners)
+    code, out = second_picket(start_agent, pki_env,
+                              {"inbound web": {"listen": f"127.0.0.1:{port}",
+                                               "target": f"127.0.0.1:{app.port}"}})
+    assert code != 0
+    assert f"[inbound web] listen 127.0.0.1:{port}: address in use" in out, out
+    for opt in (None, socket.SO_REUSEPORT):
+        with socket.socket() as s:
+            if opt is not None:
+                s.setsockopt(socket.SOL_SOCKET, opt, 1)
+            with pytest.raises(OSError) as exc:
+                s.bind(("127.0.0.1", port))
+            assert exc.value.errno == errno.EADDRINUSE
+    # The first one still takes every connection (none is handed to a stranger).
+    crt, key = pki_env.peer("frontend")
+    for _ in range(4):
+        with tls_client(port, crt, key, pki_env.ca) as s:
+            s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            assert s.recv(100).startswith(b"HTTP/1.1 200")
+    wait_for(lambda: first.status()["listeners"][0]["total"] == 4, what="4 connections counted")
+
+
+def test_a_live_unix_socket_is_not_taken_over_a_stale_one_is(pki_env, start_agent, tmp_path):
+    app = Recorder()
+    path = tmp_path / "in.sock"
+    # A socket file whose server is gone is replaced.
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))
+    stale.close()
+    assert path.is_socket()
+    listeners = {"outbound app": {"listen": f"unix:{path}", "target": f"127.0.0.1:{app.port}",
+                                  "expect_app_id": "backend"}}
+    first = sidecar(start_agent, pki_env, "frontend", listeners)
+    wait_for(lambda: first.status()["listeners"][0]["up"], what="unix listener up")
+    # A live one is an error naming the path, and it stays the first picket's.
+    code, out = second_picket(start_agent, pki_env, listeners)
+    assert code != 0
+    assert f"[outbound app] listen unix:{path}: address in use" in out, out
+    # The second picket's probe was one connection, this is the next: both reach the first.
+    with socket.socket(socket.AF_UNIX) as c:
+        c.connect(str(path))
+    wait_for(lambda: first.status()["listeners"][0]["total"] == 2, what="connections counted")
+
+
+def test_a_second_process_on_the_admin_address_names_the_admin_listener(pki_env, start_agent):
+    first = sidecar(start_agent, pki_env, "backend", {})
+    code, out = second_picket(start_agent, pki_env, {}, admin=f"127.0.0.1:{first.admin_port}")
+    assert code != 0
+    assert f"[admin] listen 127.0.0.1:{first.admin_port}: address in use" in out, out
+    assert first.ready()

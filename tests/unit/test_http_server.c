@@ -378,7 +378,7 @@ static void unix_socket(void **state)
         struct pk_err err = {{0}};
         assert_int_equal(pk_http_server_new(loop2, &opts, &srv2, &err), -EADDRINUSE);
         assert_null(srv2);
-        assert_non_null(strstr(err.msg, fx.sock_path));
+        assert_non_null(strstr(err.msg, "address in use: another process listens on this socket"));
         ev_loop_destroy(loop2);
     }
 
