@@ -507,13 +507,17 @@ static int listen_unix(struct pk_http_server *srv, const struct pk_http_server_o
     }
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
         /* A socket file left by a server that is gone is replaced; a live one is not. */
-        if (errno == EADDRINUSE && !pk_fs_socket_is_stale(addr.sun_path)) {
+        int e = errno;
+        if (e == EADDRINUSE && !pk_fs_socket_is_stale(addr.sun_path)) {
             rc = pk_err_set(err, -EADDRINUSE,
                             "address in use: another process listens on this socket");
             goto out;
         }
-        if (errno != EADDRINUSE || unlink(addr.sun_path) != 0 ||
-            bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        if (e != EADDRINUSE) {
+            rc = pk_err_set(err, -e, "%s: bind: %s", opts->unix_path, strerror(e));
+            goto out;
+        }
+        if (unlink(addr.sun_path) != 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
             rc = pk_err_set(err, -errno, "%s: bind: %s", opts->unix_path, strerror(errno));
             goto out;
         }
