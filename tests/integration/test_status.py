@@ -6,12 +6,14 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 
 import jsonschema
 import pytest
 
 import pki
+from conftest import http_get
 from harness import free_port, picket_bin, run, wait_for
 from test_agent import sentry_config
 from test_lifecycle import loop_listeners, sentry_sections, write_ini
@@ -150,3 +152,24 @@ def test_admin_off_in_config_is_a_usage_error(tmp_path):
     write_ini(ini, {"admin": {"listen": "off"}})
     res = status("-c", ini)
     assert res.returncode == 2 and "the admin endpoint is off" in res.stderr
+
+
+def test_idle_connections_never_starve_the_probes(start_sentry, start_agent, tmp_path):
+    """100 idle TCP connections to the admin port (more than its total cap, all from one
+    address): /healthz, /readyz and /metrics are still answered 200, each time."""
+    sentry = start_sentry(sentry_config(tmp_path, "1h"))
+    agent = start_agent(sentry_sections(sentry))
+    idle = []
+    try:
+        for _ in range(100):
+            idle.append(socket.create_connection(("127.0.0.1", agent.admin_port), timeout=5))
+        for _ in range(3):
+            for path in ("/healthz", "/readyz", "/metrics"):
+                code, body = http_get(agent.admin_port, path, timeout=10)
+                assert code == 200, (path, code, body)
+        # The idle ones were closed to make room: the oldest reads EOF, not a hang.
+        idle[0].settimeout(10)
+        assert idle[0].recv(1) == b""
+    finally:
+        for s in idle:
+            s.close()
