@@ -547,6 +547,39 @@ static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
 
 /* ---- static identity ---------------------------------------------------------------------- */
 
+/* A static certificate is for this app: its SPIFFE ID is spiffe://TD/ns/NAMESPACE/APP_ID of our
+ * settings (any trust domain when none is set). Peers authorize us by that ID, so another app's
+ * certificate, copied by mistake, would make us speak as that app. */
+static int check_static_id(const struct pk_agent_config *cfg, const struct pk_identity *id,
+                           const char *cert_what, struct pk_err *err)
+{
+    const struct pk_spiffe_id *sid = pk_identity_spiffe(id);
+    const char *ns = cfg->namespace_ != NULL ? cfg->namespace_ : "default";
+    const char *wrong = NULL;
+
+    if (cfg->allow_static_id_mismatch) {
+        return 0;
+    }
+    if (!sid->is_workload) {
+        wrong = "its path is not /ns/NAMESPACE/APP_ID";
+    } else if (cfg->app_id != NULL && strcmp(sid->app_id, cfg->app_id) != 0) {
+        wrong = "the app id differs";
+    } else if (strcmp(sid->namespace_, ns) != 0) {
+        wrong = "the namespace differs";
+    } else if (cfg->trust_domain != NULL && strcmp(sid->trust_domain, cfg->trust_domain) != 0) {
+        wrong = "the trust domain differs";
+    }
+    if (wrong == NULL) {
+        return 0;
+    }
+    return pk_err_set(err, PK_E_INVALID,
+                      "static certificate %s is for %s, but this app is app_id=%s namespace=%s "
+                      "trust_domain=%s (%s): use this app's certificate, or set [agent] "
+                      "allow_static_id_mismatch = true",
+                      cert_what, sid->uri, cfg->app_id != NULL ? cfg->app_id : "(any)", ns,
+                      cfg->trust_domain != NULL ? cfg->trust_domain : "(any)", wrong);
+}
+
 static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struct pk_identity **out,
                        struct pk_err *err)
 {
@@ -569,7 +602,10 @@ static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struc
         if (cfg->key_pem != NULL) {
             r = pk_buf_append_str(&key, cfg->key_pem);
         } else {
-            r = pk_fs_read_file(cfg->key_file, MAX_PEM_FILE, &key, err);
+            r = pk_fs_check_private(cfg->key_file, "key file", err);
+            if (r == 0) {
+                r = pk_fs_read_file(cfg->key_file, MAX_PEM_FILE, &key, err);
+            }
         }
     }
     if (r != 0) {
@@ -594,6 +630,12 @@ static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struc
         r = pk_identity_new(&p, time(NULL), out, err);
         if (r != 0) {
             pk_err_prefix(err, r, "static identity (%s, %s)", cert_what, key_what);
+        } else {
+            r = check_static_id(cfg, *out, cert_what, err);
+            if (r != 0) {
+                pk_identity_unref(*out);
+                *out = NULL;
+            }
         }
     }
 out:

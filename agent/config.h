@@ -29,10 +29,13 @@ struct pk_agent_config {
     char *cert_pem;         /* env DAPR_CERT_CHAIN: PEM contents (replaces cert_file) */
     char *key_pem;          /* env DAPR_CERT_KEY: PEM contents (replaces key_file); wiped on free */
     bool allow_tls12;       /* key allow_tls12; default false (TLS 1.3 only) */
-    char *export_dir;       /* key export_dir; NULL = no export */
-    char *export_command;   /* key export_command: run with /bin/sh -c after each export */
-    char *export_pid_file;  /* key export_pid_file: signal this pid after each export */
-    int export_signal;      /* key export_signal: HUP, USR1, ... (with or without SIG); SIGHUP */
+    bool allow_static_id_mismatch; /* key allow_static_id_mismatch: accept a static certificate
+                                    * whose SPIFFE ID is not app_id/namespace/trust_domain's;
+                                    * default false */
+    char *export_dir;              /* key export_dir; NULL = no export */
+    char *export_command;          /* key export_command: run with /bin/sh -c after each export */
+    char *export_pid_file;         /* key export_pid_file: signal this pid after each export */
+    int export_signal; /* key export_signal: HUP, USR1, ... (with or without SIG); SIGHUP */
     /* [sentry] */
     char *sentry_address;     /* key address; flag --sentry-address; NULL = static mode */
     char *trust_anchors_file; /* key trust_anchors_file; flag --trust-anchors-file;

@@ -196,6 +196,26 @@ bool pk_fs_socket_is_stale(const char *path)
     return stale;
 }
 
+int pk_fs_check_private(const char *path, const char *what, struct pk_err *err)
+{
+    struct stat st;
+    unsigned mode;
+    const char *who;
+
+    if (stat(path, &st) != 0) {
+        return pk_err_set(err, -errno, "%s %s: %s", what, path, strerror(errno));
+    }
+    mode = (unsigned)st.st_mode & 07777;
+    if ((mode & 077) == 0) {
+        return 0;
+    }
+    who = (mode & S_IROTH) != 0   ? "readable by others"
+          : (mode & S_IRGRP) != 0 ? "readable by its group"
+                                  : "writable by its group or others";
+    return pk_err_set(err, PK_E_INVALID, "%s %s is mode %04o (%s): chmod 600 %s", what, path, mode,
+                      who, path);
+}
+
 int pk_fs_join(char *out, size_t out_len, const char *dir, const char *name)
 {
     int n;
