@@ -406,6 +406,8 @@ static void start_fetch(struct pk_agent *a)
             .namespace_ = cfg->namespace_,
             .trust_domain = cfg->trust_domain,
             .token_file = cfg->token_file,
+            .token_setting =
+                    cfg->token_file_from_env ? "DAPR_SENTRY_TOKEN_FILE" : "[sentry] token_file",
             /* As daprd in self-hosted mode: JWKS with a token file, else Sentry's default. */
             .token_validator =
                     cfg->token_file != NULL ? TOKEN_VALIDATOR_JWKS : TOKEN_VALIDATOR_UNKNOWN,

@@ -48,6 +48,8 @@ struct pk_agent_config {
                                        * --control-plane-namespace; env
                                        * DAPR_CONTROLPLANE_NAMESPACE; default "default" */
     char *token_file;                 /* key token_file; env DAPR_SENTRY_TOKEN_FILE */
+    bool token_file_from_env;         /* token_file came from DAPR_SENTRY_TOKEN_FILE (for
+                                       * messages, which name where it was set) */
     bool adopt_sentry_anchors; /* key adopt_trust_chain: also trust the roots Sentry returns */
     /* [proxy] */
     long mark; /* key mark: SO_MARK set on every socket picket connects (proxy and Sentry

@@ -128,8 +128,10 @@ int pk_sentry_request_build(const struct pk_sentry_client_config *cfg, struct pk
     pk_buf_init_secret(&token, MAX_TOKEN);
     if (cfg->token_file != NULL) {
         /* Re-read on every request: projected tokens rotate underneath us. */
+        const char *what = cfg->token_setting != NULL ? cfg->token_setting : "token file";
         r = pk_fs_read_file(cfg->token_file, MAX_TOKEN, &token, err);
         if (r != 0) {
+            pk_err_prefix(err, r, "Sentry token (%s)", what);
             goto out;
         }
         while (token.len > 0 &&
@@ -138,7 +140,8 @@ int pk_sentry_request_build(const struct pk_sentry_client_config *cfg, struct pk
             pk_buf_truncate(&token, token.len - 1);
         }
         if (token.len == 0) {
-            r = pk_err_set(err, PK_E_INVALID, "%s: the token file is empty", cfg->token_file);
+            r = pk_err_set(err, PK_E_INVALID, "Sentry token (%s): %s: the file is empty", what,
+                           cfg->token_file);
             goto out;
         }
     }

@@ -31,6 +31,8 @@ struct pk_sentry_client_config {
     const char *trust_domain;               /* request trust_domain; NULL or "" sends none, and
                                              * Sentry then uses "public" */
     const char *token_file;                 /* re-read per request; NULL: no token */
+    const char *token_setting;              /* where token_file was set, named by its errors
+                                             * (a string literal; NULL: "token file") */
     int token_validator;                    /* the SignCertificateRequest enum value to send */
     const uint8_t *anchors_pem;             /* trust anchors (borrowed) */
     size_t anchors_pem_len;

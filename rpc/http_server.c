@@ -37,10 +37,11 @@
 #define SERVER_MAGIC 0x48535256u /* "HSRV" */
 #define CONN_MAGIC   0x48434f4eu /* "HCON" */
 
-#define LINGER_SECONDS     2.0
-#define ACCEPT_BATCH       32
-#define RESUME_SECONDS     0.5
-#define OUT_HEAD_ALLOWANCE 512
+#define LINGER_SECONDS       2.0
+#define ACCEPT_BATCH         32
+#define RESUME_SECONDS       0.5
+#define STARVED_LOG_INTERVAL 10.0
+#define OUT_HEAD_ALLOWANCE   512
 
 enum conn_phase {
     PHASE_READING,
@@ -85,6 +86,7 @@ struct pk_http_server {
     int fd;
     ev_io accept_io;
     ev_timer resume_timer;
+    ev_tstamp starved_logged; /* when running out of descriptors was last logged; 0: never */
     double timeout;
     double header_timeout;
     unsigned max_conns;
@@ -479,8 +481,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-            /* Out of descriptors: pause accepting instead of spinning on a readable listener. */
-            PK_LOG_WARN("http accept paused error=\"%s\"", strerror(errno));
+            /* Out of descriptors: pause accepting instead of spinning on a readable listener,
+             * and say so at most once per STARVED_LOG_INTERVAL (not on every retry). */
+            if (srv->starved_logged == 0 ||
+                ev_now(loop) - srv->starved_logged >= STARVED_LOG_INTERVAL) {
+                PK_LOG_ERR("%s: http accept paused error=\"%s\"",
+                           errno == EMFILE || errno == ENFILE ? "too many open files"
+                                                              : "out of memory",
+                           strerror(errno));
+                srv->starved_logged = ev_now(loop);
+            }
             ev_io_stop(loop, &srv->accept_io);
             ev_timer_stop(loop, &srv->resume_timer);
             ev_timer_set(&srv->resume_timer, RESUME_SECONDS, 0.0);

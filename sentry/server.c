@@ -8,11 +8,14 @@
  * use: each connection holds a reference to the context it started with. */
 #include "sentry/server.h"
 
+#include <errno.h>
 #include <ev.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/fsutil.h"
@@ -301,6 +304,39 @@ out:
     return r;
 }
 
+/* Generating writes into the directory of each credential file: a missing one (a first run
+ * without the Kubernetes secret mounted, or a typo) is named with how to make it, instead of
+ * the write's "cannot create temporary file". */
+static int check_creds_dir(const char *file, struct pk_err *err)
+{
+    char dir[PATH_MAX];
+    char *slash;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s", file);
+    slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT) {
+            return pk_err_set(err, -ENOENT,
+                              "credentials directory %s does not exist: create it (mkdir -p -m "
+                              "700 %s) and a new root and issuer are generated there, or pass "
+                              "--issuer-credentials DIR naming the directory that holds ca.crt, "
+                              "issuer.crt and issuer.key",
+                              dir, dir);
+        }
+        return pk_err_set(err, -errno, "credentials directory %s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return pk_err_set(err, PK_E_INVALID, "credentials directory %s is not a directory", dir);
+    }
+    return 0;
+}
+
 static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out,
                                   struct pk_err *err)
 {
@@ -323,7 +359,10 @@ static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out
                     "replacing ca=%s cert=%s key=%s",
                     s->paths.ca, s->paths.issuer_cert, s->paths.issuer_key);
     }
-    r = pk_sentry_creds_generate(&s->paths, &gen, out, err);
+    r = check_creds_dir(s->paths.ca, err);
+    r = r != 0 ? r : check_creds_dir(s->paths.issuer_cert, err);
+    r = r != 0 ? r : check_creds_dir(s->paths.issuer_key, err);
+    r = r != 0 ? r : pk_sentry_creds_generate(&s->paths, &gen, out, err);
     if (r == 0) {
         PK_LOG_INFO("generated a new root and issuer trust_domain=%s key_type=%s dir=%s",
                     gen.trust_domain, pk_key_type_name(gen.key_type), s->opts->credentials_dir);

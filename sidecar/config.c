@@ -364,6 +364,7 @@ static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_
                               "the file that holds the Sentry token");
         }
         config_replace_string(&cfg->agent.token_file, v);
+        cfg->agent.token_file_from_env = true;
     }
     /* The PEM contents replace the file keys, so the agent reads (and watches) neither file. */
     if ((v = env_value(env, "DAPR_CERT_CHAIN")) != NULL) {

@@ -529,3 +529,32 @@ def test_root_rotation_new_anchors_adopted_after_renewing_against_them(start_sen
     st = agent.status()
     assert st["identity"]["serial"] != old_serial
     assert [a["subject"] for a in st["trust_anchors"]] == ["O=localhost-2"]
+
+
+@pytest.mark.parametrize("written,fix", [
+    ("http://127.0.0.1:50001", "127.0.0.1:50001"),
+    ("https://dapr-sentry.dapr-system.svc:443", "dapr-sentry.dapr-system.svc:443"),
+    ("dns:///dapr-sentry.dapr-system.svc:50001", "dapr-sentry.dapr-system.svc:50001"),
+])
+def test_a_sentry_address_with_a_scheme_says_what_to_write(tmp_path, written, fix):
+    res = run([picket_bin(), "run", "--app-id", "x", "--sentry-address", written], timeout=10)
+    assert res.returncode == 2
+    scheme = written[:written.index(fix)]
+    assert (f"--sentry-address: `{written}': a scheme ({scheme}) is not accepted: write the "
+            f"address alone, as in `{fix}'") in res.stderr, res.stderr
+
+
+def test_token_file_problems_name_the_variable_and_the_file(start_sentry, start_agent, tmp_path):
+    sentry = start_sentry()
+    missing = tmp_path / "no-such-token"
+    agent = start_agent(sentry_sections(sentry, retry_initial="100ms", retry_max="200ms"),
+                        env={"DAPR_SENTRY_TOKEN_FILE": missing}, wait_ready=False)
+    agent.proc.wait_log(rf"identity fetch failed .*error=\"Sentry token \(DAPR_SENTRY_TOKEN_FILE\): "
+                        rf"{re.escape(str(missing))}: ")
+    empty = tmp_path / "empty-token"
+    empty.write_text("\n")
+    sections = sentry_sections(sentry, retry_initial="100ms", retry_max="200ms")
+    sections["sentry"]["token_file"] = empty
+    agent = start_agent(sections, wait_ready=False)
+    agent.proc.wait_log(rf"Sentry token \(\[sentry\] token_file\): {re.escape(str(empty))}: "
+                        r"the file is empty")

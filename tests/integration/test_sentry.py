@@ -508,3 +508,13 @@ def test_builtin_client_names_the_trust_domain_trap(start_sentry, tmp_path):
                "--trust-anchors-file", sentry.ca_file, "--app-id", "demo",
                "--control-plane-trust-domain", "cluster.local"], timeout=20)
     assert res.returncode == 0, res.stderr
+
+
+def test_a_missing_credentials_directory_is_named_with_how_to_make_it(tmp_path):
+    missing = tmp_path / "no" / "credentials"
+    res = run([picket_bin(), "sentry", "--issuer-credentials", missing, "--port", "0",
+               "--healthz-port", "0", "--metrics-port", "0"], timeout=20)
+    assert res.returncode != 0
+    assert (f"credentials directory {missing} does not exist: create it (mkdir -p -m 700 "
+            f"{missing})") in res.stderr, res.stderr
+    assert not missing.exists()
