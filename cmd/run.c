@@ -191,14 +191,11 @@ static void reload(struct run *run)
     pk_err_clear(&err);
     r = pk_sidecar_config_load(run->argc, run->argv, environ, &next, &help, &err);
     if (r != 0) {
-        PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
-        goto done;
+        goto refused;
     }
     if (pk_sidecar_config_restart_changes(run->cfg, next, changed, sizeof(changed)) > 0) {
-        PK_LOG_ERR("reload refused, keeping the running configuration error=\"these settings "
-                   "need a restart: %s\"",
-                   changed);
-        goto done;
+        r = pk_err_set(&err, PK_E_INVALID, "these settings need a restart: %s", changed);
+        goto refused;
     }
     if (run->proxy != NULL) {
         struct pk_proxy_options opts;
@@ -215,8 +212,7 @@ static void reload(struct run *run)
         }
     }
     if (r != 0) {
-        PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
-        goto done;
+        goto refused;
     }
     pk_agent_set_config(run->agent, &next->agent);
     pk_sidecar_config_free(run->cfg);
@@ -225,6 +221,11 @@ static void reload(struct run *run)
     pk_log_setup((enum pk_log_level)run->cfg->log_level, run->cfg->log_json);
     PK_LOG_INFO("configuration reloaded listeners=%zu added=%zu removed=%zu changed=%zu",
                 run->cfg->n_listeners, added, removed, modified);
+    pk_admin_note_reload(run->admin, NULL);
+    goto done;
+refused:
+    PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
+    pk_admin_note_reload(run->admin, err.msg);
 done:
     pk_sidecar_config_free(next);
     /* The files are re-read either way: SIGHUP also means "look at the certificates again". */

@@ -14,7 +14,7 @@ import pytest
 
 import pki
 from conftest import http_get
-from harness import free_port, picket_bin, run, wait_for
+from harness import eventually, free_port, picket_bin, run, wait_for
 from test_agent import sentry_config
 from test_lifecycle import loop_listeners, sentry_sections, write_ini
 from test_proxy import Recorder
@@ -173,3 +173,41 @@ def test_idle_connections_never_starve_the_probes(start_sentry, start_agent, tmp
     finally:
         for s in idle:
             s.close()
+
+
+def test_reload_results_are_counted_and_the_last_refusal_is_shown(start_sentry, start_agent):
+    """A refused SIGHUP reload is counted in picket_reloads_total{result="refused"} and its
+    error and time are in /status and `picket status`; a good one is counted as ok."""
+    import signal
+    sentry = start_sentry()
+    agent = start_agent(sentry_sections(sentry))
+    good = agent.ini.read_text()
+    agent.ini.write_text(good + "[proxy]\nshutdown_timeout = forever\n")
+    agent.proc.signal(signal.SIGHUP)
+
+    def refused_recorded():
+        doc = agent.status()
+        validate(doc)
+        rel = doc["reloads"]
+        assert rel["ok"] == 0 and rel["refused"] == 1, rel
+        assert "shutdown_timeout" in rel["last_error"], rel
+        assert abs(rel["last_error_time"] - doc["now"]) < 600
+        metrics = http_get(agent.admin_port, "/metrics")[1]
+        assert 'picket_reloads_total{result="refused"} 1' in metrics
+        assert 'picket_reloads_total{result="ok"} 0' in metrics
+        return rel
+    rel = eventually(refused_recorded)
+    res = status("--admin", f"127.0.0.1:{agent.admin_port}")
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"reloads\s+0 ok, 1 refused\n\s+last refused at \d{4}-\d\d-\d\d "
+                     r"\d\d:\d\d:\d\d UTC: .*shutdown_timeout", res.stdout), res.stdout
+    agent.ini.write_text(good)
+    agent.proc.signal(signal.SIGHUP)
+
+    def ok_recorded():
+        doc = agent.status()
+        assert doc["reloads"]["ok"] == 1 and doc["reloads"]["refused"] == 1
+        # The last refusal stays on record: it tells why the file was not applied then.
+        assert doc["reloads"]["last_error"] == rel["last_error"]
+        assert 'picket_reloads_total{result="ok"} 1' in http_get(agent.admin_port, "/metrics")[1]
+    eventually(ok_recorded)
