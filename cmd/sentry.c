@@ -28,6 +28,17 @@ static void usage(FILE *out)
             "                                   (an absolute file name overrides the directory)\n"
             "  --trust-domain TD                trust domain of Sentry's own identity and of a\n"
             "                                   generated root (default localhost)\n"
+            "  --allowed-trust-domains TD,...   trust domains signed for besides --trust-domain "
+            "and\n"
+            "                                   public (the default of daprd); any other is "
+            "refused\n"
+            "  --allow-insecure-control-plane-ids[=BOOL]\n"
+            "                                   let the INSECURE validator issue dapr-placement,\n"
+            "                                   dapr-scheduler, dapr-operator and dapr-injector "
+            "in\n"
+            "                                   NAMESPACE, for a self-hosted control plane "
+            "(default\n"
+            "                                   false; dapr-sentry is never issued)\n"
             "  --config FILE                    Dapr Configuration YAML (spec.mtls: "
             "workloadCertTTL,\n"
             "                                   allowedClockSkew, tokenValidators); without it "
@@ -61,6 +72,8 @@ enum {
     OPT_CERT_FILE,
     OPT_KEY_FILE,
     OPT_TRUST_DOMAIN,
+    OPT_ALLOWED_TRUST_DOMAINS,
+    OPT_ALLOW_INSECURE_CONTROL_PLANE_IDS,
     OPT_CONFIG,
     OPT_PORT,
     OPT_LISTEN,
@@ -84,6 +97,9 @@ int pk_cmd_sentry(int argc, char **argv)
             {"issuer-certificate-filename", required_argument, NULL, OPT_CERT_FILE},
             {"issuer-key-filename", required_argument, NULL, OPT_KEY_FILE},
             {"trust-domain", required_argument, NULL, OPT_TRUST_DOMAIN},
+            {"allowed-trust-domains", required_argument, NULL, OPT_ALLOWED_TRUST_DOMAINS},
+            {"allow-insecure-control-plane-ids", optional_argument, NULL,
+             OPT_ALLOW_INSECURE_CONTROL_PLANE_IDS},
             {"config", required_argument, NULL, OPT_CONFIG},
             {"port", required_argument, NULL, OPT_PORT},
             {"listen-address", required_argument, NULL, OPT_LISTEN},
@@ -117,6 +133,11 @@ int pk_cmd_sentry(int argc, char **argv)
             .key_type = PK_KEY_P256,
             .reload_delay = 1.0,
     };
+    struct pk_sentry_trust_domains allowed = {0};
+    /* Every --allowed-trust-domains given adds to the list; a repeat never drops the earlier. */
+    const char *allowed_flags[16];
+    size_t n_allowed_flags = 0;
+    struct pk_err err;
     enum pk_log_level level = PK_LOG_LEVEL_INFO;
     bool json = false;
     int c;
@@ -140,6 +161,22 @@ int pk_cmd_sentry(int argc, char **argv)
             break;
         case OPT_TRUST_DOMAIN:
             opts.trust_domain = optarg;
+            break;
+        case OPT_ALLOWED_TRUST_DOMAINS:
+            if (n_allowed_flags == PK_ARRAY_LEN(allowed_flags)) {
+                fprintf(stderr,
+                        "picket sentry: --allowed-trust-domains given more than %zu times; "
+                        "list several trust domains in one, separated by commas\n",
+                        PK_ARRAY_LEN(allowed_flags));
+                return 2;
+            }
+            allowed_flags[n_allowed_flags++] = optarg;
+            break;
+        case OPT_ALLOW_INSECURE_CONTROL_PLANE_IDS:
+            if (pk_flag_bool("--allow-insecure-control-plane-ids", optarg,
+                             &opts.allow_insecure_control_plane_ids) != 0) {
+                return 2;
+            }
             break;
         case OPT_CONFIG:
             opts.config_path = optarg;
@@ -214,6 +251,21 @@ int pk_cmd_sentry(int argc, char **argv)
         fprintf(stderr, "picket sentry: unexpected argument `%s'\n", argv[optind]);
         return 2;
     }
+    /* Signed for: Sentry's own trust domain, daprd's default "public", and the flag's. */
+    if (pk_sentry_trust_domains_add(&allowed, opts.trust_domain, "--trust-domain", &err) != 0 ||
+        pk_sentry_trust_domains_add(&allowed, PK_SENTRY_DEFAULT_REQUEST_TRUST_DOMAIN, "default",
+                                    &err) != 0) {
+        fprintf(stderr, "picket sentry: %s\n", err.msg);
+        return 2;
+    }
+    for (size_t i = 0; i < n_allowed_flags; i++) {
+        if (pk_sentry_trust_domains_add_list(&allowed, allowed_flags[i], "--allowed-trust-domains",
+                                             &err) != 0) {
+            fprintf(stderr, "picket sentry: %s\n", err.msg);
+            return 2;
+        }
+    }
+    opts.allowed_trust_domains = &allowed;
     pk_log_setup(level, json);
     return pk_sentry_run(&opts);
 }

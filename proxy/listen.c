@@ -47,26 +47,9 @@ void proxy_listener_unref(struct listener *l)
         return;
     }
     lsock_unref(l->sock);
-    for (size_t k = 0; k < l->n_rules; k++) {
-        pk_dst_rule_clear(&l->rules[k]);
-    }
-    free(l->rules);
-    pk_listener_config_clear(&l->cfg);
+    pk_listener_config_clear(&l->cfg); /* l->rules with it */
     free(l->watch);
     free(l);
-}
-
-static int parse_addr(const char *text, struct sockaddr_storage *ss, socklen_t *len,
-                      struct pk_err *err)
-{
-    struct pk_addr addr;
-    int r = pk_addr_parse(text, PK_ADDR_PORT_ZERO, &addr, err);
-
-    if (r == 0) {
-        *ss = addr.sa;
-        *len = addr.sa_len;
-    }
-    return r;
 }
 
 /* One listening socket of set s, or -errno with err naming the listener lc. */
@@ -156,10 +139,13 @@ static int lsock_new(const struct pk_listener_config *lc, unsigned n_workers, st
     for (unsigned i = 0; i < n_workers; i++) {
         s->fds[i] = -1;
     }
-    r = parse_addr(lc->listen, &s->addr, &s->addr_len, err);
-    if (r != 0) {
+    if (lc->listen_addr.sa_len == 0) {
+        r = pk_err_set(err, PK_E_INVALID, "[%s %s] listen %s: the address was not parsed",
+                       pk_listener_kind_name(lc->kind), lc->name, lc->listen);
         goto fail;
     }
+    s->addr = lc->listen_addr.sa;
+    s->addr_len = lc->listen_addr.sa_len;
     s->is_unix = s->addr.ss_family == AF_UNIX;
     if (!s->is_unix) {
         s->port = s->addr.ss_family == AF_INET6
@@ -196,17 +182,16 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
     struct pk_policy *probe = NULL;
     struct sockaddr_storage target = {0};
     socklen_t target_len = 0;
-    struct pk_dst_rule *rules = NULL;
-    size_t n_rules = 0;
     int r = 0;
 
     /* A transparent listener's targets are the original destinations. */
     if (lc->target != NULL) {
-        r = parse_addr(lc->target, &target, &target_len, err);
-        if (r != 0) {
-            return pk_err_prefix(err, r, "[%s %s] target", pk_listener_kind_name(lc->kind),
-                                 lc->name);
+        if (lc->target_addr.sa_len == 0) {
+            return pk_err_set(err, PK_E_INVALID, "[%s %s] target %s: the address was not parsed",
+                              pk_listener_kind_name(lc->kind), lc->name, lc->target);
         }
+        target = lc->target_addr.sa;
+        target_len = lc->target_addr.sa_len;
     }
     /* Policies are built per identity (they depend on our trust domain); build one now so a
      * bad rule stops the start (or the reload) instead of the first connection. */
@@ -215,35 +200,25 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
     if (r != 0) {
         return r;
     }
-    /* The same for each map line: parsed once here, a policy per line for a stand-in ID. */
-    if (lc->n_map > 0) {
-        rules = pk_xcalloc(lc->n_map, sizeof(*rules));
+    /* The same for each map line (parsed with the configuration), a policy per line. */
+    if (lc->n_map > 0 && lc->map_rules == NULL) {
+        return pk_err_set(err, PK_E_INVALID, "[transparent %s] map: the lines were not parsed",
+                          lc->name);
     }
     for (size_t k = 0; r == 0 && k < lc->n_map; k++) {
-        r = pk_dst_rule_parse(lc->map[k], &rules[k], err);
-        if (r == 0) {
-            n_rules = k + 1;
-            r = proxy_build_rule_policy(&rules[k], "picket.check", ns, &probe, err);
-            pk_policy_free(probe);
-            probe = NULL;
-        }
+        r = proxy_build_rule_policy(&lc->map_rules[k], "picket.check", ns, &probe, err);
+        pk_policy_free(probe);
+        probe = NULL;
         if (r != 0) {
-            pk_err_prefix(err, r, "[transparent %s] map", lc->name);
+            return pk_err_prefix(err, r, "[transparent %s] map", lc->name);
         }
-    }
-    if (r != 0) {
-        for (size_t k = 0; k < n_rules; k++) {
-            pk_dst_rule_clear(&rules[k]);
-        }
-        free(rules);
-        return r;
     }
     l = pk_xcalloc(1, sizeof(*l));
     atomic_init(&l->refs, 1);
     l->mark = mark;
-    l->rules = rules;
-    l->n_rules = n_rules;
     pk_listener_config_copy(&l->cfg, lc);
+    l->rules = l->cfg.map_rules; /* owned by l->cfg */
+    l->n_rules = l->cfg.n_map;
     l->sock = lsock_ref(sock);
     l->target = target;
     l->target_len = target_len;

@@ -25,6 +25,10 @@ static void listener_free_fields(struct pk_listener_config *lc)
     free_list(lc->allow_spiffe_id, lc->n_allow_spiffe_id);
     free_list(lc->intercept_port, lc->n_intercept_port);
     free_list(lc->map, lc->n_map);
+    for (size_t i = 0; lc->map_rules != NULL && i < lc->n_map; i++) {
+        pk_dst_rule_clear(&lc->map_rules[i]);
+    }
+    free(lc->map_rules);
     free_list(lc->intercept, lc->n_intercept);
     free_list(lc->exclude, lc->n_exclude);
     free(lc->expect_spiffe_id);
@@ -62,6 +66,14 @@ void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_lis
     dst->allow_spiffe_id = copy_list(src->allow_spiffe_id, src->n_allow_spiffe_id);
     dst->intercept_port = copy_list(src->intercept_port, src->n_intercept_port);
     dst->map = copy_list(src->map, src->n_map);
+    dst->map_rules = NULL;
+    if (src->map_rules != NULL && src->n_map > 0) {
+        dst->map_rules = pk_xcalloc(src->n_map, sizeof(*dst->map_rules));
+        for (size_t i = 0; i < src->n_map; i++) {
+            dst->map_rules[i] = src->map_rules[i];
+            dst->map_rules[i].arg = copy_string(src->map_rules[i].arg);
+        }
+    }
     dst->intercept = copy_list(src->intercept, src->n_intercept);
     dst->exclude = copy_list(src->exclude, src->n_exclude);
     dst->expect_spiffe_id = copy_string(src->expect_spiffe_id);

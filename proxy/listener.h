@@ -8,6 +8,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "common/addr.h"
+#include "common/dstmap.h"
+
 enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND, PK_LISTENER_TRANSPARENT };
 
 /* What a transparent listener does with a destination no map line covers. */
@@ -22,6 +25,9 @@ struct pk_listener_config {
     char *listen; /* key listen: where to accept; required */
     char *target; /* key target: where to connect; required (transparent: none, the
                    * original destination is the target) */
+    struct pk_addr listen_addr; /* listen, parsed: what the proxy binds */
+    struct pk_addr target_addr; /* target, parsed: what the proxy connects to (sa_len 0 when
+                                 * there is no target) */
     /* inbound: authorization, each key repeatable (every line adds a rule; all rules are OR-ed);
      * values kept as written, checked here; no rule at all = peers of our own trust domain */
     char **allow_trust_domain; /* key allow_trust_domain: a trust domain */
@@ -41,6 +47,7 @@ struct pk_listener_config {
     size_t n_intercept_port;
     /* transparent only: outbound connections redirected here by the firewall */
     char **map; /* key map, repeatable: CIDR [PORTS] ACTION (common/dstmap.h), checked */
+    struct pk_dst_rule *map_rules; /* map, parsed: n_map rules in the same order */
     size_t n_map;
     enum pk_unmapped_policy unmapped; /* key unmapped: deny (default) or passthrough */
     char **intercept; /* key intercept, repeatable: CIDR [PORTS] to redirect here; none = the

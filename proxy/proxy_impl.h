@@ -83,7 +83,7 @@ struct listener {
     socklen_t target_len;
     struct pk_conn_limits limits;
     uint32_t mark;             /* SO_MARK for sockets to targets; 0 = none */
-    struct pk_dst_rule *rules; /* transparent: the map lines, parsed */
+    struct pk_dst_rule *rules; /* transparent: the map lines, parsed (cfg's map_rules) */
     size_t n_rules;
     struct lwatch *watch;       /* per worker */
     _Atomic unsigned accepting; /* workers whose watchers are on */

@@ -24,9 +24,9 @@
 #include "common/mem.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
-#include "rpc/filewatch.h"
-#include "rpc/grpc_server.h"
-#include "rpc/http_server.h"
+#include "net/filewatch.h"
+#include "net/grpc_server.h"
+#include "net/http_server.h"
 #include "sentry/config.h"
 #include "sentry/creds.h"
 #include "sentry/issue.h"
@@ -399,7 +399,8 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     }
     r = pk_spiffe_check_trust_domain(opts->trust_domain, &err);
     if (r == 0) {
-        r = pk_spiffe_check_segment(opts->namespace_, "namespace (NAMESPACE)", &err);
+        r = pk_sentry_check_namespace(pk_slice_make(opts->namespace_, strlen(opts->namespace_)),
+                                      "namespace", &err);
     }
     if (r != 0) {
         pk_err_prefix(&err, r, "--trust-domain/NAMESPACE");
@@ -424,6 +425,8 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
                 .namespace_ = opts->namespace_,
                 .ttl_seconds = s.ttl_seconds,
                 .skew_seconds = s.skew_seconds,
+                .allowed_trust_domains = opts->allowed_trust_domains,
+                .allow_insecure_control_plane_ids = opts->allow_insecure_control_plane_ids,
         };
         r = pk_sentry_service_new(&scfg, creds, jwks, &s.svc);
         if (r != 0) {
@@ -504,10 +507,18 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     ev_signal_start(s.loop, &s.sighup);
 
     s.serving = true;
-    PK_LOG_INFO(
-            "sentry serving spiffe_id=%s grpc_port=%u healthz_port=%u metrics_port=%u",
-            pk_sentry_service_id(s.svc), pk_rpc_server_port(s.rpc), pk_http_server_port(s.healthz),
-            s.metrics != NULL ? pk_http_server_port(s.metrics) : pk_http_server_port(s.healthz));
+    {
+        char tds[512];
+        PK_LOG_INFO("sentry serving spiffe_id=%s grpc_port=%u healthz_port=%u metrics_port=%u "
+                    "trust_domains=\"%s\" insecure_control_plane_ids=%s",
+                    pk_sentry_service_id(s.svc), pk_rpc_server_port(s.rpc),
+                    pk_http_server_port(s.healthz),
+                    s.metrics != NULL ? pk_http_server_port(s.metrics)
+                                      : pk_http_server_port(s.healthz),
+                    pk_sentry_trust_domains_format(pk_sentry_service_trust_domains(s.svc), tds,
+                                                   sizeof(tds)),
+                    opts->allow_insecure_control_plane_ids ? "allowed" : "refused");
+    }
     ev_run(s.loop, 0);
     status = 0;
 

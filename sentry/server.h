@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "common/key.h"
+#include "sentry/request.h"
 
 struct pk_sentry_options {
     const char *credentials_dir; /* --issuer-credentials */
@@ -20,17 +21,21 @@ struct pk_sentry_options {
     const char *cert_filename;   /* --issuer-certificate-filename */
     const char *key_filename;    /* --issuer-key-filename */
     const char *trust_domain;    /* --trust-domain */
-    const char *namespace_;      /* env NAMESPACE */
-    const char *config_path;     /* --config; NULL for the defaults */
-    const char *listen_address;  /* --listen-address; "" for all interfaces */
-    uint16_t port;               /* --port */
-    const char *healthz_address; /* --healthz-listen-address */
-    uint16_t healthz_port;       /* --healthz-port */
-    bool enable_metrics;         /* --enable-metrics */
-    const char *metrics_address; /* --metrics-listen-address */
-    uint16_t metrics_port;       /* --metrics-port */
-    enum pk_key_type key_type;   /* --key-type: for generated credentials */
-    double reload_delay;         /* seconds of quiet after a file change before reloading */
+    /* The trust domains signed for: --trust-domain, "public" and --allowed-trust-domains
+     * (borrowed); NULL for the first two. */
+    const struct pk_sentry_trust_domains *allowed_trust_domains;
+    bool allow_insecure_control_plane_ids; /* --allow-insecure-control-plane-ids */
+    const char *namespace_;                /* env NAMESPACE */
+    const char *config_path;               /* --config; NULL for the defaults */
+    const char *listen_address;            /* --listen-address; "" for all interfaces */
+    uint16_t port;                         /* --port */
+    const char *healthz_address;           /* --healthz-listen-address */
+    uint16_t healthz_port;                 /* --healthz-port */
+    bool enable_metrics;                   /* --enable-metrics */
+    const char *metrics_address;           /* --metrics-listen-address */
+    uint16_t metrics_port;                 /* --metrics-port */
+    enum pk_key_type key_type;             /* --key-type: for generated credentials */
+    double reload_delay; /* seconds of quiet after a file change before reloading */
 };
 
 /* Run until SIGTERM or SIGINT. Returns the process exit status: 0 after a clean stop, 1 when

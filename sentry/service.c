@@ -15,11 +15,10 @@
 #include "sentry/issue.h"
 #include "sentry/jwks.h"
 
-/* Dapr's common checks cap the app id at 64 characters. */
-#define APP_ID_MAX_LEN 64
-
-typedef Dapr__Proto__Sentry__V1__SignCertificateRequest sign_request;
 typedef Dapr__Proto__Sentry__V1__SignCertificateResponse sign_response;
+
+/* Room for a quoted request field: 64 bytes, each possibly \xNN, and "...". */
+#define QUOTE_BUF 300
 
 enum validator {
     VALIDATOR_UNKNOWN = DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__UNKNOWN,
@@ -30,8 +29,10 @@ enum validator {
 
 struct pk_sentry_service {
     char trust_domain[PK_SPIFFE_MAX_TD_LEN + 1];
-    char namespace_[256];
+    char namespace_[PK_SENTRY_NAMESPACE_MAX + 1];
     char id[PK_SPIFFE_MAX_LEN + 1];
+    struct pk_sentry_trust_domains allowed_trust_domains;
+    bool allow_insecure_control_plane_ids;
     int64_t ttl_seconds;
     int64_t skew_seconds;
     struct pk_sentry_creds *creds;
@@ -45,16 +46,33 @@ int pk_sentry_service_new(const struct pk_sentry_service_config *cfg, struct pk_
                           struct pk_jwks *jwks, struct pk_sentry_service **out)
 {
     struct pk_sentry_service *svc = pk_xcalloc(1, sizeof(*svc));
+    struct pk_err err;
     int r;
 
-    snprintf(svc->trust_domain, sizeof(svc->trust_domain), "%s", cfg->trust_domain);
-    snprintf(svc->namespace_, sizeof(svc->namespace_), "%s", cfg->namespace_);
-    r = pk_spiffe_format_workload(svc->id, sizeof(svc->id), cfg->trust_domain, cfg->namespace_,
-                                  "dapr-sentry", NULL);
+    r = pk_sentry_check_namespace(pk_slice_make(cfg->namespace_, strlen(cfg->namespace_)),
+                                  "namespace", &err);
+    if (r == 0) {
+        r = pk_spiffe_format_workload(svc->id, sizeof(svc->id), cfg->trust_domain, cfg->namespace_,
+                                      "dapr-sentry", &err);
+    }
+    if (r == 0 && cfg->allowed_trust_domains != NULL) {
+        svc->allowed_trust_domains = *cfg->allowed_trust_domains;
+    } else if (r == 0) {
+        r = pk_sentry_trust_domains_add(&svc->allowed_trust_domains, cfg->trust_domain,
+                                        "--trust-domain", &err);
+        if (r == 0) {
+            r = pk_sentry_trust_domains_add(&svc->allowed_trust_domains,
+                                            PK_SENTRY_DEFAULT_REQUEST_TRUST_DOMAIN, "default",
+                                            &err);
+        }
+    }
     if (r != 0) {
         free(svc);
         return r;
     }
+    snprintf(svc->trust_domain, sizeof(svc->trust_domain), "%s", cfg->trust_domain);
+    snprintf(svc->namespace_, sizeof(svc->namespace_), "%s", cfg->namespace_);
+    svc->allow_insecure_control_plane_ids = cfg->allow_insecure_control_plane_ids;
     svc->ttl_seconds = cfg->ttl_seconds;
     svc->skew_seconds = cfg->skew_seconds;
     svc->creds = creds;
@@ -87,6 +105,12 @@ const struct pk_sentry_creds *pk_sentry_service_creds(const struct pk_sentry_ser
 const char *pk_sentry_service_id(const struct pk_sentry_service *svc)
 {
     return svc->id;
+}
+
+const struct pk_sentry_trust_domains *
+pk_sentry_service_trust_domains(const struct pk_sentry_service *svc)
+{
+    return &svc->allowed_trust_domains;
 }
 
 void pk_sentry_service_metrics(const struct pk_sentry_service *svc, struct pk_sentry_metrics *out)
@@ -124,41 +148,89 @@ static void add_problem(char *out, size_t out_len, const char *problem)
     out[len + add] = '\0';
 }
 
-/* Dapr's common request checks, plus picket's stricter character rules. On failure message holds
- * "invalid request: ..." and the result is non-zero. *td_out receives the trust domain. */
-static int common_checks(const sign_request *req, const char **td_out, char *message,
-                         size_t message_len)
+/* Dapr's common request checks with picket's stricter field rules (sentry/request.h), the allowed
+ * trust domains among them. On failure message holds "invalid request: ..." with every problem
+ * found, and the result is non-zero. *td_out receives the trust domain to sign for. */
+static int common_checks(const struct pk_sentry_service *svc, const struct pk_sentry_request *req,
+                         struct pk_slice *td_out, char *message, size_t message_len)
 {
     char problems[900] = "";
     struct pk_err err;
-    const char *td = req->trust_domain[0] != '\0' ? req->trust_domain : "public";
 
-    if (req->id[0] == '\0') {
-        add_problem(problems, sizeof(problems), "parameter app-id cannot be empty");
-    } else if (strchr(req->id, '.') != NULL) {
-        add_problem(problems, sizeof(problems), "parameter app-id cannot contain dots");
-    } else if (strlen(req->id) > APP_ID_MAX_LEN) {
-        add_problem(problems, sizeof(problems), "app ID must be 64 characters or less");
-    } else if (pk_spiffe_check_segment(req->id, "app id", &err) != 0) {
+    if (pk_sentry_check_app_id(req->id, &err) != 0) {
         add_problem(problems, sizeof(problems), err.msg);
     }
-    if (req->certificate_signing_request.len == 0) {
+    if (req->csr.len == 0) {
         add_problem(problems, sizeof(problems), "CSR is required");
     }
-    if (req->namespace_[0] == '\0') {
-        add_problem(problems, sizeof(problems), "namespace is required");
-    } else if (pk_spiffe_check_segment(req->namespace_, "namespace", &err) != 0) {
+    if (pk_sentry_check_namespace(req->namespace_, "namespace", &err) != 0) {
         add_problem(problems, sizeof(problems), err.msg);
     }
-    if (pk_spiffe_check_trust_domain(td, &err) != 0) {
+    if (pk_sentry_check_trust_domain(req->trust_domain, &svc->allowed_trust_domains, td_out,
+                                     &err) != 0) {
         add_problem(problems, sizeof(problems), err.msg);
     }
     if (problems[0] != '\0') {
         snprintf(message, message_len, "invalid request: %s", problems);
         return PK_E_DENIED;
     }
-    *td_out = td;
     return 0;
+}
+
+/* Whether a validator establishes who the caller is, so that it may be given a control-plane
+ * identity. JWKS does: the token's subject must be exactly the SPIFFE ID requested. INSECURE
+ * does not. A Kubernetes validator would, for a pod carrying the dapr.io/control-plane
+ * annotation in Sentry's namespace (Dapr's rule), and belongs here when it is added. */
+static bool validator_authenticates(int validator)
+{
+    return validator == VALIDATOR_JWKS;
+}
+
+/* The control-plane rule. 0, or PK_E_DENIED with message saying why and what to do. */
+static int control_plane_check(const struct pk_sentry_service *svc,
+                               const struct pk_sentry_request *req, int validator, char *message,
+                               size_t message_len)
+{
+    char id[QUOTE_BUF];
+
+    pk_sentry_quote(id, sizeof(id), req->id);
+    switch (pk_sentry_classify_id(req->id, req->namespace_, svc->namespace_)) {
+    case PK_SENTRY_ID_WORKLOAD:
+        return 0;
+    case PK_SENTRY_ID_SENTRY:
+        snprintf(message, message_len,
+                 "invalid request: app id `%s' is Sentry's own identity, which is never issued "
+                 "to a request",
+                 id);
+        return PK_E_DENIED;
+    case PK_SENTRY_ID_LOOKALIKE:
+        snprintf(message, message_len,
+                 "invalid request: app id `%s' in Sentry's namespace `%s' is a control-plane "
+                 "id in another case; control-plane ids are lower case",
+                 id, svc->namespace_);
+        return PK_E_DENIED;
+    case PK_SENTRY_ID_CONTROL_PLANE:
+        if (validator_authenticates(validator) || svc->allow_insecure_control_plane_ids) {
+            return 0;
+        }
+        snprintf(message, message_len,
+                 "invalid request: app id `%s' in Sentry's namespace `%s' is a control-plane "
+                 "identity, which the INSECURE validator does not authenticate; use a JWKS token "
+                 "for it, or start picket sentry with --allow-insecure-control-plane-ids for a "
+                 "self-hosted control plane",
+                 id, svc->namespace_);
+        return PK_E_DENIED;
+    }
+    return PK_E_DENIED;
+}
+
+/* A slice as a C string, for one the checks above bounded and found free of NUL bytes. Never
+ * cut short: a shorter identity than the one checked is what this code exists to prevent. */
+static void copy_text(char *out, size_t out_len, struct pk_slice s)
+{
+    PK_ASSERT(s.len < out_len && memchr(s.ptr, '\0', s.len) == NULL);
+    memcpy(out, s.ptr, s.len);
+    out[s.len] = '\0';
 }
 
 /* Fill the response and serialize it into out. */
@@ -193,7 +265,7 @@ static int encode_response(const struct pk_sentry_service *svc,
 }
 
 /* Steps 3 to 5 of Dapr's order: PEM, parse, signature. */
-static int decode_csr(const sign_request *req, struct pk_pubkey **pub, char *message,
+static int decode_csr(const struct pk_sentry_request *req, struct pk_pubkey **pub, char *message,
                       size_t message_len)
 {
     struct pk_pem_block block = {0};
@@ -202,8 +274,7 @@ static int decode_csr(const sign_request *req, struct pk_pubkey **pub, char *mes
     int r;
 
     pk_err_clear(&err);
-    r = pk_pem_next(req->certificate_signing_request.data, req->certificate_signing_request.len,
-                    &offset, &block, &err);
+    r = pk_pem_next(req->csr.ptr, req->csr.len, &offset, &block, &err);
     if (r != 0 || (strcmp(block.type, "CERTIFICATE REQUEST") != 0 &&
                    strcmp(block.type, "CERTIFICATE") != 0)) {
         snprintf(message, message_len, "invalid certificate signing request");
@@ -224,10 +295,13 @@ out:
 void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
                             int *status, char *message, size_t message_len, struct pk_buf *response)
 {
-    sign_request *req = NULL;
+    struct pk_sentry_request req = {0};
     struct pk_pubkey *pub = NULL;
     struct pk_sentry_issued issued = {0};
-    const char *td = NULL;
+    struct pk_slice td = {0};
+    char td_text[PK_SPIFFE_MAX_TD_LEN + 1];
+    char ns_text[PK_SENTRY_NAMESPACE_MAX + 1];
+    char id_text[PK_SENTRY_APP_ID_MAX + 1];
     char spiffe_id[PK_SPIFFE_MAX_LEN + 1];
     struct pk_err err;
     int validator;
@@ -236,16 +310,15 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     message[0] = '\0';
     pk_err_clear(&err);
 
-    req = dapr__proto__sentry__v1__sign_certificate_request__unpack(NULL, request.len, request.ptr);
-    if (req == NULL) {
+    if (pk_sentry_request_decode(request, &req, &err) != 0) {
         *status = PK_GRPC_INVALID_ARGUMENT;
-        snprintf(message, message_len, "malformed SignCertificateRequest");
+        snprintf(message, message_len, "malformed SignCertificateRequest: %s", err.msg);
         goto fail;
     }
 
     /* 1. The validator: the one asked for, else the default (INSECURE only when no token
      *    validator is configured, as in self-hosted Dapr). */
-    validator = (int)req->token_validator;
+    validator = (int)req.token_validator;
     if (validator == VALIDATOR_UNKNOWN) {
         validator = svc->jwks == NULL ? VALIDATOR_INSECURE : VALIDATOR_UNKNOWN;
     }
@@ -262,30 +335,32 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     }
 
     /* 2. The validator proper; its every failure is PERMISSION_DENIED. */
-    if (validator == VALIDATOR_JWKS && req->token[0] == '\0') {
-        *status = PK_GRPC_PERMISSION_DENIED;
+    *status = PK_GRPC_PERMISSION_DENIED;
+    if (validator == VALIDATOR_JWKS && req.token.len == 0) {
         snprintf(message, message_len, "the request does not contain a token");
         goto fail;
     }
-    if (common_checks(req, &td, message, message_len) != 0) {
-        *status = PK_GRPC_PERMISSION_DENIED;
+    if (common_checks(svc, &req, &td, message, message_len) != 0 ||
+        control_plane_check(svc, &req, validator, message, message_len) != 0) {
         goto fail;
     }
-    if (pk_spiffe_format_workload(spiffe_id, sizeof(spiffe_id), td, req->namespace_, req->id,
-                                  &err) != 0) {
-        *status = PK_GRPC_PERMISSION_DENIED;
+    copy_text(td_text, sizeof(td_text), td);
+    copy_text(ns_text, sizeof(ns_text), req.namespace_);
+    copy_text(id_text, sizeof(id_text), req.id);
+    if (pk_spiffe_format_workload(spiffe_id, sizeof(spiffe_id), td_text, ns_text, id_text, &err) !=
+        0) {
         snprintf(message, message_len, "invalid request: %s", err.msg);
         goto fail;
     }
-    if (validator == VALIDATOR_JWKS && pk_jwks_verify(svc->jwks, req->token, strlen(req->token),
-                                                      svc->id, spiffe_id, now, &err) != 0) {
-        *status = PK_GRPC_PERMISSION_DENIED;
+    if (validator == VALIDATOR_JWKS &&
+        pk_jwks_verify(svc->jwks, (const char *)req.token.ptr, req.token.len, svc->id, spiffe_id,
+                       now, &err) != 0) {
         snprintf(message, message_len, "%s", err.msg);
         goto fail;
     }
 
     /* 3-5. The CSR contributes its public key, after its signature is checked. */
-    if (decode_csr(req, &pub, message, message_len) != 0) {
+    if (decode_csr(&req, &pub, message, message_len) != 0) {
         *status = PK_GRPC_INVALID_ARGUMENT;
         goto fail;
     }
@@ -313,16 +388,15 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
 fail:
     svc->failure++;
     if (pk_log_enabled(PK_LOG_LEVEL_INFO)) {
-        char id_text[300], ns_text[300], reason_text[600];
-        PK_LOG_INFO("sign refused status=%d app_id=\"%s\" namespace=\"%s\" reason=\"%s\"", *status,
-                    pk_log_escape(id_text, sizeof(id_text), req != NULL ? req->id : ""),
-                    pk_log_escape(ns_text, sizeof(ns_text), req != NULL ? req->namespace_ : ""),
+        char id_q[QUOTE_BUF], ns_q[QUOTE_BUF], td_q[QUOTE_BUF], reason_text[600];
+        PK_LOG_INFO("sign refused status=%d app_id=\"%s\" namespace=\"%s\" trust_domain=\"%s\" "
+                    "reason=\"%s\"",
+                    *status, pk_sentry_quote(id_q, sizeof(id_q), req.id),
+                    pk_sentry_quote(ns_q, sizeof(ns_q), req.namespace_),
+                    pk_sentry_quote(td_q, sizeof(td_q), req.trust_domain),
                     pk_log_escape(reason_text, sizeof(reason_text), message));
     }
 out:
     pk_buf_free(&issued.chain_pem);
     pk_pubkey_free(pub);
-    if (req != NULL) {
-        dapr__proto__sentry__v1__sign_certificate_request__free_unpacked(req, NULL);
-    }
 }

@@ -6,8 +6,10 @@
  * (PERMISSION_DENIED), decode and check the CSR (INVALID_ARGUMENT), sign (INTERNAL). The
  * identity comes from the request as the validator approved it, never from the CSR, whose public
  * key is all that is used. Where Dapr is looser than it should be, picket refuses at the
- * validation step and says why: namespace and app id must be valid SPIFFE path segments and the
- * trust domain a valid SPIFFE trust domain. */
+ * validation step (PERMISSION_DENIED) and says why: the field rules of sentry/request.h (true
+ * lengths, no NUL, SPIFFE characters, a DNS-1123 namespace), only the trust domains this Sentry
+ * is configured for, never Sentry's own identity, and the other control-plane identities only
+ * when a validator authenticated them or the operator allowed them for the INSECURE validator. */
 #ifndef PK_SENTRY_SERVICE_H
 #define PK_SENTRY_SERVICE_H
 
@@ -19,6 +21,7 @@
 #include "common/buf.h"
 #include "common/compiler.h"
 #include "sentry/creds.h"
+#include "sentry/request.h"
 
 struct pk_jwks;
 
@@ -39,12 +42,19 @@ struct pk_sentry_service_config {
     const char *namespace_;   /* Sentry's own (NAMESPACE) */
     int64_t ttl_seconds;      /* workloadCertTTL */
     int64_t skew_seconds;     /* allowedClockSkew */
+    /* The trust domains signed for (borrowed, copied); NULL: trust_domain and "public". */
+    const struct pk_sentry_trust_domains *allowed_trust_domains;
+    /* --allow-insecure-control-plane-ids: the INSECURE validator may issue dapr-placement,
+     * dapr-scheduler, dapr-operator and dapr-injector in Sentry's namespace (never
+     * dapr-sentry). */
+    bool allow_insecure_control_plane_ids;
 };
 
 struct pk_sentry_service;
 
-/* Create a service. creds is taken; jwks (may be NULL: the INSECURE validator is then the
- * default and only one, as in self-hosted Dapr) is taken. */
+/* Create a service. cfg is borrowed (its strings and list are copied); creds is taken; jwks (may
+ * be NULL: the INSECURE validator is then the default and only one, as in self-hosted Dapr) is
+ * taken. PK_E_INVALID when cfg's trust domain or namespace is not valid. */
 int pk_sentry_service_new(const struct pk_sentry_service_config *cfg, struct pk_sentry_creds *creds,
                           struct pk_jwks *jwks, struct pk_sentry_service **out) PK_MUST_USE;
 struct pk_sentry_service *pk_sentry_service_free(struct pk_sentry_service *svc);
@@ -63,6 +73,10 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
 
 /* Sentry's own SPIFFE ID, spiffe://<td>/ns/<namespace>/dapr-sentry. */
 const char *pk_sentry_service_id(const struct pk_sentry_service *svc);
+
+/* The trust domains this service signs for. */
+const struct pk_sentry_trust_domains *
+pk_sentry_service_trust_domains(const struct pk_sentry_service *svc);
 
 /* A snapshot of the counters. */
 void pk_sentry_service_metrics(const struct pk_sentry_service *svc, struct pk_sentry_metrics *out);

@@ -627,6 +627,26 @@ static int check_loop_prevention(struct parser *ps, const struct pk_sidecar_conf
     return 0;
 }
 
+/* The listener's addresses and map lines as the proxy takes them: parsed once, here. Each was
+ * checked as its line was read, and check_listener saw that listen is there. */
+static void parse_typed(struct pk_listener_config *lc)
+{
+    int r = pk_addr_parse(lc->listen, 0, &lc->listen_addr, NULL);
+
+    PK_ASSERT(r == 0);
+    if (lc->target != NULL) {
+        r = pk_addr_parse(lc->target, 0, &lc->target_addr, NULL);
+        PK_ASSERT(r == 0);
+    }
+    if (lc->n_map > 0) {
+        lc->map_rules = pk_xcalloc(lc->n_map, sizeof(*lc->map_rules));
+        for (size_t i = 0; i < lc->n_map; i++) {
+            r = pk_dst_rule_parse(lc->map[i], &lc->map_rules[i], NULL);
+            PK_ASSERT(r == 0);
+        }
+    }
+}
+
 /* Two listeners on one address would split its connections between two policies (or, as the
  * listening socket is exclusive, the second would fail late to bind); two on one unix path would
  * replace each other's socket file; a listener on the admin endpoint's address would fail late,
@@ -638,25 +658,22 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
 {
     const struct seen *admin_seen = find_seen_in(ps, config_admin_keys, "listen");
     const char *admin_text = admin_seen != NULL ? ps->scratch->admin_listen : into->admin_listen;
-    struct pk_addr *addrs = pk_xcalloc(ps->scratch->n_listeners + 1, sizeof(*addrs));
-    struct pk_addr *admin = NULL;
+    struct pk_addr admin_addr;
+    const struct pk_addr *admin = NULL;
     char q[QUOTE_LEN], q2[QUOTE_LEN], where[64];
     int r = 0;
 
     if (admin_text != NULL && admin_text[0] != '\0' && strcmp(admin_text, "off") != 0 &&
-        pk_addr_parse(admin_text, PK_ADDR_PORT_ZERO | PK_ADDR_UNIX_RELATIVE,
-                      &addrs[ps->scratch->n_listeners], NULL) == 0) {
-        admin = &addrs[ps->scratch->n_listeners];
+        pk_addr_parse(admin_text, PK_ADDR_PORT_ZERO | PK_ADDR_UNIX_RELATIVE, &admin_addr, NULL) ==
+                0) {
+        admin = &admin_addr;
     }
     for (size_t i = 0; i < ps->scratch->n_listeners && r == 0; i++) {
         const struct pk_listener_config *lc = &ps->scratch->listeners[i];
         int line = key_line(&ps->lines[i], "listen");
-        /* check_listener saw that every listener has a valid listen. */
-        int parsed = pk_addr_parse(lc->listen, 0, &addrs[i], NULL);
-        PK_ASSERT(parsed == 0);
         for (size_t j = 0; j < i && r == 0; j++) {
             const struct pk_listener_config *earlier = &ps->scratch->listeners[j];
-            if (pk_addr_overlaps(&addrs[j], &addrs[i])) {
+            if (pk_addr_overlaps(&earlier->listen_addr, &lc->listen_addr)) {
                 fail_at(ps, line,
                         "[%s %s] listen: `%s' takes the connections of [%s %s] listen `%s' (line "
                         "%d): give each listener its own address",
@@ -668,7 +685,7 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
                 r = PK_E_INVALID;
             }
         }
-        if (r == 0 && admin != NULL && pk_addr_overlaps(admin, &addrs[i])) {
+        if (r == 0 && admin != NULL && pk_addr_overlaps(admin, &lc->listen_addr)) {
             if (admin_seen != NULL) {
                 snprintf(where, sizeof(where), "line %d", admin_seen->line);
             } else {
@@ -692,7 +709,6 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
             r = PK_E_INVALID;
         }
     }
-    free(addrs);
     return r;
 }
 
@@ -703,6 +719,7 @@ static int check_listeners(struct parser *ps, const struct pk_sidecar_config *in
         if (check_listener(ps, &ps->scratch->listeners[i], &ps->lines[i]) != 0) {
             return PK_E_INVALID;
         }
+        parse_typed(&ps->scratch->listeners[i]);
     }
     return check_listen_overlaps(ps, into);
 }

@@ -93,16 +93,14 @@ int pk_iptables_state_parse(const char *text, size_t len, struct pk_iptables_sta
 
 /* ---- rules ---------------------------------------------------------------------------------- */
 
-/* The family (4 or 6) and port of a listener's checked listen address; 0 for a unix socket. */
-static int listen_family(const char *listen, unsigned *port)
+/* The family (4 or 6) and port of a listener's listen address; 0 for a unix socket. */
+static int listen_family(const struct pk_listener_config *lc, unsigned *port)
 {
-    const char *colon = strrchr(listen, ':');
-
-    if (strncmp(listen, "unix:", 5) == 0 || colon == NULL) {
+    if (lc->listen_addr.kind != PK_ADDR_INET) {
         return 0;
     }
-    *port = (unsigned)strtoul(colon + 1, NULL, 10);
-    return listen[0] == '[' ? 6 : 4;
+    *port = lc->listen_addr.port;
+    return lc->listen_addr.sa.ss_family == AF_INET6 ? 6 : 4;
 }
 
 /* One `-A CHAIN [-d CIDR] -p tcp [-m tcp --dport P] -j TARGET' line for dst. */
@@ -145,20 +143,14 @@ static int dst_rules(struct pk_buf *out, char **lines, size_t n, int family, con
     return 0;
 }
 
-static int map_rules(struct pk_buf *out, char **lines, size_t n, int family, const char *target,
-                     struct pk_err *err)
+static int map_rules(struct pk_buf *out, const struct pk_dst_rule *rules, size_t n, int family,
+                     const char *target, struct pk_err *err)
 {
     for (size_t i = 0; i < n; i++) {
-        struct pk_dst_rule rule;
-        int r = pk_dst_rule_parse(lines[i], &rule, err);
-        if (r != 0) {
-            return r;
+        if ((family == 4) != (rules[i].dst.family == AF_INET)) {
+            continue;
         }
-        bool same = (family == 4) == (rule.dst.family == AF_INET);
-        if (same) {
-            r = dst_rule(out, PK_IPTABLES_OUTPUT, &rule.dst, target);
-        }
-        pk_dst_rule_clear(&rule);
+        int r = dst_rule(out, PK_IPTABLES_OUTPUT, &rules[i].dst, target);
         if (r != 0) {
             return pk_err_set(err, r, "the rules are too large");
         }
@@ -178,7 +170,7 @@ int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk
     *want_prerouting = false;
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct pk_listener_config *lc = &cfg->listeners[i];
-        if (lc->kind == PK_LISTENER_TRANSPARENT && listen_family(lc->listen, &port) == family) {
+        if (lc->kind == PK_LISTENER_TRANSPARENT && listen_family(lc, &port) == family) {
             *want_output = true;
         }
     }
@@ -211,14 +203,14 @@ int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk
         }
         for (size_t i = 0; i < cfg->n_listeners; i++) {
             const struct pk_listener_config *lc = &cfg->listeners[i];
-            if (lc->kind != PK_LISTENER_TRANSPARENT || listen_family(lc->listen, &port) != family) {
+            if (lc->kind != PK_LISTENER_TRANSPARENT || listen_family(lc, &port) != family) {
                 continue;
             }
             snprintf(redirect, sizeof(redirect), "REDIRECT --to-ports %u", port);
             if (lc->n_intercept > 0) {
                 r = dst_rules(out, lc->intercept, lc->n_intercept, family, redirect, err);
             } else {
-                r = map_rules(out, lc->map, lc->n_map, family, redirect, err);
+                r = map_rules(out, lc->map_rules, lc->n_map, family, redirect, err);
             }
             if (r != 0) {
                 return pk_err_prefix(err, r, "[transparent %s]", lc->name);
@@ -228,7 +220,7 @@ int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         const struct pk_listener_config *lc = &cfg->listeners[i];
         if (lc->kind != PK_LISTENER_INBOUND || lc->n_intercept_port == 0 ||
-            listen_family(lc->listen, &port) != family) {
+            listen_family(lc, &port) != family) {
             continue;
         }
         *want_prerouting = true;

@@ -133,7 +133,7 @@ def test_ed25519_credentials_and_csrs(start_sentry):
 
 
 def test_request_trust_domain_and_namespace_make_the_identity(start_sentry):
-    sentry = start_sentry()
+    sentry = start_sentry("--allowed-trust-domains", "example.org")
     res = sentry.sign(app_id="orders", namespace="shop", trust_domain="example.org")
     assert res.status == OK, res.message
     leaf, _ = leaf_and_chain(res)
@@ -391,7 +391,9 @@ def rs256_token(key, claims, kid="k1"):
     return f"{header}.{payload}.{b64url(sig)}"
 
 
-def test_jwks_validator(start_sentry, tmp_path):
+def start_jwks_sentry(start_sentry, tmp_path, **kw):
+    """A picket sentry whose only validator is JWKS, with a new RSA key as kid k1; returns the
+    sentry and the key."""
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     nums = key.public_key().public_numbers()
     jwks = {"keys": [{"kty": "RSA", "kid": "k1", "alg": "RS256", "use": "sig",
@@ -401,7 +403,11 @@ def test_jwks_validator(start_sentry, tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text("spec:\n  mtls:\n    tokenValidators:\n      - name: jwks\n        options:\n"
                    f"          source: \"{tmp_path / 'jwks.json'}\"\n")
-    sentry = start_sentry(f"--config={cfg}")
+    return start_sentry(f"--config={cfg}", **kw), key
+
+
+def test_jwks_validator(start_sentry, tmp_path):
+    sentry, key = start_jwks_sentry(start_sentry, tmp_path)
     now = int(time.time())
     claims = {"aud": ["spiffe://localhost/ns/default/dapr-sentry"],
               "sub": "spiffe://public/ns/default/myapp", "iat": now, "nbf": now - 10,

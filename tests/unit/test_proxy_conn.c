@@ -45,6 +45,7 @@
 #include "proxy/conn.h"
 #include "sentry/creds.h"
 #include "sentry/issue.h"
+#include "testutil.h"
 
 #define FRONTEND "spiffe://example.test/ns/default/frontend"
 #define BACKEND  "spiffe://example.test/ns/default/backend"
@@ -54,7 +55,7 @@
 
 /* ---- fixtures: a CA and two workload identities ------------------------------------------- */
 
-static char tmpdir[600];
+static char scratch_dir[600];
 static struct pk_sentry_creds *creds;
 static struct pk_identity *id_front;
 static struct pk_identity *id_back;
@@ -62,30 +63,7 @@ static struct pk_tls_ctx *ctx_nocert; /* a client that verifies the server but h
 
 static struct pk_identity *make_identity(const char *spiffe_id, int64_t ttl)
 {
-    struct pk_key *key = NULL;
-    struct pk_pubkey *pub = NULL;
-    struct pk_sentry_issued issued;
-    struct pk_certs chain = {0};
-    struct pk_identity *id = NULL;
-    struct pk_err err = {{0}};
-
-    assert_int_equal(pk_key_generate(PK_KEY_P256, &key, &err), 0);
-    assert_int_equal(pk_key_public(key, &pub), 0);
-    assert_int_equal(
-            pk_sentry_issue_workload(creds, pub, spiffe_id, time(NULL), ttl, 60, &issued, &err), 0);
-    assert_int_equal(
-            pk_certs_parse_pem(issued.chain_pem.data, issued.chain_pem.len, "chain", &chain, &err),
-            0);
-    struct pk_identity_params p = {
-            .key = key, .chain = &chain, .anchors = &creds->roots, .source = "test"};
-    int r = pk_identity_new(&p, time(NULL), &id, &err);
-    if (r != 0) {
-        fail_msg("pk_identity_new: %s", err.msg);
-    }
-    pk_certs_clear(&chain);
-    pk_buf_free(&issued.chain_pem);
-    pk_pubkey_free(pub);
-    return id;
+    return workload_identity(creds, spiffe_id, ttl);
 }
 
 static int group_setup(void **state)
@@ -99,10 +77,12 @@ static int group_setup(void **state)
     (void)state;
     /* Default action on purpose: see the file comment. */
     signal(SIGPIPE, SIG_DFL);
-    snprintf(tmpdir, sizeof(tmpdir), "%s/proxy_conn-XXXXXX", base != NULL ? base : "/tmp");
-    assert_non_null(mkdtemp(tmpdir));
+    snprintf(scratch_dir, sizeof(scratch_dir), "%s/proxy_conn-XXXXXX",
+             base != NULL ? base : "/tmp");
+    assert_non_null(mkdtemp(scratch_dir));
     assert_int_equal(
-            pk_sentry_creds_paths_init(&paths, tmpdir, "ca.crt", "issuer.crt", "issuer.key"), 0);
+            pk_sentry_creds_paths_init(&paths, scratch_dir, "ca.crt", "issuer.crt", "issuer.key"),
+            0);
     gen.now = time(NULL);
     assert_int_equal(pk_sentry_creds_generate(&paths, &gen, &creds, &err), 0);
     id_front = make_identity(FRONTEND, 3600);
@@ -122,7 +102,7 @@ static int group_teardown(void **state)
     pk_identity_unref(id_front);
     pk_identity_unref(id_back);
     pk_sentry_creds_free(creds);
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch_dir);
     assert_int_equal(system(cmd), 0);
     pk_tls_thread_exit();
     return 0;
@@ -1229,7 +1209,7 @@ static void connect_failures(void **state)
 
     /* A unix socket path that does not exist. */
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    /* Relative to the working directory: tmpdir may be longer than sun_path. */
+    /* Relative to the working directory: scratch_dir may be longer than sun_path. */
     snprintf(sun.sun_path, sizeof(sun.sun_path), "picket-test-no-such-%d.sock", (int)getpid());
     memset(&target, 0, sizeof(target));
     memcpy(&target, &sun, sizeof(sun));

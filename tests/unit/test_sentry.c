@@ -357,6 +357,174 @@ static void sign_table(void **state)
     pk_sentry_service_free(svc);
 }
 
+/* Append one length-delimited protobuf field (tag < 16, len < 128) of len bytes. */
+static void put_field(struct pk_buf *out, uint8_t field, const void *bytes, size_t len)
+{
+    uint8_t head[2] = {(uint8_t)(field << 3 | 2), (uint8_t)len};
+    assert_true(len < 128);
+    assert_int_equal(pk_buf_append(out, head, 2), 0);
+    assert_int_equal(pk_buf_append(out, bytes, len), 0);
+}
+
+/* A request encoded by hand, so that strings may hold NUL bytes: id, namespace, trust domain
+ * with their lengths, the validator, and a fresh P-256 CSR. */
+static void pack_raw(struct pk_buf *out, const char *id, size_t id_len, const char *ns,
+                     size_t ns_len, const char *td, size_t td_len, int validator)
+{
+    struct pk_key *key = NULL;
+    struct pk_buf csr;
+    struct pk_err err;
+    uint8_t head[3];
+
+    pk_buf_init(&csr, 16384);
+    assert_int_equal(pk_key_generate(PK_KEY_P256, &key, &err), 0);
+    assert_int_equal(pk_csr_create(key, NULL, &csr, &err), 0);
+    put_field(out, 1, id, id_len);
+    put_field(out, 4, ns, ns_len);
+    if (td_len > 0) {
+        put_field(out, 3, td, td_len);
+    }
+    head[0] = 5 << 3 | 2;
+    head[1] = (uint8_t)(0x80 | (csr.len & 0x7f));
+    head[2] = (uint8_t)(csr.len >> 7);
+    assert_true(csr.len < 16384);
+    assert_int_equal(pk_buf_append(out, head, 3), 0);
+    assert_int_equal(pk_buf_append(out, csr.data, csr.len), 0);
+    head[0] = 6 << 3;
+    head[1] = (uint8_t)validator;
+    assert_int_equal(pk_buf_append(out, head, 2), 0);
+    pk_buf_free(&csr);
+    pk_key_free(key);
+}
+
+struct raw_case {
+    const char *id;
+    size_t id_len;
+    const char *ns;
+    size_t ns_len;
+    const char *td;
+    size_t td_len;
+    bool allow_control_plane; /* a service started with --allow-insecure-control-plane-ids */
+    int status;
+    const char *text; /* in the message, or the SPIFFE ID issued */
+};
+
+#define L(lit) lit, sizeof(lit) - 1
+
+/* What the CA must not issue: NUL bytes, foreign trust domains, Sentry's own and the other
+ * control-plane identities. The SPIFFE ID of each certificate issued is checked. */
+static void sign_refuses_identities_it_must_not_issue(void **state)
+{
+    struct fixture *f = *state;
+    static const struct raw_case cases[] = {
+            {L("app"), L("dapr-system"), L(""), false, PK_GRPC_OK,
+             "spiffe://public/ns/dapr-system/app"},
+            {L("app"), L("shop"), L("example.test"), false, PK_GRPC_OK,
+             "spiffe://example.test/ns/shop/app"},
+            {L("app"), L("shop"), L("extra.test"), false, PK_GRPC_OK,
+             "spiffe://extra.test/ns/shop/app"},
+            {L("a\0b"), L("default"), L(""), false, PK_GRPC_PERMISSION_DENIED,
+             "app id `a\\x00b': a NUL byte is not allowed"},
+            {L("app\0"), L("default"), L(""), false, PK_GRPC_PERMISSION_DENIED, "a NUL byte"},
+            {L("app"), L("default\0x"), L(""), false, PK_GRPC_PERMISSION_DENIED,
+             "namespace `default\\x00x': a NUL byte"},
+            {L("app"), L("default"), L("example.test\0evil"), false, PK_GRPC_PERMISSION_DENIED,
+             "a NUL byte"},
+            {L("app"), L("default"), L("evil.test"), false, PK_GRPC_PERMISSION_DENIED,
+             "trust domain `evil.test' is not one this Sentry signs for (allowed: example.test, "
+             "public, extra.test"},
+            {L("app"), L("default"), L("example.test."), false, PK_GRPC_PERMISSION_DENIED,
+             "not one this Sentry signs for"},
+            {L("app"), L("default"), L("localhost"), false, PK_GRPC_PERMISSION_DENIED,
+             "not one this Sentry signs for"},
+            {L("dapr-sentry"), L("dapr-system"), L("example.test"), false,
+             PK_GRPC_PERMISSION_DENIED, "Sentry's own identity"},
+            {L("dapr-sentry"), L("dapr-system"), L("example.test"), true, PK_GRPC_PERMISSION_DENIED,
+             "Sentry's own identity"},
+            {L("dapr-sentry"), L("default"), L(""), true, PK_GRPC_PERMISSION_DENIED,
+             "Sentry's own identity"},
+            {L("Dapr-Sentry"), L("dapr-system"), L(""), true, PK_GRPC_PERMISSION_DENIED,
+             "Sentry's own identity"},
+            {L("dapr-placement"), L("dapr-system"), L("example.test"), false,
+             PK_GRPC_PERMISSION_DENIED, "--allow-insecure-control-plane-ids"},
+            {L("dapr-scheduler"), L("dapr-system"), L(""), false, PK_GRPC_PERMISSION_DENIED,
+             "control-plane identity"},
+            {L("dapr-operator"), L("dapr-system"), L(""), false, PK_GRPC_PERMISSION_DENIED,
+             "control-plane identity"},
+            {L("dapr-injector"), L("dapr-system"), L(""), false, PK_GRPC_PERMISSION_DENIED,
+             "control-plane identity"},
+            {L("dapr-placement"), L("dapr-system"), L("example.test"), true, PK_GRPC_OK,
+             "spiffe://example.test/ns/dapr-system/dapr-placement"},
+            {L("Dapr-Placement"), L("dapr-system"), L("example.test"), true,
+             PK_GRPC_PERMISSION_DENIED, "in another case"},
+            {L("dapr-placement"), L("shop"), L(""), false, PK_GRPC_OK,
+             "spiffe://public/ns/shop/dapr-placement"},
+            {L("app"), L("Dapr-System"), L(""), false, PK_GRPC_PERMISSION_DENIED,
+             "upper case is not allowed"},
+            {L("app"), L("a234567890123456789012345678901234567890123456789012345678901234"), L(""),
+             false, PK_GRPC_PERMISSION_DENIED, "is 64 bytes long"},
+    };
+    struct pk_sentry_trust_domains allowed = {0};
+    struct pk_sentry_service *svc[2] = {NULL, NULL};
+    struct pk_sentry_creds *second = NULL;
+    struct pk_err err;
+
+    assert_int_equal(pk_sentry_trust_domains_add_list(&allowed, "example.test,public,extra.test",
+                                                      "test", &err),
+                     0);
+    assert_int_equal(pk_sentry_creds_load(&f->paths, &second, &err), 0);
+    for (int i = 0; i < 2; i++) {
+        struct pk_sentry_service_config cfg = {
+                .trust_domain = "example.test",
+                .namespace_ = "dapr-system",
+                .ttl_seconds = 3600,
+                .skew_seconds = 900,
+                .allowed_trust_domains = &allowed,
+                .allow_insecure_control_plane_ids = i == 1,
+        };
+        assert_int_equal(pk_sentry_service_new(&cfg, i == 0 ? f->creds : second, NULL, &svc[i]), 0);
+    }
+    f->creds = NULL; /* taken */
+    for (size_t i = 0; i < PK_ARRAY_LEN(cases); i++) {
+        const struct raw_case *c = &cases[i];
+        struct pk_buf req, resp;
+        char message[1024];
+        int status = -1;
+
+        pk_buf_init(&req, 65536);
+        pk_buf_init(&resp, 1 << 20);
+        pack_raw(&req, c->id, c->id_len, c->ns, c->ns_len, c->td, c->td_len, 1);
+        pk_sentry_service_sign(svc[c->allow_control_plane], pk_buf_slice(&req), time(NULL), &status,
+                               message, sizeof(message), &resp);
+        if (status == PK_GRPC_OK) {
+            Dapr__Proto__Sentry__V1__SignCertificateResponse *r =
+                    dapr__proto__sentry__v1__sign_certificate_response__unpack(NULL, resp.len,
+                                                                               resp.data);
+            struct pk_pem_block block = {0};
+            struct pk_cert *leaf = NULL;
+            size_t offset = 0;
+            assert_non_null(r);
+            assert_int_equal(pk_pem_next(r->workload_certificate.data, r->workload_certificate.len,
+                                         &offset, &block, &err),
+                             0);
+            assert_int_equal(pk_cert_parse_der(block.der, block.der_len, "leaf", &leaf, &err), 0);
+            assert_int_equal(pk_cert_uri_count(leaf), 1);
+            snprintf(message, sizeof(message), "%s", pk_cert_uri(leaf, 0));
+            pk_cert_free(leaf);
+            pk_pem_block_clear(&block);
+            dapr__proto__sentry__v1__sign_certificate_response__free_unpacked(r, NULL);
+        }
+        if (status != c->status || strstr(message, c->text) == NULL) {
+            fail_msg("case %zu: status %d message \"%s\", want %d \"%s\"", i, status, message,
+                     c->status, c->text);
+        }
+        pk_buf_free(&req);
+        pk_buf_free(&resp);
+    }
+    pk_sentry_service_free(svc[0]);
+    pk_sentry_service_free(svc[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -368,6 +536,8 @@ int main(void)
             cmocka_unit_test_setup_teardown(issuer_as_anchor_is_refused, setup, teardown),
             cmocka_unit_test_setup_teardown(workload_profile, setup, teardown),
             cmocka_unit_test_setup_teardown(sign_table, setup, teardown),
+            cmocka_unit_test_setup_teardown(sign_refuses_identities_it_must_not_issue, setup,
+                                            teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

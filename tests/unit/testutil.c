@@ -13,6 +13,12 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include <time.h>
+
+#include "common/identity.h"
+#include "sentry/creds.h"
+#include "sentry/issue.h"
+
 char tmpdir[512];
 
 int tmpdir_create(const char *prefix)
@@ -91,4 +97,33 @@ struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *sub
     }
     pk_pubkey_free(pub);
     return cert;
+}
+
+struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char *spiffe_id,
+                                      int64_t ttl)
+{
+    struct pk_key *key = NULL;
+    struct pk_pubkey *pub = NULL;
+    struct pk_sentry_issued issued;
+    struct pk_certs chain = {0};
+    struct pk_identity *id = NULL;
+    struct pk_err err = {{0}};
+
+    assert_int_equal(pk_key_generate(PK_KEY_P256, &key, &err), 0);
+    assert_int_equal(pk_key_public(key, &pub), 0);
+    assert_int_equal(
+            pk_sentry_issue_workload(creds, pub, spiffe_id, time(NULL), ttl, 60, &issued, &err), 0);
+    assert_int_equal(
+            pk_certs_parse_pem(issued.chain_pem.data, issued.chain_pem.len, "chain", &chain, &err),
+            0);
+    struct pk_identity_params p = {
+            .key = key, .chain = &chain, .anchors = &creds->roots, .source = "test"};
+    int r = pk_identity_new(&p, time(NULL), &id, &err);
+    if (r != 0) {
+        fail_msg("pk_identity_new: %s", err.msg);
+    }
+    pk_certs_clear(&chain);
+    pk_buf_free(&issued.chain_pem);
+    pk_pubkey_free(pub);
+    return id;
 }

@@ -6,11 +6,15 @@
 #define PK_TESTS_TESTUTIL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/buf.h"
 #include "common/compiler.h"
 #include "common/key.h"
 #include "common/x509.h"
+
+struct pk_identity;
+struct pk_sentry_creds;
 
 /* The scratch directory of the running test program, set by tmpdir_create. */
 extern char tmpdir[512];
@@ -35,5 +39,10 @@ struct pk_pubkey *pub_of(const struct pk_key *key);
  * self-signed). */
 struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *subject,
                       const struct pk_cert *issuer, const struct pk_key *issuer_key);
+
+/* A new workload identity for spiffe_id, valid for ttl seconds from now: a fresh P-256 key and
+ * a chain issued by creds (borrowed), with creds' roots as anchors. */
+struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char *spiffe_id,
+                                      int64_t ttl);
 
 #endif

@@ -15,7 +15,7 @@
  * else one lingering after its answer) is closed to make room for the new one. A client holding
  * idle connections thus only ever displaces its own (per-address cap) or the stalest ones
  * (global cap); only a server whose every slot is busy writing refuses with 503. */
-#include "rpc/http_server.h"
+#include "net/http_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
