@@ -687,10 +687,9 @@ static int check_static_id(const struct pk_agent_config *cfg, const struct pk_id
                       cfg->trust_domain != NULL ? cfg->trust_domain : "(any)", wrong);
 }
 
-static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struct pk_identity **out,
-                       struct pk_err *err)
+static int load_static(const struct pk_agent_config *cfg, const struct pk_certs *anchors,
+                       struct pk_identity **out, struct pk_err *err)
 {
-    const struct pk_agent_config *cfg = a->cfg;
     struct pk_buf cert, key;
     struct pk_certs chain = {0};
     struct pk_key *k = NULL;
@@ -759,7 +758,7 @@ static void reload_static(struct pk_agent *a)
     struct pk_err err;
 
     pk_err_clear(&err);
-    if (load_static(a, &a->anchors, &id, &err) != 0) {
+    if (load_static(a->cfg, &a->anchors, &id, &err) != 0) {
         a->stats.static_refused++;
         PK_LOG_ERR("static identity update refused, keeping the current one serial=%s "
                    "error=\"%s\"",
@@ -868,6 +867,35 @@ static void anchors_changed(void *ctx)
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+int pk_agent_check(const struct pk_agent_config *cfg, struct pk_err *err)
+{
+    struct pk_certs anchors = {0};
+    struct pk_identity *id = NULL;
+    struct pk_buf pem;
+    uint8_t digest[PK_REFUSAL_DIGEST];
+    int r;
+
+    pk_buf_init(&pem, MAX_PEM_FILE);
+    r = load_anchors(cfg, &anchors, &pem, digest, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "trust anchors");
+        goto out;
+    }
+    if (cfg->sentry_address == NULL || cfg->sentry_address[0] == '\0') {
+        r = load_static(cfg, &anchors, &id, err);
+    } else if (cfg->token_file != NULL) {
+        /* What each Sentry request reads (a projected token rotates, but must be there). */
+        r = pk_sentry_client_check_token(
+                cfg->token_file,
+                cfg->token_file_from_env ? "DAPR_SENTRY_TOKEN_FILE" : "[sentry] token_file", err);
+    }
+out:
+    pk_identity_unref(id);
+    pk_certs_clear(&anchors);
+    pk_buf_free(&pem);
+    return r;
+}
+
 int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
                  struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
                  struct pk_agent **out, struct pk_err *err)
@@ -903,7 +931,7 @@ int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
     a->stats.static_identity = static_mode(a);
     if (static_mode(a)) {
         struct pk_identity *id = NULL;
-        r = load_static(a, &a->anchors, &id, err);
+        r = load_static(a->cfg, &a->anchors, &id, err);
         if (r != 0) {
             goto fail;
         }

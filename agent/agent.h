@@ -72,6 +72,12 @@ struct pk_agent_hooks {
     void *ctx;
 };
 
+/* Check, as pk_agent_new and the first Sentry request would, everything cfg names on disk or in
+ * the environment without starting anything: the trust anchors, a static certificate and key
+ * (their mode and SPIFFE ID included), the Sentry token file. 0, or the first problem in err.
+ * For `picket run --check`. */
+int pk_agent_check(const struct pk_agent_config *cfg, struct pk_err *err) PK_MUST_USE;
+
 /* cfg and slot are borrowed and must outlive the agent. Loads the anchors (and, in static mode,
  * the identity); errors there are returned. Nothing is fetched before pk_agent_start. */
 int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,

@@ -92,6 +92,11 @@ typedef void (*pk_sentry_fetch_fn)(void *ctx, struct pk_sentry_fetch_result *res
 struct pk_sentry_fetch;
 struct ev_loop;
 
+/* Whether the token file can be read and is not empty, as each request reads it; err names what
+ * (where it was set: "DAPR_SENTRY_TOKEN_FILE", "[sentry] token_file") and file. */
+int pk_sentry_client_check_token(const char *file, const char *what, struct pk_err *err)
+        PK_MUST_USE;
+
 /* Start one request on loop: fresh key, CSR, call, checks against anchors_pem. cfg is copied
  * (strings and anchors), so the caller may change its own afterwards. Errors before the call
  * starts (bad anchors, unreadable token file) are returned at once and done is never called;

@@ -170,6 +170,28 @@ static int start_proxy(struct run *run, const struct pk_sidecar_config *cfg, str
     return 0;
 }
 
+/* --check: what a start would find wrong, found without binding, writing or connecting
+ * anything. The configuration itself was checked as it was loaded (values, rules between keys,
+ * listener addresses and policies, before anything is bound); the files it names are read here. */
+static int check_only(const struct pk_sidecar_config *cfg)
+{
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (pk_agent_check(&cfg->agent, &err) != 0) {
+        fprintf(stderr, "picket run: %s\n", err.msg);
+        return 2;
+    }
+    printf("picket run: configuration ok: %s (app_id=%s namespace=%s mode=%s listeners=%zu "
+           "admin=%s)\n",
+           cfg->config_file != NULL ? cfg->config_file : "no file", cfg->agent.app_id,
+           cfg->agent.namespace_,
+           cfg->agent.sentry_address != NULL && cfg->agent.sentry_address[0] != '\0' ? "sentry"
+                                                                                     : "static",
+           cfg->n_listeners, cfg->admin_listen != NULL ? cfg->admin_listen : "off");
+    return 0;
+}
+
 /* SIGHUP: load, check and apply a new configuration, or keep the running one. */
 static void reload(struct run *run)
 {
@@ -280,6 +302,10 @@ int pk_cmd_run(int argc, char **argv)
     if (help) {
         fputs(pk_sidecar_config_help(), stdout);
         run.status = 0;
+        goto out;
+    }
+    if (run.cfg->check_only) {
+        run.status = check_only(run.cfg);
         goto out;
     }
     pk_log_setup((enum pk_log_level)run.cfg->log_level, run.cfg->log_json);

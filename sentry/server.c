@@ -337,6 +337,31 @@ static int check_creds_dir(const char *file, struct pk_err *err)
     return 0;
 }
 
+/* --check: the credentials a start would load, validated as it would; missing ones are fine
+ * when their directories exist (a start generates them there). Returns the exit status. */
+static int check_creds(struct sentry *s, struct pk_err *err)
+{
+    struct pk_sentry_creds *creds = NULL;
+    const char *what = "credentials valid";
+    int r;
+
+    if (pk_sentry_creds_missing(&s->paths)) {
+        what = "credentials missing: a start generates a new root and issuer";
+        r = check_creds_dir(s->paths.ca, err);
+        r = r != 0 ? r : check_creds_dir(s->paths.issuer_cert, err);
+        r = r != 0 ? r : check_creds_dir(s->paths.issuer_key, err);
+    } else {
+        r = pk_sentry_creds_load(&s->paths, &creds, err);
+        pk_sentry_creds_free(creds);
+    }
+    if (r != 0) {
+        return 2;
+    }
+    printf("picket sentry: configuration ok: %s (ca=%s cert=%s key=%s trust_domain=%s)\n", what,
+           s->paths.ca, s->paths.issuer_cert, s->paths.issuer_key, s->opts->trust_domain);
+    return 0;
+}
+
 static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out,
                                   struct pk_err *err)
 {
@@ -413,6 +438,10 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     if (pk_sentry_creds_paths_init(&s.paths, opts->credentials_dir, opts->ca_filename,
                                    opts->cert_filename, opts->key_filename) != 0) {
         r = pk_err_set(&err, PK_E_TOOBIG, "--issuer-credentials: path too long");
+        goto out;
+    }
+    if (opts->check_only) {
+        status = check_creds(&s, &err);
         goto out;
     }
     r = load_or_generate_creds(&s, &creds, &err);
@@ -523,6 +552,9 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     status = 0;
 
 out:
+    if (opts->check_only && status != 0) {
+        status = 2; /* as a configuration error */
+    }
     if (status != 0) {
         fprintf(stderr, "picket sentry: %s\n",
                 err.msg[0] != '\0' ? err.msg : "start-up failed (see the log above)");

@@ -36,10 +36,13 @@ struct pk_sentry_options {
     uint16_t metrics_port;                 /* --metrics-port */
     enum pk_key_type key_type;             /* --key-type: for generated credentials */
     double reload_delay; /* seconds of quiet after a file change before reloading */
+    bool check_only;     /* --check: validate the flags, configuration and credentials, bind,
+                          * write and generate nothing, and return 0 or 2 */
 };
 
 /* Run until SIGTERM or SIGINT. Returns the process exit status: 0 after a clean stop, 1 when
- * start-up failed (the reason has been logged). */
+ * start-up failed (the reason has been logged). With check_only, return at once: 0 and "ok" on
+ * stdout when a start would find nothing wrong, else 2 and the problem on stderr. */
 int pk_sentry_run(const struct pk_sentry_options *opts);
 
 #endif

@@ -197,7 +197,7 @@ struct flags {
     const char *app_id, *sentry_address, *cp_trust_domain, *cp_namespace, *trust_domain;
     const char *anchors_file, *config, *log_level;
     const char *log_json; /* NULL for the bare flag */
-    bool log_json_given, help;
+    bool log_json_given, help, check;
 };
 
 enum {
@@ -211,6 +211,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_JSON,
     OPT_HELP,
+    OPT_CHECK,
 };
 
 /* An argument up to any '=', quoted, for naming a flag in a message. */
@@ -235,6 +236,7 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
             {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
             {"help", no_argument, NULL, OPT_HELP},
+            {"check", no_argument, NULL, OPT_CHECK},
             {NULL, 0, NULL, 0},
     };
     char name[QUOTE_LEN];
@@ -276,6 +278,9 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
         case OPT_LOG_JSON:
             fl->log_json_given = true;
             fl->log_json = optarg;
+            break;
+        case OPT_CHECK:
+            fl->check = true;
             break;
         case 'h':
         case OPT_HELP:
@@ -538,6 +543,7 @@ int pk_sidecar_config_load(int argc, char **argv, char *const *env, struct pk_si
         goto out;
     }
     cfg = pk_sidecar_config_new();
+    cfg->check_only = fl.check;
     if (fl.config != NULL) {
         cfg->config_file = pk_xstrdup(fl.config);
         r = read_config_file(cfg, fl.config, err);
