@@ -44,6 +44,7 @@ struct pk_agent {
     time_t trust_refused_at;     /* current's anchor-validity change that retrust() refused */
     struct pk_certs anchors;     /* the set in force */
     struct pk_buf anchors_pem;
+    bool anchors_changed; /* since the last identity from Sentry: a failure may be theirs */
 
     uint64_t seed; /* jitter seed (ID + process start) */
     uint64_t process_salt;
@@ -307,9 +308,16 @@ static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
 
 /* ---- fetching from Sentry --------------------------------------------------------------- */
 
+/* Where the anchors come from, for messages: the file, else the variable. */
+static const char *anchors_source(const struct pk_agent_config *cfg)
+{
+    return cfg->trust_anchors_file != NULL ? cfg->trust_anchors_file : "DAPR_TRUST_ANCHORS";
+}
+
 static void fetch_failed(struct pk_agent *a, const char *why)
 {
     double delay;
+    char hint[1200] = "";
 
     a->failures++;
     if (a->current == NULL) {
@@ -320,9 +328,17 @@ static void fetch_failed(struct pk_agent *a, const char *why)
     delay = pk_schedule_backoff(a->failures - 1, a->cfg->retry_initial, a->cfg->retry_max,
                                 a->process_salt ^ a->failures);
     a->retry_at = ev_now(a->loop) + delay;
-    PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s",
+    /* A TLS failure with Sentry is most often a trust anchor set it does not chain to (above
+     * all just after the set changed): name where the anchors come from. */
+    if (strstr(why, "TLS") != NULL) {
+        snprintf(hint, sizeof(hint),
+                 " hint=\"Sentry's certificate must chain to the trust anchors (%s)%s\"",
+                 anchors_source(a->cfg),
+                 a->anchors_changed ? ", which changed since the last identity from Sentry" : "");
+    }
+    PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s%s",
                a->failures, why, delay,
-               a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
+               a->current != NULL ? pk_identity_serial_hex(a->current) : "none", hint);
     if (a->current == NULL && a->cfg->initial_attempts > 0 &&
         a->failures >= (unsigned long)a->cfg->initial_attempts) {
         char msg[1200];
@@ -371,10 +387,11 @@ static void refuse_anchors(struct pk_agent *a, const uint8_t digest[PK_REFUSAL_D
     if (news == PK_REFUSAL_NEW) {
         a->stats.anchors_refused++;
     }
-    PK_LOG_ERR("trust anchors refused%s, keeping the current set count=%zu%s retry_in=%.1fs "
-               "error=\"%s\"",
-               why, a->anchors.n, news == PK_REFUSAL_REMINDER ? " still=true" : "",
-               a->anchors_recheck_at - now, error);
+    PK_LOG_ERR("trust anchors refused%s, keeping the current set anchors=%s count=%zu%s "
+               "retry_in=%.1fs error=\"%s\"",
+               why, anchors_source(a->cfg), a->anchors.n,
+               news == PK_REFUSAL_REMINDER ? " still=true" : "", a->anchors_recheck_at - now,
+               error);
 }
 
 /* The anchors input is accepted (or back to the set in force): nothing is refused. */
@@ -486,6 +503,7 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
     }
     a->failures = 0;
     a->retry_at = 0;
+    a->anchors_changed = false;
     publish(a, id, a->current == NULL ? "initial" : "renewal");
 out:
     pk_certs_clear(&anchors);
@@ -805,6 +823,7 @@ static void check_anchors(struct pk_agent *a)
     if (a->current == NULL) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
+        a->anchors_changed = true;
         log_anchors("trust anchor", &a->anchors);
         anchors_settled(a);
         goto out;
@@ -812,6 +831,7 @@ static void check_anchors(struct pk_agent *a)
     if (pk_identity_with_anchors(a->current, &anchors, time(NULL), &id, &err) == 0) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
+        a->anchors_changed = true;
         log_anchors("trust anchor", &a->anchors);
         anchors_settled(a);
         publish(a, id, "trust-anchors");

@@ -564,3 +564,29 @@ def test_token_file_problems_name_the_variable_and_the_file(start_sentry, start_
     agent = start_agent(sections, wait_ready=False)
     agent.proc.wait_log(rf"Sentry token \(\[sentry\] token_file\): {re.escape(str(empty))}: "
                         r"the file is empty")
+
+
+def test_a_sentry_tls_failure_names_the_anchors_file(start_sentry, start_agent, tmp_path):
+    """Anchors Sentry's certificate does not chain to: at start the fetch failure names the
+    anchors file; after a change to such a set the refusal names it too."""
+    sentry = start_sentry()
+    wrong, _ = pki.make_root(name="wrong.test")
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(pki.cert_pem(wrong))
+    sections = sentry_sections(sentry, retry_initial="100ms", retry_max="200ms")
+    sections["sentry"]["trust_anchors_file"] = anchors
+    agent = start_agent(sections, wait_ready=False)
+    agent.proc.wait_log(r"identity fetch failed .*certificate verify failed.* "
+                        rf"hint=\"Sentry's certificate must chain to the trust anchors "
+                        rf"\({re.escape(str(anchors))}\)\"")
+    agent.proc.stop()
+    # Running with the right set, then changed to the wrong one: refused, naming the file.
+    shutil.copy(sentry.ca_file, anchors)
+    agent = start_agent(sections)
+    mark = len(agent.proc.output())
+    tmp = tmp_path / "anchors.tmp"
+    tmp.write_bytes(pki.cert_pem(wrong))
+    os.rename(tmp, anchors)
+    agent.proc.wait_log(rf"trust anchors refused.* anchors={re.escape(str(anchors))} ",
+                        start=mark, timeout=15)
+    assert agent.ready()
