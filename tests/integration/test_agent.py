@@ -301,8 +301,9 @@ def test_a_key_file_swapped_in_readable_by_others_is_refused(start_agent, tmp_pa
     agent = start_agent(static_files(tmp_path))
     serial = agent.status()["identity"]["serial"]
     mark = len(agent.proc.output())
+    # A new key deployed readable by everyone: refused for its mode, before anything else.
     os.chmod(tmp_path / "k.pem", 0o644)
-    (tmp_path / "k.pem").write_bytes((tmp_path / "k.pem").read_bytes())
+    (tmp_path / "k.pem").write_bytes(pki.key_pem(pki.new_key()))
     agent.proc.wait_log(r"static identity update refused.*is mode 0644 \(readable by others\)",
                         start=mark)
     assert agent.status()["identity"]["serial"] == serial
