@@ -262,6 +262,26 @@ void proxy_free_set(struct listener **set, size_t n)
     free(set);
 }
 
+/* A reload that moves a listener to an address overlapping a running one's (127.0.0.1:P to
+ * 0.0.0.0:P, say) cannot bind while the old socket is open, and the old one is closed only once
+ * the new set is in force: it is our own socket in the way, not another process, and err says
+ * so. */
+static void explain_running_overlap(const struct pk_listener_config *lc, struct listener **old,
+                                    size_t n_old, struct pk_err *err)
+{
+    for (size_t j = 0; j < n_old; j++) {
+        const struct pk_listener_config *o = &old[j]->cfg;
+        if (pk_addr_overlaps(&o->listen_addr, &lc->listen_addr)) {
+            pk_err_set(err, -EADDRINUSE,
+                       "[%s %s] listen %s: overlaps the running [%s %s] listen %s: a listener "
+                       "moves to an overlapping address only with a restart",
+                       pk_listener_kind_name(lc->kind), lc->name, lc->listen,
+                       pk_listener_kind_name(o->kind), o->name, o->listen);
+            return;
+        }
+    }
+}
+
 /* Build the listener set of cfg, reusing from old (n_old) what has not changed. On success
  * *out holds n = cfg->n_listeners references; counts go to the optional outputs. */
 int proxy_build_set(struct pk_proxy *px, const struct pk_proxy_options *cfg, struct listener **old,
@@ -303,6 +323,9 @@ int proxy_build_set(struct pk_proxy *px, const struct pk_proxy_options *cfg, str
         }
         if (sock == NULL) {
             r = lsock_new(lc, px->n_workers, &sock, err);
+            if (r == -EADDRINUSE) {
+                explain_running_overlap(lc, old, n_old, err);
+            }
             if (r != 0) {
                 goto fail;
             }

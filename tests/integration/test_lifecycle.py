@@ -395,3 +395,27 @@ def test_sighup_policy_change_closes_connections_it_no_longer_allows(start_sentr
         pass
     s.close()
     agent.proc.wait_log(r"connection closed listener=in .*reason=denied", start=mark)
+
+
+def test_sighup_moving_a_listener_to_an_overlapping_address_is_refused_clearly(
+        start_sentry, start_agent):
+    """Listening sockets are exclusive, so 127.0.0.1:P cannot become 0.0.0.0:P while the old
+    socket serves: the reload is refused, naming both, and the running listener keeps serving."""
+    sentry = start_sentry()
+    app = Recorder()
+    in_port, out_port = free_port(), free_port()
+    sections = sentry_sections(sentry)
+    sections.update(loop_listeners(app.port, in_port, out_port))
+    agent = start_agent(sections)
+    moved = {k: dict(v) for k, v in sections.items()}
+    moved["inbound in"]["listen"] = f"0.0.0.0:{in_port}"
+    rewrite(agent, moved)
+    mark = len(agent.proc.output())
+    agent.proc.signal(signal.SIGHUP)
+    agent.proc.wait_log(rf"reload refused, keeping the running configuration error=\"\[inbound in\] "
+                        rf"listen 0.0.0.0:{in_port}: overlaps the running \[inbound in\] listen "
+                        rf"127.0.0.1:{in_port}: a listener moves to an overlapping address only "
+                        r"with a restart\"", start=mark)
+    c = connect_echo(out_port)
+    assert echo_roundtrip(c, b"still served")
+    c.close()
