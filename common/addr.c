@@ -39,9 +39,11 @@ static int scheme_error(unsigned flags, struct pk_err *err, const char *text)
     char scheme[24];
     char fix[QUOTE_LEN];
 
-    while (isalpha((unsigned char)text[scheme_len]) ||
-           (scheme_len > 0 && (isdigit((unsigned char)text[scheme_len]) ||
-                               strchr("+.-", text[scheme_len]) != NULL))) {
+    /* RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). (strchr would match the NUL.) */
+    while (text[scheme_len] != '\0' &&
+           (isalpha((unsigned char)text[scheme_len]) ||
+            (scheme_len > 0 && (isdigit((unsigned char)text[scheme_len]) ||
+                                strchr("+.-", text[scheme_len]) != NULL)))) {
         scheme_len++;
     }
     if (scheme_len == 0 || scheme_len >= sizeof(scheme) ||
