@@ -144,7 +144,7 @@ def test_openssl_s_client_through_inbound_to_plain_app(pki_env, start_agent):
     sidecar(start_agent, pki_env, "backend", listeners)
     cert, key = pki_env.peer("frontend")
     res = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-tls1_3",
-                          "-cert", cert, "-key", key, "-CAfile", pki_env.ca,
+                          "-cert", cert, "-cert_chain", cert, "-key", key, "-CAfile", pki_env.ca,
                           "-verify_return_error", "-quiet", "-ign_eof"],
                          input=b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", capture_output=True,
                          timeout=10)
@@ -238,7 +238,7 @@ def test_outbound_to_openssl_s_server_with_verify(pki_env, start_agent, tmp_path
     server_cert, server_key = pki_env.peer("backend")
     sport = free_port()
     srv = Proc(["openssl", "s_server", "-accept", str(sport), "-cert", server_cert,
-                "-key", server_key, "-CAfile", pki_env.ca, "-Verify", "2",
+                "-cert_chain", server_cert, "-key", server_key, "-CAfile", pki_env.ca, "-Verify", "2",
                 "-verify_return_error", "-rev"], tmp_path / "s_server.log")
     wait_for(lambda: "ACCEPT" in srv.output(), 10, what="s_server")
     port = free_port()
