@@ -49,6 +49,8 @@ void proxy_listener_unref(struct listener *l)
     lsock_unref(l->sock);
     pk_listener_config_clear(&l->cfg); /* l->rules with it */
     free(l->watch);
+    free(l->bytes);
+    free(l->hist);
     free(l);
 }
 
@@ -230,6 +232,25 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
             .buffer_size = lc->buffer_size,
     };
     l->watch = pk_xcalloc(n_workers, sizeof(*l->watch));
+    l->bytes = aligned_alloc(alignof(struct pk_live_bytes), n_workers * sizeof(*l->bytes));
+    if (l->bytes == NULL) {
+        abort(); /* as pk_xcalloc does */
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        atomic_init(&l->bytes[wi].in, 0);
+        atomic_init(&l->bytes[wi].out, 0);
+    }
+    l->hist = aligned_alloc(alignof(struct handshake_hist), n_workers * sizeof(*l->hist));
+    if (l->hist == NULL) {
+        abort();
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        for (size_t b = 0; b <= PK_HANDSHAKE_BUCKETS; b++) {
+            atomic_init(&l->hist[wi].bucket[b], 0);
+        }
+        atomic_init(&l->hist[wi].sum_ns, 0);
+    }
+    l->n_bytes = n_workers;
     *out = l;
     return 0;
 }

@@ -79,9 +79,9 @@ def test_sentry_outage_backoff_expiry_and_recovery(start_sentry, start_agent, tm
     sentry.proc.stop()
     # While Sentry is away the agent keeps its identity and backs off: waits grow to the cap.
     mark = len(agent.proc.output())
-    agent.proc.wait_log(r"identity fetch failed attempt=5 ", timeout=20, start=mark)
+    agent.proc.wait_log(r"identity fetch failed\" attempt=5 ", timeout=20, start=mark)
     assert agent.ready(), "not ready before the identity expired"
-    waits = [float(w) for w in re.findall(r"identity fetch failed attempt=\d+ .*?retry_in=([\d.]+)s",
+    waits = [float(w) for w in re.findall(r"identity fetch failed\" attempt=\d+ .*?retry_in=([\d.]+)s",
                                           agent.proc.output()[mark:])]
     assert waits[0] <= 0.2 and max(waits) <= 1.6
     assert any(w > 0.8 for w in waits[3:]), waits
@@ -186,7 +186,7 @@ def test_anchor_file_change_applies_without_restart(start_sentry, start_agent, t
     tmp = tmp_path / "anchors.tmp"
     tmp.write_bytes(old + pki.cert_pem(new_root))
     os.rename(tmp, anchors)
-    agent.proc.wait_log(r"identity installed reason=trust-anchors", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=trust-anchors", timeout=10, start=mark)
 
     def applied():
         assert len(agent.status()["trust_anchors"]) == 2
@@ -231,7 +231,7 @@ def test_static_identity_from_files_swapped_underneath(start_agent, tmp_path):
     # The matching key arrives: the new identity is installed after its checks.
     mark = len(agent.proc.output())
     (tmp_path / "key.pem").write_bytes(key2)
-    agent.proc.wait_log(r"identity installed reason=static-files", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=static-files", timeout=10, start=mark)
 
     def swapped():
         assert agent.status()["identity"]["serial"] != first["serial"]
@@ -448,7 +448,7 @@ def test_rogue_sentry_answer_is_rejected_and_old_identity_kept(py_sentry, start_
     eventually(rejection_counted)
     # Sentry behaves again: the next retry installs a good identity.
     py.mode = "normal"
-    agent.proc.wait_log(r"identity installed reason=renewal", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=10, start=mark)
 
     def renewed():
         assert agent.status()["identity"]["serial"] != serial
@@ -474,7 +474,7 @@ def test_wall_clock_jump_forward_renews_once_without_a_loop(start_sentry, start_
     assert len(agent.installed()) == 1
     mark = len(agent.proc.output())
     offset.write_text("+40m\n")
-    agent.proc.wait_log(r"identity installed reason=renewal", timeout=15, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=15, start=mark)
     agent.proc.wait_log(r"clock skew", timeout=5, start=mark)
     time.sleep(6)  # more than one wake-up of the agent's clock check
     assert len(agent.installed()) == 2, agent.proc.output()[mark:]
@@ -499,7 +499,7 @@ def test_adopting_sentrys_trust_chain_is_optional(start_sentry, start_agent, tmp
     sections["sentry"]["adopt_trust_chain"] = "true" if adopt else "false"
     agent = start_agent(sections)
     subjects = sorted(a["subject"] for a in agent.status()["trust_anchors"])
-    identity_anchors = int(re.search(r"identity installed .* anchors=(\d+)",
+    identity_anchors = int(re.search(r"identity installed\" .* anchors=(\d+)",
                                      agent.proc.output()).group(1))
     assert identity_anchors == (2 if adopt else 1)
     assert subjects == (["O=localhost", "O=next-root.test"] if adopt else ["O=localhost"])
@@ -532,7 +532,7 @@ def test_root_rotation_new_anchors_adopted_after_renewing_against_them(start_sen
     tmp.write_bytes(pki.cert_pem(root))
     os.rename(tmp, anchors)
     agent.proc.wait_log(r"renewing against them before adopting", timeout=15, start=mark)
-    agent.proc.wait_log(r"identity installed reason=renewal", timeout=15, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=15, start=mark)
     st = agent.status()
     assert st["identity"]["serial"] != old_serial
     assert [a["subject"] for a in st["trust_anchors"]] == ["O=localhost-2"]
@@ -547,8 +547,8 @@ def test_a_sentry_address_with_a_scheme_says_what_to_write(tmp_path, written, fi
     res = run([picket_bin(), "run", "--app-id", "x", "--sentry-address", written], timeout=10)
     assert res.returncode == 2
     scheme = written[:written.index(fix)]
-    assert (f"--sentry-address: `{written}': a scheme ({scheme}) is not accepted: write the "
-            f"address alone, as in `{fix}'") in res.stderr, res.stderr
+    assert (f"--sentry-address: '{written}': a scheme ({scheme}) is not accepted: write the "
+            f"address alone, as in '{fix}'") in res.stderr, res.stderr
 
 
 def test_token_file_problems_name_the_variable_and_the_file(start_sentry, start_agent, tmp_path):
@@ -556,7 +556,7 @@ def test_token_file_problems_name_the_variable_and_the_file(start_sentry, start_
     missing = tmp_path / "no-such-token"
     agent = start_agent(sentry_sections(sentry, retry_initial="100ms", retry_max="200ms"),
                         env={"DAPR_SENTRY_TOKEN_FILE": missing}, wait_ready=False)
-    agent.proc.wait_log(rf"identity fetch failed .*error=\"Sentry token \(DAPR_SENTRY_TOKEN_FILE\): "
+    agent.proc.wait_log(rf"identity fetch failed\" .*error=\"Sentry token \(DAPR_SENTRY_TOKEN_FILE\): "
                         rf"{re.escape(str(missing))}: ")
     empty = tmp_path / "empty-token"
     empty.write_text("\n")
@@ -577,7 +577,7 @@ def test_a_sentry_tls_failure_names_the_anchors_file(start_sentry, start_agent, 
     sections = sentry_sections(sentry, retry_initial="100ms", retry_max="200ms")
     sections["sentry"]["trust_anchors_file"] = anchors
     agent = start_agent(sections, wait_ready=False)
-    agent.proc.wait_log(r"identity fetch failed .*certificate verify failed.* "
+    agent.proc.wait_log(r"identity fetch failed\" .*certificate verify failed.* "
                         rf"hint=\"Sentry's certificate must chain to the trust anchors "
                         rf"\({re.escape(str(anchors))}\)\"")
     agent.proc.stop()
