@@ -33,6 +33,8 @@ struct pk_agent_config {
                                     * whose SPIFFE ID is not app_id/namespace/trust_domain's;
                                     * default false */
     char *export_dir;              /* key export_dir; NULL = no export */
+    long export_group;             /* key export_group: the gid the exported files are given (name
+                                    * resolved at load); -1 = none (owner-only files) */
     char *export_command;          /* key export_command: run with /bin/sh -c after each export */
     char *export_pid_file;         /* key export_pid_file: signal this pid after each export */
     int export_signal; /* key export_signal: HUP, USR1, ... (with or without SIG); SIGHUP */
