@@ -57,6 +57,10 @@ struct pk_dst_rule {
     struct pk_dst dst;
     enum pk_dst_action action;
     char *arg; /* PK_DST_SPIFFE_ID and PK_DST_APP_ID: owned by the rule; NULL otherwise */
+    /* PK_DST_APP_ID, arg taken apart: the app id, and the namespace of app=NS/APP (NULL for
+     * app=APP: ours); owned by the rule, NULL otherwise */
+    char *app_id;
+    char *app_ns;
 };
 
 /* Parse a destination, `CIDR [PORTS]`, from text (borrowed, NUL-terminated). On success fills

@@ -35,6 +35,10 @@ static void listener_free_fields(struct pk_listener_config *lc)
     free(lc->expect_app_id);
     free(lc->expect_namespace);
     free(lc->server_name);
+    for (size_t i = 0; i < lc->n_policy; i++) {
+        pk_policy_rule_clear(&lc->policy[i]);
+    }
+    free(lc->policy);
 }
 
 static char **copy_list(char *const *list, size_t n)
@@ -72,6 +76,8 @@ void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_lis
         for (size_t i = 0; i < src->n_map; i++) {
             dst->map_rules[i] = src->map_rules[i];
             dst->map_rules[i].arg = copy_string(src->map_rules[i].arg);
+            dst->map_rules[i].app_id = copy_string(src->map_rules[i].app_id);
+            dst->map_rules[i].app_ns = copy_string(src->map_rules[i].app_ns);
         }
     }
     dst->intercept = copy_list(src->intercept, src->n_intercept);
@@ -80,6 +86,13 @@ void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_lis
     dst->expect_app_id = copy_string(src->expect_app_id);
     dst->expect_namespace = copy_string(src->expect_namespace);
     dst->server_name = copy_string(src->server_name);
+    dst->policy = NULL;
+    if (src->n_policy > 0) {
+        dst->policy = pk_xcalloc(src->n_policy, sizeof(*dst->policy));
+        for (size_t i = 0; i < src->n_policy; i++) {
+            pk_policy_rule_copy(&dst->policy[i], &src->policy[i]);
+        }
+    }
 }
 
 static bool string_equal(const char *a, const char *b)

@@ -10,6 +10,7 @@
 
 #include "common/addr.h"
 #include "common/dstmap.h"
+#include "proxy/policy.h"
 
 enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND, PK_LISTENER_TRANSPARENT };
 
@@ -57,9 +58,15 @@ struct pk_listener_config {
     size_t n_exclude;
     /* outbound: the server's identity: expect_spiffe_id, or expect_app_id (+ expect_namespace,
      * default: our namespace) in our trust domain. Exactly one form is required. */
-    char *expect_spiffe_id;  /* key expect_spiffe_id: a valid SPIFFE ID */
-    char *expect_app_id;     /* key expect_app_id */
-    char *expect_namespace;  /* key expect_namespace: only with expect_app_id; NULL = ours */
+    char *expect_spiffe_id; /* key expect_spiffe_id: a valid SPIFFE ID */
+    char *expect_app_id;    /* key expect_app_id */
+    char *expect_namespace; /* key expect_namespace: only with expect_app_id; NULL = ours */
+    /* inbound and outbound: the rules above in typed form, built once when the configuration is
+     * loaded (inbound: allow_trust_domain, allow_namespace, allow_app_id, allow_spiffe_id in
+     * that order; outbound: the one expect rule). The proxy builds its policies from these and
+     * never from the strings, which are kept to be shown and compared. */
+    struct pk_policy_rule *policy;
+    size_t n_policy;
     char *server_name;       /* outbound: key server_name: SNI to send; NULL = none */
     bool allow_non_loopback; /* outbound: key allow_non_loopback: listen may be non-loopback
                               * (anything but 127.0.0.0/8, [::1], localhost, unix:) only with

@@ -627,8 +627,52 @@ static int check_loop_prevention(struct parser *ps, const struct pk_sidecar_conf
     return 0;
 }
 
-/* The listener's addresses and map lines as the proxy takes them: parsed once, here. Each was
- * checked as its line was read, and check_listener saw that listen is there. */
+/* Append the typed form of a rule (each value was checked as its line was read). */
+static void add_policy_rule(struct pk_listener_config *lc, enum pk_policy_kind kind,
+                            const char *value)
+{
+    int r;
+
+    lc->policy = pk_xrealloc(lc->policy, (lc->n_policy + 1) * sizeof(*lc->policy));
+    r = pk_policy_rule_parse(kind, value, &lc->policy[lc->n_policy], NULL);
+    PK_ASSERT(r == 0);
+    lc->n_policy++;
+}
+
+/* The listener's rules as the proxy takes them: inbound, the allow rules in the order the proxy
+ * ORs them; outbound, the one expected peer (check_listener saw that there is exactly one). */
+static void parse_policy(struct pk_listener_config *lc)
+{
+    static const enum pk_policy_kind allow_kinds[] = {PK_ALLOW_TRUST_DOMAIN, PK_ALLOW_NAMESPACE,
+                                                      PK_ALLOW_APP_ID, PK_ALLOW_SPIFFE_ID};
+    char *const *allow_lists[] = {lc->allow_trust_domain, lc->allow_namespace, lc->allow_app_id,
+                                  lc->allow_spiffe_id};
+    const size_t allow_counts[] = {lc->n_allow_trust_domain, lc->n_allow_namespace,
+                                   lc->n_allow_app_id, lc->n_allow_spiffe_id};
+
+    if (lc->kind == PK_LISTENER_INBOUND) {
+        for (size_t k = 0; k < PK_ARRAY_LEN(allow_kinds); k++) {
+            for (size_t i = 0; i < allow_counts[k]; i++) {
+                add_policy_rule(lc, allow_kinds[k], allow_lists[k][i]);
+            }
+        }
+    } else if (lc->kind == PK_LISTENER_OUTBOUND && lc->expect_spiffe_id != NULL) {
+        add_policy_rule(lc, PK_EXPECT_SPIFFE_ID, lc->expect_spiffe_id);
+    } else if (lc->kind == PK_LISTENER_OUTBOUND) {
+        struct pk_policy_rule rule = {.kind = PK_EXPECT_APP_ID};
+        int r = pk_policy_rule_parse(PK_EXPECT_APP_ID, lc->expect_app_id, &rule, NULL);
+        PK_ASSERT(r == 0 && rule.ns == NULL);
+        /* expect_namespace is a key of its own (checked as a namespace when read). */
+        if (lc->expect_namespace != NULL) {
+            rule.ns = pk_xstrdup(lc->expect_namespace);
+        }
+        lc->policy = pk_xrealloc(lc->policy, (lc->n_policy + 1) * sizeof(*lc->policy));
+        lc->policy[lc->n_policy++] = rule; /* the listener takes rule's strings */
+    }
+}
+
+/* The listener's addresses, map lines and rules as the proxy takes them: parsed once, here.
+ * Each was checked as its line was read, and check_listener saw that listen is there. */
 static void parse_typed(struct pk_listener_config *lc)
 {
     int r = pk_addr_parse(lc->listen, 0, &lc->listen_addr, NULL);
@@ -645,6 +689,7 @@ static void parse_typed(struct pk_listener_config *lc)
             PK_ASSERT(r == 0);
         }
     }
+    parse_policy(lc);
 }
 
 /* Two listeners on one address would both bind (SO_REUSEPORT) and the kernel would share the

@@ -428,6 +428,56 @@ static void test_listeners(void **state)
     assert_contains(err.msg, "picket-config-");
 }
 
+static void assert_rule(const struct pk_policy_rule *rule, enum pk_policy_kind kind,
+                        const char *value, const char *ns)
+{
+    assert_int_equal(rule->kind, kind);
+    assert_string_equal(rule->value, value);
+    if (ns == NULL) {
+        assert_null(rule->ns);
+    } else {
+        assert_string_equal(rule->ns, ns);
+    }
+}
+
+/* Each listener's rules come out of the configuration typed: the proxy builds its policies from
+ * these, in this order, and parses no rule text again. */
+static void test_listener_policies_typed(void **state)
+{
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
+    struct pk_listener_config copy = {0};
+    const struct pk_listener_config *lc;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(
+            pk_sidecar_config_parse_ini(listeners_ini, strlen(listeners_ini), "t.ini", cfg, &err),
+            0);
+    lc = &cfg->listeners[0];
+    assert_int_equal(lc->n_policy, 7);
+    assert_rule(&lc->policy[0], PK_ALLOW_TRUST_DOMAIN, "partner.example", NULL);
+    assert_rule(&lc->policy[1], PK_ALLOW_NAMESPACE, "ops", NULL);
+    assert_rule(&lc->policy[2], PK_ALLOW_NAMESPACE, "audit", NULL);
+    assert_rule(&lc->policy[3], PK_ALLOW_APP_ID, "frontend", NULL);
+    assert_rule(&lc->policy[4], PK_ALLOW_APP_ID, "invoices", "billing");
+    assert_rule(&lc->policy[5], PK_ALLOW_APP_ID, "admin", NULL);
+    assert_rule(&lc->policy[6], PK_ALLOW_SPIFFE_ID, "spiffe://example.org/ns/*/cron", NULL);
+    lc = &cfg->listeners[1];
+    assert_int_equal(lc->n_policy, 1);
+    assert_rule(&lc->policy[0], PK_EXPECT_APP_ID, "invoices", "billing");
+    assert_int_equal(cfg->listeners[2].n_policy, 0);
+    lc = &cfg->listeners[3];
+    assert_int_equal(lc->n_policy, 1);
+    assert_rule(&lc->policy[0], PK_EXPECT_SPIFFE_ID, "spiffe://partner.example/ns/prod/api", NULL);
+
+    /* A copy owns copies of them. */
+    pk_listener_config_copy(&copy, &cfg->listeners[0]);
+    pk_sidecar_config_free(cfg);
+    assert_int_equal(copy.n_policy, 7);
+    assert_rule(&copy.policy[4], PK_ALLOW_APP_ID, "invoices", "billing");
+    pk_listener_config_clear(&copy);
+}
+
 /* Parse head, value and tail as one text into a new configuration; on success *out (if out is
  * not NULL) is the configuration, else it is freed. */
 static int parse_one(const char *head, const char *value, const char *tail,
@@ -1817,6 +1867,7 @@ int main(void)
             cmocka_unit_test(test_defaults),
             cmocka_unit_test(test_full_file),
             cmocka_unit_test(test_listeners),
+            cmocka_unit_test(test_listener_policies_typed),
             cmocka_unit_test(test_listener_values),
             cmocka_unit_test(test_precedence),
             cmocka_unit_test(test_env_empty_is_unset),
