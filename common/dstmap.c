@@ -214,6 +214,21 @@ int pk_dst_parse(const char *text, struct pk_dst *out, struct pk_err *err)
     return parse_dst_tokens(tok, n, out, err);
 }
 
+int pk_dst_parse_ports(const char *text, struct pk_dst *out, struct pk_err *err)
+{
+    /* The ports of a destination, checked by the same parser. */
+    char dst_text[QUOTE_LEN + 16];
+    char q[QUOTE_LEN];
+
+    if (strlen(text) > QUOTE_LEN || strpbrk(text, " \t") != NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "`%s' is not a port (1 to 65535) or a range such as 8000-8099",
+                          pk_quote(q, sizeof(q), text, strlen(text)));
+    }
+    snprintf(dst_text, sizeof(dst_text), "0.0.0.0/0 %s", text);
+    return pk_dst_parse(dst_text, out, err);
+}
+
 /* Take rule->arg, "APP" or "NS/APP", apart into rule->app_ns and rule->app_id, checked. */
 static int parse_app(struct pk_dst_rule *rule, struct pk_err *err)
 {

@@ -68,6 +68,11 @@ struct pk_dst_rule {
  * otherwise (*out is then unspecified). */
 int pk_dst_parse(const char *text, struct pk_dst *out, struct pk_err *err) PK_MUST_USE;
 
+/* Parse the ports alone, `PORT` or `LO-HI` (text borrowed), into out as a destination that
+ * covers every IPv4 address (only its ports are meant to be used). PK_E_INVALID with err
+ * quoting the input otherwise. */
+int pk_dst_parse_ports(const char *text, struct pk_dst *out, struct pk_err *err) PK_MUST_USE;
+
 /* Parse a map line, `CIDR [PORTS] ACTION` (text borrowed). On success *out holds the rule and
  * the caller owns its arg (pk_dst_rule_clear); PK_E_INVALID with err as above otherwise, and
  * then *out owns nothing. The SPIFFE ID of a spiffe:// action must parse (pk_spiffe_parse) and

@@ -45,6 +45,8 @@ struct pk_listener_config {
                             * ClientHello first) and forward it as is; default false */
     char **intercept_port; /* inbound only: key intercept_port, repeatable: PORT or LO-HI;
                             * `picket iptables' redirects connections to these ports here */
+    struct pk_dst *intercept_port_dst; /* intercept_port, parsed (pk_dst_parse_ports): only
+                                        * the ports are meant; n_intercept_port of them */
     size_t n_intercept_port;
     /* transparent only: outbound connections redirected here by the firewall */
     char **map; /* key map, repeatable: CIDR [PORTS] ACTION (common/dstmap.h), checked */
@@ -53,8 +55,10 @@ struct pk_listener_config {
     enum pk_unmapped_policy unmapped; /* key unmapped: deny (default) or passthrough */
     char **intercept; /* key intercept, repeatable: CIDR [PORTS] to redirect here; none = the
                        * destinations of the map lines */
+    struct pk_dst *intercept_dst; /* intercept, parsed: n_intercept destinations */
     size_t n_intercept;
-    char **exclude; /* key exclude, repeatable: CIDR [PORTS] never redirected */
+    char **exclude;             /* key exclude, repeatable: CIDR [PORTS] never redirected */
+    struct pk_dst *exclude_dst; /* exclude, parsed: n_exclude destinations */
     size_t n_exclude;
     /* outbound: the server's identity: expect_spiffe_id, or expect_app_id (+ expect_namespace,
      * default: our namespace) in our trust domain. Exactly one form is required. */

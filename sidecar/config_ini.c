@@ -520,7 +520,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
     }
     if (lc->kind == PK_LISTENER_TRANSPARENT) {
         /* The firewall redirects TCP to a port of this host: a unix socket cannot take it. */
-        if (strncmp(lc->listen, "unix:", 5) == 0) {
+        if (lc->listen_addr.kind != PK_ADDR_INET) {
             fail_at(ps, key_line(lines, "listen"),
                     "[%s %s] listen: `%s': a transparent listener takes redirected TCP "
                     "connections, so it needs an IP address and port",
@@ -551,7 +551,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
     if (lc->kind == PK_LISTENER_INBOUND) {
         /* REDIRECT in PREROUTING sends to the address of the interface the connection came
          * in on, never to loopback. */
-        if (lc->n_intercept_port > 0 && config_is_loopback(lc->listen)) {
+        if (lc->n_intercept_port > 0 && pk_addr_is_loopback(&lc->listen_addr)) {
             fail_at(ps, key_line(lines, "intercept_port"),
                     "[%s %s] intercept_port: the firewall redirects incoming connections to this "
                     "host's own address, but listen is `%s'; listen on 0.0.0.0:PORT or [::]:PORT",
@@ -588,7 +588,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
     }
     /* Whoever can connect to an outbound or transparent listener talks with this app's
      * identity. */
-    if (!lc->allow_non_loopback && !config_is_loopback(lc->listen)) {
+    if (!lc->allow_non_loopback && !pk_addr_is_loopback(&lc->listen_addr)) {
         fail_at(ps, key_line(lines, "listen"),
                 "[%s %s] listen: `%s' is not a loopback address, so other hosts could connect "
                 "with this app's identity; set allow_non_loopback = true if that is intended",
@@ -671,13 +671,30 @@ static void parse_policy(struct pk_listener_config *lc)
     }
 }
 
-/* The listener's addresses, map lines and rules as the proxy takes them: parsed once, here.
- * Each was checked as its line was read, and check_listener saw that listen is there. */
+/* n destinations parsed with parse (each text was checked as its line was read). */
+static struct pk_dst *parse_dsts(char *const *texts, size_t n,
+                                 int (*parse)(const char *, struct pk_dst *, struct pk_err *))
+{
+    struct pk_dst *out = n > 0 ? pk_xcalloc(n, sizeof(*out)) : NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        int r = parse(texts[i], &out[i], NULL);
+        PK_ASSERT(r == 0);
+    }
+    return out;
+}
+
+/* The listener's target, map lines, rules and firewall lines as their consumers take them:
+ * parsed once, here. Each was checked as its line was read (listen is parsed before the checks
+ * of check_listener, which look at it). */
 static void parse_typed(struct pk_listener_config *lc)
 {
-    int r = pk_addr_parse(lc->listen, 0, &lc->listen_addr, NULL);
+    int r;
 
-    PK_ASSERT(r == 0);
+    lc->intercept_port_dst =
+            parse_dsts(lc->intercept_port, lc->n_intercept_port, pk_dst_parse_ports);
+    lc->intercept_dst = parse_dsts(lc->intercept, lc->n_intercept, pk_dst_parse);
+    lc->exclude_dst = parse_dsts(lc->exclude, lc->n_exclude, pk_dst_parse);
     if (lc->target != NULL) {
         r = pk_addr_parse(lc->target, 0, &lc->target_addr, NULL);
         PK_ASSERT(r == 0);
@@ -760,10 +777,15 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
 static int check_listeners(struct parser *ps, const struct pk_sidecar_config *into)
 {
     for (size_t i = 0; i < ps->scratch->n_listeners; i++) {
-        if (check_listener(ps, &ps->scratch->listeners[i], &ps->lines[i]) != 0) {
+        struct pk_listener_config *lc = &ps->scratch->listeners[i];
+        /* The address the checks look at, parsed once (it was checked as its line was read). */
+        if (lc->listen != NULL && pk_addr_parse(lc->listen, 0, &lc->listen_addr, NULL) != 0) {
+            PK_ASSERT(!"a listen address checked when read no longer parses");
+        }
+        if (check_listener(ps, lc, &ps->lines[i]) != 0) {
             return PK_E_INVALID;
         }
-        parse_typed(&ps->scratch->listeners[i]);
+        parse_typed(lc);
     }
     return check_listen_overlaps(ps, into);
 }
