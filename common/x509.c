@@ -83,7 +83,7 @@ static int wolf_error(int wc, const struct pk_cert *cert, const char *who, struc
         return pk_err_set(err, PK_E_NOTYETVALID, "%s is not valid before %s", who, when);
     case ASN_NO_SIGNER_E:
         return pk_err_set(err, PK_E_UNTRUSTED,
-                          "%s: its issuer `%.200s' is not a trusted root or a verified "
+                          "%s: its issuer '%.200s' is not a trusted root or a verified "
                           "intermediate",
                           who, cert->issuer_str);
     case ASN_SIG_CONFIRM_E:
@@ -92,7 +92,7 @@ static int wolf_error(int wc, const struct pk_cert *cert, const char *who, struc
     case ASN_SIG_HASH_E:
     case SIG_VERIFY_E:
         return pk_err_set(err, PK_E_UNTRUSTED,
-                          "%s: signature does not verify with the key of its issuer `%.200s'", who,
+                          "%s: signature does not verify with the key of its issuer '%.200s'", who,
                           cert->issuer_str);
     case NOT_CA_ERROR:
         return pk_err_set(err, PK_E_UNTRUSTED, "%s is not a CA certificate", who);

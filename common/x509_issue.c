@@ -158,7 +158,7 @@ static int check_san_ascii(const char *s, const char *what, struct pk_err *err)
     for (const char *p = s; *p != '\0'; p++) {
         if (*p <= 0x20 || *p >= 0x7f) {
             return pk_err_set(err, PK_E_INVALID,
-                              "certificate template: %s `%.200s' is not printable ASCII", what, s);
+                              "certificate template: %s '%.200s' is not printable ASCII", what, s);
         }
     }
     return 0;
@@ -342,7 +342,7 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
     }
     if (tmpl->subject_c != NULL && !country_ok(tmpl->subject_c)) {
         r = pk_err_set(err, PK_E_INVALID,
-                       "certificate template: subject C `%.20s' is not a two-letter country code",
+                       "certificate template: subject C '%.20s' is not a two-letter country code",
                        tmpl->subject_c);
         goto out;
     }
@@ -396,13 +396,13 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
     } else {
         if (!pk_cert_matches_key(issuer, issuer_key)) {
             r = pk_err_set(err, PK_E_MISMATCH,
-                           "the issuer key does not match the issuer certificate `%.200s'",
+                           "the issuer key does not match the issuer certificate '%.200s'",
                            issuer->subject_str);
             goto out;
         }
         if (!issuer->is_ca || (issuer->has_ku && !(issuer->ku & PK_KU_KEY_CERT_SIGN))) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "the issuer certificate `%.200s' is not a CA that may sign "
+                           "the issuer certificate '%.200s' is not a CA that may sign "
                            "certificates",
                            issuer->subject_str);
             goto out;

@@ -102,12 +102,12 @@ int pk_cert_name_constraints_allow_uri(const struct pk_cert *ca, const char *uri
     }
     if (!uri_host(uri, &host, &host_len)) {
         return pk_err_set(err, PK_E_INVALID,
-                          "URI `%.200s' has no host to check against the "
-                          "name constraints of `%.200s'",
+                          "URI '%.200s' has no host to check against the "
+                          "name constraints of '%.200s'",
                           uri, ca->subject_str);
     }
     if (pk_der_expect(&in, PK_DER_SEQUENCE, &nc) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in `%.200s'",
+        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in '%.200s'",
                           ca->subject_str);
     }
     for (struct pk_slice body = pk_der_inner(&nc); r == 0 && body.len > 0;) {
@@ -123,16 +123,16 @@ int pk_cert_name_constraints_allow_uri(const struct pk_cert *ca, const char *uri
     }
     if (r == PK_E_UNSUPPORTED) {
         return pk_err_set(err, PK_E_UNSUPPORTED,
-                          "name constraints of `%.200s' use a form picket does not evaluate",
+                          "name constraints of '%.200s' use a form picket does not evaluate",
                           ca->subject_str);
     }
     if (r != 0) {
-        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in `%.200s'",
+        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in '%.200s'",
                           ca->subject_str);
     }
     if (excluded_hit || (permitted_uri && !permitted_hit)) {
         return pk_err_set(err, PK_E_UNTRUSTED,
-                          "URI `%.200s' violates the name constraints of `%.200s'", uri,
+                          "URI '%.200s' violates the name constraints of '%.200s'", uri,
                           ca->subject_str);
     }
     (void)excluded_uri;

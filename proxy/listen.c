@@ -46,6 +46,8 @@ void proxy_listener_unref(struct listener *l)
     lsock_unref(l->sock);
     pk_listener_config_clear(&l->cfg); /* l->rules with it */
     free(l->watch);
+    free(l->bytes);
+    free(l->hist);
     free(l);
 }
 
@@ -162,7 +164,7 @@ static int needs_namespace(const struct pk_policy_rule *rule, const char *ns,
         return 0;
     }
     return pk_err_set(err, PK_E_INVALID,
-                      "[%s %s] %s: `%s' names no namespace and our own SPIFFE ID has none; "
+                      "[%s %s] %s: '%s' names no namespace and our own SPIFFE ID has none; "
                       "write NAMESPACE/APP",
                       pk_listener_kind_name(lc->kind), lc->name,
                       rule->kind == PK_ALLOW_APP_ID ? "allow_app_id" : "expect_app_id",
@@ -238,6 +240,25 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
             .buffer_size = lc->buffer_size,
     };
     l->watch = pk_xcalloc(n_workers, sizeof(*l->watch));
+    l->bytes = aligned_alloc(alignof(struct pk_live_bytes), n_workers * sizeof(*l->bytes));
+    if (l->bytes == NULL) {
+        abort(); /* as pk_xcalloc does */
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        atomic_init(&l->bytes[wi].in, 0);
+        atomic_init(&l->bytes[wi].out, 0);
+    }
+    l->hist = aligned_alloc(alignof(struct handshake_hist), n_workers * sizeof(*l->hist));
+    if (l->hist == NULL) {
+        abort();
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        for (size_t b = 0; b <= PK_HANDSHAKE_BUCKETS; b++) {
+            atomic_init(&l->hist[wi].bucket[b], 0);
+        }
+        atomic_init(&l->hist[wi].sum_ns, 0);
+    }
+    l->n_bytes = n_workers;
     *out = l;
     return 0;
 }

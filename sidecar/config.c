@@ -282,15 +282,15 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
             fl->help = true;
             return 0;
         case ':':
-            return pk_err_set(err, PK_E_INVALID, "flag `%s' needs a value", flag_name(name, arg));
+            return pk_err_set(err, PK_E_INVALID, "flag '%s' needs a value", flag_name(name, arg));
         default:
-            return pk_err_set(err, PK_E_INVALID, "unknown flag `%s'", flag_name(name, arg));
+            return pk_err_set(err, PK_E_INVALID, "unknown flag '%s'", flag_name(name, arg));
         }
     }
     if (optind < argc) {
         char q[QUOTE_LEN];
         return pk_err_set(err, PK_E_INVALID,
-                          "unexpected argument `%s' (picket run takes only flags)",
+                          "unexpected argument '%s' (picket run takes only flags)",
                           pk_quote(q, sizeof(q), argv[optind], strlen(argv[optind])));
     }
     return 0;
@@ -428,7 +428,7 @@ static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, st
         char q[QUOTE_LEN];
         if (pk_log_level_parse(fl->log_level, &level) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "--log-level: `%s' is not debug, info, warn or error",
+                              "--log-level: '%s' is not debug, info, warn or error",
                               pk_quote(q, sizeof(q), fl->log_level, strlen(fl->log_level)));
         }
         cfg->log_level = (int)level;
@@ -437,7 +437,7 @@ static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, st
         char q[QUOTE_LEN];
         bool json = true;
         if (fl->log_json != NULL && config_parse_bool(fl->log_json, true, &json) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "--log-as-json: `%s' is not a boolean",
+            return pk_err_set(err, PK_E_INVALID, "--log-as-json: '%s' is not a boolean",
                               pk_quote(q, sizeof(q), fl->log_json, strlen(fl->log_json)));
         }
         cfg->log_json = json;

@@ -94,7 +94,8 @@ const struct key config_log_keys[] = {
         KEY("level", K_LOG_LEVEL, log_level, 0, 0, NULL, .arg = "LEVEL",
             .doc = "debug, info, warn or error (--log-level)"),
         KEY("json", K_BOOL, log_json, 0, 0, NULL, .arg = "BOOL",
-            .doc = "log JSON objects instead of key=value lines (--log-as-json)"),
+            .doc = "log JSON objects, one key per field, instead of logfmt lines "
+                   "(--log-as-json)"),
 };
 
 const struct key config_proxy_keys[] = {
@@ -369,7 +370,7 @@ static int check_app_id(const char *text, struct pk_err *err)
         return pk_spiffe_check_segment(text, "app id", err);
     }
     if (strchr(slash + 1, '/') != NULL) {
-        return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got `%s'",
+        return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got '%s'",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
     ns = pk_xstrndup(text, (size_t)(slash - text));
@@ -390,7 +391,7 @@ static int check_spiffe_pattern(const char *text, struct pk_err *err)
 
     if (strncmp(text, "spiffe://", 9) != 0 || text[9] == '\0') {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s' is not a SPIFFE ID: it must start with spiffe:// and a trust "
+                          "'%s' is not a SPIFFE ID: it must start with spiffe:// and a trust "
                           "domain",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
@@ -410,17 +411,17 @@ static int check_server_name(const char *text, struct pk_err *err)
         unsigned char c = (unsigned char)text[i];
         if (!isalnum(c) && c != '-' && c != '.' && c != '_') {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a host name (letters, digits, `-', `_' and `.')",
+                              "'%s' is not a host name (letters, digits, '-', '_' and '.')",
                               pk_quote(q, sizeof(q), text, strlen(text)));
         }
     }
     if (len > MAX_DNS_NAME) {
-        return pk_err_set(err, PK_E_INVALID, "`%s' is longer than a host name can be (%d bytes)",
+        return pk_err_set(err, PK_E_INVALID, "'%s' is longer than a host name can be (%d bytes)",
                           pk_quote(q, sizeof(q), text, strlen(text)), MAX_DNS_NAME);
     }
     if (inet_pton(AF_INET, text, &a4) == 1) {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s': SNI cannot carry an IP address (RFC 6066 §3); leave server_name "
+                          "'%s': SNI cannot carry an IP address (RFC 6066 §3); leave server_name "
                           "out",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
@@ -544,14 +545,14 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_BOOL:
         if (config_parse_bool(value, false, &flag) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                              "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(bool *)field = flag;
         return 0;
     case K_FRACTION:
         if (parse_decimal(value, &d) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not a decimal fraction such as 0.5",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not a decimal fraction such as 0.5",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         if (d < k->min || d > k->max) {
@@ -576,7 +577,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_COUNT:
     case K_SIZE:
         if (parse_count(value, (long)k->min, (long)k->max, &n) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not a whole number from %ld to %ld",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not a whole number from %ld to %ld",
                               pk_quote(q, sizeof(q), value, strlen(value)), (long)k->min,
                               (long)k->max);
         }
@@ -589,7 +590,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_SIGNAL:
         if (parse_signal(value, &i) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a signal name (HUP, INT, QUIT, USR1, USR2, TERM, "
+                              "'%s' is not a signal name (HUP, INT, QUIT, USR1, USR2, TERM, "
                               "ALRM, CONT or WINCH, with or without SIG)",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
@@ -598,7 +599,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_LOG_LEVEL: {
         enum pk_log_level level;
         if (pk_log_level_parse(value, &level) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not debug, info, warn or error",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not debug, info, warn or error",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(int *)field = (int)level;
@@ -610,14 +611,14 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
         } else if (strcmp(value, "passthrough") == 0) {
             *(enum pk_unmapped_policy *)field = PK_UNMAPPED_PASSTHROUGH;
         } else {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not deny or passthrough",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not deny or passthrough",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         return 0;
     case K_MARK:
         if (parse_mark(value, &n) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a firewall mark: a number from 0 to 4294967295, "
+                              "'%s' is not a firewall mark: a number from 0 to 4294967295, "
                               "decimal or 0x hex",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
@@ -626,7 +627,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_OWNER:
         /* (uid_t)-1 means "no change" to the kernel: not a real owner. */
         if (parse_count(value, 0, 4294967294L, &n) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not a numeric %s from 0 to 4294967294",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not a numeric %s from 0 to 4294967294",
                               pk_quote(q, sizeof(q), value, strlen(value)), k->what);
         }
         *(long *)field = n;
