@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/duration.h"
 #include "common/key.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -64,15 +65,6 @@ static const char *kind_key(enum pk_policy_kind kind)
         return "expect_app_id";
     }
     return "unknown rule";
-}
-
-static void format_time(time_t t, char *out, size_t out_len)
-{
-    struct tm tm;
-
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, out_len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(out, out_len, "@%lld", (long long)t);
-    }
 }
 
 struct pk_policy *pk_policy_new(const char *our_trust_domain, const char *our_namespace)
@@ -476,15 +468,15 @@ static int peer_valid_now(const struct pk_cert *leaf, time_t now, const char *ur
     char when[32];
     char at[32];
 
-    format_time(now, at, sizeof(at));
+    pk_time_format_utc(now, at, sizeof(at));
     if (now > pk_cert_not_after(leaf)) {
-        format_time(pk_cert_not_after(leaf), when, sizeof(when));
+        pk_time_format_utc(pk_cert_not_after(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_EXPIRED,
                           "peer certificate has expired: not after %s, now %s: '%s'", when, at,
                           pk_quote(q, sizeof(q), uri, strlen(uri)));
     }
     if (now < pk_cert_not_before(leaf)) {
-        format_time(pk_cert_not_before(leaf), when, sizeof(when));
+        pk_time_format_utc(pk_cert_not_before(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_NOTYETVALID,
                           "peer certificate is not yet valid: not before %s, now %s: '%s'", when,
                           at, pk_quote(q, sizeof(q), uri, strlen(uri)));
