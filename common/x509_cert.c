@@ -524,6 +524,10 @@ static int cert_decode(struct pk_cert *cert, struct pk_err *err)
     cert->path_len = cert->is_ca && dc.pathLengthSet ? (int)dc.pathLength : -1;
     cert->has_ku = dc.extKeyUsageSet;
     cert->ku = dc.extKeyUsageSet ? ku_from_wolf(dc.extKeyUsage) : 0;
+    cert->has_akid = dc.extAuthKeyIdSet;
+    cert->has_skid_ext = dc.extSubjKeyIdSet;
+    memcpy(cert->akid, dc.extAuthKeyId, sizeof(cert->akid));
+    memcpy(cert->keyid, dc.extSubjKeyId, sizeof(cert->keyid));
     if (dc.keyOID == ECDSAk && dc.pkCurveOID == ECC_SECP256R1_OID) {
         cert->key_type = PK_KEY_P256;
     } else if (dc.keyOID == ED25519k) {
@@ -733,6 +737,14 @@ void pk_cert_fingerprint(const struct pk_cert *cert, char out[65])
     out[64] = '\0';
 }
 
+/* Signatures this thread has verified with pk_cert_signed_by; see pk_x509__signature_checks. */
+static _Thread_local unsigned long signature_checks;
+
+unsigned long pk_x509__signature_checks(void)
+{
+    return signature_checks;
+}
+
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer)
 {
     struct pk_pubkey *pub = NULL;
@@ -747,6 +759,7 @@ bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer)
     if (pk_pubkey_from_spki(issuer->der + issuer->spki.off, issuer->spki.len, &pub, NULL) != 0) {
         return false;
     }
+    signature_checks++;
     ok = pk_pubkey_verify(pub, cert->sig_alg, tbs.ptr, tbs.len, sig.ptr, sig.len) == 0;
     pk_pubkey_free(pub);
     return ok;

@@ -80,6 +80,9 @@ void pk_cert_fingerprint(const struct pk_cert *cert, char out[65]);
 /* True when cert's signature (ECDSA with SHA-256/384/512, or Ed25519) verifies with issuer's
  * public key and cert's issuer name equals issuer's subject name byte for byte. Borrows both. */
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer);
+/* For tests and benchmarks: how many signatures this thread has verified with
+ * pk_cert_signed_by (and so with both chain verifiers' own walks) since it started. */
+unsigned long pk_x509__signature_checks(void);
 /* True for a self-signed certificate (issuer == subject and signature verifies with own key). */
 bool pk_cert_self_signed(const struct pk_cert *cert);
 /* True when key is the private half of cert's public key. Borrows both. */

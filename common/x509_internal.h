@@ -10,6 +10,11 @@
 #include <stdint.h>
 #include <string.h>
 #include <time.h>
+/* wolfssl/options.h must come before every other wolfSSL header. */
+/* clang-format off */
+#include <wolfssl/options.h>
+#include <wolfssl/wolfcrypt/asn.h>
+/* clang-format on */
 
 #include "pem.h"
 #include "x509_cert.h"
@@ -58,6 +63,14 @@ struct pk_cert {
     bool has_eku;
     unsigned eku;
     enum pk_key_type key_type;
+    /* wolfSSL's view of the key identifiers, with which its certificate manager finds an issuer:
+     * the authority key identifier (when present), and the subject's own identifier, from its
+     * extension or else computed from the public key. Both KEYID_SIZE bytes, hashed by wolfSSL
+     * when the extension holds another length. */
+    bool has_akid;
+    bool has_skid_ext;
+    uint8_t akid[KEYID_SIZE];
+    uint8_t keyid[KEYID_SIZE];
 };
 
 /* The bytes of a part of cert's DER (borrowed from cert). */
