@@ -46,6 +46,7 @@ struct pk_agent {
     time_t trust_refused_at;     /* current's anchor-validity change that retrust() refused */
     struct pk_certs anchors;     /* the set in force */
     struct pk_buf anchors_pem;
+    bool anchors_changed; /* since the last identity from Sentry: a failure may be theirs */
 
     uint64_t seed; /* jitter seed (ID + process start) */
     uint64_t process_salt;
@@ -326,9 +327,16 @@ static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
 
 /* ---- fetching from Sentry --------------------------------------------------------------- */
 
+/* Where the anchors come from, for messages: the file, else the variable. */
+static const char *anchors_source(const struct pk_agent_config *cfg)
+{
+    return cfg->trust_anchors_file != NULL ? cfg->trust_anchors_file : "DAPR_TRUST_ANCHORS";
+}
+
 static void fetch_failed(struct pk_agent *a, const char *why)
 {
     double delay;
+    char hint[1200] = "";
 
     a->failures++;
     if (a->current == NULL) {
@@ -339,9 +347,17 @@ static void fetch_failed(struct pk_agent *a, const char *why)
     delay = pk_schedule_backoff(a->failures - 1, a->cfg->retry_initial, a->cfg->retry_max,
                                 a->process_salt ^ a->failures);
     a->retry_at = mono_now(a) + delay;
-    PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s",
+    /* A TLS failure with Sentry is most often a trust anchor set it does not chain to (above
+     * all just after the set changed): name where the anchors come from. */
+    if (strstr(why, "TLS") != NULL) {
+        snprintf(hint, sizeof(hint),
+                 " hint=\"Sentry's certificate must chain to the trust anchors (%s)%s\"",
+                 anchors_source(a->cfg),
+                 a->anchors_changed ? ", which changed since the last identity from Sentry" : "");
+    }
+    PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s%s",
                a->failures, why, delay,
-               a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
+               a->current != NULL ? pk_identity_serial_hex(a->current) : "none", hint);
     if (a->current == NULL && a->cfg->initial_attempts > 0 &&
         a->failures >= (unsigned long)a->cfg->initial_attempts) {
         char msg[1200];
@@ -390,10 +406,11 @@ static void refuse_anchors(struct pk_agent *a, const uint8_t digest[PK_REFUSAL_D
     if (news == PK_REFUSAL_NEW) {
         a->stats.anchors_refused++;
     }
-    PK_LOG_ERR("trust anchors refused%s, keeping the current set count=%zu%s retry_in=%.1fs "
-               "error=\"%s\"",
-               why, a->anchors.n, news == PK_REFUSAL_REMINDER ? " still=true" : "",
-               a->anchors_recheck_at - now, error);
+    PK_LOG_ERR("trust anchors refused%s, keeping the current set anchors=%s count=%zu%s "
+               "retry_in=%.1fs error=\"%s\"",
+               why, anchors_source(a->cfg), a->anchors.n,
+               news == PK_REFUSAL_REMINDER ? " still=true" : "", a->anchors_recheck_at - now,
+               error);
 }
 
 /* The anchors input is accepted (or back to the set in force): nothing is refused. */
@@ -505,6 +522,7 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
     }
     a->failures = 0;
     a->retry_at = 0;
+    a->anchors_changed = false;
     publish(a, id, a->current == NULL ? "initial" : "renewal");
 out:
     pk_certs_clear(&anchors);
@@ -526,6 +544,8 @@ static void start_fetch(struct pk_agent *a)
             .namespace_ = cfg->namespace_,
             .trust_domain = cfg->trust_domain,
             .token_file = cfg->token_file,
+            .token_setting =
+                    cfg->token_file_from_env ? "DAPR_SENTRY_TOKEN_FILE" : "[sentry] token_file",
             /* As daprd in self-hosted mode: JWKS with a token file, else Sentry's default. */
             .token_validator =
                     cfg->token_file != NULL ? TOKEN_VALIDATOR_JWKS : TOKEN_VALIDATOR_UNKNOWN,
@@ -667,10 +687,42 @@ static void tick_cb(void *ctx)
 
 /* ---- static identity ---------------------------------------------------------------------- */
 
-static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struct pk_identity **out,
-                       struct pk_err *err)
+/* A static certificate is for this app: its SPIFFE ID is spiffe://TD/ns/NAMESPACE/APP_ID of our
+ * settings (any trust domain when none is set). Peers authorize us by that ID, so another app's
+ * certificate, copied by mistake, would make us speak as that app. */
+static int check_static_id(const struct pk_agent_config *cfg, const struct pk_identity *id,
+                           const char *cert_what, struct pk_err *err)
 {
-    const struct pk_agent_config *cfg = a->cfg;
+    const struct pk_spiffe_id *sid = pk_identity_spiffe(id);
+    const char *ns = cfg->namespace_ != NULL ? cfg->namespace_ : "default";
+    const char *wrong = NULL;
+
+    if (cfg->allow_static_id_mismatch) {
+        return 0;
+    }
+    if (!sid->is_workload) {
+        wrong = "its path is not /ns/NAMESPACE/APP_ID";
+    } else if (cfg->app_id != NULL && strcmp(sid->app_id, cfg->app_id) != 0) {
+        wrong = "the app id differs";
+    } else if (strcmp(sid->namespace_, ns) != 0) {
+        wrong = "the namespace differs";
+    } else if (cfg->trust_domain != NULL && strcmp(sid->trust_domain, cfg->trust_domain) != 0) {
+        wrong = "the trust domain differs";
+    }
+    if (wrong == NULL) {
+        return 0;
+    }
+    return pk_err_set(err, PK_E_INVALID,
+                      "static certificate %s is for %s, but this app is app_id=%s namespace=%s "
+                      "trust_domain=%s (%s): use this app's certificate, or set [agent] "
+                      "allow_static_id_mismatch = true",
+                      cert_what, sid->uri, cfg->app_id != NULL ? cfg->app_id : "(any)", ns,
+                      cfg->trust_domain != NULL ? cfg->trust_domain : "(any)", wrong);
+}
+
+static int load_static(const struct pk_agent_config *cfg, const struct pk_certs *anchors,
+                       time_t now, struct pk_identity **out, struct pk_err *err)
+{
     struct pk_buf cert, key;
     struct pk_certs chain = {0};
     struct pk_key *k = NULL;
@@ -689,7 +741,10 @@ static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struc
         if (cfg->key_pem != NULL) {
             r = pk_buf_append_str(&key, cfg->key_pem);
         } else {
-            r = pk_fs_read_file(cfg->key_file, MAX_PEM_FILE, &key, err);
+            r = pk_fs_check_private(cfg->key_file, "key file", err);
+            if (r == 0) {
+                r = pk_fs_read_file(cfg->key_file, MAX_PEM_FILE, &key, err);
+            }
         }
     }
     if (r != 0) {
@@ -711,9 +766,15 @@ static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struc
                 .source = "static",
         };
         k = NULL; /* taken */
-        r = pk_identity_new(&p, wall_seconds(a), out, err);
+        r = pk_identity_new(&p, now, out, err);
         if (r != 0) {
             pk_err_prefix(err, r, "static identity (%s, %s)", cert_what, key_what);
+        } else {
+            r = check_static_id(cfg, *out, cert_what, err);
+            if (r != 0) {
+                pk_identity_unref(*out);
+                *out = NULL;
+            }
         }
     }
 out:
@@ -730,7 +791,7 @@ static void reload_static(struct pk_agent *a)
     struct pk_err err;
 
     pk_err_clear(&err);
-    if (load_static(a, &a->anchors, &id, &err) != 0) {
+    if (load_static(a->cfg, &a->anchors, (time_t)wall_seconds(a), &id, &err) != 0) {
         a->stats.static_refused++;
         PK_LOG_ERR("static identity update refused, keeping the current one serial=%s "
                    "error=\"%s\"",
@@ -777,6 +838,7 @@ static void check_anchors(struct pk_agent *a)
     if (a->current == NULL) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
+        a->anchors_changed = true;
         log_anchors("trust anchor", &a->anchors);
         anchors_settled(a);
         goto out;
@@ -784,6 +846,7 @@ static void check_anchors(struct pk_agent *a)
     if (pk_identity_with_anchors(a->current, &anchors, wall_seconds(a), &id, &err) == 0) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
+        a->anchors_changed = true;
         log_anchors("trust anchor", &a->anchors);
         anchors_settled(a);
         publish(a, id, "trust-anchors");
@@ -839,6 +902,35 @@ static void anchors_changed(void *ctx)
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+int pk_agent_check(const struct pk_agent_config *cfg, struct pk_err *err)
+{
+    struct pk_certs anchors = {0};
+    struct pk_identity *id = NULL;
+    struct pk_buf pem;
+    uint8_t digest[PK_REFUSAL_DIGEST];
+    int r;
+
+    pk_buf_init(&pem, MAX_PEM_FILE);
+    r = load_anchors(cfg, &anchors, &pem, digest, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "trust anchors");
+        goto out;
+    }
+    if (cfg->sentry_address == NULL || cfg->sentry_address[0] == '\0') {
+        r = load_static(cfg, &anchors, time(NULL), &id, err);
+    } else if (cfg->token_file != NULL) {
+        /* What each Sentry request reads (a projected token rotates, but must be there). */
+        r = pk_sentry_client_check_token(
+                cfg->token_file,
+                cfg->token_file_from_env ? "DAPR_SENTRY_TOKEN_FILE" : "[sentry] token_file", err);
+    }
+out:
+    pk_identity_unref(id);
+    pk_certs_clear(&anchors);
+    pk_buf_free(&pem);
+    return r;
+}
+
 static const struct pk_agent_sentry real_sentry = {
         .start = pk_sentry_fetch_start,
         .cancel = pk_sentry_fetch_cancel,
@@ -888,7 +980,7 @@ int pk_agent_new_with(struct ev_loop *loop, const struct pk_agent_config *cfg,
     a->stats.static_identity = static_mode(a);
     if (static_mode(a)) {
         struct pk_identity *id = NULL;
-        r = load_static(a, &a->anchors, &id, err);
+        r = load_static(a->cfg, &a->anchors, (time_t)wall_seconds(a), &id, err);
         if (r != 0) {
             goto fail;
         }

@@ -74,6 +74,12 @@ struct pk_agent_hooks {
     void *ctx;
 };
 
+/* Check, as pk_agent_new and the first Sentry request would, everything cfg names on disk or in
+ * the environment without starting anything: the trust anchors, a static certificate and key
+ * (their mode and SPIFFE ID included), the Sentry token file. 0, or the first problem in err.
+ * For `picket run --check`. */
+int pk_agent_check(const struct pk_agent_config *cfg, struct pk_err *err) PK_MUST_USE;
+
 /* How the agent asks Sentry: pk_sentry_fetch_start and pk_sentry_fetch_cancel, with their
  * contract (agent/sentry_client.h), or a stand-in with the same contract. */
 struct pk_agent_sentry {

@@ -29,12 +29,15 @@ struct pk_agent_config {
     char *cert_pem;         /* env DAPR_CERT_CHAIN: PEM contents (replaces cert_file) */
     char *key_pem;          /* env DAPR_CERT_KEY: PEM contents (replaces key_file); wiped on free */
     bool allow_tls12;       /* key allow_tls12; default false (TLS 1.3 only) */
-    char *export_dir;       /* key export_dir; NULL = no export */
-    long export_group;      /* key export_group: the gid the exported files are given (name
-                             * resolved at load); -1 = none (owner-only files) */
-    char *export_command;   /* key export_command: run with /bin/sh -c after each export */
-    char *export_pid_file;  /* key export_pid_file: signal this pid after each export */
-    int export_signal;      /* key export_signal: HUP, USR1, ... (with or without SIG); SIGHUP */
+    bool allow_static_id_mismatch; /* key allow_static_id_mismatch: accept a static certificate
+                                    * whose SPIFFE ID is not app_id/namespace/trust_domain's;
+                                    * default false */
+    char *export_dir;              /* key export_dir; NULL = no export */
+    long export_group;             /* key export_group: the gid the exported files are given (name
+                                    * resolved at load); -1 = none (owner-only files) */
+    char *export_command;          /* key export_command: run with /bin/sh -c after each export */
+    char *export_pid_file;         /* key export_pid_file: signal this pid after each export */
+    int export_signal; /* key export_signal: HUP, USR1, ... (with or without SIG); SIGHUP */
     /* [sentry] */
     char *sentry_address;     /* key address; flag --sentry-address; NULL = static mode */
     char *trust_anchors_file; /* key trust_anchors_file; flag --trust-anchors-file;
@@ -47,6 +50,8 @@ struct pk_agent_config {
                                        * --control-plane-namespace; env
                                        * DAPR_CONTROLPLANE_NAMESPACE; default "default" */
     char *token_file;                 /* key token_file; env DAPR_SENTRY_TOKEN_FILE */
+    bool token_file_from_env;         /* token_file came from DAPR_SENTRY_TOKEN_FILE (for
+                                       * messages, which name where it was set) */
     bool adopt_sentry_anchors; /* key adopt_trust_chain: also trust the roots Sentry returns */
     /* [proxy] */
     long mark; /* key mark: SO_MARK set on every socket picket connects (proxy and Sentry

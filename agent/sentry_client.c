@@ -114,6 +114,40 @@ out:
     return r;
 }
 
+/* The token in file (what: where it was set, for messages), without trailing blanks, into token
+ * (a secret buffer). */
+static int read_token(const char *file, const char *what, struct pk_buf *token, struct pk_err *err)
+{
+    int r;
+
+    what = what != NULL ? what : "token file";
+    r = pk_fs_read_file(file, MAX_TOKEN, token, err);
+    if (r != 0) {
+        return pk_err_prefix(err, r, "Sentry token (%s)", what);
+    }
+    while (token->len > 0 &&
+           (token->data[token->len - 1] == '\n' || token->data[token->len - 1] == '\r' ||
+            token->data[token->len - 1] == ' ')) {
+        pk_buf_truncate(token, token->len - 1);
+    }
+    if (token->len == 0) {
+        return pk_err_set(err, PK_E_INVALID, "Sentry token (%s): %s: the file is empty", what,
+                          file);
+    }
+    return 0;
+}
+
+int pk_sentry_client_check_token(const char *file, const char *what, struct pk_err *err)
+{
+    struct pk_buf token;
+    int r;
+
+    pk_buf_init_secret(&token, MAX_TOKEN);
+    r = read_token(file, what, &token, err);
+    pk_buf_free(&token);
+    return r;
+}
+
 int pk_sentry_request_build(const struct pk_sentry_client_config *cfg, struct pk_key **key_out,
                             struct pk_buf *request, struct pk_err *err)
 {
@@ -129,17 +163,8 @@ int pk_sentry_request_build(const struct pk_sentry_client_config *cfg, struct pk
     pk_buf_init_secret(&token, MAX_TOKEN);
     if (cfg->token_file != NULL) {
         /* Re-read on every request: projected tokens rotate underneath us. */
-        r = pk_fs_read_file(cfg->token_file, MAX_TOKEN, &token, err);
+        r = read_token(cfg->token_file, cfg->token_setting, &token, err);
         if (r != 0) {
-            goto out;
-        }
-        while (token.len > 0 &&
-               (token.data[token.len - 1] == '\n' || token.data[token.len - 1] == '\r' ||
-                token.data[token.len - 1] == ' ')) {
-            pk_buf_truncate(&token, token.len - 1);
-        }
-        if (token.len == 0) {
-            r = pk_err_set(err, PK_E_INVALID, "%s: the token file is empty", cfg->token_file);
             goto out;
         }
     }

@@ -31,6 +31,8 @@ struct pk_sentry_client_config {
     const char *trust_domain;               /* request trust_domain; NULL or "" sends none, and
                                              * Sentry then uses "public" */
     const char *token_file;                 /* re-read per request; NULL: no token */
+    const char *token_setting;              /* where token_file was set, named by its errors
+                                             * (a string literal; NULL: "token file") */
     int token_validator;                    /* the SignCertificateRequest enum value to send */
     const uint8_t *anchors_pem;             /* trust anchors (borrowed) */
     size_t anchors_pem_len;
@@ -89,6 +91,11 @@ struct pk_sentry_fetch_result {
 typedef void (*pk_sentry_fetch_fn)(void *ctx, struct pk_sentry_fetch_result *res);
 struct pk_sentry_fetch;
 struct ev_loop;
+
+/* Whether the token file can be read and is not empty, as each request reads it; err names what
+ * (where it was set: "DAPR_SENTRY_TOKEN_FILE", "[sentry] token_file") and file. */
+int pk_sentry_client_check_token(const char *file, const char *what, struct pk_err *err)
+        PK_MUST_USE;
 
 /* Start one request on loop: fresh key, CSR, call, checks against anchors_pem. cfg is copied
  * (strings and anchors), so the caller may change its own afterwards. Errors before the call

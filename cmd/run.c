@@ -170,6 +170,28 @@ static int start_proxy(struct run *run, const struct pk_sidecar_config *cfg, str
     return 0;
 }
 
+/* --check: what a start would find wrong, found without binding, writing or connecting
+ * anything. The configuration itself was checked as it was loaded (values, rules between keys,
+ * listener addresses and policies, before anything is bound); the files it names are read here. */
+static int check_only(const struct pk_sidecar_config *cfg)
+{
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (pk_agent_check(&cfg->agent, &err) != 0) {
+        fprintf(stderr, "picket run: %s\n", err.msg);
+        return 2;
+    }
+    printf("picket run: configuration ok: %s (app_id=%s namespace=%s mode=%s listeners=%zu "
+           "admin=%s)\n",
+           cfg->config_file != NULL ? cfg->config_file : "no file", cfg->agent.app_id,
+           cfg->agent.namespace_,
+           cfg->agent.sentry_address != NULL && cfg->agent.sentry_address[0] != '\0' ? "sentry"
+                                                                                     : "static",
+           cfg->n_listeners, cfg->admin_listen != NULL ? cfg->admin_listen : "off");
+    return 0;
+}
+
 /* SIGHUP: load, check and apply a new configuration, or keep the running one. */
 static void reload(struct run *run)
 {
@@ -191,14 +213,11 @@ static void reload(struct run *run)
     pk_err_clear(&err);
     r = pk_sidecar_config_load(run->argc, run->argv, environ, &next, &help, &err);
     if (r != 0) {
-        PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
-        goto done;
+        goto refused;
     }
     if (pk_sidecar_config_restart_changes(run->cfg, next, changed, sizeof(changed)) > 0) {
-        PK_LOG_ERR("reload refused, keeping the running configuration error=\"these settings "
-                   "need a restart: %s\"",
-                   changed);
-        goto done;
+        r = pk_err_set(&err, PK_E_INVALID, "these settings need a restart: %s", changed);
+        goto refused;
     }
     if (run->proxy != NULL) {
         struct pk_proxy_options opts;
@@ -215,8 +234,7 @@ static void reload(struct run *run)
         }
     }
     if (r != 0) {
-        PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
-        goto done;
+        goto refused;
     }
     pk_agent_set_config(run->agent, &next->agent);
     pk_sidecar_config_free(run->cfg);
@@ -225,6 +243,11 @@ static void reload(struct run *run)
     pk_log_setup((enum pk_log_level)run->cfg->log_level, run->cfg->log_json);
     PK_LOG_INFO("configuration reloaded listeners=%zu added=%zu removed=%zu changed=%zu",
                 run->cfg->n_listeners, added, removed, modified);
+    pk_admin_note_reload(run->admin, NULL);
+    goto done;
+refused:
+    PK_LOG_ERR("reload refused, keeping the running configuration error=\"%s\"", err.msg);
+    pk_admin_note_reload(run->admin, err.msg);
 done:
     pk_sidecar_config_free(next);
     /* The files are re-read either way: SIGHUP also means "look at the certificates again". */
@@ -281,6 +304,10 @@ int pk_cmd_run(int argc, char **argv)
     if (help) {
         fputs(pk_sidecar_config_help(), stdout);
         run.status = 0;
+        goto out;
+    }
+    if (run.cfg->check_only) {
+        run.status = check_only(run.cfg);
         goto out;
     }
     pk_log_setup((enum pk_log_level)run.cfg->log_level, run.cfg->log_json);

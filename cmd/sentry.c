@@ -72,6 +72,9 @@ static void usage(FILE *out)
             "(default ecdsa, P-256)\n"
             "  --log-level LEVEL                debug, info, warn, error (default info)\n"
             "  --log-as-json[=BOOL]             JSON log lines (default false)\n"
+            "  --check                          validate the flags, --config and the credentials,\n"
+            "                                   bind and write nothing, print the problem or\n"
+            "                                   \"configuration ok\", exit 0 or 2 (as nginx -t)\n"
             "\n"
             "environment: NAMESPACE (default \"default\"): the namespace of Sentry's own "
             "identity,\nspiffe://<trust-domain>/ns/<NAMESPACE>/dapr-sentry.\n"
@@ -108,6 +111,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_JSON,
     OPT_HELP,
+    OPT_CHECK,
 };
 
 int pk_cmd_sentry(int argc, char **argv)
@@ -139,6 +143,7 @@ int pk_cmd_sentry(int argc, char **argv)
             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
             {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
             {"help", no_argument, NULL, OPT_HELP},
+            {"check", no_argument, NULL, OPT_CHECK},
             {NULL, 0, NULL, 0},
     };
     const char *ns = getenv("NAMESPACE");
@@ -288,6 +293,9 @@ int pk_cmd_sentry(int argc, char **argv)
         case OPT_HELP:
             usage(stdout);
             return 0;
+        case OPT_CHECK:
+            opts.check_only = true;
+            break;
         default:
             fprintf(stderr, "picket sentry: unknown flag or missing value: '%s'\n", name);
             usage(stderr);

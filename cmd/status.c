@@ -100,6 +100,7 @@ static void print_human(json_t *root, const char *address)
 {
     json_t *id = json_object_get(root, "identity");
     json_t *rot = json_object_get(root, "rotation");
+    json_t *reloads = json_object_get(root, "reloads");
     json_t *anchors = json_object_get(root, "trust_anchors");
     json_t *listeners = json_object_get(root, "listeners");
     long long now = num(root, "now");
@@ -136,6 +137,15 @@ static void print_human(json_t *root, const char *address)
             printf(", next retry in %s", span(num(rot, "next_retry_in"), b, sizeof(b)));
         }
         printf("\n");
+    }
+    if (json_is_object(reloads)) {
+        printf("  %-12s %lld ok, %lld refused\n", "reloads", num(reloads, "ok"),
+               num(reloads, "refused"));
+        if (json_object_get(reloads, "last_error") != NULL) {
+            char a[64];
+            printf("    last refused at %s: %s\n",
+                   utc(num(reloads, "last_error_time"), a, sizeof(a)), str(reloads, "last_error"));
+        }
     }
     printf("  %-12s %zu\n", "anchors", json_array_size(anchors));
     json_array_foreach(anchors, i, v)

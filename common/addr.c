@@ -2,6 +2,7 @@
 #include "common/addr.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +25,46 @@ static int syntax_error(unsigned flags, struct pk_err *err, const char *text, co
 
     return pk_err_set(err, PK_E_INVALID, "%s'%s'%s", (flags & PK_ADDR_NAMES) ? "" : SYNTAX,
                       pk_quote(q, sizeof(q), text, strlen(text)), what);
+}
+
+/* Text that starts with a URL scheme ("http://", "https://", gRPC's "dns:///") is a URL or a
+ * gRPC target, a habit from other tools' flags: say so, and what to write instead (the part
+ * after the scheme, without a path). Returns 0 when text has no scheme. */
+static int scheme_error(unsigned flags, struct pk_err *err, const char *text)
+{
+    size_t scheme_len = 0;
+    const char *rest;
+    size_t rest_len;
+    char q[QUOTE_LEN];
+    char scheme[24];
+    char fix[QUOTE_LEN];
+
+    /* RFC 3986: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ). (strchr would match the NUL.) */
+    while (text[scheme_len] != '\0' &&
+           (isalpha((unsigned char)text[scheme_len]) ||
+            (scheme_len > 0 && (isdigit((unsigned char)text[scheme_len]) ||
+                                strchr("+.-", text[scheme_len]) != NULL)))) {
+        scheme_len++;
+    }
+    if (scheme_len == 0 || scheme_len >= sizeof(scheme) ||
+        strncmp(text + scheme_len, "://", 3) != 0) {
+        return 0;
+    }
+    rest = text + scheme_len + 3;
+    rest += strspn(rest, "/");
+    /* As written, slashes and all ("dns:///"); cut to fit. */
+    snprintf(scheme, sizeof(scheme), "%.*s", (int)(rest - text), text);
+    rest_len = strcspn(rest, "/");
+    if (rest_len > 0 && memchr(rest, ':', rest_len) != NULL) {
+        pk_quote(fix, sizeof(fix), rest, rest_len);
+    } else {
+        snprintf(fix, sizeof(fix), "HOST:PORT");
+    }
+    return pk_err_set(err, PK_E_INVALID,
+                      "%s'%s': a scheme (%s) is not accepted: write the address alone, as in "
+                      "'%s'",
+                      (flags & PK_ADDR_NAMES) ? "" : SYNTAX,
+                      pk_quote(q, sizeof(q), text, strlen(text)), scheme, fix);
 }
 
 static int parse_unix(const char *text, unsigned flags, struct pk_addr *out, struct pk_err *err)
@@ -113,6 +154,9 @@ int pk_addr_parse(const char *text, unsigned flags, struct pk_addr *out, struct 
     memset(out, 0, sizeof(*out));
     if (!(flags & PK_ADDR_NAMES) && strncmp(text, "unix:", 5) == 0) {
         return parse_unix(text, flags, out, err);
+    }
+    if (scheme_error(flags, err, text) != 0) {
+        return PK_E_INVALID;
     }
     if (colon == NULL || colon == text) {
         return syntax_error(flags, err, text, " is not HOST:PORT");

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_err *err)
@@ -239,6 +241,50 @@ bool pk_fs_exists(const char *path)
 {
     struct stat st;
     return stat(path, &st) == 0;
+}
+
+bool pk_fs_socket_is_stale(const char *path)
+{
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    size_t n = strlen(path);
+    struct stat st;
+    bool stale = false;
+    int fd;
+
+    if (n == 0 || n >= sizeof(addr.sun_path) || lstat(path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
+        return false;
+    }
+    memcpy(addr.sun_path, path, n + 1);
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return false;
+    }
+    /* Refused means no listener; EAGAIN (a full backlog) or success mean a live one. */
+    if (connect(fd, (const struct sockaddr *)&addr, sizeof(addr)) != 0 && errno == ECONNREFUSED) {
+        stale = true;
+    }
+    close(fd);
+    return stale;
+}
+
+int pk_fs_check_private(const char *path, const char *what, struct pk_err *err)
+{
+    struct stat st;
+    unsigned mode;
+    const char *who;
+
+    if (stat(path, &st) != 0) {
+        return pk_err_set(err, -errno, "%s %s: %s", what, path, strerror(errno));
+    }
+    mode = (unsigned)st.st_mode & 07777;
+    if ((mode & 077) == 0) {
+        return 0;
+    }
+    who = (mode & S_IROTH) != 0   ? "readable by others"
+          : (mode & S_IRGRP) != 0 ? "readable by its group"
+                                  : "writable by its group or others";
+    return pk_err_set(err, PK_E_INVALID, "%s %s is mode %04o (%s): chmod 600 %s", what, path, mode,
+                      who, path);
 }
 
 int pk_fs_join(char *out, size_t out_len, const char *dir, const char *name)

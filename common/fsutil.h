@@ -45,6 +45,16 @@ int pk_fs_sync_dir(int dfd, const char *what, struct pk_err *err) PK_MUST_USE;
 /* True when path exists (any type). */
 bool pk_fs_exists(const char *path);
 
+/* True when path is a socket file nothing listens on any more (connect() is refused): its server
+ * is gone and the file may be replaced. False for a live socket, another kind of file, or no
+ * file; a live socket is never taken over, so a second process cannot steal the first one's. */
+bool pk_fs_socket_is_stale(const char *path);
+
+/* Refuse a private key file that anyone but its owner may read or write: PK_E_INVALID with err
+ * naming what (e.g. "key file"), the path, its mode and the fix ("chmod 600"); -errno with err
+ * naming the path when it cannot be examined; 0 when its mode is 0600 or narrower. */
+int pk_fs_check_private(const char *path, const char *what, struct pk_err *err) PK_MUST_USE;
+
 /* Join dir and name into out ("dir/name"); a name that is already absolute is used as it is.
  * PK_E_TOOBIG when out is too small. */
 int pk_fs_join(char *out, size_t out_len, const char *dir, const char *name) PK_MUST_USE;

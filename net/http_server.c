@@ -6,7 +6,15 @@
  * and LINGER (our side is shut down; read and discard until the peer closes, so that unread
  * request bytes do not turn our close into a RST that destroys the answer in flight). Watchers are
  * stopped before a connection is freed, which also clears any event still pending for them, so
- * no callback can reach a freed connection. */
+ * no callback can reach a freed connection.
+ *
+ * Probes must never be starved: the endpoint answers kubelet's liveness and readiness probes,
+ * and a 503 there restarts a healthy process. So a request head must arrive within a short
+ * header timeout, connections are capped per client address as well as in total, and at either
+ * cap the oldest connection that is not sending an answer (one still waiting for its request, or
+ * else one lingering after its answer) is closed to make room for the new one. A client holding
+ * idle connections thus only ever displaces its own (per-address cap) or the stalest ones
+ * (global cap); only a server whose every slot is busy writing refuses with 503. */
 #include "net/http_server.h"
 
 #include <arpa/inet.h>
@@ -22,16 +30,18 @@
 #include <unistd.h>
 
 #include "common/addr.h"
+#include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
 
 #define SERVER_MAGIC 0x48535256u /* "HSRV" */
 #define CONN_MAGIC   0x48434f4eu /* "HCON" */
 
-#define LINGER_SECONDS     2.0
-#define ACCEPT_BATCH       32
-#define RESUME_SECONDS     0.5
-#define OUT_HEAD_ALLOWANCE 512
+#define LINGER_SECONDS       2.0
+#define ACCEPT_BATCH         32
+#define RESUME_SECONDS       0.5
+#define STARVED_LOG_INTERVAL 10.0
+#define OUT_HEAD_ALLOWANCE   512
 
 enum conn_phase {
     PHASE_READING,
@@ -45,6 +55,13 @@ struct route {
     void *ctx;
 };
 
+/* Who a connection is from, for the per-client cap: the IP address (no port); unix sockets are
+ * all local and not capped per client. */
+struct client_key {
+    sa_family_t family;
+    uint8_t addr[16];
+};
+
 struct http_conn {
     uint32_t magic;
     struct pk_http_server *srv;
@@ -56,6 +73,7 @@ struct http_conn {
     ev_timer timer;
     uint64_t id;
     char peer[64];
+    struct client_key client;
     struct pk_buf out;
     size_t out_off;
     size_t in_len;
@@ -68,8 +86,11 @@ struct pk_http_server {
     int fd;
     ev_io accept_io;
     ev_timer resume_timer;
+    ev_tstamp starved_logged; /* when running out of descriptors was last logged; 0: never */
     double timeout;
+    double header_timeout;
     unsigned max_conns;
+    unsigned max_conns_per_client;
     size_t max_body;
     uint16_t port;
     char *unix_path; /* set when we created the socket file */
@@ -311,6 +332,85 @@ static void format_peer(const struct sockaddr_storage *ss, char *out, size_t len
     }
 }
 
+static void client_key_of(const struct sockaddr_storage *ss, struct client_key *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->family = ss->ss_family;
+    if (ss->ss_family == AF_INET) {
+        memcpy(out->addr, &((const struct sockaddr_in *)ss)->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(out->addr, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
+    }
+}
+
+static bool client_key_equal(const struct client_key *a, const struct client_key *b)
+{
+    return a->family == b->family && memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
+}
+
+/* The connection to close to make room (see the notes at the top), among those of client (all
+ * when NULL): the oldest still reading its request, else the oldest lingering; NULL when every
+ * one is writing an answer. New connections go to the head of the list, so the oldest is the
+ * last match. */
+static struct http_conn *pick_evictable(struct pk_http_server *srv, const struct client_key *client)
+{
+    struct http_conn *reading = NULL;
+    struct http_conn *lingering = NULL;
+
+    for (struct http_conn *c = srv->conns; c != NULL; c = c->next) {
+        if (client != NULL && !client_key_equal(&c->client, client)) {
+            continue;
+        }
+        if (c->phase == PHASE_READING) {
+            reading = c;
+        } else if (c->phase == PHASE_LINGER) {
+            lingering = c;
+        }
+    }
+    return reading != NULL ? reading : lingering;
+}
+
+static unsigned client_conns(const struct pk_http_server *srv, const struct client_key *client)
+{
+    unsigned n = 0;
+
+    for (const struct http_conn *c = srv->conns; c != NULL; c = c->next) {
+        n += client_key_equal(&c->client, client);
+    }
+    return n;
+}
+
+/* Make room for one more connection from client, closing an older one if a cap is reached.
+ * False when there is no room (every candidate is busy answering). */
+static bool make_room(struct pk_http_server *srv, const struct client_key *client)
+{
+    const struct client_key *among = NULL;
+    const char *cap = NULL;
+    struct http_conn *victim;
+
+    if (client->family != AF_UNIX && client_conns(srv, client) >= srv->max_conns_per_client) {
+        among = client;
+        cap = "per-client";
+    } else if (srv->nconns >= srv->max_conns) {
+        cap = "total";
+    } else {
+        return true;
+    }
+    victim = pick_evictable(srv, among);
+    if (victim == NULL) {
+        PK_LOG_DEBUG("http connection refused reason=\"%s limit reached, every connection "
+                     "busy\"",
+                     cap);
+        return false;
+    }
+    PK_LOG_DEBUG("http connection closed to make room conn=%llu peer=%s limit=%s",
+                 (unsigned long long)victim->id, victim->peer, cap);
+    conn_free(victim);
+    /* The per-client cap freed a slot of the total too; the total may still be full when the
+     * client was under its own cap, which the branch above already handled. */
+    return srv->nconns < srv->max_conns || make_room(srv, client);
+}
+
 /* A connection past the cap gets a fixed answer, best effort, and is closed at once. */
 static void refuse_busy(int fd)
 {
@@ -328,9 +428,10 @@ static void refuse_busy(int fd)
 static void accept_one(struct pk_http_server *srv, int fd, const struct sockaddr_storage *ss)
 {
     struct http_conn *c;
+    struct client_key client;
 
-    if (srv->nconns >= srv->max_conns) {
-        PK_LOG_DEBUG("http connection refused reason=\"limit of %u reached\"", srv->max_conns);
+    client_key_of(ss, &client);
+    if (!make_room(srv, &client)) {
         refuse_busy(fd);
         return;
     }
@@ -340,6 +441,7 @@ static void accept_one(struct pk_http_server *srv, int fd, const struct sockaddr
     c->fd = fd;
     c->id = ++srv->next_id;
     format_peer(ss, c->peer, sizeof(c->peer));
+    c->client = client;
     pk_buf_init(&c->out, srv->max_body + OUT_HEAD_ALLOWANCE);
     ev_io_init(&c->io, conn_io_cb, fd, EV_READ);
     c->io.data = c;
@@ -351,7 +453,7 @@ static void accept_one(struct pk_http_server *srv, int fd, const struct sockaddr
     }
     srv->conns = c;
     srv->nconns++;
-    conn_set_phase(c, PHASE_READING, EV_READ, srv->timeout);
+    conn_set_phase(c, PHASE_READING, EV_READ, srv->header_timeout);
 }
 
 static void resume_cb(struct ev_loop *loop, ev_timer *w, int revents)
@@ -379,8 +481,16 @@ static void accept_cb(struct ev_loop *loop, ev_io *w, int revents)
             continue;
         }
         if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-            /* Out of descriptors: pause accepting instead of spinning on a readable listener. */
-            PK_LOG_WARN("http accept paused error=\"%s\"", strerror(errno));
+            /* Out of descriptors: pause accepting instead of spinning on a readable listener,
+             * and say so at most once per STARVED_LOG_INTERVAL (not on every retry). */
+            if (srv->starved_logged == 0 ||
+                ev_now(loop) - srv->starved_logged >= STARVED_LOG_INTERVAL) {
+                PK_LOG_ERR("%s: http accept paused error=\"%s\"",
+                           errno == EMFILE || errno == ENFILE ? "too many open files"
+                                                              : "out of memory",
+                           strerror(errno));
+                srv->starved_logged = ev_now(loop);
+            }
             ev_io_stop(loop, &srv->accept_io);
             ev_timer_stop(loop, &srv->resume_timer);
             ev_timer_set(&srv->resume_timer, RESUME_SECONDS, 0.0);
@@ -450,6 +560,11 @@ static int listen_tcp(struct pk_http_server *srv, const struct pk_http_server_op
         (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
     }
     if (bind(fd, (struct sockaddr *)&addr, addr_len) != 0) {
+        if (errno == EADDRINUSE) {
+            rc = pk_err_set(err, -EADDRINUSE,
+                            "address in use: another process listens on this address");
+            goto out;
+        }
         rc = pk_err_set(err, -errno, "http listener: bind to %s port %u: %s",
                         opts->host && opts->host[0] ? opts->host : "all interfaces",
                         (unsigned)opts->port, strerror(errno));
@@ -476,27 +591,6 @@ out:
     return rc;
 }
 
-/* A socket file nobody accepts on any more (its server died) may be replaced. */
-static bool unix_socket_is_stale(const struct sockaddr_un *addr)
-{
-    struct stat st;
-    bool stale = false;
-    int fd;
-
-    if (lstat(addr->sun_path, &st) != 0 || !S_ISSOCK(st.st_mode)) {
-        return false;
-    }
-    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (fd < 0) {
-        return false;
-    }
-    if (connect(fd, (const struct sockaddr *)addr, sizeof(*addr)) != 0 && errno == ECONNREFUSED) {
-        stale = true;
-    }
-    close(fd);
-    return stale;
-}
-
 static int listen_unix(struct pk_http_server *srv, const struct pk_http_server_opts *opts,
                        struct pk_err *err)
 {
@@ -521,8 +615,18 @@ static int listen_unix(struct pk_http_server *srv, const struct pk_http_server_o
         goto out;
     }
     if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
-        if (errno != EADDRINUSE || !unix_socket_is_stale(&addr) || unlink(addr.sun_path) != 0 ||
-            bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
+        /* A socket file left by a server that is gone is replaced; a live one is not. */
+        int e = errno;
+        if (e == EADDRINUSE && !pk_fs_socket_is_stale(addr.sun_path)) {
+            rc = pk_err_set(err, -EADDRINUSE,
+                            "address in use: another process listens on this socket");
+            goto out;
+        }
+        if (e != EADDRINUSE) {
+            rc = pk_err_set(err, -e, "%s: bind: %s", opts->unix_path, strerror(e));
+            goto out;
+        }
+        if (unlink(addr.sun_path) != 0 || bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0) {
             rc = pk_err_set(err, -errno, "%s: bind: %s", opts->unix_path, strerror(errno));
             goto out;
         }
@@ -560,7 +664,13 @@ int pk_http_server_new(struct ev_loop *loop, const struct pk_http_server_opts *o
     srv->loop = loop;
     srv->fd = -1;
     srv->timeout = opts->timeout > 0 ? opts->timeout : PK_HTTP_SERVER_DEFAULT_TIMEOUT;
+    srv->header_timeout = opts->header_timeout > 0
+                                  ? opts->header_timeout
+                                  : PK_MIN(srv->timeout, PK_HTTP_SERVER_DEFAULT_HEADER_TIMEOUT);
     srv->max_conns = opts->max_conns ? opts->max_conns : PK_HTTP_SERVER_DEFAULT_MAX_CONNS;
+    srv->max_conns_per_client = opts->max_conns_per_client
+                                        ? opts->max_conns_per_client
+                                        : PK_HTTP_SERVER_DEFAULT_MAX_CONNS_PER_CLIENT;
     srv->max_body = opts->max_body ? opts->max_body : PK_HTTP_SERVER_DEFAULT_MAX_BODY;
     if (opts->unix_path != NULL) {
         rc = listen_unix(srv, opts, err);

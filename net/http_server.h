@@ -32,8 +32,12 @@ struct pk_http_server;
 
 #define PK_HTTP_SERVER_DEFAULT_TIMEOUT   5.0
 #define PK_HTTP_SERVER_DEFAULT_MAX_CONNS 64
-#define PK_HTTP_SERVER_DEFAULT_MAX_BODY  (1024u * 1024u)
-#define PK_HTTP_SERVER_MAX_ROUTES        16
+/* Probes, scrapers and `picket status` each hold one or two connections at a time. */
+#define PK_HTTP_SERVER_DEFAULT_MAX_CONNS_PER_CLIENT 16
+/* A prober sends its request at once; a connection that has not within this is idle. */
+#define PK_HTTP_SERVER_DEFAULT_HEADER_TIMEOUT 2.0
+#define PK_HTTP_SERVER_DEFAULT_MAX_BODY       (1024u * 1024u)
+#define PK_HTTP_SERVER_MAX_ROUTES             16
 
 struct pk_http_server_opts {
     /* TCP: a numeric IPv4 or IPv6 address (brackets allowed), "localhost" (127.0.0.1), or NULL
@@ -44,10 +48,15 @@ struct pk_http_server_opts {
     /* When set, listen on this unix socket path instead (host and port are ignored). A stale
      * socket file left by a dead process is replaced; a live one is EADDRINUSE. */
     const char *unix_path;
-    unsigned unix_mode; /* permission bits for the socket file; 0 means 0660 */
-    double timeout;     /* seconds per phase (reading, writing); 0 means 5 */
-    unsigned max_conns; /* 0 means PK_HTTP_SERVER_DEFAULT_MAX_CONNS */
-    size_t max_body;    /* 0 means PK_HTTP_SERVER_DEFAULT_MAX_BODY */
+    unsigned unix_mode;    /* permission bits for the socket file; 0 means 0660 */
+    double timeout;        /* seconds per phase (writing, lingering); 0 means 5 */
+    double header_timeout; /* seconds for the request head to arrive; 0 means the shorter of
+                            * timeout and PK_HTTP_SERVER_DEFAULT_HEADER_TIMEOUT */
+    /* Connection caps, in total and per client IP address (not for a unix socket). At a cap the
+     * oldest connection not busy answering is closed to make room; 0 means the defaults. */
+    unsigned max_conns;
+    unsigned max_conns_per_client;
+    size_t max_body; /* 0 means PK_HTTP_SERVER_DEFAULT_MAX_BODY */
 };
 
 /* What a handler fills in. The server presets status 200, content_type NULL (text/plain;
@@ -67,7 +76,10 @@ typedef int pk_http_handler_fn(void *ctx, const struct pk_http1_request *req,
 
 /* Create a server on loop (borrowed; must outlive the server), bind and listen according to opts
  * (borrowed; copied) and start accepting once the loop runs. 0, PK_E_INVALID (bad host, path
- * too long), or -errno from socket/bind/listen (e.g. -EADDRINUSE); err names the address. */
+ * too long), or -errno from socket/bind/listen; err names the address, except for -EADDRINUSE
+ * ("address in use: another process listens on this address"), which the caller prefixes with
+ * what the listener is and its address. A live unix socket is never replaced (a stale socket
+ * file, one nothing accepts on, is). */
 int pk_http_server_new(struct ev_loop *loop, const struct pk_http_server_opts *opts,
                        struct pk_http_server **out, struct pk_err *err) PK_MUST_USE;
 

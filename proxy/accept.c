@@ -157,6 +157,31 @@ static struct proxied *pc_new(struct worker *w, size_t li, int fd,
     return pc;
 }
 
+/* Once every this many seconds at most, per listener and worker, the starvation is logged. */
+#define STARVED_LOG_INTERVAL 10.0
+
+/* Out of descriptors (or memory): pause accepting on this worker and say so at error level, at
+ * most once per STARVED_LOG_INTERVAL. The limit needs raising, and a line per retry (twenty a
+ * second) would bury everything else while the process cannot even open a log file. */
+static void starved(struct lwatch *lw, int error, const char *detail)
+{
+    ev_tstamp now = ev_now(lw->w->loop);
+
+    if (lw->starved_logged == 0 || now - lw->starved_logged >= STARVED_LOG_INTERVAL) {
+        if (error == EMFILE || error == ENFILE) {
+            PK_LOG_ERR("too many open files: accept paused listener=%s worker=%u error=\"%s\" "
+                       "hint=\"raise the descriptor limit (LimitNOFILE=, ulimit -n)\"",
+                       lw->l->cfg.name, lw->w->index, detail);
+        } else {
+            PK_LOG_ERR("out of memory: accept paused listener=%s worker=%u error=\"%s\"",
+                       lw->l->cfg.name, lw->w->index, detail);
+        }
+        lw->starved_logged = now;
+    }
+    lw->starved = true;
+    pause_listener(lw);
+}
+
 /* Near the descriptor limit accept() can succeed while wolfSSL cannot get the descriptor its
  * RNG needs: the same starvation as EMFILE, handled the same way. pc (whose socket the failed
  * start closed) is dropped without a close line: it never began. */
@@ -166,12 +191,7 @@ static void start_failed(struct proxied *pc, const char *why)
     struct listener *l = pc->gen->listeners[pc->li];
     struct lwatch *lw = &l->watch[w->index];
 
-    if (!lw->starved) {
-        PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u error=\"%s\"",
-                    l->cfg.name, w->index, why);
-        lw->starved = true;
-    }
-    pause_listener(lw);
+    starved(lw, EMFILE, why);
     release_slot(l);
     atomic_fetch_sub(&l->total, 1);
     pc_unlink(w, pc);
@@ -476,13 +496,7 @@ static void accept_cb(struct ev_loop *loop, ev_io *io, int revents)
         if (fd < 0) {
             release_slot(l);
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                if (!lw->starved) {
-                    PK_LOG_WARN("accept paused: out of resources listener=%s worker=%u "
-                                "error=\"%s\"",
-                                l->cfg.name, lw->w->index, strerror(errno));
-                    lw->starved = true;
-                }
-                pause_listener(lw);
+                starved(lw, errno, strerror(errno));
             }
             return; /* EAGAIN, or a connection aborted before accept */
         }

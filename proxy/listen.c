@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: the proxy's listener sockets and listener sets. */
+#include <fcntl.h>
+
+#include "common/fsutil.h"
 #include "proxy/proxy_impl.h"
 
 static struct lsock *lsock_ref(struct lsock *s)
@@ -62,21 +65,16 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
                           pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(errno));
     }
     if (s->is_unix) {
-        struct sockaddr_un *un = (struct sockaddr_un *)&s->addr;
-        struct stat st;
-        /* A socket file left by an earlier run is replaced; anything else is not touched. */
-        if (lstat(un->sun_path, &st) == 0 && S_ISSOCK(st.st_mode)) {
-            (void)unlink(un->sun_path);
+        const char *path = ((struct sockaddr_un *)&s->addr)->sun_path;
+        /* A socket file left by an earlier run is replaced; a live one (another process
+         * accepts on it) is an error, and anything else is not touched. */
+        if (pk_fs_socket_is_stale(path)) {
+            (void)unlink(path);
         }
     } else {
+        /* SO_REUSEADDR only lets us bind past connections in TIME_WAIT; Linux still refuses a
+         * port something listens on. There is deliberately no SO_REUSEPORT (see lsock_new). */
         (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        /* One socket per worker on the same port; the kernel spreads the connections. */
-        if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
-            int e = errno;
-            close(fd);
-            return pk_err_set(err, -e, "[%s %s] listen %s: SO_REUSEPORT: %s",
-                              pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(e));
-        }
         if (s->addr.ss_family == AF_INET6) {
             (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
         }
@@ -85,6 +83,12 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
         listen(fd, LISTEN_BACKLOG) != 0) {
         int e = errno;
         close(fd);
+        if (e == EADDRINUSE) {
+            return pk_err_set(err, -e,
+                              "[%s %s] listen %s: address in use: another process listens on %s",
+                              pk_listener_kind_name(lc->kind), lc->name, s->listen,
+                              s->is_unix ? "this socket" : "this address");
+        }
         return pk_err_set(err, -e, "[%s %s] listen %s: %s", pk_listener_kind_name(lc->kind),
                           lc->name, s->listen, strerror(e));
     }
@@ -100,7 +104,7 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
         if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
             s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                                         : ((struct sockaddr_in *)&bound)->sin_port);
-            /* Later workers bind the port the first one got. */
+            /* A changed listener on this address finds it by the port it got. */
             if (s->addr.ss_family == AF_INET6) {
                 ((struct sockaddr_in6 *)&s->addr)->sin6_port = htons(s->port);
             } else {
@@ -111,8 +115,19 @@ static int listen_socket(struct lsock *s, const struct pk_listener_config *lc, s
     return fd;
 }
 
-/* The socket set for lc's listen address, bound on every worker (worker 0 only for a unix
- * socket, which SO_REUSEPORT cannot share). */
+/* The socket set for lc's listen address: one socket, bound once, and for TCP a dup() of it for
+ * every further worker (worker 0 alone watches a unix socket).
+ *
+ * Why one socket and not one per worker with SO_REUSEPORT: the kernel lets any process of the
+ * same user join a SO_REUSEPORT group, so a second picket started on our port would silently
+ * take a share of our connections (and deny them, holding another identity). A socket bound
+ * without SO_REUSEPORT is ours alone: a second bind fails with "address in use". The workers
+ * share it through dup()s, one descriptor each, so every worker still has its own watcher and
+ * closes its own descriptor when a reload drops the listener: the port is refused as soon as the
+ * last worker lets go, and a listener kept across a reload keeps its socket untouched. The cost
+ * is that a new connection wakes every idle worker and one accept() wins (libev has no
+ * EPOLLEXCLUSIVE); with a handful of workers that is a few empty accept() calls per burst, and
+ * each wake-up accepts up to ACCEPT_BATCH connections. */
 static int lsock_new(const struct pk_listener_config *lc, unsigned n_workers, struct lsock **out,
                      struct pk_err *err)
 {
@@ -139,13 +154,19 @@ static int lsock_new(const struct pk_listener_config *lc, unsigned n_workers, st
                           ? ntohs(((struct sockaddr_in6 *)&s->addr)->sin6_port)
                           : ntohs(((struct sockaddr_in *)&s->addr)->sin_port);
     }
-    for (unsigned i = 0; i < (s->is_unix ? 1 : n_workers); i++) {
-        int fd = listen_socket(s, lc, err);
-        if (fd < 0) {
-            r = fd;
+    r = listen_socket(s, lc, err);
+    if (r < 0) {
+        goto fail;
+    }
+    s->fds[0] = r;
+    r = 0;
+    for (unsigned i = 1; i < (s->is_unix ? 1 : n_workers); i++) {
+        s->fds[i] = fcntl(s->fds[0], F_DUPFD_CLOEXEC, 0);
+        if (s->fds[i] < 0) {
+            r = pk_err_set(err, -errno, "[%s %s] listen %s: dup: %s",
+                           pk_listener_kind_name(lc->kind), lc->name, s->listen, strerror(errno));
             goto fail;
         }
-        s->fds[i] = fd;
     }
     *out = s;
     return 0;
@@ -291,6 +312,26 @@ void proxy_free_set(struct listener **set, size_t n)
     free(set);
 }
 
+/* A reload that moves a listener to an address overlapping a running one's (127.0.0.1:P to
+ * 0.0.0.0:P, say) cannot bind while the old socket is open, and the old one is closed only once
+ * the new set is in force: it is our own socket in the way, not another process, and err says
+ * so. */
+static void explain_running_overlap(const struct pk_listener_config *lc, struct listener **old,
+                                    size_t n_old, struct pk_err *err)
+{
+    for (size_t j = 0; j < n_old; j++) {
+        const struct pk_listener_config *o = &old[j]->cfg;
+        if (pk_addr_overlaps(&o->listen_addr, &lc->listen_addr)) {
+            pk_err_set(err, -EADDRINUSE,
+                       "[%s %s] listen %s: overlaps the running [%s %s] listen %s: a listener "
+                       "moves to an overlapping address only with a restart",
+                       pk_listener_kind_name(lc->kind), lc->name, lc->listen,
+                       pk_listener_kind_name(o->kind), o->name, o->listen);
+            return;
+        }
+    }
+}
+
 /* Build the listener set of cfg, reusing from old (n_old) what has not changed. On success
  * *out holds n = cfg->n_listeners references; counts go to the optional outputs. */
 int proxy_build_set(struct pk_proxy *px, const struct pk_proxy_options *cfg, struct listener **old,
@@ -332,6 +373,9 @@ int proxy_build_set(struct pk_proxy *px, const struct pk_proxy_options *cfg, str
         }
         if (sock == NULL) {
             r = lsock_new(lc, px->n_workers, &sock, err);
+            if (r == -EADDRINUSE) {
+                explain_running_overlap(lc, old, n_old, err);
+            }
             if (r != 0) {
                 goto fail;
             }

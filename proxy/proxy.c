@@ -4,8 +4,9 @@
  *
  * Implementation notes.
  *
- * A "socket set" (struct lsock) is the listening sockets of one address: one per worker for TCP
- * (SO_REUSEPORT), one on worker 0 for a unix socket. A "listener" (struct listener) is one
+ * A "socket set" (struct lsock) is the listening socket of one address: for TCP one descriptor
+ * per worker, dup()s of one socket (see lsock_new in proxy/listen.c), one on worker 0 for a unix
+ * socket. A "listener" (struct listener) is one
  * [inbound NAME] or [outbound NAME] section: its own copy of the settings, its target, its
  * counters, a reference on its socket set, and per worker the accept watcher state (struct
  * lwatch), touched only by that worker's thread. A "generation" (struct gen) is the identity, the

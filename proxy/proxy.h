@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* picket: the proxy — listeners from picket.ini served by worker threads.
  *
- * Each worker runs its own libev loop with its own SO_REUSEPORT socket per TCP listener (the
- * kernel spreads connections across them; a unix-socket listener lives on worker 0 only), and
+ * Each worker runs its own libev loop watching its own descriptor of each TCP listener's one
+ * socket (bound without SO_REUSEPORT, so no other process can share the port; a unix-socket
+ * listener lives on worker 0 only), and
  * shares nothing with the others but the current "generation" pointer and atomic counters.
  *
  * A generation is the identity in force plus the listeners' policies built for it. The main

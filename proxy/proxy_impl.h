@@ -69,9 +69,10 @@ struct lwatch {
     struct listener *l;
     size_t li; /* the listener's index in the worker's current generation */
     ev_io io;
-    ev_timer resume; /* accepting paused */
-    bool on;         /* watchers started */
-    bool starved;    /* paused for lack of descriptors (logged once) */
+    ev_timer resume;          /* accepting paused */
+    bool on;                  /* watchers started */
+    bool starved;             /* paused for lack of descriptors */
+    ev_tstamp starved_logged; /* when that was last logged (0: never) */
 };
 
 struct listener {

@@ -8,11 +8,14 @@
  * use: each connection holds a reference to the context it started with. */
 #include "sentry/server.h"
 
+#include <errno.h>
 #include <ev.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "common/fsutil.h"
@@ -395,6 +398,64 @@ static const char *base_name(const char *path)
     return slash != NULL ? slash + 1 : path;
 }
 
+/* Generating writes into the directory of each credential file: a missing one (a first run
+ * without the Kubernetes secret mounted, or a typo) is named with how to make it, instead of
+ * the write's "cannot create temporary file". */
+static int check_creds_dir(const char *file, struct pk_err *err)
+{
+    char dir[PATH_MAX];
+    char *slash;
+    struct stat st;
+
+    snprintf(dir, sizeof(dir), "%s", file);
+    slash = strrchr(dir, '/');
+    if (slash == NULL) {
+        snprintf(dir, sizeof(dir), ".");
+    } else {
+        slash[slash == dir ? 1 : 0] = '\0';
+    }
+    if (stat(dir, &st) != 0) {
+        if (errno == ENOENT) {
+            return pk_err_set(err, -ENOENT,
+                              "credentials directory %s does not exist: create it (mkdir -p -m "
+                              "700 %s) and a new root and issuer are generated there, or pass "
+                              "--issuer-credentials DIR naming the directory that holds ca.crt, "
+                              "issuer.crt and issuer.key",
+                              dir, dir);
+        }
+        return pk_err_set(err, -errno, "credentials directory %s: %s", dir, strerror(errno));
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        return pk_err_set(err, PK_E_INVALID, "credentials directory %s is not a directory", dir);
+    }
+    return 0;
+}
+
+/* --check: the credentials a start would load, validated as it would; missing ones are fine
+ * when their directories exist (a start generates them there). Returns the exit status. */
+static int check_creds(struct sentry *s, struct pk_err *err)
+{
+    struct pk_sentry_creds *creds = NULL;
+    const char *what = "credentials valid";
+    int r;
+
+    if (pk_sentry_creds_missing(&s->paths)) {
+        what = "credentials missing: a start generates a new root and issuer";
+        r = check_creds_dir(s->paths.ca, err);
+        r = r != 0 ? r : check_creds_dir(s->paths.issuer_cert, err);
+        r = r != 0 ? r : check_creds_dir(s->paths.issuer_key, err);
+    } else {
+        r = pk_sentry_creds_load(&s->paths, &creds, err);
+        pk_sentry_creds_free(creds);
+    }
+    if (r != 0) {
+        return 2;
+    }
+    printf("picket sentry: configuration ok: %s (ca=%s cert=%s key=%s trust_domain=%s)\n", what,
+           s->paths.ca, s->paths.issuer_cert, s->paths.issuer_key, s->opts->trust_domain);
+    return 0;
+}
+
 static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out,
                                   struct pk_err *err)
 {
@@ -417,7 +478,10 @@ static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out
                     "replacing ca=%s cert=%s key=%s",
                     s->paths.ca, s->paths.issuer_cert, s->paths.issuer_key);
     }
-    r = pk_sentry_creds_generate(&s->paths, &gen, out, err);
+    r = check_creds_dir(s->paths.ca, err);
+    r = r != 0 ? r : check_creds_dir(s->paths.issuer_cert, err);
+    r = r != 0 ? r : check_creds_dir(s->paths.issuer_key, err);
+    r = r != 0 ? r : pk_sentry_creds_generate(&s->paths, &gen, out, err);
     if (r == 0) {
         PK_LOG_INFO("generated a new root and issuer trust_domain=%s key_type=%s dir=%s",
                     gen.trust_domain, pk_key_type_name(gen.key_type), s->opts->credentials_dir);
@@ -481,7 +545,9 @@ static int start_http(struct sentry *s, const char *address, uint16_t port,
     struct pk_http_server_opts hopts = {.host = address, .port = port};
     int r = pk_http_server_new(s->loop, &hopts, out, err);
     if (r != 0) {
-        pk_err_prefix(err, r, "%s listener", what);
+        pk_err_prefix(err, r, "%s listener %s port %u", what,
+                      address != NULL && address[0] != '\0' ? address : "(all interfaces)",
+                      (unsigned)port);
     }
     return r;
 }
@@ -518,6 +584,19 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     if (pk_sentry_creds_paths_init(&s.paths, opts->credentials_dir, opts->ca_filename,
                                    opts->cert_filename, opts->key_filename) != 0) {
         r = pk_err_set(&err, PK_E_TOOBIG, "--issuer-credentials: path too long");
+        goto out;
+    }
+    if (opts->check_only) {
+        if (opts->kubernetes) {
+            /* The credentials live in the dapr-trust-bundle Secret, read through the API at
+             * start; --check binds and calls nothing, so only the flags were checked. */
+            printf("picket sentry: configuration ok: flags valid; in Kubernetes mode the "
+                   "credentials are read from the dapr-trust-bundle Secret at start and are not "
+                   "checked here\n");
+            status = 0;
+        } else {
+            status = check_creds(&s, &err);
+        }
         goto out;
     }
     if (opts->kubernetes) {
@@ -649,6 +728,9 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     status = 0;
 
 out:
+    if (opts->check_only && status != 0) {
+        status = 2; /* as a configuration error */
+    }
     if (status != 0) {
         fprintf(stderr, "picket sentry: %s\n",
                 err.msg[0] != '\0' ? err.msg : "start-up failed (see the log above)");

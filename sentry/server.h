@@ -45,11 +45,15 @@ struct pk_sentry_options {
     const char *kube_tls_server_name;  /* --kube-tls-server-name */
     const char *kube_client_cert_file; /* --kube-client-certificate-file, or NULL */
     const char *kube_client_key_file;  /* --kube-client-key-file, or NULL */
+    bool check_only; /* --check: validate the flags, configuration and credentials, bind,
+                      * write and generate nothing, and return 0 or 2 */
 };
 
 /* Run until SIGTERM or SIGINT. Returns the process exit status: 0 after a clean stop,
  * PK_EXIT_CONFIG (2) when a flag value or the --config file is wrong, 1 when start-up failed
- * otherwise (credentials, sockets); the reason has been logged. */
+ * otherwise (credentials, sockets); the reason has been logged. With check_only,
+ * return at once: 0 and "ok" on stdout when a start would find nothing wrong, else 2 and the
+ * problem on stderr. */
 int pk_sentry_run(const struct pk_sentry_options *opts);
 
 #endif

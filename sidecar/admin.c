@@ -18,11 +18,32 @@
 #include "net/http_server.h"
 #include "proxy/proxy.h"
 
+/* Long enough for any error a reload gives (struct pk_err's message). */
+#define RELOAD_ERROR_LEN 512
+
 struct pk_admin {
     struct pk_http_server *http;
     struct pk_agent *agent;
     struct pk_proxy *proxy; /* NULL without listeners */
+    uint64_t reloads_ok;
+    uint64_t reloads_refused;
+    char last_reload_error[RELOAD_ERROR_LEN]; /* "" until a reload is refused */
+    time_t last_reload_error_time;
 };
+
+void pk_admin_note_reload(struct pk_admin *adm, const char *error)
+{
+    if (adm == NULL) {
+        return;
+    }
+    if (error == NULL) {
+        adm->reloads_ok++;
+        return;
+    }
+    adm->reloads_refused++;
+    snprintf(adm->last_reload_error, sizeof(adm->last_reload_error), "%s", error);
+    adm->last_reload_error_time = time(NULL);
+}
 
 void pk_admin_set_proxy(struct pk_admin *adm, struct pk_proxy *proxy)
 {
@@ -140,6 +161,16 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
         json_object_set_new(rot, "next_retry_in", json_real(st.next_attempt_in));
     }
     json_object_set_new(root, "rotation", rot);
+    {
+        json_t *rel = json_object();
+        set_int(rel, "ok", (long long)adm->reloads_ok);
+        set_int(rel, "refused", (long long)adm->reloads_refused);
+        if (adm->last_reload_error[0] != '\0') {
+            set_str(rel, "last_error", adm->last_reload_error);
+            set_int(rel, "last_error_time", (long long)adm->last_reload_error_time);
+        }
+        json_object_set_new(root, "reloads", rel);
+    }
     for (int code = 0; code <= PK_GRPC_UNAUTHENTICATED; code++) {
         if (st.sentry_requests[code] > 0) {
             set_int(sentry, pk_grpc_status_name(code), (long long)st.sentry_requests[code]);
@@ -389,6 +420,12 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
                        (unsigned long long)st.rotations_ok);
     r |= pk_buf_printf(out, "picket_rotations_total{result=\"failed\"} %llu\n",
                        (unsigned long long)st.rotations_failed);
+    r |= metric_head(out, "picket_reloads_total", "counter",
+                     "SIGHUP reloads by result (refused: the running configuration was kept).");
+    r |= pk_buf_printf(out, "picket_reloads_total{result=\"ok\"} %llu\n",
+                       (unsigned long long)adm->reloads_ok);
+    r |= pk_buf_printf(out, "picket_reloads_total{result=\"refused\"} %llu\n",
+                       (unsigned long long)adm->reloads_refused);
     r |= metric(out, "picket_initial_fetch_failures_total", "counter",
                 "Failed attempts to obtain the first identity.", (double)st.initial_failures);
     r |= metric(out, "picket_sentry_responses_rejected_total", "counter",
@@ -454,7 +491,7 @@ int pk_admin_start(struct ev_loop *loop, const char *listen, struct pk_agent *ag
     }
     r = pk_http_server_new(loop, &opts, &adm->http, err);
     if (r != 0) {
-        pk_err_prefix(err, r, "admin endpoint %s", listen);
+        pk_err_prefix(err, r, "[admin] listen %s", listen);
         goto fail;
     }
     r = pk_http_server_route(adm->http, "/healthz", healthz, adm);

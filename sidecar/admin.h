@@ -33,6 +33,12 @@ bool pk_admin_ready(struct pk_agent *agent, struct pk_proxy *proxy, char *why, s
  * fine. */
 void pk_admin_set_proxy(struct pk_admin *admin, struct pk_proxy *proxy);
 
+/* Record the outcome of a SIGHUP reload: error NULL when it was applied, else why it was refused
+ * (copied). /metrics counts both (picket_reloads_total{result="ok|refused"}); /status carries the
+ * counts and the last refusal with its time, so `picket status` can say why the running
+ * configuration is not the file's. NULL admin is fine. From the main thread. */
+void pk_admin_note_reload(struct pk_admin *admin, const char *error);
+
 /* The bound TCP port (0 for a unix socket). */
 unsigned pk_admin_port(const struct pk_admin *admin);
 

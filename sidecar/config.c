@@ -199,7 +199,7 @@ struct flags {
     const char *app_id, *sentry_address, *cp_trust_domain, *cp_namespace, *trust_domain;
     const char *anchors_file, *config, *log_level;
     const char *log_json; /* NULL for the bare flag */
-    bool log_json_given, help;
+    bool log_json_given, help, check;
 };
 
 enum {
@@ -213,6 +213,7 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_JSON,
     OPT_HELP,
+    OPT_CHECK,
 };
 
 /* An argument up to any '=', quoted, for naming a flag in a message. */
@@ -237,6 +238,7 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
             {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
             {"help", no_argument, NULL, OPT_HELP},
+            {"check", no_argument, NULL, OPT_CHECK},
             {NULL, 0, NULL, 0},
     };
     char name[QUOTE_LEN];
@@ -278,6 +280,9 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
         case OPT_LOG_JSON:
             fl->log_json_given = true;
             fl->log_json = optarg;
+            break;
+        case OPT_CHECK:
+            fl->check = true;
             break;
         case 'h':
         case OPT_HELP:
@@ -359,6 +364,7 @@ static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_
                               "the file that holds the Sentry token");
         }
         config_replace_string(&cfg->agent.token_file, v);
+        cfg->agent.token_file_from_env = true;
     }
     /* The PEM contents replace the file keys, so the agent reads (and watches) neither file. */
     if ((v = pk_env_value(env, "DAPR_CERT_CHAIN")) != NULL) {
@@ -532,6 +538,7 @@ int pk_sidecar_config_load(int argc, char **argv, char *const *env, struct pk_si
         goto out;
     }
     cfg = pk_sidecar_config_new();
+    cfg->check_only = fl.check;
     if (fl.config != NULL) {
         cfg->config_file = pk_xstrdup(fl.config);
         r = read_config_file(cfg, fl.config, err);

@@ -78,6 +78,7 @@ struct pk_sidecar_config {
     size_t n_listeners;
     /* where it came from */
     char *config_file; /* the -c/--config path, NULL if none */
+    bool check_only;   /* --check: validate everything, bind and start nothing, exit */
 };
 
 /* Build the configuration of `picket run` from its arguments (borrowed; argv[0] is "run"), the

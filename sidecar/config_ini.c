@@ -714,12 +714,13 @@ static void parse_typed(struct pk_listener_config *lc)
     parse_policy(lc);
 }
 
-/* Two listeners on one address would both bind (SO_REUSEPORT) and the kernel would share the
- * connections between them; two on one unix path would replace each other's socket file; a
- * listener on the admin endpoint's address would fail late, with only "Address already in
- * use" to say why. So each listen address is compared with the others and with the admin
- * endpoint's before anything is bound, by what they bind (localhost is 127.0.0.1, a wildcard
- * covers its family's port), and the later line is reported, naming the earlier one. */
+/* Two listeners on one address would split its connections between two policies (or, as the
+ * listening socket is exclusive, the second would fail late to bind); two on one unix path would
+ * replace each other's socket file; a listener on the admin endpoint's address would fail late,
+ * with only "Address already in use" to say why. So each listen address is compared with the others
+ * and with the admin endpoint's before anything is bound, by what they bind (localhost is
+ * 127.0.0.1, a wildcard covers its family's port), and the later line is reported, naming the
+ * earlier one. */
 static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_config *into)
 {
     const struct seen *admin_seen = find_seen_in(ps, config_admin_keys, "listen");

@@ -52,6 +52,10 @@ const struct key config_agent_keys[] = {
                    "change"),
         KEY("key_file", K_STRING, agent.key_file, 0, 0, NULL, .flags = KF_RESTART, .arg = "FILE",
             .doc = "static identity: the private key (PEM), reloaded on change"),
+        KEY("allow_static_id_mismatch", K_BOOL, agent.allow_static_id_mismatch, 0, 0, NULL,
+            .arg = "BOOL",
+            .doc = "accept a static certificate whose SPIFFE ID is not this app's (app_id, "
+                   "namespace, trust_domain); otherwise it is refused"),
         KEY("allow_tls12", K_BOOL, agent.allow_tls12, 0, 0, NULL, .arg = "BOOL",
             .doc = "also accept TLS 1.2 (AEAD suites only); otherwise TLS 1.3 only"),
         KEY("export_dir", K_STRING, agent.export_dir, 0, 0, NULL, .arg = "DIR",

@@ -56,6 +56,22 @@ def wait_for(predicate, timeout=10.0, interval=0.02, what="condition"):
         time.sleep(interval)
 
 
+def eventually(check, timeout=10.0, interval=0.05):
+    """Run check (a function that asserts) until it passes, and return what it returns. At the
+    deadline its last AssertionError is raised as it is, so a failure reads like a plain assert.
+
+    For every assertion on what another process updates in its own time (counters, metrics,
+    logs, files, status): a single read may come a moment too early on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check()
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(interval)
+
+
 def port_open(port, host="127.0.0.1"):
     try:
         with socket.create_connection((host, port), timeout=0.2):

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives import serialization
 
 import pki
 from conftest import INSTALLED, http_get
-from harness import Proc, free_port, picket_bin, run, sanitized, wait_for
+from harness import Proc, eventually, free_port, picket_bin, run, sanitized, wait_for
 
 
 
@@ -68,7 +68,7 @@ def test_renewal_time_is_spread_by_jitter(start_sentry, start_agent, tmp_path):
     life = ident["not_after"] - ident["not_before"]
     offset = (ident["renew_at"] - ident["not_before"]) / life
     assert 0.3 <= offset <= 0.7
-    assert "renewal" in re.search(r"next_renewal=(\d+)", agent.proc.output()).group(0)
+    assert "renewal" in agent.proc.wait_log(r"next_renewal=(\d+)").group(0)
 
 
 def test_sentry_outage_backoff_expiry_and_recovery(start_sentry, start_agent, tmp_path):
@@ -123,9 +123,13 @@ def test_not_ready_until_first_identity(start_agent, tmp_path, start_sentry):
     code, body = http_get(agent.admin_port, "/readyz")
     assert "no identity yet" in body
     assert agent.proc.alive()
-    metrics = http_get(agent.admin_port, "/metrics")[1]
-    assert "picket_ready 0" in metrics
-    assert re.search(r"picket_initial_fetch_failures_total [1-9]", metrics)
+
+    # 503 comes before the first failed fetch is counted: read until it is.
+    def fetch_failure_counted():
+        metrics = http_get(agent.admin_port, "/metrics")[1]
+        assert "picket_ready 0" in metrics
+        assert re.search(r"picket_initial_fetch_failures_total [1-9]", metrics), metrics
+    eventually(fetch_failure_counted)
 
 
 def test_trust_domain_trap_names_both_ids_and_the_flag(start_sentry, start_agent, tmp_path):
@@ -183,11 +187,13 @@ def test_anchor_file_change_applies_without_restart(start_sentry, start_agent, t
     tmp.write_bytes(old + pki.cert_pem(new_root))
     os.rename(tmp, anchors)
     agent.proc.wait_log(r"identity installed\" reason=trust-anchors", timeout=10, start=mark)
-    st = agent.status()
-    assert len(st["trust_anchors"]) == 2
-    metrics = http_get(agent.admin_port, "/metrics")[1]
-    assert 'picket_trust_anchor_updates_total{result="applied"} 1' in metrics
-    assert 'picket_trust_anchor_updates_total{result="refused"} 1' in metrics
+
+    def applied():
+        assert len(agent.status()["trust_anchors"]) == 2
+        metrics = http_get(agent.admin_port, "/metrics")[1]
+        assert 'picket_trust_anchor_updates_total{result="applied"} 1' in metrics, metrics
+        assert 'picket_trust_anchor_updates_total{result="refused"} 1' in metrics, metrics
+    eventually(applied)
     # Only the new root (ours is gone): would not verify our own chain -> refused, since Sentry
     # still issues under the old root.
     mark = len(agent.proc.output())
@@ -226,7 +232,10 @@ def test_static_identity_from_files_swapped_underneath(start_agent, tmp_path):
     mark = len(agent.proc.output())
     (tmp_path / "key.pem").write_bytes(key2)
     agent.proc.wait_log(r"identity installed\" reason=static-files", timeout=10, start=mark)
-    assert agent.status()["identity"]["serial"] != first["serial"]
+
+    def swapped():
+        assert agent.status()["identity"]["serial"] != first["serial"]
+    eventually(swapped)
 
 
 def test_static_identity_from_dapr_env(start_agent, tmp_path):
@@ -245,6 +254,7 @@ def test_static_identity_refused_at_start_when_foreign(tmp_path):
     ini = tmp_path / "a.ini"
     (tmp_path / "c.pem").write_bytes(chain)
     (tmp_path / "k.pem").write_bytes(key)
+    os.chmod(tmp_path / "k.pem", 0o600)
     (tmp_path / "ca.pem").write_bytes(pki.cert_pem(root))
     ini.write_text(f"[agent]\napp_id = static-app\ncert_file = {tmp_path}/c.pem\n"
                    f"key_file = {tmp_path}/k.pem\n[sentry]\ntrust_anchors_file = {tmp_path}/ca.pem\n"
@@ -252,6 +262,79 @@ def test_static_identity_refused_at_start_when_foreign(tmp_path):
     res = run([picket_bin(), "run", "-c", ini], timeout=10)
     assert res.returncode == 2
     assert "c.pem" in res.stderr
+
+
+def static_files(tmp_path, app="static-app", key_mode=0o600):
+    """A static certificate for app (trust domain example.test), its key with key_mode, and
+    the anchors: the [agent] and [sentry] sections that use them."""
+    root, rkey = pki.make_root()
+    chain, key = make_static(tmp_path, root, rkey, app=app)
+    (tmp_path / "c.pem").write_bytes(chain)
+    (tmp_path / "k.pem").write_bytes(key)
+    os.chmod(tmp_path / "k.pem", key_mode)
+    (tmp_path / "ca.pem").write_bytes(pki.cert_pem(root))
+    return {"agent": {"app_id": "static-app", "cert_file": tmp_path / "c.pem",
+                      "key_file": tmp_path / "k.pem"},
+            "sentry": {"trust_anchors_file": tmp_path / "ca.pem"}}
+
+
+def run_with(tmp_path, sections, env=None):
+    ini = tmp_path / "check.ini"
+    sections = {**sections, "admin": {"listen": "off"}}
+    ini.write_text("".join(f"[{name}]\n" + "".join(f"{k} = {v}\n" for k, v in kv.items())
+                           for name, kv in sections.items()))
+    return run([picket_bin(), "run", "-c", ini], timeout=10,
+               env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("mode,who", [(0o644, "readable by others"),
+                                      (0o640, "readable by its group"),
+                                      (0o620, "writable by its group or others")])
+def test_a_key_file_others_may_read_is_refused_with_its_mode(tmp_path, mode, who):
+    res = run_with(tmp_path, static_files(tmp_path, key_mode=mode))
+    key = tmp_path / "k.pem"
+    assert res.returncode == 2, res.stderr
+    assert f"key file {key} is mode {mode:04o} ({who}): chmod 600 {key}" in res.stderr
+
+
+def test_a_key_file_swapped_in_readable_by_others_is_refused(start_agent, tmp_path):
+    agent = start_agent(static_files(tmp_path))
+    serial = agent.status()["identity"]["serial"]
+    mark = len(agent.proc.output())
+    # A new key deployed readable by everyone: refused for its mode, before anything else.
+    os.chmod(tmp_path / "k.pem", 0o644)
+    (tmp_path / "k.pem").write_bytes(pki.key_pem(pki.new_key()))
+    agent.proc.wait_log(r"static identity update refused.*is mode 0644 \(readable by others\)",
+                        start=mark)
+    assert agent.status()["identity"]["serial"] == serial
+
+
+def test_a_static_certificate_of_another_app_is_refused(tmp_path):
+    sections = static_files(tmp_path, app="billing")
+    res = run_with(tmp_path, sections)
+    assert res.returncode == 2, res.stderr
+    assert (f"static certificate {tmp_path / 'c.pem'} is for "
+            "spiffe://example.test/ns/default/billing, but this app is app_id=static-app "
+            "namespace=default trust_domain=(any) (the app id differs): use this app's "
+            "certificate, or set [agent] allow_static_id_mismatch = true") in res.stderr
+    # The same through Dapr's variables, and for the namespace and the trust domain.
+    env = {"DAPR_CERT_CHAIN": (tmp_path / "c.pem").read_text(),
+           "DAPR_CERT_KEY": (tmp_path / "k.pem").read_text()}
+    res = run_with(tmp_path, {"agent": {"app_id": "billing"}, "sentry": sections["sentry"]},
+                   env={**env, "NAMESPACE": "prod"})
+    assert res.returncode == 2
+    assert "static certificate DAPR_CERT_CHAIN is for spiffe://example.test/ns/default/billing" \
+        in res.stderr and "(the namespace differs)" in res.stderr
+    res = run_with(tmp_path, {"agent": {"app_id": "billing", "trust_domain": "prod.test"},
+                              "sentry": sections["sentry"]}, env=env)
+    assert res.returncode == 2 and "(the trust domain differs)" in res.stderr, res.stderr
+
+
+def test_a_static_certificate_of_another_app_only_with_the_explicit_key(start_agent, tmp_path):
+    sections = static_files(tmp_path, app="billing")
+    sections["agent"]["allow_static_id_mismatch"] = "true"
+    agent = start_agent(sections)
+    assert agent.status()["identity"]["spiffe_id"] == "spiffe://example.test/ns/default/billing"
 
 
 def test_export_directory_atomic_0600_and_command(start_sentry, start_agent, tmp_path):
@@ -355,15 +438,21 @@ def test_rogue_sentry_answer_is_rejected_and_old_identity_kept(py_sentry, start_
     mark = len(agent.proc.output())
     line = agent.proc.wait_log(r"identity fetch failed.*", timeout=15, start=mark).group(0)
     assert reason in line
-    st = agent.status()
-    assert st["identity"]["serial"] == serial and st["ready"]
-    assert st["rotation"]["responses_rejected"] >= 1
-    metrics = http_get(agent.admin_port, "/metrics")[1]
-    assert re.search(r"picket_sentry_responses_rejected_total [1-9]", metrics)
+
+    def rejection_counted():
+        st = agent.status()
+        assert st["identity"]["serial"] == serial and st["ready"]
+        assert st["rotation"]["responses_rejected"] >= 1, st
+        metrics = http_get(agent.admin_port, "/metrics")[1]
+        assert re.search(r"picket_sentry_responses_rejected_total [1-9]", metrics), metrics
+    eventually(rejection_counted)
     # Sentry behaves again: the next retry installs a good identity.
     py.mode = "normal"
     agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=10, start=mark)
-    assert agent.status()["identity"]["serial"] != serial
+
+    def renewed():
+        assert agent.status()["identity"]["serial"] != serial
+    eventually(renewed)
 
 
 FAKETIME_LIB = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
@@ -447,3 +536,58 @@ def test_root_rotation_new_anchors_adopted_after_renewing_against_them(start_sen
     st = agent.status()
     assert st["identity"]["serial"] != old_serial
     assert [a["subject"] for a in st["trust_anchors"]] == ["O=localhost-2"]
+
+
+@pytest.mark.parametrize("written,fix", [
+    ("http://127.0.0.1:50001", "127.0.0.1:50001"),
+    ("https://dapr-sentry.dapr-system.svc:443", "dapr-sentry.dapr-system.svc:443"),
+    ("dns:///dapr-sentry.dapr-system.svc:50001", "dapr-sentry.dapr-system.svc:50001"),
+])
+def test_a_sentry_address_with_a_scheme_says_what_to_write(tmp_path, written, fix):
+    res = run([picket_bin(), "run", "--app-id", "x", "--sentry-address", written], timeout=10)
+    assert res.returncode == 2
+    scheme = written[:written.index(fix)]
+    assert (f"--sentry-address: '{written}': a scheme ({scheme}) is not accepted: write the "
+            f"address alone, as in '{fix}'") in res.stderr, res.stderr
+
+
+def test_token_file_problems_name_the_variable_and_the_file(start_sentry, start_agent, tmp_path):
+    sentry = start_sentry()
+    missing = tmp_path / "no-such-token"
+    agent = start_agent(sentry_sections(sentry, retry_initial="100ms", retry_max="200ms"),
+                        env={"DAPR_SENTRY_TOKEN_FILE": missing}, wait_ready=False)
+    agent.proc.wait_log(rf"identity fetch failed\" .*error=\"Sentry token \(DAPR_SENTRY_TOKEN_FILE\): "
+                        rf"{re.escape(str(missing))}: ")
+    empty = tmp_path / "empty-token"
+    empty.write_text("\n")
+    sections = sentry_sections(sentry, retry_initial="100ms", retry_max="200ms")
+    sections["sentry"]["token_file"] = empty
+    agent = start_agent(sections, wait_ready=False)
+    agent.proc.wait_log(rf"Sentry token \(\[sentry\] token_file\): {re.escape(str(empty))}: "
+                        r"the file is empty")
+
+
+def test_a_sentry_tls_failure_names_the_anchors_file(start_sentry, start_agent, tmp_path):
+    """Anchors Sentry's certificate does not chain to: at start the fetch failure names the
+    anchors file; after a change to such a set the refusal names it too."""
+    sentry = start_sentry()
+    wrong, _ = pki.make_root(name="wrong.test")
+    anchors = tmp_path / "anchors.pem"
+    anchors.write_bytes(pki.cert_pem(wrong))
+    sections = sentry_sections(sentry, retry_initial="100ms", retry_max="200ms")
+    sections["sentry"]["trust_anchors_file"] = anchors
+    agent = start_agent(sections, wait_ready=False)
+    agent.proc.wait_log(r"identity fetch failed\" .*certificate verify failed.* "
+                        rf"hint=\"Sentry's certificate must chain to the trust anchors "
+                        rf"\({re.escape(str(anchors))}\)\"")
+    agent.proc.stop()
+    # Running with the right set, then changed to the wrong one: refused, naming the file.
+    shutil.copy(sentry.ca_file, anchors)
+    agent = start_agent(sections)
+    mark = len(agent.proc.output())
+    tmp = tmp_path / "anchors.tmp"
+    tmp.write_bytes(pki.cert_pem(wrong))
+    os.rename(tmp, anchors)
+    agent.proc.wait_log(rf"trust anchors refused.* anchors={re.escape(str(anchors))} ",
+                        start=mark, timeout=15)
+    assert agent.ready()

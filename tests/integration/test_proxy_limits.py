@@ -147,6 +147,7 @@ def test_out_of_descriptors_pauses_accept_without_spinning(pki_env, start_agent)
     are free."""
     app = Recorder()
     port, listeners = inbound(app.port, handshake_timeout="1s")
+    started = time.monotonic()
     agent = sidecar(start_agent, pki_env, "backend", listeners,
                     prefix=["prlimit", "--nofile=40:40"])
     pid = agent.proc.pid
@@ -156,7 +157,8 @@ def test_out_of_descriptors_pauses_accept_without_spinning(pki_env, start_agent)
             idle.append(socket.create_connection(("127.0.0.1", port), timeout=2))
         except OSError:
             break
-    agent.proc.wait_log(r"accept paused: out of resources", timeout=10)
+    agent.proc.wait_log(r"level=error .*too many open files: accept paused\"? listener=web "
+                        r".*hint=\"raise the descriptor limit", timeout=10)
     t0 = cpu_seconds(pid)
     time.sleep(2.0)
     used = cpu_seconds(pid) - t0
@@ -180,9 +182,10 @@ def test_out_of_descriptors_pauses_accept_without_spinning(pki_env, start_agent)
             return False
     wait_for(works, 20, interval=0.5, what="serving again")
     assert agent.proc.alive()
-    # Logged when a pause starts (a worker may pause, serve one, and pause again near the
-    # limit), not on each of the ~40 retries a second.
-    assert agent.proc.output().count("accept paused") <= 8
+    # Logged at most once per 10 s per worker (two here), not on each of the ~20 retries a
+    # second.
+    intervals = int((time.monotonic() - started) / 10) + 1
+    assert agent.proc.output().count("too many open files") <= 2 * intervals
 
 
 def test_close_on_own_expiry_is_an_option(pki_env, start_agent, tmp_path):
@@ -212,7 +215,7 @@ def test_close_on_own_expiry_is_an_option(pki_env, start_agent, tmp_path):
         s.sendall(b"a")
         assert s.recv(100) == b"echo:a"
     time.sleep(max(0, not_after - time.time()) + 1.5)
-    strict.settimeout(2)
+    strict.settimeout(15)  # a deadline, not a measurement: closed soon after the expiry
     assert strict.recv(100) == b""
     lenient.sendall(b"b")
     assert lenient.recv(100) == b"echo:b"

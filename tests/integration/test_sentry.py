@@ -17,7 +17,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 import pki
 import sentry_pb
-from harness import picket_bin, run, wait_for
+from harness import eventually, picket_bin, run, wait_for
 from sentry_pb import INTERNAL, INVALID_ARGUMENT, OK, PERMISSION_DENIED
 
 HOUR = 3600
@@ -356,16 +356,21 @@ def test_healthz_and_dapr_metrics(start_sentry):
     assert sentry.sign(app_id="").status == PERMISSION_DENIED
     status, body = http_get(sentry.healthz_port, "/healthz")
     assert status == 200
-    status, text = sentry.metrics()
-    assert status == 200
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, value = line.rsplit(" ", 1)
-            values[name] = float(value)
-    assert values["dapr_sentry_cert_sign_request_received_total"] == 2
-    assert values["dapr_sentry_cert_sign_success_total"] == 1
-    assert values['dapr_sentry_cert_sign_failure_total{reason="sign"}'] == 1
+
+    # A call's counters may be updated after its answer went out: read until both are in.
+    def counted():
+        status, text = sentry.metrics()
+        assert status == 200
+        values = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, value = line.rsplit(" ", 1)
+                values[name] = float(value)
+        assert values["dapr_sentry_cert_sign_request_received_total"] == 2
+        assert values["dapr_sentry_cert_sign_success_total"] == 1
+        assert values['dapr_sentry_cert_sign_failure_total{reason="sign"}'] == 1
+        return values
+    values = eventually(counted)
     assert values["dapr_sentry_issuercert_changed_total"] == 0
     assert "dapr_sentry_servercert_issue_failed_total" in values
     with open(os.path.join(sentry.creds_dir, "issuer.crt"), "rb") as f:
@@ -467,9 +472,11 @@ def test_reload_new_issuer_same_root_without_failed_calls(start_sentry, tmp_path
         t.join(30)
     failed = [r for r in results if r[0] != OK]
     assert not failed, failed[:3]
-    assert sentry.proc.output().count("credentials reloaded") >= 1
-    values = sentry.metrics()[1]
-    assert "dapr_sentry_issuercert_changed_total 1" in values
+    sentry.proc.wait_log("credentials reloaded")
+
+    def changed_counted():
+        assert "dapr_sentry_issuercert_changed_total 1" in sentry.metrics()[1]
+    eventually(changed_counted)
 
 
 def test_reload_with_bad_set_keeps_serving_the_old_one(start_sentry, tmp_path):
@@ -532,3 +539,13 @@ def test_short_ttl_renews_its_own_certificate_at_half_its_life(start_sentry, tmp
     wait_for(lambda: issues() >= 2, timeout=10, what="the first renewal")
     assert "next_renewal_in=5s" in sentry.proc.output()
     assert sentry.sign().status == OK
+
+
+def test_a_missing_credentials_directory_is_named_with_how_to_make_it(tmp_path):
+    missing = tmp_path / "no" / "credentials"
+    res = run([picket_bin(), "sentry", "--issuer-credentials", missing, "--port", "0",
+               "--healthz-port", "0", "--metrics-port", "0"], timeout=20)
+    assert res.returncode != 0
+    assert (f"credentials directory {missing} does not exist: create it (mkdir -p -m 700 "
+            f"{missing})") in res.stderr, res.stderr
+    assert not missing.exists()

@@ -6,13 +6,15 @@ import hashlib
 import json
 import os
 import re
+import socket
 import tempfile
 
 import jsonschema
 import pytest
 
 import pki
-from harness import free_port, picket_bin, run, wait_for
+from conftest import http_get
+from harness import eventually, free_port, picket_bin, run, wait_for
 from test_agent import sentry_config
 from test_lifecycle import loop_listeners, sentry_sections, write_ini
 from test_proxy import Recorder
@@ -150,3 +152,62 @@ def test_admin_off_in_config_is_a_usage_error(tmp_path):
     write_ini(ini, {"admin": {"listen": "off"}})
     res = status("-c", ini)
     assert res.returncode == 2 and "the admin endpoint is off" in res.stderr
+
+
+def test_idle_connections_never_starve_the_probes(start_sentry, start_agent, tmp_path):
+    """100 idle TCP connections to the admin port (more than its total cap, all from one
+    address): /healthz, /readyz and /metrics are still answered 200, each time."""
+    sentry = start_sentry(sentry_config(tmp_path, "1h"))
+    agent = start_agent(sentry_sections(sentry))
+    idle = []
+    try:
+        for _ in range(100):
+            idle.append(socket.create_connection(("127.0.0.1", agent.admin_port), timeout=5))
+        for _ in range(3):
+            for path in ("/healthz", "/readyz", "/metrics"):
+                code, body = http_get(agent.admin_port, path, timeout=10)
+                assert code == 200, (path, code, body)
+        # The idle ones were closed to make room: the oldest reads EOF, not a hang.
+        idle[0].settimeout(10)
+        assert idle[0].recv(1) == b""
+    finally:
+        for s in idle:
+            s.close()
+
+
+def test_reload_results_are_counted_and_the_last_refusal_is_shown(start_sentry, start_agent):
+    """A refused SIGHUP reload is counted in picket_reloads_total{result="refused"} and its
+    error and time are in /status and `picket status`; a good one is counted as ok."""
+    import signal
+    sentry = start_sentry()
+    agent = start_agent(sentry_sections(sentry))
+    good = agent.ini.read_text()
+    agent.ini.write_text(good + "[proxy]\nshutdown_timeout = forever\n")
+    agent.proc.signal(signal.SIGHUP)
+
+    def refused_recorded():
+        doc = agent.status()
+        validate(doc)
+        rel = doc["reloads"]
+        assert rel["ok"] == 0 and rel["refused"] == 1, rel
+        assert "shutdown_timeout" in rel["last_error"], rel
+        assert abs(rel["last_error_time"] - doc["now"]) < 600
+        metrics = http_get(agent.admin_port, "/metrics")[1]
+        assert 'picket_reloads_total{result="refused"} 1' in metrics
+        assert 'picket_reloads_total{result="ok"} 0' in metrics
+        return rel
+    rel = eventually(refused_recorded)
+    res = status("--admin", f"127.0.0.1:{agent.admin_port}")
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"reloads\s+0 ok, 1 refused\n\s+last refused at \d{4}-\d\d-\d\d "
+                     r"\d\d:\d\d:\d\d UTC: .*shutdown_timeout", res.stdout), res.stdout
+    agent.ini.write_text(good)
+    agent.proc.signal(signal.SIGHUP)
+
+    def ok_recorded():
+        doc = agent.status()
+        assert doc["reloads"]["ok"] == 1 and doc["reloads"]["refused"] == 1
+        # The last refusal stays on record: it tells why the file was not applied then.
+        assert doc["reloads"]["last_error"] == rel["last_error"]
+        assert 'picket_reloads_total{result="ok"} 1' in http_get(agent.admin_port, "/metrics")[1]
+    eventually(ok_recorded)

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import pki
-from harness import Proc, picket_bin, run, wait_for
+from harness import Proc, eventually, picket_bin, run, wait_for
 
 TD = "example.test"
 A_IP, B_IP = "10.77.0.1", "10.77.0.2"
@@ -73,6 +73,15 @@ def metric(ns, name, **labels):
     want = ",".join(f'{k}="{v}"' for k, v in labels.items())
     m = re.search(rf"^{re.escape(name)}\{{{re.escape(want)}\}} (\d+)$", text, re.M)
     return int(m.group(1)) if m else 0
+
+
+def metric_reaches(value, ns, name, **labels):
+    """Wait until one sample of the picket in ns is value (counters follow connections in the
+    proxy's own time)."""
+    def check():
+        got = metric(ns, name, **labels)
+        assert got == value, f"{name}{labels} is {got}, expected {value}"
+    eventually(check)
 
 
 class Net:
@@ -328,14 +337,13 @@ def test_transparent_mtls_end_to_end_ipv4_and_ipv6(net):
     assert len(peers) == 6 and all(p in ("::ffff:127.0.0.1", "::1", "127.0.0.1") for p in peers), \
         peers
     # One redirected connection per request on A, one mTLS connection per request on B: no loop.
-    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent") == 3
-    assert metric(net.a, "picket_listener_connections_total", listener="out6", kind="transparent") == 3
-    assert metric(net.b, "picket_listener_connections_total", listener="in4", kind="inbound") == 3
-    assert metric(net.b, "picket_listener_connections_total", listener="in6", kind="inbound") == 3
+    metric_reaches(3, net.a, "picket_listener_connections_total", listener="out4", kind="transparent")
+    metric_reaches(3, net.a, "picket_listener_connections_total", listener="out6", kind="transparent")
+    metric_reaches(3, net.b, "picket_listener_connections_total", listener="in4", kind="inbound")
+    metric_reaches(3, net.b, "picket_listener_connections_total", listener="in6", kind="inbound")
     # A's connection to Sentry (10.77.0.2, inside the intercepted block) kept working because
     # picket marks it: the certificate came from B's Sentry.
-    assert re.search(r"identity installed\" .*spiffe_id=spiffe://example.test/ns/default/client",
-                     pa.output())
+    pa.wait_log(r"identity installed\" .*spiffe_id=spiffe://example.test/ns/default/client")
 
 
 def test_plaintext_to_the_app_port_is_refused_without_permissive(net):
@@ -375,8 +383,8 @@ def test_wrong_identity_is_refused_both_ways(net):
     start_pair(net, a_map=[f"{B_IP}/32 {APP_PORT} app=billing"])
     code, _ = ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")
     assert code is None
-    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
-                  reason="denied") == 1
+    metric_reaches(1, net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
+                  reason="denied")
     assert client_peers(app) == []
 
 
@@ -395,9 +403,9 @@ def test_unmapped_destination_is_denied_by_default(net):
     start_pair(net)
     code, err = ns_curl(net.a, f"http://{B_IP}:{OTHER_PORT}/hello.txt")
     assert code is None, err
-    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
-                  reason="denied") == 1
-    assert metric(net.a, "picket_listener_passthrough_total", listener="out4", kind="transparent") == 0
+    metric_reaches(1, net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
+                  reason="denied")
+    metric_reaches(0, net.a, "picket_listener_passthrough_total", listener="out4", kind="transparent")
     assert client_peers(other) == []
 
 
@@ -410,12 +418,11 @@ def test_unmapped_destination_passes_through_when_configured(net):
     flows = cap.stop(fins=2)
     # Plaintext on the wire, as asked: the same capture that shows only TLS above sees it.
     assert any(b"GET /hello.txt HTTP/1.1" in d for d in flows.values()), flows
-    assert metric(net.a, "picket_listener_passthrough_total", listener="out4", kind="transparent") == 1
-    assert re.search(rf"passthrough without TLS\" listener=out4 .*destination={B_IP}:{OTHER_PORT}",
-                     pa.output())
+    metric_reaches(1, net.a, "picket_listener_passthrough_total", listener="out4", kind="transparent")
+    pa.wait_log(rf"passthrough without TLS\" listener=out4 .*destination={B_IP}:{OTHER_PORT}")
     # It went out from picket (host A's address), redirected once: no loop.
     assert client_peers(other) == ["::ffff:" + A_IP]
-    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent") == 1
+    metric_reaches(1, net.a, "picket_listener_connections_total", listener="out4", kind="transparent")
 
 
 def test_direct_connection_to_the_transparent_listener_is_refused(net):
@@ -423,8 +430,8 @@ def test_direct_connection_to_the_transparent_listener_is_refused(net):
     r = ns_run(net.a, "curl", "-sS", "-m", "5", "http://127.0.0.1:15001/", check=False)
     assert r.returncode != 0
     wait_for(lambda: "instead of being redirected" in pa.output(), 10, what="refusal logged")
-    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
-                  reason="denied") == 1
+    metric_reaches(1, net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
+                  reason="denied")
 
 
 def test_permissive_inbound_counts_plaintext_and_tls(net):
@@ -433,9 +440,9 @@ def test_permissive_inbound_counts_plaintext_and_tls(net):
     assert ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")[0] == 200
     r = ns_run(net.a, "python3", "-c", PLAIN_CLIENT, B_IP, str(APP_PORT))
     assert r.stdout.startswith("HTTP/1.0 200"), r.stdout
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound", protocol="tls") == 1
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound",
-                  protocol="plaintext") == 1
+    metric_reaches(1, net.b, "picket_listener_permissive_total", listener="in4", kind="inbound", protocol="tls")
+    metric_reaches(1, net.b, "picket_listener_permissive_total", listener="in4", kind="inbound",
+                  protocol="plaintext")
     assert all(p in ("::ffff:127.0.0.1", "127.0.0.1") for p in client_peers(app))
     assert len(client_peers(app)) == 2
 
@@ -468,9 +475,9 @@ def test_permissive_waits_out_a_partial_client_hello(net):
     assert got.strip() == "b''" or "Connection reset" in got, r.stdout
     wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4", kind="inbound",
                             reason="timeout") == 1, 10, what="timeout counted")
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound", protocol="tls") == 0
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound",
-                  protocol="plaintext") == 0
+    metric_reaches(0, net.b, "picket_listener_permissive_total", listener="in4", kind="inbound", protocol="tls")
+    metric_reaches(0, net.b, "picket_listener_permissive_total", listener="in4", kind="inbound",
+                  protocol="plaintext")
     assert client_peers(app) == []
 
 

@@ -87,6 +87,17 @@ static void parse_bad(void **state)
             {":8443", 0, "':8443' is not HOST:PORT"},
             {"nocolon", PK_ADDR_NAMES, "'nocolon' is not HOST:PORT"},
             {"::1:8443", 0, "'::1:8443': put an IPv6 address in brackets"},
+            {"http://127.0.0.1:50001", PK_ADDR_NAMES,
+             "'http://127.0.0.1:50001': a scheme (http://) is not accepted: write the address "
+             "alone, as in '127.0.0.1:50001'"},
+            {"https://sentry.dapr-system.svc:443/", PK_ADDR_NAMES,
+             "a scheme (https://) is not accepted: write the address alone, as in "
+             "'sentry.dapr-system.svc:443'"},
+            {"dns:///sentry:50001", PK_ADDR_NAMES,
+             "a scheme (dns:///) is not accepted: write the address alone, as in 'sentry:50001'"},
+            {"http://sentry", PK_ADDR_NAMES, "as in 'HOST:PORT'"},
+            {"tcp://0.0.0.0:15001", 0,
+             "expected HOST:PORT, [V6]:PORT or unix:/PATH: 'tcp://0.0.0.0:15001': a scheme"},
             {"[::1:8443", 0, "'[::1:8443': bad [IPv6] host"},
             {"[::1]]:8443", 0, "bad [IPv6] host"},
             {"a b:80", PK_ADDR_NAMES, "'a b:80': the host has a blank or control byte"},
