@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "agent/sentry_client.h"
 #include "cmd/commands.h"
 #include "cmd/flags.h"
+#include "common/env.h"
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/pem.h"
@@ -45,10 +47,11 @@ static void fetch_usage(FILE *out)
             "  --timeout DURATION                   per-request deadline (default 10s)\n");
 }
 
+/* A variable of our environment, or fallback when it is unset or empty. */
 static const char *env_or(const char *name, const char *fallback)
 {
-    const char *v = getenv(name);
-    return (v != NULL && v[0] != '\0') ? v : fallback;
+    const char *v = pk_env_value(environ, name);
+    return v != NULL ? v : fallback;
 }
 
 static void format_time(time_t t, char *out, size_t len)

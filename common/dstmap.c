@@ -214,24 +214,45 @@ int pk_dst_parse(const char *text, struct pk_dst *out, struct pk_err *err)
     return parse_dst_tokens(tok, n, out, err);
 }
 
-static int check_app(const char *arg, struct pk_err *err)
+int pk_dst_parse_ports(const char *text, struct pk_dst *out, struct pk_err *err)
 {
+    /* The ports of a destination, checked by the same parser. */
+    char dst_text[QUOTE_LEN + 16];
+    char q[QUOTE_LEN];
+
+    if (strlen(text) > QUOTE_LEN || strpbrk(text, " \t") != NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "'%s' is not a port (1 to 65535) or a range such as 8000-8099",
+                          pk_quote(q, sizeof(q), text, strlen(text)));
+    }
+    snprintf(dst_text, sizeof(dst_text), "0.0.0.0/0 %s", text);
+    return pk_dst_parse(dst_text, out, err);
+}
+
+/* Take rule->arg, "APP" or "NS/APP", apart into rule->app_ns and rule->app_id, checked. */
+static int parse_app(struct pk_dst_rule *rule, struct pk_err *err)
+{
+    const char *arg = rule->arg;
     const char *slash = strchr(arg, '/');
     char q[QUOTE_LEN];
-    char *ns;
     int r;
 
     if (slash == NULL) {
-        return pk_spiffe_check_segment(arg, "app id", err);
+        r = pk_spiffe_check_segment(arg, "app id", err);
+        rule->app_id = r == 0 ? pk_xstrdup(arg) : NULL;
+        return r;
     }
     if (strchr(slash + 1, '/') != NULL) {
         return pk_err_set(err, PK_E_INVALID, "app='%s': expected app=APP or app=NAMESPACE/APP",
                           pk_log_escape(q, sizeof(q), arg));
     }
-    ns = pk_xstrndup(arg, (size_t)(slash - arg));
-    r = pk_spiffe_check_segment(ns, "namespace", err);
-    free(ns);
-    return r != 0 ? r : pk_spiffe_check_segment(slash + 1, "app id", err);
+    rule->app_ns = pk_xstrndup(arg, (size_t)(slash - arg));
+    r = pk_spiffe_check_segment(rule->app_ns, "namespace", err);
+    r = r != 0 ? r : pk_spiffe_check_segment(slash + 1, "app id", err);
+    if (r == 0) {
+        rule->app_id = pk_xstrdup(slash + 1);
+    }
+    return r;
 }
 
 int pk_dst_rule_parse(const char *text, struct pk_dst_rule *out, struct pk_err *err)
@@ -267,7 +288,7 @@ int pk_dst_rule_parse(const char *text, struct pk_dst_rule *out, struct pk_err *
     } else if (act->len > 4 && memcmp(act->p, "app=", 4) == 0) {
         rule.action = PK_DST_APP_ID;
         rule.arg = pk_xstrndup(act->p + 4, act->len - 4);
-        r = check_app(rule.arg, err);
+        r = parse_app(&rule, err);
     } else if (act->len > 9 && memcmp(act->p, "spiffe://", 9) == 0) {
         struct pk_spiffe_id *id = pk_xmalloc(sizeof(*id));
         rule.action = PK_DST_SPIFFE_ID;
@@ -292,7 +313,11 @@ int pk_dst_rule_parse(const char *text, struct pk_dst_rule *out, struct pk_err *
 void pk_dst_rule_clear(struct pk_dst_rule *rule)
 {
     free(rule->arg);
+    free(rule->app_id);
+    free(rule->app_ns);
     rule->arg = NULL;
+    rule->app_id = NULL;
+    rule->app_ns = NULL;
 }
 
 bool pk_dst_any_port(const struct pk_dst *dst)

@@ -57,12 +57,21 @@ struct pk_dst_rule {
     struct pk_dst dst;
     enum pk_dst_action action;
     char *arg; /* PK_DST_SPIFFE_ID and PK_DST_APP_ID: owned by the rule; NULL otherwise */
+    /* PK_DST_APP_ID, arg taken apart: the app id, and the namespace of app=NS/APP (NULL for
+     * app=APP: ours); owned by the rule, NULL otherwise */
+    char *app_id;
+    char *app_ns;
 };
 
 /* Parse a destination, `CIDR [PORTS]`, from text (borrowed, NUL-terminated). On success fills
  * *out and returns 0; PK_E_INVALID with err saying what is wrong and quoting the input
  * otherwise (*out is then unspecified). */
 int pk_dst_parse(const char *text, struct pk_dst *out, struct pk_err *err) PK_MUST_USE;
+
+/* Parse the ports alone, `PORT` or `LO-HI` (text borrowed), into out as a destination that
+ * covers every IPv4 address (only its ports are meant to be used). PK_E_INVALID with err
+ * quoting the input otherwise. */
+int pk_dst_parse_ports(const char *text, struct pk_dst *out, struct pk_err *err) PK_MUST_USE;
 
 /* Parse a map line, `CIDR [PORTS] ACTION` (text borrowed). On success *out holds the rule and
  * the caller owns its arg (pk_dst_rule_clear); PK_E_INVALID with err as above otherwise, and

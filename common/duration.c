@@ -247,3 +247,12 @@ const char *pk_duration_format(int64_t ns, char *buf, size_t len)
     memcpy(buf, tmp + w, sizeof(tmp) - w);
     return buf;
 }
+
+void pk_time_format_utc(time_t t, char *out, size_t len)
+{
+    struct tm tm;
+
+    if (gmtime_r(&t, &tm) == NULL || strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
+        snprintf(out, len, "@%lld", (long long)t);
+    }
+}

@@ -13,6 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "compiler.h"
 #include "err.h"
@@ -36,5 +37,9 @@ int pk_duration_parse(const char *text, size_t len, int64_t *out, struct pk_err 
 /* Write ns in Go's Duration.String() form into buf (borrowed, at least PK_DURATION_STR_LEN
  * bytes, which is checked) and return buf, so the call can sit inside a printf argument list. */
 const char *pk_duration_format(int64_t ns, char *buf, size_t len);
+
+/* The instant t (Unix seconds) as RFC 3339 UTC, "2026-12-08T00:40:00Z", into out (len bytes;
+ * 21 hold it); "@<seconds>" for a time the calendar cannot show. Always terminated when len > 0. */
+void pk_time_format_utc(time_t t, char *out, size_t len);
 
 #endif

@@ -14,3 +14,10 @@ const char *pk_env_get(char *const *env, const char *name)
     }
     return NULL;
 }
+
+const char *pk_env_value(char *const *env, const char *name)
+{
+    const char *v = pk_env_get(env, name);
+
+    return v != NULL && v[0] != '\0' ? v : NULL;
+}

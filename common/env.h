@@ -7,4 +7,8 @@
  * `environ'), borrowed from env; NULL when it is not set. The first entry wins. */
 const char *pk_env_get(char *const *env, const char *name);
 
+/* pk_env_get, with an empty value taken as unset (as daprd reads its variables): NULL when name
+ * is not set or set to "". */
+const char *pk_env_value(char *const *env, const char *name);
+
 #endif

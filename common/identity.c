@@ -26,6 +26,7 @@
 #include <wolfssl/wolfcrypt/sha256.h>
 #include <wolfssl/wolfio.h>
 
+#include "duration.h"
 #include "mem.h"
 
 #define IDENTITY_MAGIC 0x49444e54u /* "IDNT" */
@@ -63,14 +64,6 @@ struct pk_identity {
     struct pk_tls_ctx *server;
     struct pk_tls_ctx *client;
 };
-
-static void format_time(time_t t, char *out, size_t out_len)
-{
-    struct tm tm;
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, out_len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(out, out_len, "@%lld", (long long)t);
-    }
-}
 
 static void identity_free(struct pk_identity *id)
 {
@@ -142,15 +135,15 @@ static int check_leaf(struct pk_identity *id, time_t now, struct pk_err *err)
                           pk_key_type_name(pk_key_get_type(id->key)), uri,
                           pk_key_type_name(pk_cert_key_type(leaf)));
     }
-    format_time(now, at, sizeof(at));
+    pk_time_format_utc(now, at, sizeof(at));
     if (now > pk_cert_not_after(leaf)) {
-        format_time(pk_cert_not_after(leaf), when, sizeof(when));
+        pk_time_format_utc(pk_cert_not_after(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_EXPIRED,
                           "leaf certificate (URI %.200s) has expired: not after %s, now %s", uri,
                           when, at);
     }
     if (now < pk_cert_not_before(leaf)) {
-        format_time(pk_cert_not_before(leaf), when, sizeof(when));
+        pk_time_format_utc(pk_cert_not_before(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_NOTYETVALID,
                           "leaf certificate (URI %.200s) is not yet valid: not before %s, now %s",
                           uri, when, at);

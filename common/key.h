@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: private and public keys (ECDSA P-256 and Ed25519) and PKCS#10 CSRs, on wolfCrypt.
+/* picket: private and public keys (ECDSA P-256 and Ed25519), on wolfCrypt.
  *
  * A pk_key owns a private key; its memory is wiped when freed and no function here writes it to
  * a log. Keys are loaded from PEM in SEC1 ("EC PRIVATE KEY") or PKCS#8 ("PRIVATE KEY") form and
@@ -77,21 +77,6 @@ struct pk_pubkey *pk_pubkey_free(struct pk_pubkey *pub);
 enum pk_key_type pk_pubkey_get_type(const struct pk_pubkey *pub);
 struct pk_slice pk_pubkey_spki(const struct pk_pubkey *pub); /* borrowed from pub */
 
-/* Build a PKCS#10 CSR signed by key (borrowed; ECDSA-SHA256 or PureEd25519) and append it as a
- * "CERTIFICATE REQUEST" PEM block to out. common_name (borrowed) may be NULL for an empty subject
- * and no extensions; when it is given (1..64 printable ASCII characters) the CSR also carries it
- * as a DNS SAN (what Sentry ≤1.13 wanted; later ones ignore both). The CSR is checked with
- * pk_csr_parse_verify before it is returned. 0, PK_E_INVALID (common name), PK_E_CRYPTO,
- * PK_E_TOOBIG (out unchanged). */
-int pk_csr_create(const struct pk_key *key, const char *common_name, struct pk_buf *out,
-                  struct pk_err *err) PK_MUST_USE;
-
-/* Parse a CSR's DER (borrowed; exactly len bytes, at most 64 KiB), check its self-signature,
- * and return its public key (*out takes it). PK_E_INVALID with a message saying whether the DER
- * or the signature is bad; PK_E_UNSUPPORTED for a key type other than P-256 or Ed25519. */
-int pk_csr_parse_verify(const uint8_t *der, size_t len, struct pk_pubkey **out, struct pk_err *err)
-        PK_MUST_USE;
-
 /* Signature algorithms picket signs or verifies with. */
 enum pk_sig_alg {
     PK_SIG_NONE = 0,
@@ -123,7 +108,8 @@ int pk_pubkey_verify(const struct pk_pubkey *pub, enum pk_sig_alg alg, const uin
 /* True when both are the same public key (compares their canonical SubjectPublicKeyInfo). */
 bool pk_pubkey_equal(const struct pk_pubkey *a, const struct pk_pubkey *b);
 
-/* Internal, for common/x509.c, which drives wolfSSL's certificate generation.
+/* Internal, for common/x509_issue.c and common/csr.c, which drive wolfSSL's certificate and
+ * request generation.
  * pk_key__rng_acquire locks the process-wide DRBG and returns it as a WC_RNG *, or NULL (not
  * locked) when wolfCrypt could not instantiate it; pk_key__rng_release unlocks it.
  * pk_key__wc / pk_pubkey__wc return the wolfCrypt key object (ecc_key * or ed25519_key *,

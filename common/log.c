@@ -66,18 +66,19 @@ const char *pk_log_escape(char *buf, size_t buf_len, const char *text)
     return buf;
 }
 
-const char *pk_quote(char *buf, size_t cap, const char *text, size_t len)
+/* Escape text (len bytes) into buf as long as each escaped byte and a NUL fit in cap (at least
+ * 1); *n_out is the length written, without the NUL, which is not written. Returns how many
+ * bytes of text were escaped. */
+static size_t quote_fit(char *buf, size_t cap, const char *text, size_t len, size_t *n_out)
 {
     static const char hex[] = "0123456789abcdef";
     size_t n = 0;
     size_t i;
 
-    PK_ASSERT(cap >= 8);
     for (i = 0; i < len; i++) {
         unsigned char c = (unsigned char)text[i];
         bool plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
-        /* Keep room for this byte, a "..." and the NUL. */
-        if (n + (plain ? 1 : 4) + 4 > cap) {
+        if (n + (plain ? 1 : 4) >= cap) {
             break;
         }
         if (plain) {
@@ -89,7 +90,33 @@ const char *pk_quote(char *buf, size_t cap, const char *text, size_t len)
             buf[n++] = hex[c & 15];
         }
     }
-    if (i < len) {
+    *n_out = n;
+    return i;
+}
+
+const char *pk_quote(char *buf, size_t cap, const char *text, size_t len)
+{
+    size_t n;
+
+    PK_ASSERT(cap >= 8);
+    /* Keep room for a "..." after whatever fits. */
+    if (quote_fit(buf, cap - 3, text, len, &n) < len) {
+        memcpy(buf + n, "...", 3);
+        n += 3;
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+const char *pk_quote_n(char *buf, size_t cap, const char *text, size_t len, size_t max_in)
+{
+    size_t n;
+
+    if (cap == 0) {
+        return buf;
+    }
+    quote_fit(buf, cap, text, len < max_in ? len : max_in, &n);
+    if (len > max_in && n + 3 < cap) {
         memcpy(buf + n, "...", 3);
         n += 3;
     }

@@ -58,6 +58,12 @@ const char *pk_log_escape(char *buf, size_t buf_len, const char *text);
  * The caller adds the quotes it wants around it. Returns buf. */
 const char *pk_quote(char *buf, size_t cap, const char *text, size_t len);
 
+/* pk_quote for a message that shows at most max_in bytes of the text, whatever room buf (cap
+ * bytes) has: bytes past max_in are left out and marked with "..."; bytes that do not fit in buf
+ * are left out silently (size buf for max_in escaped bytes, 4 * max_in + 4, to show them all).
+ * Always terminated when cap > 0. Returns buf. */
+const char *pk_quote_n(char *buf, size_t cap, const char *text, size_t len, size_t max_in);
+
 enum pk_log_value_type {
     PK_LOG_VALUE_STR,
     PK_LOG_VALUE_INT,

@@ -32,13 +32,14 @@ void proxy_gen_unref(struct gen *g)
 }
 
 /* The policy of one map line of a transparent listener for our trust domain and namespace:
- * *out is NULL for passthrough and deny lines, which no peer is checked against. */
+ * *out is NULL for passthrough and deny lines, which no peer is checked against. The line was
+ * parsed with the configuration (common/dstmap); this only binds it to our identity. */
 int proxy_build_rule_policy(const struct pk_dst_rule *rule, const char *td, const char *ns,
                             struct pk_policy **out, struct pk_err *err)
 {
-    char id[PK_SPIFFE_MAX_LEN + 1];
+    struct pk_policy_rule expect = {0};
     struct pk_policy *p;
-    int r = 0;
+    int r;
 
     *out = NULL;
     switch (rule->action) {
@@ -50,27 +51,17 @@ int proxy_build_rule_policy(const struct pk_dst_rule *rule, const char *td, cons
         *out = pk_policy_new(td, ns);
         return 0;
     case PK_DST_SPIFFE_ID:
-        p = pk_policy_new(td, ns);
-        r = pk_policy_add(p, PK_EXPECT_SPIFFE_ID, rule->arg, err);
+        expect = (struct pk_policy_rule){.kind = PK_EXPECT_SPIFFE_ID, .value = rule->arg};
         break;
-    case PK_DST_APP_ID: {
-        const char *slash = strchr(rule->arg, '/');
-        char app_ns[PK_SPIFFE_MAX_LEN + 1];
-        const char *app = rule->arg;
-        if (slash != NULL) {
-            snprintf(app_ns, sizeof(app_ns), "%.*s", (int)(slash - rule->arg), rule->arg);
-            app = slash + 1;
-        }
-        p = pk_policy_new(td, ns);
-        r = pk_spiffe_format_workload(id, sizeof(id), td, slash != NULL ? app_ns : ns, app, err);
-        if (r == 0) {
-            r = pk_policy_add(p, PK_EXPECT_SPIFFE_ID, id, err);
-        }
+    case PK_DST_APP_ID:
+        expect = (struct pk_policy_rule){
+                .kind = PK_EXPECT_APP_ID, .value = rule->app_id, .ns = rule->app_ns};
         break;
-    }
     default:
         return pk_err_set(err, PK_E_INVALID, "unknown map action");
     }
+    p = pk_policy_new(td, ns);
+    r = pk_policy_add_rule(p, &expect, err); /* expect borrows the rule's strings */
     if (r != 0) {
         pk_policy_free(p);
         return r;
@@ -79,38 +70,18 @@ int proxy_build_rule_policy(const struct pk_dst_rule *rule, const char *td, cons
     return 0;
 }
 
-/* The policy of one listener for our trust domain and namespace. */
+/* The policy of one listener for our trust domain and namespace, from its rules in typed form
+ * (pk_listener_config.policy, built when the configuration was loaded). */
 int proxy_build_policy(const struct pk_listener_config *lc, const char *td, const char *ns,
                        struct pk_policy **out, struct pk_err *err)
 {
     struct pk_policy *p = pk_policy_new(td, ns);
     int r = 0;
 
-    if (lc->kind == PK_LISTENER_TRANSPARENT) {
-        /* Unused: each map line has its own (build_rule_policy). */
-    } else if (lc->kind == PK_LISTENER_INBOUND) {
-        for (size_t i = 0; r == 0 && i < lc->n_allow_trust_domain; i++) {
-            r = pk_policy_add(p, PK_ALLOW_TRUST_DOMAIN, lc->allow_trust_domain[i], err);
-        }
-        for (size_t i = 0; r == 0 && i < lc->n_allow_namespace; i++) {
-            r = pk_policy_add(p, PK_ALLOW_NAMESPACE, lc->allow_namespace[i], err);
-        }
-        for (size_t i = 0; r == 0 && i < lc->n_allow_app_id; i++) {
-            r = pk_policy_add(p, PK_ALLOW_APP_ID, lc->allow_app_id[i], err);
-        }
-        for (size_t i = 0; r == 0 && i < lc->n_allow_spiffe_id; i++) {
-            r = pk_policy_add(p, PK_ALLOW_SPIFFE_ID, lc->allow_spiffe_id[i], err);
-        }
-    } else if (lc->expect_spiffe_id != NULL) {
-        r = pk_policy_add(p, PK_EXPECT_SPIFFE_ID, lc->expect_spiffe_id, err);
-    } else {
-        char id[PK_SPIFFE_MAX_LEN + 1];
-        r = pk_spiffe_format_workload(id, sizeof(id), td,
-                                      lc->expect_namespace != NULL ? lc->expect_namespace : ns,
-                                      lc->expect_app_id, err);
-        if (r == 0) {
-            r = pk_policy_add(p, PK_EXPECT_SPIFFE_ID, id, err);
-        }
+    /* A transparent listener has no rules of its own: each map line has its policy
+     * (proxy_build_rule_policy). */
+    for (size_t i = 0; r == 0 && lc->kind != PK_LISTENER_TRANSPARENT && i < lc->n_policy; i++) {
+        r = pk_policy_add_rule(p, &lc->policy[i], err);
     }
     if (r != 0) {
         pk_err_prefix(err, r, "[%s %s]", pk_listener_kind_name(lc->kind), lc->name);

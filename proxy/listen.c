@@ -175,13 +175,29 @@ fail:
     return r;
 }
 
+/* An app rule that names no namespace means ours: refuse it when we are configured with none
+ * (the generation would, at the first identity). */
+static int needs_namespace(const struct pk_policy_rule *rule, const char *ns,
+                           const struct pk_listener_config *lc, struct pk_err *err)
+{
+    if ((rule->kind != PK_ALLOW_APP_ID && rule->kind != PK_EXPECT_APP_ID) || rule->ns != NULL ||
+        (ns != NULL && ns[0] != '\0')) {
+        return 0;
+    }
+    return pk_err_set(err, PK_E_INVALID,
+                      "[%s %s] %s: '%s' names no namespace and our own SPIFFE ID has none; "
+                      "write NAMESPACE/APP",
+                      pk_listener_kind_name(lc->kind), lc->name,
+                      rule->kind == PK_ALLOW_APP_ID ? "allow_app_id" : "expect_app_id",
+                      rule->value);
+}
+
 /* A listener for lc on socket set sock (a reference is taken), its settings checked. */
 static int listener_new(const struct pk_listener_config *lc, const char *ns, uint32_t mark,
                         struct lsock *sock, unsigned n_workers, struct listener **out,
                         struct pk_err *err)
 {
     struct listener *l;
-    struct pk_policy *probe = NULL;
     struct sockaddr_storage target = {0};
     socklen_t target_len = 0;
     int r = 0;
@@ -195,24 +211,37 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
         target = lc->target_addr.sa;
         target_len = lc->target_addr.sa_len;
     }
-    /* Policies are built per identity (they depend on our trust domain); build one now so a
-     * bad rule stops the start (or the reload) instead of the first connection. */
-    r = proxy_build_policy(lc, "picket.check", ns, &probe, err);
-    pk_policy_free(probe);
-    if (r != 0) {
-        return r;
-    }
-    /* The same for each map line (parsed with the configuration), a policy per line. */
+    /* The rules and map lines were parsed and checked with the configuration. What depends on
+     * our identity (our trust domain: the length of an app rule's whole ID) is checked when a
+     * generation binds them to one (proxy_gen_new); what depends only on settings is checked
+     * here, so that it stops the start (or the reload) instead of the first connection. */
     if (lc->n_map > 0 && lc->map_rules == NULL) {
         return pk_err_set(err, PK_E_INVALID, "[transparent %s] map: the lines were not parsed",
                           lc->name);
     }
-    for (size_t k = 0; r == 0 && k < lc->n_map; k++) {
-        r = proxy_build_rule_policy(&lc->map_rules[k], "picket.check", ns, &probe, err);
-        pk_policy_free(probe);
-        probe = NULL;
+    /* An outbound listener without its expected peer would fall back to "any peer of our trust
+     * domain". */
+    if (lc->kind == PK_LISTENER_OUTBOUND &&
+        (lc->n_policy != 1 ||
+         (lc->policy[0].kind != PK_EXPECT_SPIFFE_ID && lc->policy[0].kind != PK_EXPECT_APP_ID))) {
+        return pk_err_set(err, PK_E_INVALID, "[outbound %s]: the server's identity is missing",
+                          lc->name);
+    }
+    for (size_t i = 0; i < lc->n_policy; i++) {
+        r = needs_namespace(&lc->policy[i], ns, lc, err);
         if (r != 0) {
-            return pk_err_prefix(err, r, "[transparent %s] map", lc->name);
+            return r;
+        }
+    }
+    for (size_t k = 0; k < lc->n_map; k++) {
+        const struct pk_dst_rule *rule = &lc->map_rules[k];
+        struct pk_policy_rule app = {
+                .kind = PK_EXPECT_APP_ID, .value = rule->app_id, .ns = rule->app_ns};
+        if (rule->action == PK_DST_APP_ID) {
+            r = needs_namespace(&app, ns, lc, err);
+            if (r != 0) {
+                return r;
+            }
         }
     }
     l = pk_xcalloc(1, sizeof(*l));

@@ -29,12 +29,19 @@ static void listener_free_fields(struct pk_listener_config *lc)
         pk_dst_rule_clear(&lc->map_rules[i]);
     }
     free(lc->map_rules);
+    free(lc->intercept_port_dst);
+    free(lc->intercept_dst);
+    free(lc->exclude_dst);
     free_list(lc->intercept, lc->n_intercept);
     free_list(lc->exclude, lc->n_exclude);
     free(lc->expect_spiffe_id);
     free(lc->expect_app_id);
     free(lc->expect_namespace);
     free(lc->server_name);
+    for (size_t i = 0; i < lc->n_policy; i++) {
+        pk_policy_rule_clear(&lc->policy[i]);
+    }
+    free(lc->policy);
 }
 
 static char **copy_list(char *const *list, size_t n)
@@ -52,6 +59,18 @@ static char **copy_list(char *const *list, size_t n)
 static char *copy_string(const char *s)
 {
     return s != NULL ? pk_xstrdup(s) : NULL;
+}
+
+/* A copy of n destinations; NULL for none. */
+static struct pk_dst *copy_dsts(const struct pk_dst *src, size_t n)
+{
+    struct pk_dst *out = NULL;
+
+    if (src != NULL && n > 0) {
+        out = pk_xcalloc(n, sizeof(*out));
+        memcpy(out, src, n * sizeof(*out));
+    }
+    return out;
 }
 
 void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_listener_config *src)
@@ -72,6 +91,8 @@ void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_lis
         for (size_t i = 0; i < src->n_map; i++) {
             dst->map_rules[i] = src->map_rules[i];
             dst->map_rules[i].arg = copy_string(src->map_rules[i].arg);
+            dst->map_rules[i].app_id = copy_string(src->map_rules[i].app_id);
+            dst->map_rules[i].app_ns = copy_string(src->map_rules[i].app_ns);
         }
     }
     dst->intercept = copy_list(src->intercept, src->n_intercept);
@@ -80,6 +101,16 @@ void pk_listener_config_copy(struct pk_listener_config *dst, const struct pk_lis
     dst->expect_app_id = copy_string(src->expect_app_id);
     dst->expect_namespace = copy_string(src->expect_namespace);
     dst->server_name = copy_string(src->server_name);
+    dst->intercept_port_dst = copy_dsts(src->intercept_port_dst, src->n_intercept_port);
+    dst->intercept_dst = copy_dsts(src->intercept_dst, src->n_intercept);
+    dst->exclude_dst = copy_dsts(src->exclude_dst, src->n_exclude);
+    dst->policy = NULL;
+    if (src->n_policy > 0) {
+        dst->policy = pk_xcalloc(src->n_policy, sizeof(*dst->policy));
+        for (size_t i = 0; i < src->n_policy; i++) {
+            pk_policy_rule_copy(&dst->policy[i], &src->policy[i]);
+        }
+    }
 }
 
 static bool string_equal(const char *a, const char *b)

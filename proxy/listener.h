@@ -10,6 +10,7 @@
 
 #include "common/addr.h"
 #include "common/dstmap.h"
+#include "proxy/policy.h"
 
 enum pk_listener_kind { PK_LISTENER_INBOUND, PK_LISTENER_OUTBOUND, PK_LISTENER_TRANSPARENT };
 
@@ -44,6 +45,8 @@ struct pk_listener_config {
                             * ClientHello first) and forward it as is; default false */
     char **intercept_port; /* inbound only: key intercept_port, repeatable: PORT or LO-HI;
                             * `picket iptables' redirects connections to these ports here */
+    struct pk_dst *intercept_port_dst; /* intercept_port, parsed (pk_dst_parse_ports): only
+                                        * the ports are meant; n_intercept_port of them */
     size_t n_intercept_port;
     /* transparent only: outbound connections redirected here by the firewall */
     char **map; /* key map, repeatable: CIDR [PORTS] ACTION (common/dstmap.h), checked */
@@ -52,14 +55,22 @@ struct pk_listener_config {
     enum pk_unmapped_policy unmapped; /* key unmapped: deny (default) or passthrough */
     char **intercept; /* key intercept, repeatable: CIDR [PORTS] to redirect here; none = the
                        * destinations of the map lines */
+    struct pk_dst *intercept_dst; /* intercept, parsed: n_intercept destinations */
     size_t n_intercept;
-    char **exclude; /* key exclude, repeatable: CIDR [PORTS] never redirected */
+    char **exclude;             /* key exclude, repeatable: CIDR [PORTS] never redirected */
+    struct pk_dst *exclude_dst; /* exclude, parsed: n_exclude destinations */
     size_t n_exclude;
     /* outbound: the server's identity: expect_spiffe_id, or expect_app_id (+ expect_namespace,
      * default: our namespace) in our trust domain. Exactly one form is required. */
-    char *expect_spiffe_id;  /* key expect_spiffe_id: a valid SPIFFE ID */
-    char *expect_app_id;     /* key expect_app_id */
-    char *expect_namespace;  /* key expect_namespace: only with expect_app_id; NULL = ours */
+    char *expect_spiffe_id; /* key expect_spiffe_id: a valid SPIFFE ID */
+    char *expect_app_id;    /* key expect_app_id */
+    char *expect_namespace; /* key expect_namespace: only with expect_app_id; NULL = ours */
+    /* inbound and outbound: the rules above in typed form, built once when the configuration is
+     * loaded (inbound: allow_trust_domain, allow_namespace, allow_app_id, allow_spiffe_id in
+     * that order; outbound: the one expect rule). The proxy builds its policies from these and
+     * never from the strings, which are kept to be shown and compared. */
+    struct pk_policy_rule *policy;
+    size_t n_policy;
     char *server_name;       /* outbound: key server_name: SNI to send; NULL = none */
     bool allow_non_loopback; /* outbound: key allow_non_loopback: listen may be non-loopback
                               * (anything but 127.0.0.0/8, [::1], localhost, unix:) only with

@@ -15,8 +15,10 @@
  * (pk_spiffe_id.is_workload): an ID with more or fewer segments is not an app of any
  * namespace. The default rule (no rule given) and trust-domain rules accept any path.
  *
- * Rules are validated when added, so a policy that exists has no rule that can never match
- * because of a typo; the matcher (pk_spiffe_match) still re-validates patterns on its own. */
+ * Rules are checked when they are parsed into their typed form (pk_policy_rule_parse, when the
+ * configuration is loaded), so a policy that exists has no rule that can never match because of
+ * a typo; adding a typed rule to a policy binds it to our identity and parses nothing. The
+ * matcher (pk_spiffe_match) still re-validates patterns on its own. */
 #include "policy.h"
 
 #include <stdarg.h>
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/duration.h"
 #include "common/key.h"
 #include "common/log.h"
 #include "common/mem.h"
@@ -58,17 +61,10 @@ static const char *kind_key(enum pk_policy_kind kind)
         return "allow_spiffe_id";
     case PK_EXPECT_SPIFFE_ID:
         return "expect_spiffe_id";
+    case PK_EXPECT_APP_ID:
+        return "expect_app_id";
     }
     return "unknown rule";
-}
-
-static void format_time(time_t t, char *out, size_t out_len)
-{
-    struct tm tm;
-
-    if (gmtime_r(&t, &tm) == NULL || strftime(out, out_len, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0) {
-        snprintf(out, out_len, "@%lld", (long long)t);
-    }
 }
 
 struct pk_policy *pk_policy_new(const char *our_trust_domain, const char *our_namespace)
@@ -106,130 +102,192 @@ void pk_policy_free(struct pk_policy *p)
 
 /* ---- adding rules ---------------------------------------------------------------------------- */
 
-/* Turn value into the rule to store (out->value, out->shown), or explain why it is refused. */
-static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const char *value,
-                     struct rule *out, struct pk_err *err)
+/* The namespace and app id of "APP" or "NS/APP" (value borrowed), checked as path segments. */
+static int parse_app(const char *value, struct pk_policy_rule *out, struct pk_err *err)
 {
-    char id_text[PK_SPIFFE_MAX_LEN + 1];
+    const char *slash = strchr(value, '/');
+    char q[QUOTE_LEN];
+    int r;
+
+    if (slash != NULL && strchr(slash + 1, '/') != NULL) {
+        return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got '%s'",
+                          pk_quote(q, sizeof(q), value, strlen(value)));
+    }
+    if (slash == value || (slash != NULL && slash[1] == '\0')) {
+        return pk_err_set(err, PK_E_INVALID, "'%s' has an empty %s",
+                          pk_quote(q, sizeof(q), value, strlen(value)),
+                          slash == value ? "namespace" : "app id");
+    }
+    if (slash != NULL) {
+        out->ns = pk_xstrndup(value, (size_t)(slash - value));
+        r = pk_spiffe_check_segment(out->ns, "namespace", err);
+        if (r != 0) {
+            return r;
+        }
+    }
+    r = pk_spiffe_check_segment(slash != NULL ? slash + 1 : value, "app id", err);
+    if (r == 0) {
+        out->value = pk_xstrdup(slash != NULL ? slash + 1 : value);
+    }
+    return r;
+}
+
+/* Check value as a rule of kind and fill out's value (and ns), or explain why it is refused. */
+static int parse_value(enum pk_policy_kind kind, const char *value, struct pk_policy_rule *out,
+                       struct pk_err *err)
+{
     char q[QUOTE_LEN];
     struct pk_spiffe_id id;
-    const char *slash;
-    char *ns = NULL;
     int r = 0;
 
     switch (kind) {
     case PK_ALLOW_TRUST_DOMAIN:
         if (strchr(value, '*') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID, "wildcards are not supported: '%s'",
-                           pk_quote(q, sizeof(q), value, strlen(value)));
-            goto out;
+            return pk_err_set(err, PK_E_INVALID, "wildcards are not supported: '%s'",
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         r = pk_spiffe_check_trust_domain(value, err);
-        if (r == 0) {
-            out->value = pk_xstrdup(value);
-        }
         break;
     case PK_ALLOW_NAMESPACE:
         r = pk_spiffe_check_segment(value, "namespace", err);
-        if (r == 0) {
-            out->value = pk_xstrdup(value);
-        }
         break;
     case PK_ALLOW_APP_ID:
-        slash = strchr(value, '/');
-        if (slash != NULL && strchr(slash + 1, '/') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got '%s'",
-                           pk_quote(q, sizeof(q), value, strlen(value)));
-            goto out;
-        }
-        if (slash == value || (slash != NULL && slash[1] == '\0')) {
-            r = pk_err_set(err, PK_E_INVALID, "'%s' has an empty %s",
-                           pk_quote(q, sizeof(q), value, strlen(value)),
-                           slash == value ? "namespace" : "app id");
-            goto out;
-        }
-        if (slash == NULL && p->our_ns == NULL) {
-            r = pk_err_set(err, PK_E_INVALID,
-                           "'%s' names no namespace and our own SPIFFE ID has none; write "
-                           "NAMESPACE/APP",
-                           pk_quote(q, sizeof(q), value, strlen(value)));
-            goto out;
-        }
-        ns = slash != NULL ? pk_xstrndup(value, (size_t)(slash - value)) : pk_xstrdup(p->our_ns);
-        /* pk_spiffe_format_workload checks the namespace and the app id as path segments and
-         * the length of the whole ID. */
-        r = pk_spiffe_format_workload(id_text, sizeof(id_text), p->our_td, ns,
-                                      slash != NULL ? slash + 1 : value, err);
-        if (r == 0) {
-            /* Messages show the namespace even when the rule left it implicit. */
-            size_t n = strlen(ns) + 1 + strlen(slash != NULL ? slash + 1 : value) + 1;
-            out->shown = pk_xmalloc(n);
-            snprintf(out->shown, n, "%s/%s", ns, slash != NULL ? slash + 1 : value);
-            out->value = pk_xstrdup(id_text);
-        }
-        break;
+    case PK_EXPECT_APP_ID:
+        return parse_app(value, out, err);
     case PK_ALLOW_SPIFFE_ID:
         r = pk_spiffe_check_pattern(value, err);
-        if (r == 0) {
-            out->value = pk_xstrdup(value);
-        }
         break;
     case PK_EXPECT_SPIFFE_ID:
         if (strchr(value, '*') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID,
-                           "an exact SPIFFE ID is required, '*' is not allowed: '%s'",
-                           pk_quote(q, sizeof(q), value, strlen(value)));
-            goto out;
+            return pk_err_set(err, PK_E_INVALID,
+                              "an exact SPIFFE ID is required, '*' is not allowed: '%s'",
+                              pk_quote(q, sizeof(q), value, strlen(value)));
         }
         r = pk_spiffe_parse(value, strnlen(value, PK_SPIFFE_MAX_LEN + 1), &id, err);
-        if (r == 0) {
-            out->value = pk_xstrdup(value);
-        }
         break;
     default:
-        r = pk_err_set(err, PK_E_INVALID, "unknown rule kind %d", (int)kind);
-        break;
+        return pk_err_set(err, PK_E_INVALID, "unknown rule kind %d", (int)kind);
     }
-out:
-    free(ns);
+    if (r == 0) {
+        out->value = pk_xstrdup(value);
+    }
     return r;
 }
 
-int pk_policy_add(struct pk_policy *p, enum pk_policy_kind kind, const char *value,
-                  struct pk_err *err)
+int pk_policy_rule_parse(enum pk_policy_kind kind, const char *value, struct pk_policy_rule *out,
+                         struct pk_err *err)
 {
-    struct rule rule = {.kind = kind};
+    struct pk_policy_rule rule = {.kind = kind};
     int r;
 
-    PK_ASSERT(p != NULL);
     /* An empty value must not quietly widen or narrow the policy (an empty allow list would
      * otherwise fall back to the default): refuse it outright. */
     if (value == NULL || value[0] == '\0') {
-        r = pk_err_set(err, PK_E_INVALID, "%s: empty value", kind_key(kind));
-        goto out;
+        return pk_err_set(err, PK_E_INVALID, "%s: empty value", kind_key(kind));
     }
-    /* An outbound listener pins one peer; mixing in allow rules would make it unclear which
-     * wins, so the combination is refused whichever comes first. */
-    if (kind == PK_EXPECT_SPIFFE_ID && p->n_rules > 0) {
-        r = pk_err_set(err, PK_E_INVALID,
-                       p->rules[0].kind == PK_EXPECT_SPIFFE_ID
-                               ? "%s: only one expected peer may be given"
-                               : "%s: cannot be combined with allow_* rules",
-                       kind_key(kind));
-        goto out;
-    }
-    if (kind != PK_EXPECT_SPIFFE_ID && p->n_rules > 0 && p->rules[0].kind == PK_EXPECT_SPIFFE_ID) {
-        r = pk_err_set(err, PK_E_INVALID, "%s: cannot be combined with expect_spiffe_id",
-                       kind_key(kind));
-        goto out;
-    }
-    r = make_rule(p, kind, value, &rule, err);
+    r = parse_value(kind, value, &rule, err);
     if (r != 0) {
-        r = pk_err_prefix(err, r, "%s", kind_key(kind));
+        pk_policy_rule_clear(&rule);
+        return pk_err_prefix(err, r, "%s", kind_key(kind));
+    }
+    *out = rule;
+    return 0;
+}
+
+void pk_policy_rule_copy(struct pk_policy_rule *dst, const struct pk_policy_rule *src)
+{
+    dst->kind = src->kind;
+    dst->value = src->value != NULL ? pk_xstrdup(src->value) : NULL;
+    dst->ns = src->ns != NULL ? pk_xstrdup(src->ns) : NULL;
+}
+
+void pk_policy_rule_clear(struct pk_policy_rule *rule)
+{
+    if (rule == NULL) {
+        return;
+    }
+    free(rule->value);
+    free(rule->ns);
+    rule->value = NULL;
+    rule->ns = NULL;
+}
+
+static bool is_expect(enum pk_policy_kind kind)
+{
+    return kind == PK_EXPECT_SPIFFE_ID || kind == PK_EXPECT_APP_ID;
+}
+
+/* An outbound listener pins one peer; mixing in allow rules would make it unclear which wins,
+ * so the combination is refused whichever comes first. */
+static int check_exclusive(const struct pk_policy *p, enum pk_policy_kind kind, struct pk_err *err)
+{
+    if (is_expect(kind) && p->n_rules > 0) {
+        return pk_err_set(err, PK_E_INVALID,
+                          p->rules[0].kind == PK_EXPECT_SPIFFE_ID
+                                  ? "%s: only one expected peer may be given"
+                                  : "%s: cannot be combined with allow_* rules",
+                          kind_key(kind));
+    }
+    if (!is_expect(kind) && p->n_rules > 0 && p->rules[0].kind == PK_EXPECT_SPIFFE_ID) {
+        return pk_err_set(err, PK_E_INVALID, "%s: cannot be combined with expect_spiffe_id",
+                          kind_key(kind));
+    }
+    return 0;
+}
+
+/* An app rule as the whole ID it stands for in our trust domain (out->value), shown as
+ * "ns/app" (out->shown): the one step that needs our identity. */
+static int bind_app(const struct pk_policy *p, const struct pk_policy_rule *typed, struct rule *out,
+                    struct pk_err *err)
+{
+    char id_text[PK_SPIFFE_MAX_LEN + 1];
+    const char *ns = typed->ns != NULL ? typed->ns : p->our_ns;
+    char q[QUOTE_LEN];
+    size_t n;
+    int r;
+
+    if (ns == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "'%s' names no namespace and our own SPIFFE ID has none; write "
+                          "NAMESPACE/APP",
+                          pk_quote(q, sizeof(q), typed->value, strlen(typed->value)));
+    }
+    /* pk_spiffe_format_workload checks the length of the whole ID. */
+    r = pk_spiffe_format_workload(id_text, sizeof(id_text), p->our_td, ns, typed->value, err);
+    if (r != 0) {
+        return r;
+    }
+    /* Messages show the namespace even when the rule left it implicit. */
+    n = strlen(ns) + 1 + strlen(typed->value) + 1;
+    out->shown = pk_xmalloc(n);
+    snprintf(out->shown, n, "%s/%s", ns, typed->value);
+    out->value = pk_xstrdup(id_text);
+    return 0;
+}
+
+int pk_policy_add_rule(struct pk_policy *p, const struct pk_policy_rule *typed, struct pk_err *err)
+{
+    /* An expected app is matched as the exact ID it stands for. */
+    struct rule rule = {.kind = typed->kind == PK_EXPECT_APP_ID ? PK_EXPECT_SPIFFE_ID
+                                                                : typed->kind};
+    int r;
+
+    PK_ASSERT(p != NULL && typed != NULL && typed->value != NULL);
+    r = check_exclusive(p, typed->kind, err);
+    if (r != 0) {
         goto out;
+    }
+    if (typed->kind == PK_ALLOW_APP_ID || typed->kind == PK_EXPECT_APP_ID) {
+        r = bind_app(p, typed, &rule, err);
+        if (r != 0) {
+            r = pk_err_prefix(err, r, "%s", kind_key(typed->kind));
+            goto out;
+        }
+    } else {
+        rule.value = pk_xstrdup(typed->value);
     }
     if (rule.shown == NULL) {
-        rule.shown = pk_xstrdup(value);
+        rule.shown = pk_xstrdup(typed->kind == PK_EXPECT_APP_ID ? rule.value : typed->value);
     }
     p->rules = pk_xrealloc(p->rules, (p->n_rules + 1) * sizeof(*p->rules));
     p->rules[p->n_rules++] = rule; /* the policy takes rule's strings */
@@ -238,6 +296,27 @@ int pk_policy_add(struct pk_policy *p, enum pk_policy_kind kind, const char *val
 out:
     free(rule.value);
     free(rule.shown);
+    return r;
+}
+
+int pk_policy_add(struct pk_policy *p, enum pk_policy_kind kind, const char *value,
+                  struct pk_err *err)
+{
+    struct pk_policy_rule typed = {0};
+    int r;
+
+    PK_ASSERT(p != NULL);
+    if (value == NULL || value[0] == '\0') {
+        return pk_err_set(err, PK_E_INVALID, "%s: empty value", kind_key(kind));
+    }
+    r = check_exclusive(p, kind, err);
+    if (r == 0) {
+        r = pk_policy_rule_parse(kind, value, &typed, err);
+    }
+    if (r == 0) {
+        r = pk_policy_add_rule(p, &typed, err);
+    }
+    pk_policy_rule_clear(&typed);
     return r;
 }
 
@@ -254,6 +333,7 @@ static bool rule_matches(const struct pk_policy *p, const struct rule *rule,
                strcmp(peer->namespace_, rule->value) == 0;
     case PK_ALLOW_APP_ID:
     case PK_EXPECT_SPIFFE_ID:
+    case PK_EXPECT_APP_ID:
         return strcmp(peer->uri, rule->value) == 0;
     case PK_ALLOW_SPIFFE_ID:
         return pk_spiffe_match(peer, rule->value);
@@ -338,6 +418,7 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
             break;
         case PK_ALLOW_SPIFFE_ID:
         case PK_EXPECT_SPIFFE_ID:
+        case PK_EXPECT_APP_ID:
             summary_add(summary, sizeof(summary), &len, "SPIFFE ID '%s'", rule->shown);
             break;
         }
@@ -387,15 +468,15 @@ static int peer_valid_now(const struct pk_cert *leaf, time_t now, const char *ur
     char when[32];
     char at[32];
 
-    format_time(now, at, sizeof(at));
+    pk_time_format_utc(now, at, sizeof(at));
     if (now > pk_cert_not_after(leaf)) {
-        format_time(pk_cert_not_after(leaf), when, sizeof(when));
+        pk_time_format_utc(pk_cert_not_after(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_EXPIRED,
                           "peer certificate has expired: not after %s, now %s: '%s'", when, at,
                           pk_quote(q, sizeof(q), uri, strlen(uri)));
     }
     if (now < pk_cert_not_before(leaf)) {
-        format_time(pk_cert_not_before(leaf), when, sizeof(when));
+        pk_time_format_utc(pk_cert_not_before(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_NOTYETVALID,
                           "peer certificate is not yet valid: not before %s, now %s: '%s'", when,
                           at, pk_quote(q, sizeof(q), uri, strlen(uri)));

@@ -42,6 +42,19 @@ enum pk_policy_kind {
     PK_ALLOW_APP_ID,
     PK_ALLOW_SPIFFE_ID,
     PK_EXPECT_SPIFFE_ID, /* outbound: exactly this ID */
+    PK_EXPECT_APP_ID,    /* outbound and map lines: exactly this app of our trust domain */
+};
+
+/* One rule in typed form, as the configuration is loaded: value is the trust domain, the
+ * namespace, the app id, the pattern or the exact SPIFFE ID, already checked; ns is the
+ * namespace of an app rule (PK_ALLOW_APP_ID, PK_EXPECT_APP_ID), NULL for our own. Nothing in it
+ * depends on our identity, so it is built once, when the configuration is read; the rules are
+ * bound to our trust domain and namespace when a policy is built for an identity
+ * (pk_policy_add_rule). Owns its strings (pk_policy_rule_clear). */
+struct pk_policy_rule {
+    enum pk_policy_kind kind;
+    char *value;
+    char *ns;
 };
 
 struct pk_policy; /* immutable once built; shared read-only by every worker */
@@ -54,11 +67,31 @@ struct pk_policy *pk_policy_new(const char *our_trust_domain, const char *our_na
 /* Takes p. NULL is fine. */
 void pk_policy_free(struct pk_policy *p);
 
-/* Add one rule (value borrowed, copied). PK_E_INVALID (err says why, starting with the rule's
- * config key) for a NULL or empty or malformed value: a bad trust domain, namespace or app id,
- * or a pattern that is not a SPIFFE ID or puts `*` anywhere but as a whole path segment. An
- * EXPECT rule excludes all other rules, including a second EXPECT. A refused rule leaves p as
- * it was. Not thread-safe: build the policy before sharing it. */
+/* Check value (borrowed) as a rule of kind and, on success, write its typed form to *out (the
+ * caller owns it: pk_policy_rule_clear). PK_E_INVALID as for pk_policy_add, err starting with
+ * the rule's config key. PK_EXPECT_APP_ID takes "APP" or "NS/APP" as allow_app_id does.
+ * Thread-safe; needs no identity. */
+int pk_policy_rule_parse(enum pk_policy_kind kind, const char *value, struct pk_policy_rule *out,
+                         struct pk_err *err) PK_MUST_USE;
+/* Deep-copy src into dst. */
+void pk_policy_rule_copy(struct pk_policy_rule *dst, const struct pk_policy_rule *src);
+/* Free what rule owns and zero it. */
+void pk_policy_rule_clear(struct pk_policy_rule *rule);
+
+/* Add one typed rule (borrowed, copied), bound to p's trust domain and namespace: an app rule
+ * becomes spiffe://<our td>/ns/<ns>/<app>. Parses no text. What can only be checked once our
+ * identity is known is checked here: an app rule with no namespace when our own ID has none,
+ * and the length of the whole ID in our trust domain (PK_E_INVALID); and, as for pk_policy_add,
+ * an EXPECT rule excludes every other. A refused rule leaves p as it was. Not thread-safe. */
+int pk_policy_add_rule(struct pk_policy *p, const struct pk_policy_rule *rule, struct pk_err *err)
+        PK_MUST_USE;
+
+/* Add one rule (value borrowed, copied): pk_policy_rule_parse, then pk_policy_add_rule.
+ * PK_E_INVALID (err says why, starting with the rule's config key) for a NULL or empty or malformed
+ * value: a bad trust domain, namespace or app id, or a pattern that is not a SPIFFE ID or puts `*`
+ * anywhere but as a whole path segment. An EXPECT rule excludes all other rules, including a second
+ * EXPECT. A refused rule leaves p as it was. Not thread-safe: build the policy before sharing it.
+ */
 int pk_policy_add(struct pk_policy *p, enum pk_policy_kind kind, const char *value,
                   struct pk_err *err) PK_MUST_USE;
 

@@ -40,36 +40,6 @@ static const char *field_name(uint64_t field)
     return field < sizeof(names) / sizeof(names[0]) ? names[field] : NULL;
 }
 
-const char *pk_sentry_quote(char *out, size_t out_len, struct pk_slice value)
-{
-    size_t shown = value.len > 64 ? 64 : value.len;
-    size_t n = 0;
-
-    if (out_len == 0) {
-        return out;
-    }
-    for (size_t i = 0; i < shown; i++) {
-        uint8_t c = value.ptr[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            if (n + 1 >= out_len) {
-                break;
-            }
-            out[n++] = (char)c;
-        } else {
-            if (n + 4 >= out_len) {
-                break;
-            }
-            n += (size_t)snprintf(out + n, out_len - n, "\\x%02x", c);
-        }
-    }
-    if (shown < value.len && n + 3 < out_len) {
-        memcpy(out + n, "...", 3);
-        n += 3;
-    }
-    out[n] = '\0';
-    return out;
-}
-
 static int read_varint(struct pk_slice wire, size_t *pos, uint64_t *out)
 {
     uint64_t value = 0;

@@ -33,6 +33,7 @@
 #include "common/buf.h"
 #include "common/compiler.h"
 #include "common/err.h"
+#include "common/log.h"
 #include "common/spiffe.h"
 
 /* Dapr's common checks cap the app id at 64 bytes. */
@@ -115,8 +116,15 @@ enum pk_sentry_id_kind {
 enum pk_sentry_id_kind pk_sentry_classify_id(struct pk_slice id, struct pk_slice ns,
                                              const char *sentry_namespace);
 
-/* Copy untrusted bytes into out for a message or a log line: printable ASCII as is, '"', '\\' and
- * everything else as \xNN, cut at 64 input bytes with "...". Returns out (always terminated). */
-const char *pk_sentry_quote(char *out, size_t out_len, struct pk_slice value);
+/* Sentry's messages and log lines show at most this many bytes of an untrusted value. */
+#define PK_SENTRY_QUOTE_MAX 64
+
+/* Untrusted bytes of a request for a message or a log line: pk_quote_n (common/log.h) with
+ * Sentry's cap, so printable ASCII as is, '"', '\\' and everything else as \xNN, cut at
+ * PK_SENTRY_QUOTE_MAX input bytes with "...". Returns out (always terminated). */
+static inline const char *pk_sentry_quote(char *out, size_t out_len, struct pk_slice value)
+{
+    return pk_quote_n(out, out_len, (const char *)value.ptr, value.len, PK_SENTRY_QUOTE_MAX);
+}
 
 #endif

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/csr.h"
 #include "common/grpc.h"
 #include "common/log.h"
 #include "common/mem.h"

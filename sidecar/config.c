@@ -305,13 +305,6 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
 
 /* ---- layers ---- */
 
-/* An environment variable's value, or NULL when it is unset or empty (as daprd reads them). */
-static const char *env_value(char *const *env, const char *name)
-{
-    const char *v = pk_env_get(env, name);
-    return (v != NULL && v[0] != '\0') ? v : NULL;
-}
-
 static int check_segment_from(const char *source, const char *value, const char *what,
                               struct pk_err *err)
 {
@@ -351,7 +344,7 @@ static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_
     const char *v;
 
     for (size_t i = 0; i < PK_ARRAY_LEN(env_strings); i++) {
-        v = env_value(env, env_strings[i].name);
+        v = pk_env_value(env, env_strings[i].name);
         if (v == NULL) {
             continue;
         }
@@ -374,11 +367,11 @@ static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_
         cfg->agent.token_file_from_env = true;
     }
     /* The PEM contents replace the file keys, so the agent reads (and watches) neither file. */
-    if ((v = env_value(env, "DAPR_CERT_CHAIN")) != NULL) {
+    if ((v = pk_env_value(env, "DAPR_CERT_CHAIN")) != NULL) {
         config_replace_string(&cfg->agent.cert_pem, v);
         config_replace_string(&cfg->agent.cert_file, NULL);
     }
-    if ((v = env_value(env, "DAPR_CERT_KEY")) != NULL) {
+    if ((v = pk_env_value(env, "DAPR_CERT_KEY")) != NULL) {
         if (cfg->agent.key_pem != NULL) {
             cfg->agent.key_pem = pk_free_secret(cfg->agent.key_pem, strlen(cfg->agent.key_pem) + 1);
         }
@@ -564,7 +557,7 @@ int pk_sidecar_config_load(int argc, char **argv, char *const *env, struct pk_si
         goto out;
     }
     /* daprd sends SENTRY_LOCAL_IDENTITY, when set, as the request id instead of the app id. */
-    local_id = env_value(env, "SENTRY_LOCAL_IDENTITY");
+    local_id = pk_env_value(env, "SENTRY_LOCAL_IDENTITY");
     if (local_id != NULL) {
         r = check_segment_from("SENTRY_LOCAL_IDENTITY", local_id, "request id", err);
         if (r != 0) {

@@ -525,7 +525,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
     }
     if (lc->kind == PK_LISTENER_TRANSPARENT) {
         /* The firewall redirects TCP to a port of this host: a unix socket cannot take it. */
-        if (strncmp(lc->listen, "unix:", 5) == 0) {
+        if (lc->listen_addr.kind != PK_ADDR_INET) {
             fail_at(ps, key_line(lines, "listen"),
                     "[%s %s] listen: '%s': a transparent listener takes redirected TCP "
                     "connections, so it needs an IP address and port",
@@ -556,7 +556,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
     if (lc->kind == PK_LISTENER_INBOUND) {
         /* REDIRECT in PREROUTING sends to the address of the interface the connection came
          * in on, never to loopback. */
-        if (lc->n_intercept_port > 0 && config_is_loopback(lc->listen)) {
+        if (lc->n_intercept_port > 0 && pk_addr_is_loopback(&lc->listen_addr)) {
             fail_at(ps, key_line(lines, "intercept_port"),
                     "[%s %s] intercept_port: the firewall redirects incoming connections to this "
                     "host's own address, but listen is '%s'; listen on 0.0.0.0:PORT or [::]:PORT",
@@ -593,7 +593,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
     }
     /* Whoever can connect to an outbound or transparent listener talks with this app's
      * identity. */
-    if (!lc->allow_non_loopback && !config_is_loopback(lc->listen)) {
+    if (!lc->allow_non_loopback && !pk_addr_is_loopback(&lc->listen_addr)) {
         fail_at(ps, key_line(lines, "listen"),
                 "[%s %s] listen: '%s' is not a loopback address, so other hosts could connect "
                 "with this app's identity; set allow_non_loopback = true if that is intended",
@@ -632,13 +632,74 @@ static int check_loop_prevention(struct parser *ps, const struct pk_sidecar_conf
     return 0;
 }
 
-/* The listener's addresses and map lines as the proxy takes them: parsed once, here. Each was
- * checked as its line was read, and check_listener saw that listen is there. */
+/* Append the typed form of a rule (each value was checked as its line was read). */
+static void add_policy_rule(struct pk_listener_config *lc, enum pk_policy_kind kind,
+                            const char *value)
+{
+    int r;
+
+    lc->policy = pk_xrealloc(lc->policy, (lc->n_policy + 1) * sizeof(*lc->policy));
+    r = pk_policy_rule_parse(kind, value, &lc->policy[lc->n_policy], NULL);
+    PK_ASSERT(r == 0);
+    lc->n_policy++;
+}
+
+/* The listener's rules as the proxy takes them: inbound, the allow rules in the order the proxy
+ * ORs them; outbound, the one expected peer (check_listener saw that there is exactly one). */
+static void parse_policy(struct pk_listener_config *lc)
+{
+    static const enum pk_policy_kind allow_kinds[] = {PK_ALLOW_TRUST_DOMAIN, PK_ALLOW_NAMESPACE,
+                                                      PK_ALLOW_APP_ID, PK_ALLOW_SPIFFE_ID};
+    char *const *allow_lists[] = {lc->allow_trust_domain, lc->allow_namespace, lc->allow_app_id,
+                                  lc->allow_spiffe_id};
+    const size_t allow_counts[] = {lc->n_allow_trust_domain, lc->n_allow_namespace,
+                                   lc->n_allow_app_id, lc->n_allow_spiffe_id};
+
+    if (lc->kind == PK_LISTENER_INBOUND) {
+        for (size_t k = 0; k < PK_ARRAY_LEN(allow_kinds); k++) {
+            for (size_t i = 0; i < allow_counts[k]; i++) {
+                add_policy_rule(lc, allow_kinds[k], allow_lists[k][i]);
+            }
+        }
+    } else if (lc->kind == PK_LISTENER_OUTBOUND && lc->expect_spiffe_id != NULL) {
+        add_policy_rule(lc, PK_EXPECT_SPIFFE_ID, lc->expect_spiffe_id);
+    } else if (lc->kind == PK_LISTENER_OUTBOUND) {
+        struct pk_policy_rule rule = {.kind = PK_EXPECT_APP_ID};
+        int r = pk_policy_rule_parse(PK_EXPECT_APP_ID, lc->expect_app_id, &rule, NULL);
+        PK_ASSERT(r == 0 && rule.ns == NULL);
+        /* expect_namespace is a key of its own (checked as a namespace when read). */
+        if (lc->expect_namespace != NULL) {
+            rule.ns = pk_xstrdup(lc->expect_namespace);
+        }
+        lc->policy = pk_xrealloc(lc->policy, (lc->n_policy + 1) * sizeof(*lc->policy));
+        lc->policy[lc->n_policy++] = rule; /* the listener takes rule's strings */
+    }
+}
+
+/* n destinations parsed with parse (each text was checked as its line was read). */
+static struct pk_dst *parse_dsts(char *const *texts, size_t n,
+                                 int (*parse)(const char *, struct pk_dst *, struct pk_err *))
+{
+    struct pk_dst *out = n > 0 ? pk_xcalloc(n, sizeof(*out)) : NULL;
+
+    for (size_t i = 0; i < n; i++) {
+        int r = parse(texts[i], &out[i], NULL);
+        PK_ASSERT(r == 0);
+    }
+    return out;
+}
+
+/* The listener's target, map lines, rules and firewall lines as their consumers take them:
+ * parsed once, here. Each was checked as its line was read (listen is parsed before the checks
+ * of check_listener, which look at it). */
 static void parse_typed(struct pk_listener_config *lc)
 {
-    int r = pk_addr_parse(lc->listen, 0, &lc->listen_addr, NULL);
+    int r;
 
-    PK_ASSERT(r == 0);
+    lc->intercept_port_dst =
+            parse_dsts(lc->intercept_port, lc->n_intercept_port, pk_dst_parse_ports);
+    lc->intercept_dst = parse_dsts(lc->intercept, lc->n_intercept, pk_dst_parse);
+    lc->exclude_dst = parse_dsts(lc->exclude, lc->n_exclude, pk_dst_parse);
     if (lc->target != NULL) {
         r = pk_addr_parse(lc->target, 0, &lc->target_addr, NULL);
         PK_ASSERT(r == 0);
@@ -650,6 +711,7 @@ static void parse_typed(struct pk_listener_config *lc)
             PK_ASSERT(r == 0);
         }
     }
+    parse_policy(lc);
 }
 
 /* Two listeners on one address would split its connections between two policies (or, as the
@@ -721,10 +783,15 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
 static int check_listeners(struct parser *ps, const struct pk_sidecar_config *into)
 {
     for (size_t i = 0; i < ps->scratch->n_listeners; i++) {
-        if (check_listener(ps, &ps->scratch->listeners[i], &ps->lines[i]) != 0) {
+        struct pk_listener_config *lc = &ps->scratch->listeners[i];
+        /* The address the checks look at, parsed once (it was checked as its line was read). */
+        if (lc->listen != NULL && pk_addr_parse(lc->listen, 0, &lc->listen_addr, NULL) != 0) {
+            PK_ASSERT(!"a listen address checked when read no longer parses");
+        }
+        if (check_listener(ps, lc, &ps->lines[i]) != 0) {
             return PK_E_INVALID;
         }
-        parse_typed(&ps->scratch->listeners[i]);
+        parse_typed(lc);
     }
     return check_listen_overlaps(ps, into);
 }

@@ -400,14 +400,6 @@ static int check_listen(const char *text, struct pk_err *err)
     return pk_addr_parse(text, PK_ADDR_PORT_ZERO | PK_ADDR_UNIX_RELATIVE, &addr, err);
 }
 
-/* Whether a checked listener address can only be reached from this host. */
-bool config_is_loopback(const char *text)
-{
-    struct pk_addr addr;
-
-    return pk_addr_parse(text, 0, &addr, NULL) == 0 && pk_addr_is_loopback(&addr);
-}
-
 /* allow_app_id: APP in our namespace, or NAMESPACE/APP. */
 static int check_app_id(const char *text, struct pk_err *err)
 {
@@ -543,17 +535,8 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
         return r;
     }
     case K_PORTS: {
-        /* The ports of a destination, checked by the same parser. */
-        char text[QUOTE_LEN + 16];
         struct pk_dst dst;
-        char q[QUOTE_LEN];
-        if (strlen(value) > QUOTE_LEN || strpbrk(value, " \t") != NULL) {
-            return pk_err_set(err, PK_E_INVALID,
-                              "'%s' is not a port (1 to 65535) or a range such as 8000-8099",
-                              pk_quote(q, sizeof(q), value, strlen(value)));
-        }
-        snprintf(text, sizeof(text), "0.0.0.0/0 %s", value);
-        return pk_dst_parse(text, &dst, err);
+        return pk_dst_parse_ports(value, &dst, err);
     }
     default:
         return 0;

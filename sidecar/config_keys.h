@@ -147,8 +147,6 @@ bool config_is_blank(char c);
 
 int config_parse_bool(const char *text, bool go_forms, bool *out);
 
-bool config_is_loopback(const char *text);
-
 void config_replace_string(char **field, const char *value);
 
 int config_set_value(const struct key *k, const char *value, void *base, struct pk_err *err);

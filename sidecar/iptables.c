@@ -122,20 +122,15 @@ static int dst_rule(struct pk_buf *out, const char *chain, const struct pk_dst *
     return r != 0 ? PK_E_TOOBIG : 0;
 }
 
-/* Every exclude or intercept line of lc of family, as rules to target. */
-static int dst_rules(struct pk_buf *out, char **lines, size_t n, int family, const char *target,
-                     struct pk_err *err)
+/* Every destination (an exclude or intercept line) of family, as rules to target. */
+static int dst_rules(struct pk_buf *out, const struct pk_dst *dsts, size_t n, int family,
+                     const char *target, struct pk_err *err)
 {
     for (size_t i = 0; i < n; i++) {
-        struct pk_dst dst;
-        int r = pk_dst_parse(lines[i], &dst, err);
-        if (r != 0) {
-            return r;
-        }
-        if ((family == 4) != (dst.family == AF_INET)) {
+        if ((family == 4) != (dsts[i].family == AF_INET)) {
             continue;
         }
-        r = dst_rule(out, PK_IPTABLES_OUTPUT, &dst, target);
+        int r = dst_rule(out, PK_IPTABLES_OUTPUT, &dsts[i], target);
         if (r != 0) {
             return pk_err_set(err, r, "the rules are too large");
         }
@@ -195,7 +190,7 @@ int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk
         for (size_t i = 0; i < cfg->n_listeners; i++) {
             const struct pk_listener_config *lc = &cfg->listeners[i];
             if (lc->kind == PK_LISTENER_TRANSPARENT) {
-                r = dst_rules(out, lc->exclude, lc->n_exclude, family, "RETURN", err);
+                r = dst_rules(out, lc->exclude_dst, lc->n_exclude, family, "RETURN", err);
                 if (r != 0) {
                     return pk_err_prefix(err, r, "[transparent %s] exclude", lc->name);
                 }
@@ -208,7 +203,7 @@ int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk
             }
             snprintf(redirect, sizeof(redirect), "REDIRECT --to-ports %u", port);
             if (lc->n_intercept > 0) {
-                r = dst_rules(out, lc->intercept, lc->n_intercept, family, redirect, err);
+                r = dst_rules(out, lc->intercept_dst, lc->n_intercept, family, redirect, err);
             } else {
                 r = map_rules(out, lc->map_rules, lc->n_map, family, redirect, err);
             }
@@ -225,19 +220,10 @@ int pk_iptables_rules(const struct pk_sidecar_config *cfg, int family, struct pk
         }
         *want_prerouting = true;
         for (size_t k = 0; k < lc->n_intercept_port; k++) {
-            char text[64];
-            struct pk_dst dst;
-            /* The ports parse like a destination's; the address part is not used. */
-            snprintf(text, sizeof(text), "%s %s", family == 4 ? "0.0.0.0/0" : "::/0",
-                     lc->intercept_port[k]);
-            r = pk_dst_parse(text, &dst, err);
-            if (r != 0) {
-                return pk_err_prefix(err, r, "[inbound %s] intercept_port", lc->name);
-            }
             char ports[PK_DST_PORTS_STR_LEN];
             if (pk_buf_printf(out, "-A %s -p tcp -m tcp --dport %s -j REDIRECT --to-ports %u\n",
-                              PK_IPTABLES_PREROUTING, pk_dst_format_ports(&dst, ports),
-                              port) != 0) {
+                              PK_IPTABLES_PREROUTING,
+                              pk_dst_format_ports(&lc->intercept_port_dst[k], ports), port) != 0) {
                 return pk_err_set(err, PK_E_TOOBIG, "the rules are too large");
             }
         }

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "common/buf.h"
+#include "common/csr.h"
 #include "common/err.h"
 #include "common/key.h"
 #include "common/pem.h"

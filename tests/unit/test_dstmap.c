@@ -185,6 +185,27 @@ static struct sockaddr_storage addr(const char *ip, uint16_t port)
 }
 
 /* The lookup picks the most specific line, whatever the order of the lines. */
+/* An app= line comes out taken apart, so that no consumer splits it again. */
+static void test_rule_app_typed(void **state)
+{
+    struct pk_dst_rule r;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(pk_dst_rule_parse("10.0.0.0/8 app=billing/invoices", &r, &err), 0);
+    assert_string_equal(r.app_ns, "billing");
+    assert_string_equal(r.app_id, "invoices");
+    pk_dst_rule_clear(&r);
+    assert_int_equal(pk_dst_rule_parse("10.0.0.0/8 8080 app=invoices", &r, &err), 0);
+    assert_null(r.app_ns);
+    assert_string_equal(r.app_id, "invoices");
+    pk_dst_rule_clear(&r);
+    assert_int_equal(pk_dst_rule_parse("10.0.0.0/8 spiffe://a.test/x", &r, &err), 0);
+    assert_null(r.app_ns);
+    assert_null(r.app_id);
+    pk_dst_rule_clear(&r);
+}
+
 static void test_lookup(void **state)
 {
     (void)state;
@@ -239,9 +260,8 @@ static void test_lookup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-            cmocka_unit_test(test_dst_good),
-            cmocka_unit_test(test_dst_bad),
-            cmocka_unit_test(test_rule_parse),
+            cmocka_unit_test(test_dst_good),   cmocka_unit_test(test_dst_bad),
+            cmocka_unit_test(test_rule_parse), cmocka_unit_test(test_rule_app_typed),
             cmocka_unit_test(test_lookup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -199,6 +199,20 @@ static void format_table(void **state)
     }
 }
 
+/* Timestamps in messages: RFC 3339 UTC, and the seconds when the calendar cannot show them. */
+static void time_format_utc(void **state)
+{
+    char out[32];
+
+    (void)state;
+    pk_time_format_utc(0, out, sizeof(out));
+    assert_string_equal(out, "1970-01-01T00:00:00Z");
+    pk_time_format_utc(1796690400, out, sizeof(out));
+    assert_string_equal(out, "2026-12-08T00:40:00Z");
+    pk_time_format_utc(1796690400, out, 8);
+    assert_string_equal(out, "@179669");
+}
+
 static void format_then_parse_round_trips(void **state)
 {
     char buf[PK_DURATION_STR_LEN];
@@ -225,6 +239,7 @@ int main(void)
             cmocka_unit_test(parse_good_table),     cmocka_unit_test(parse_bad_table),
             cmocka_unit_test(message_quotes_input), cmocka_unit_test(parse_respects_length),
             cmocka_unit_test(format_table),         cmocka_unit_test(format_then_parse_round_trips),
+            cmocka_unit_test(time_format_utc),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

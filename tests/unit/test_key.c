@@ -19,6 +19,7 @@
 
 #include "common/buf.h"
 #include "common/compiler.h"
+#include "common/csr.h"
 #include "common/err.h"
 #include "common/key.h"
 #include "common/mem.h"

@@ -424,6 +424,43 @@ static void no_namespace(void **state)
     pk_policy_free(NULL);
 }
 
+/* A typed rule needs no identity to be parsed; it is bound to our trust domain and namespace
+ * when it is added, so one parsed rule serves policies for different identities. */
+static void typed_rules_bind_late(void **state)
+{
+    struct pk_policy_rule app = {0}, expect = {0};
+    struct pk_policy *ours = pk_policy_new(TD, NS);
+    struct pk_policy *other = pk_policy_new("other.test", NS);
+    struct pk_policy *pinned = pk_policy_new(TD, NS);
+    struct pk_spiffe_id id;
+    struct pk_err err = {{0}};
+
+    (void)state;
+    assert_int_equal(pk_policy_rule_parse(PK_ALLOW_APP_ID, "frontend", &app, &err), 0);
+    assert_string_equal(app.value, "frontend");
+    assert_null(app.ns);
+    assert_int_equal(pk_policy_rule_parse(PK_EXPECT_APP_ID, "default/frontend", &expect, &err), 0);
+    assert_string_equal(expect.value, "frontend");
+    assert_string_equal(expect.ns, "default");
+    assert_int_equal(pk_policy_rule_parse(PK_ALLOW_APP_ID, "a/b/c", &app, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "allow_app_id: expected APP or NAMESPACE/APP"));
+
+    assert_int_equal(pk_policy_add_rule(ours, &app, &err), 0);
+    assert_int_equal(pk_policy_add_rule(other, &app, &err), 0);
+    assert_int_equal(pk_policy_add_rule(pinned, &expect, &err), 0);
+    assert_int_equal(pk_policy_add_rule(pinned, &app, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "cannot be combined with expect_spiffe_id"));
+    assert_int_equal(pk_spiffe_parse(FRONTEND, strlen(FRONTEND), &id, NULL), 0);
+    assert_true(pk_policy_allows(ours, &id, NULL));
+    assert_false(pk_policy_allows(other, &id, NULL));
+    assert_true(pk_policy_allows(pinned, &id, NULL));
+    pk_policy_free(ours);
+    pk_policy_free(other);
+    pk_policy_free(pinned);
+    pk_policy_rule_clear(&app);
+    pk_policy_rule_clear(&expect);
+}
+
 /* A long rule list still gives a bounded message that ends in "...". */
 static void long_summary(void **state)
 {
@@ -948,6 +985,7 @@ int main(void)
             cmocka_unit_test(refuse_table),
             cmocka_unit_test(refuse_expect_combinations),
             cmocka_unit_test(no_namespace),
+            cmocka_unit_test(typed_rules_bind_late),
             cmocka_unit_test(long_summary),
             cmocka_unit_test(good_p256),
             cmocka_unit_test(good_ed25519),

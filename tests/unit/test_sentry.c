@@ -18,6 +18,7 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include "common/csr.h"
 #include "common/fsutil.h"
 #include "common/grpc.h"
 #include "common/pem.h"

@@ -74,6 +74,46 @@ static char *rules_of(const struct pk_sidecar_config *cfg, int family, bool *out
     return s;
 }
 
+/* Replace a configuration string with text no parser takes. */
+static void scribble(char **text)
+{
+    free(*text);
+    *text = strdup("not a destination");
+}
+
+/* The rules come from the lines as the configuration parsed them when it was loaded: the
+ * builder reads no text, so changing the strings afterwards changes nothing. */
+static void test_rules_from_typed_lines(void **state)
+{
+    (void)state;
+    struct pk_sidecar_config *cfg = load(full_ini);
+    bool out_w, pre_w;
+    char *v4 = rules_of(cfg, 4, &out_w, &pre_w);
+    char *v6 = rules_of(cfg, 6, &out_w, &pre_w);
+
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct pk_listener_config *lc = &cfg->listeners[i];
+        for (size_t k = 0; k < lc->n_exclude; k++) {
+            scribble(&lc->exclude[k]);
+        }
+        for (size_t k = 0; k < lc->n_intercept; k++) {
+            scribble(&lc->intercept[k]);
+        }
+        for (size_t k = 0; k < lc->n_intercept_port; k++) {
+            scribble(&lc->intercept_port[k]);
+        }
+    }
+    char *again4 = rules_of(cfg, 4, &out_w, &pre_w);
+    char *again6 = rules_of(cfg, 6, &out_w, &pre_w);
+    assert_string_equal(again4, v4);
+    assert_string_equal(again6, v6);
+    free(v4);
+    free(v6);
+    free(again4);
+    free(again6);
+    pk_sidecar_config_free(cfg);
+}
+
 static void test_rules_exact(void **state)
 {
     (void)state;
@@ -257,6 +297,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_rules_exact),
+            cmocka_unit_test(test_rules_from_typed_lines),
             cmocka_unit_test(test_rules_none),
             cmocka_unit_test(test_plan_fresh_install),
             cmocka_unit_test(test_plan_reinstall_keeps_one_jump),
