@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "agent/export.h"
+#include "agent/refusal.h"
 #include "agent/schedule.h"
 #include "agent/sentry_client.h"
 #include "common/fsutil.h"
@@ -24,6 +25,8 @@
 #define MAX_TICK      5.0
 #define MAX_PEM_FILE  (1024u * 1024u)
 #define FILE_DEBOUNCE 0.2
+/* A trust anchors file refused for this long is logged again (once), as a reminder. */
+#define ANCHORS_REFUSAL_REMIND 600.0
 
 /* SignCertificateRequest.TokenValidator (proto/sentry.proto). */
 #define TOKEN_VALIDATOR_UNKNOWN                                                                    \
@@ -54,7 +57,15 @@ struct pk_agent {
     /* A refused anchor set waiting to be proven by a renewal against it (Sentry mode). */
     struct pk_certs pending_anchors;
     struct pk_buf pending_anchors_pem;
+    uint8_t pending_digest[PK_REFUSAL_DIGEST];
     bool fetch_uses_pending;
+
+    /* A refused anchors input: counted and logged once, looked at again on a back-off. */
+    struct pk_refusal anchors_refusal;
+    double anchors_recheck_at; /* monotonic, 0 = none */
+    /* Renewals against a new anchor set back off like ordinary renewals, whatever the file. */
+    unsigned speculative_failures;
+    double speculative_not_before; /* monotonic */
 
     ev_timer tick;
     struct pk_filewatch *anchors_watch;
@@ -136,23 +147,40 @@ static int add_anchors(struct pk_certs *out, const uint8_t *pem, size_t len, con
     return r;
 }
 
-/* The configured anchor set: DAPR_TRUST_ANCHORS and the file, united. */
+/* The configured anchor set: DAPR_TRUST_ANCHORS and the file, united. digest identifies the
+ * input (the variable and the file's bytes, or why the file could not be read), so that the
+ * same refused input is recognised when it is read again. */
 static int load_anchors(const struct pk_agent_config *cfg, struct pk_certs *out,
-                        struct pk_buf *out_pem, struct pk_err *err)
+                        struct pk_buf *out_pem, uint8_t digest[PK_REFUSAL_DIGEST],
+                        struct pk_err *err)
 {
+    struct pk_slice env = {0};
     struct pk_buf file;
+    struct pk_err read_err;
+    int read_r = 0;
     int r = 0;
 
     pk_buf_init(&file, MAX_PEM_FILE);
-    if (cfg->trust_anchors_pem != NULL && cfg->trust_anchors_pem[0] != '\0') {
-        r = add_anchors(out, (const uint8_t *)cfg->trust_anchors_pem,
-                        strlen(cfg->trust_anchors_pem), "DAPR_TRUST_ANCHORS", err);
+    pk_err_clear(&read_err);
+    if (cfg->trust_anchors_pem != NULL) {
+        env = pk_slice_make(cfg->trust_anchors_pem, strlen(cfg->trust_anchors_pem));
+    }
+    if (cfg->trust_anchors_file != NULL) {
+        read_r = pk_fs_read_file(cfg->trust_anchors_file, MAX_PEM_FILE, &file, &read_err);
+    }
+    pk_refusal_digest(env,
+                      read_r == 0 ? pk_buf_slice(&file)
+                                  : pk_slice_make(read_err.msg, strlen(read_err.msg)),
+                      digest);
+    if (env.len > 0) {
+        r = add_anchors(out, env.ptr, env.len, "DAPR_TRUST_ANCHORS", err);
+    }
+    if (r == 0 && read_r != 0) {
+        *err = read_err;
+        r = read_r;
     }
     if (r == 0 && cfg->trust_anchors_file != NULL) {
-        r = pk_fs_read_file(cfg->trust_anchors_file, MAX_PEM_FILE, &file, err);
-        if (r == 0) {
-            r = add_anchors(out, file.data, file.len, cfg->trust_anchors_file, err);
-        }
+        r = add_anchors(out, file.data, file.len, cfg->trust_anchors_file, err);
     }
     if (r == 0 && out->n == 0) {
         r = pk_err_set(err, PK_E_INVALID, "no trust anchors configured");
@@ -197,6 +225,7 @@ static void set_anchors(struct pk_agent *a, struct pk_certs *anchors, struct pk_
 /* ---- publishing ------------------------------------------------------------------------- */
 
 static void reschedule(struct pk_agent *a);
+static void check_anchors(struct pk_agent *a);
 
 static void export_identity(struct pk_agent *a, const struct pk_identity *id)
 {
@@ -220,6 +249,18 @@ static void export_identity(struct pk_agent *a, const struct pk_identity *id)
     PK_LOG_INFO("identity exported dir=%s serial=%s", cfg->export_dir, pk_identity_serial_hex(id));
     if (pk_export_notify(a->loop, &opts, &err) != 0) {
         PK_LOG_ERR("export notification failed error=\"%s\"", err.msg);
+    }
+}
+
+/* Clear what an export interrupted by a crash left behind (a key in an unfinished version). */
+static void export_prepare(const struct pk_agent *a)
+{
+    struct pk_export_opts opts = {.dir = a->cfg->export_dir};
+    struct pk_err err;
+
+    pk_err_clear(&err);
+    if (opts.dir != NULL && pk_export_prepare(&opts, &err) != 0) {
+        PK_LOG_ERR("export directory unusable dir=%s error=\"%s\"", opts.dir, err.msg);
     }
 }
 
@@ -302,6 +343,70 @@ static void drop_pending_anchors(struct pk_agent *a)
     a->fetch_uses_pending = false;
 }
 
+/* ---- refused anchors ---------------------------------------------------------------------- */
+
+/* The anchors input with digest is refused (why: ": reason" or ""): counted and logged the
+ * first time, quietly afterwards, and looked at again on a back-off instead of at every event. */
+static void refuse_anchors(struct pk_agent *a, const uint8_t digest[PK_REFUSAL_DIGEST],
+                           const char *why, const char *error)
+{
+    const struct pk_refusal_policy policy = {
+            .initial = a->cfg->retry_initial,
+            .max = a->cfg->retry_max,
+            .remind = ANCHORS_REFUSAL_REMIND,
+            .seed = a->process_salt,
+    };
+    double now = ev_now(a->loop);
+    enum pk_refusal_news news = pk_refusal_note(&a->anchors_refusal, &policy, digest, now);
+
+    a->anchors_recheck_at = a->anchors_refusal.retry_at;
+    if (a->anchors_recheck_at < a->speculative_not_before) {
+        a->anchors_recheck_at = a->speculative_not_before;
+    }
+    if (news == PK_REFUSAL_REPEAT) {
+        PK_LOG_DEBUG("trust anchors still refused%s retry_in=%.1fs error=\"%s\"", why,
+                     a->anchors_recheck_at - now, error);
+        return;
+    }
+    if (news == PK_REFUSAL_NEW) {
+        a->stats.anchors_refused++;
+    }
+    PK_LOG_ERR("trust anchors refused%s, keeping the current set count=%zu%s retry_in=%.1fs "
+               "error=\"%s\"",
+               why, a->anchors.n, news == PK_REFUSAL_REMINDER ? " still=true" : "",
+               a->anchors_recheck_at - now, error);
+}
+
+/* The anchors input is accepted (or back to the set in force): nothing is refused. */
+static void anchors_settled(struct pk_agent *a)
+{
+    pk_refusal_clear(&a->anchors_refusal);
+    a->anchors_recheck_at = 0;
+}
+
+/* A renewal against a new anchor set failed: the next one waits as an ordinary retry would,
+ * however often the anchors file changes meanwhile. */
+static void speculative_failed(struct pk_agent *a)
+{
+    double delay =
+            pk_schedule_backoff(a->speculative_failures, a->cfg->retry_initial, a->cfg->retry_max,
+                                a->process_salt ^ 0x5bec ^ a->speculative_failures);
+
+    a->speculative_failures++;
+    a->speculative_not_before = ev_now(a->loop) + delay;
+}
+
+/* A renewal against the pending set failed (error says why). */
+static void pending_refused(struct pk_agent *a, const char *why, const char *error)
+{
+    uint8_t digest[PK_REFUSAL_DIGEST];
+
+    memcpy(digest, a->pending_digest, sizeof(digest));
+    drop_pending_anchors(a);
+    speculative_failed(a);
+    refuse_anchors(a, digest, why, error);
+}
+
 /* The anchors an identity from Sentry is built with: ours, plus Sentry's roots when adopting. */
 static int anchors_for(struct pk_agent *a, const struct pk_svid *svid, const struct pk_certs *base,
                        struct pk_certs *out, struct pk_err *err)
@@ -336,11 +441,7 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
         }
         if (with_pending) {
             /* A speculative renewal: the schedule of the current identity is untouched. */
-            PK_LOG_ERR("trust anchors refused: a renewal against the new set failed, keeping "
-                       "the current set error=\"%s\"",
-                       res->err->msg);
-            a->stats.anchors_refused++;
-            drop_pending_anchors(a);
+            pending_refused(a, ": a renewal against the new set failed", res->err->msg);
             goto out;
         }
         fetch_failed(a, res->err->msg);
@@ -362,11 +463,8 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
     if (r != 0) {
         a->stats.responses_rejected++;
         if (with_pending) {
-            PK_LOG_ERR("trust anchors refused: the identity renewed against the new set failed "
-                       "its checks, keeping the current set error=\"%s\"",
-                       err.msg);
-            a->stats.anchors_refused++;
-            drop_pending_anchors(a);
+            pending_refused(a, ": the identity renewed against the new set failed its checks",
+                            err.msg);
             goto out;
         }
         fetch_failed(a, err.msg);
@@ -382,6 +480,9 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
         }
         pk_buf_free(&pem);
         drop_pending_anchors(a);
+        anchors_settled(a);
+        a->speculative_failures = 0;
+        a->speculative_not_before = 0;
     }
     a->failures = 0;
     a->retry_at = 0;
@@ -422,10 +523,7 @@ static void start_fetch(struct pk_agent *a)
                 a->failures + 1, a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
     if (pk_sentry_fetch_start(a->loop, &sc, fetch_done, a, &a->fetch, &err) != 0) {
         if (a->fetch_uses_pending) {
-            PK_LOG_ERR("trust anchors refused: cannot renew against the new set error=\"%s\"",
-                       err.msg);
-            a->stats.anchors_refused++;
-            drop_pending_anchors(a);
+            pending_refused(a, ": cannot renew against the new set", err.msg);
             return;
         }
         fetch_failed(a, err.msg);
@@ -491,6 +589,13 @@ static void reschedule(struct pk_agent *a)
     if (a->dead) {
         ev_timer_stop(a->loop, &a->tick);
         return;
+    }
+    if (a->anchors_recheck_at > 0 && a->anchors_recheck_at <= mono) {
+        a->anchors_recheck_at = 0;
+        check_anchors(a); /* may refuse again (with a later recheck) or start a renewal */
+    }
+    if (a->anchors_recheck_at > 0 && a->anchors_recheck_at - mono < wait) {
+        wait = a->anchors_recheck_at - mono;
     }
     if (a->fetch != NULL) {
         /* The call has its own deadline; the tick only keeps the state current. */
@@ -634,60 +739,81 @@ static void static_changed(void *ctx)
 
 /* ---- anchor changes ----------------------------------------------------------------------- */
 
-static void reload_anchors(struct pk_agent *a)
+/* Read the anchors input again and act on it; the caller reschedules. */
+static void check_anchors(struct pk_agent *a)
 {
+    uint8_t digest[PK_REFUSAL_DIGEST];
     struct pk_certs anchors = {0};
     struct pk_buf pem;
     struct pk_identity *id = NULL;
     struct pk_err err;
+    bool retry;
 
     pk_err_clear(&err);
     pk_buf_init(&pem, MAX_PEM_FILE);
-    if (load_anchors(a->cfg, &anchors, &pem, &err) != 0) {
-        a->stats.anchors_refused++;
-        PK_LOG_ERR("trust anchors refused, keeping the current set count=%zu error=\"%s\"",
-                   a->anchors.n, err.msg);
+    if (load_anchors(a->cfg, &anchors, &pem, digest, &err) != 0) {
+        refuse_anchors(a, digest, "", err.msg);
         goto out;
     }
     if (certs_equal(&anchors, &a->anchors)) {
+        anchors_settled(a);
         goto out;
     }
     if (a->current == NULL) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
         log_anchors("trust anchor", &a->anchors);
+        anchors_settled(a);
         goto out;
     }
     if (pk_identity_with_anchors(a->current, &anchors, time(NULL), &id, &err) == 0) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
         log_anchors("trust anchor", &a->anchors);
+        anchors_settled(a);
         publish(a, id, "trust-anchors");
         goto out;
     }
     if (static_mode(a) || a->fetch != NULL) {
-        a->stats.anchors_refused++;
-        PK_LOG_ERR("trust anchors refused: the new set does not verify our own certificate, "
-                   "keeping the current set error=\"%s\"",
-                   err.msg);
+        refuse_anchors(a, digest, ": the new set does not verify our own certificate", err.msg);
         goto out;
     }
     /* Perhaps Sentry already issues under the new root: renew against the new set, and adopt
-     * it only if that works. */
-    PK_LOG_WARN("new trust anchors do not verify our current certificate; renewing against "
-                "them before adopting error=\"%s\"",
-                err.msg);
+     * it only if that works -- but no sooner than an ordinary retry would call Sentry. */
+    retry = pk_refusal_same(&a->anchors_refusal, digest);
+    if (ev_now(a->loop) < a->speculative_not_before) {
+        a->anchors_recheck_at = a->speculative_not_before;
+        if (!retry) {
+            PK_LOG_WARN("new trust anchors do not verify our current certificate; renewing "
+                        "against them in %.1fs before adopting error=\"%s\"",
+                        a->speculative_not_before - ev_now(a->loop), err.msg);
+        }
+        goto out;
+    }
+    if (retry) {
+        PK_LOG_DEBUG("renewing against the refused trust anchors again");
+    } else {
+        PK_LOG_WARN("new trust anchors do not verify our current certificate; renewing against "
+                    "them before adopting error=\"%s\"",
+                    err.msg);
+    }
     drop_pending_anchors(a);
     a->pending_anchors = anchors;
     memset(&anchors, 0, sizeof(anchors));
     if (pk_buf_append(&a->pending_anchors_pem, pem.data, pem.len) != 0) {
         PK_ASSERT(!"anchor PEM exceeds its own cap");
     }
+    memcpy(a->pending_digest, digest, sizeof(digest));
     a->fetch_uses_pending = true;
     start_fetch(a);
 out:
     pk_certs_clear(&anchors);
     pk_buf_free(&pem);
+}
+
+static void reload_anchors(struct pk_agent *a)
+{
+    check_anchors(a);
     reschedule(a);
 }
 
@@ -703,6 +829,7 @@ int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
                  struct pk_agent **out, struct pk_err *err)
 {
     struct pk_agent *a = pk_xcalloc(1, sizeof(*a));
+    uint8_t digest[PK_REFUSAL_DIGEST]; /* not needed at start: nothing is refused yet */
     struct pk_certs anchors = {0};
     struct pk_buf pem;
     struct timespec ts;
@@ -722,7 +849,7 @@ int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
     pk_buf_init(&pem, MAX_PEM_FILE);
     ev_timer_init(&a->tick, tick_cb, 0.0, 0.0);
     a->tick.data = a;
-    r = load_anchors(cfg, &anchors, &pem, err);
+    r = load_anchors(cfg, &anchors, &pem, digest, err);
     if (r != 0) {
         pk_err_prefix(err, r, "trust anchors");
         goto fail;
@@ -754,6 +881,7 @@ void pk_agent_start(struct pk_agent *a)
     struct pk_err err;
 
     pk_err_clear(&err);
+    export_prepare(a);
     if (cfg->trust_anchors_file != NULL) {
         const char *paths[] = {cfg->trust_anchors_file};
         if (pk_filewatch_start(a->loop, paths, 1, FILE_DEBOUNCE, anchors_changed, a,

@@ -2,15 +2,21 @@
 /* picket: writing the identity to files and telling another program about it. */
 #include "agent/export.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <ev.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/buf.h"
@@ -22,42 +28,429 @@ extern char **environ;
 
 #define MAX_PEM (1024u * 1024u)
 
-static int write_one(const char *dir, const char *name, struct pk_slice data, mode_t mode,
-                     struct pk_err *err)
-{
-    char path[4096];
+/* The layout, as Kubernetes' atomic writer lays out a mounted Secret:
+ *
+ *   ..2026_12_07_23_45_01.Ab12Cd/   one version: cert.pem, key.pem (0600), bundle.pem
+ *   ..data -> ..2026_12_07_23_45_01.Ab12Cd
+ *   cert.pem -> ..data/cert.pem     (and key.pem, bundle.pem: stable paths for readers)
+ *
+ * A new version is written completely in its own directory, then ..data is swapped to it with
+ * one rename, so readers of cert.pem and key.pem see the old pair or the new pair, never one of
+ * each; the previous version is removed after the swap. */
+#define DATA_LINK      "..data"
+#define DATA_LINK_TMP  "..data_tmp"
+#define TOP_LINK_TMP   ".tmp-link"
+#define VERSION_PREFIX ".."
 
-    if (pk_fs_join(path, sizeof(path), dir, name) != 0) {
+struct export_file {
+    const char *name;
+    mode_t mode;
+};
+
+static const struct export_file EXPORT_FILES[] = {
+        {"cert.pem", 0644},
+        {"key.pem", 0600},
+        {"bundle.pem", 0644},
+};
+#define N_EXPORT_FILES (sizeof(EXPORT_FILES) / sizeof(EXPORT_FILES[0]))
+
+/* ..<digit>...: a version directory this code made (".." itself and "..data" are not). */
+static bool is_version_name(const char *name)
+{
+    return strncmp(name, VERSION_PREFIX, 2) == 0 && isdigit((unsigned char)name[2]) &&
+           strchr(name, '/') == NULL;
+}
+
+/* Temporaries a crash may leave: the ..data swap link, the top-level link swaps, and the
+ * "NAME.tmp-XXXXXX" files of older releases, which wrote each file in place. */
+static bool is_stale_temporary(const char *name)
+{
+    if (strcmp(name, DATA_LINK_TMP) == 0) {
+        return true;
+    }
+    for (size_t i = 0; i < N_EXPORT_FILES; i++) {
+        size_t n = strlen(EXPORT_FILES[i].name);
+        if (strncmp(name, EXPORT_FILES[i].name, n) == 0 && strncmp(name + n, ".tmp-", 5) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The version ..data points to, into out; "" when there is none. */
+static int current_version(int dfd, const char *dir, char *out, size_t out_len, struct pk_err *err)
+{
+    ssize_t n = readlinkat(dfd, DATA_LINK, out, out_len - 1);
+
+    if (n < 0) {
+        out[0] = '\0';
+        if (errno == ENOENT) {
+            return 0;
+        }
+        return pk_err_set(err, -errno, "%s/%s: cannot read the link: %s", dir, DATA_LINK,
+                          strerror(errno));
+    }
+    out[n] = '\0';
+    if (!is_version_name(out)) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "%s/%s: points to \"%s\", not to a version directory picket made", dir,
+                          DATA_LINK, out);
+    }
+    return 0;
+}
+
+/* Remove a version directory and the files in it (never following a link). */
+static void remove_version(int dfd, const char *dir, const char *name)
+{
+    int vfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d;
+    struct dirent *e;
+
+    if (vfd < 0) {
+        PK_LOG_WARN("export: cannot open an old version to remove it dir=%s version=%s "
+                    "error=\"%s\"",
+                    dir, name, strerror(errno));
+        return;
+    }
+    d = fdopendir(vfd);
+    if (d == NULL) {
+        close(vfd);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            unlinkat(vfd, e->d_name, 0) != 0) {
+            PK_LOG_WARN("export: cannot remove a file of an old version dir=%s version=%s "
+                        "file=%s error=\"%s\"",
+                        dir, name, e->d_name, strerror(errno));
+        }
+    }
+    closedir(d);
+    if (unlinkat(dfd, name, AT_REMOVEDIR) != 0) {
+        PK_LOG_WARN("export: cannot remove an old version dir=%s version=%s error=\"%s\"", dir,
+                    name, strerror(errno));
+    }
+}
+
+/* Remove what an interrupted export left: temporaries and every version but keep. */
+static void remove_leftovers(int dfd, const char *dir, const char *keep)
+{
+    int fd = dup(dfd);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    struct dirent *e;
+
+    if (d == NULL) {
+        if (fd >= 0) {
+            close(fd);
+        }
+        PK_LOG_WARN("export: cannot list the directory dir=%s error=\"%s\"", dir, strerror(errno));
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        if (is_version_name(e->d_name) && strcmp(e->d_name, keep) != 0) {
+            PK_LOG_INFO("export: removing an old or unfinished version dir=%s version=%s", dir,
+                        e->d_name);
+            remove_version(dfd, dir, e->d_name);
+        } else if (is_stale_temporary(e->d_name)) {
+            PK_LOG_INFO("export: removing a leftover temporary dir=%s file=%s", dir, e->d_name);
+            if (unlinkat(dfd, e->d_name, 0) != 0) {
+                PK_LOG_WARN("export: cannot remove a leftover temporary dir=%s file=%s "
+                            "error=\"%s\"",
+                            dir, e->d_name, strerror(errno));
+            }
+        }
+    }
+    closedir(d);
+}
+
+/* Open (creating it 0700 when missing) the export directory. Refused when others may write to
+ * it: whoever can rename entries there can hand readers a key of their choosing. */
+static int open_export_dir(const char *dir, int *dfd_out, mode_t *mode_out, struct pk_err *err)
+{
+    struct stat st;
+    int dfd;
+
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        return pk_err_set(err, -errno, "%s: cannot create export directory: %s", dir,
+                          strerror(errno));
+    }
+    dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) {
+        return pk_err_set(err, -errno, "%s: cannot open export directory: %s", dir,
+                          strerror(errno));
+    }
+    if (fstat(dfd, &st) != 0) {
+        int e = errno;
+        close(dfd);
+        return pk_err_set(err, -e, "%s: cannot stat export directory: %s", dir, strerror(e));
+    }
+    if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+        close(dfd);
+        return pk_err_set(err, PK_E_DENIED,
+                          "%s: export directory is writable by group or others (mode %04o); "
+                          "make it 0700 or 0750",
+                          dir, (unsigned)(st.st_mode & 07777));
+    }
+    *dfd_out = dfd;
+    *mode_out = st.st_mode & 0750;
+    return 0;
+}
+
+/* Make an empty version directory "..YYYY_MM_DD_HH_MM_SS.XXXXXX" with mode; its name into
+ * name, an open descriptor into *vfd_out. */
+static int make_version(const char *dir, mode_t mode, char *name, size_t name_len, int *vfd_out,
+                        struct pk_err *err)
+{
+    char path[PATH_MAX];
+    char stamp[32];
+    struct tm tm;
+    time_t now = time(NULL);
+    const char *base;
+    int vfd;
+
+    gmtime_r(&now, &tm);
+    strftime(stamp, sizeof(stamp), "%Y_%m_%d_%H_%M_%S", &tm);
+    if (pk_fs_join(path, sizeof(path), dir, VERSION_PREFIX) != 0 ||
+        strlen(path) + strlen(stamp) + 8 >= sizeof(path)) {
         return pk_err_set(err, PK_E_TOOBIG, "%s: export path too long", dir);
     }
-    return pk_fs_write_atomic(path, data.ptr, data.len, mode, err);
+    strcat(path, stamp);
+    strcat(path, ".XXXXXX");
+    /* mkdtemp creates it 0700 and unique. */
+    if (mkdtemp(path) == NULL) {
+        return pk_err_set(err, -errno, "%s: cannot create a version directory: %s", dir,
+                          strerror(errno));
+    }
+    base = strrchr(path, '/') + 1;
+    if ((size_t)snprintf(name, name_len, "%s", base) >= name_len) {
+        rmdir(path);
+        return pk_err_set(err, PK_E_TOOBIG, "%s: export path too long", dir);
+    }
+    vfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (vfd < 0 || fchmod(vfd, mode | 0700) != 0) {
+        int e = errno;
+        if (vfd >= 0) {
+            close(vfd);
+        }
+        rmdir(path);
+        return pk_err_set(err, -e, "%s: cannot open the version directory: %s", path, strerror(e));
+    }
+    *vfd_out = vfd;
+    return 0;
+}
+
+/* Point name in dfd at target with one rename of a fresh link over it. */
+static int swap_link(int dfd, const char *dir, const char *name, const char *tmp,
+                     const char *target, struct pk_err *err)
+{
+    if (unlinkat(dfd, tmp, 0) != 0 && errno != ENOENT) {
+        return pk_err_set(err, -errno, "%s/%s: cannot remove: %s", dir, tmp, strerror(errno));
+    }
+    if (symlinkat(target, dfd, tmp) != 0) {
+        return pk_err_set(err, -errno, "%s/%s: cannot create the link: %s", dir, tmp,
+                          strerror(errno));
+    }
+    if (renameat(dfd, tmp, dfd, name) != 0) {
+        int e = errno;
+        (void)unlinkat(dfd, tmp, 0);
+        return pk_err_set(err, -e, "%s/%s: cannot replace: %s", dir, name, strerror(e));
+    }
+    return 0;
+}
+
+/* Make each top-level name a link to ..data/name, replacing whatever is there. */
+static int link_top_level(int dfd, const char *dir, struct pk_err *err)
+{
+    for (size_t i = 0; i < N_EXPORT_FILES; i++) {
+        const char *name = EXPORT_FILES[i].name;
+        char target[64], tmp[64], now[64];
+        ssize_t n;
+
+        snprintf(target, sizeof(target), "%s/%s", DATA_LINK, name);
+        snprintf(tmp, sizeof(tmp), "%s%s", name, TOP_LINK_TMP);
+        n = readlinkat(dfd, name, now, sizeof(now) - 1);
+        if (n >= 0) {
+            now[n] = '\0';
+            if (strcmp(now, target) == 0) {
+                continue;
+            }
+        }
+        int r = swap_link(dfd, dir, name, tmp, target, err);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* True when some top-level name is a file rather than our link (an older release wrote the
+ * files in place, or someone put one there). */
+static bool needs_migration(int dfd)
+{
+    for (size_t i = 0; i < N_EXPORT_FILES; i++) {
+        struct stat st;
+        if (fstatat(dfd, EXPORT_FILES[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+            !S_ISLNK(st.st_mode)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Move files written in place by an older release under ..data without a moment in which
+ * cert.pem and key.pem disagree: first a version holding (hard links to) what the names show
+ * now, ..data swapped to it, then each name replaced by its link. The new pair follows with
+ * the ordinary swap. version holds the version in force before, and receives the one after. */
+static int migrate(int dfd, const char *dir, mode_t dir_mode, char *version, size_t version_len,
+                   struct pk_err *err)
+{
+    char made[NAME_MAX + 1];
+    int vfd = -1;
+    int r;
+
+    PK_LOG_INFO("export: moving files written in place under %s dir=%s", DATA_LINK, dir);
+    r = make_version(dir, dir_mode, made, sizeof(made), &vfd, err);
+    if (r != 0) {
+        return r;
+    }
+    for (size_t i = 0; i < N_EXPORT_FILES; i++) {
+        const char *name = EXPORT_FILES[i].name;
+        struct stat st;
+        if (fstatat(dfd, name, &st, 0) != 0 || !S_ISREG(st.st_mode)) {
+            continue; /* missing (or not a file): nothing to preserve */
+        }
+        /* An old key left readable by others is narrowed first (before it has a second
+         * name), through the name it has now. */
+        if ((st.st_mode & 077 & ~EXPORT_FILES[i].mode) != 0 &&
+            fchmodat(dfd, name, st.st_mode & EXPORT_FILES[i].mode & 0777, 0) != 0) {
+            r = pk_err_set(err, -errno, "%s/%s: cannot narrow its mode: %s", dir, name,
+                           strerror(errno));
+            goto fail;
+        }
+        if (linkat(dfd, name, vfd, name, AT_SYMLINK_FOLLOW) != 0) {
+            r = pk_err_set(err, -errno, "%s/%s: cannot move it under %s: %s", dir, name, DATA_LINK,
+                           strerror(errno));
+            goto fail;
+        }
+    }
+    r = pk_fs_sync_dir(vfd, dir, err);
+    if (r == 0) {
+        r = swap_link(dfd, dir, DATA_LINK, DATA_LINK_TMP, made, err);
+    }
+    if (r != 0) {
+        goto fail;
+    }
+    close(vfd);
+    r = link_top_level(dfd, dir, err);
+    if (r == 0) {
+        r = pk_fs_sync_dir(dfd, dir, err);
+    }
+    /* A version from a migration interrupted earlier is superseded by the one just made. */
+    if (version[0] != '\0') {
+        remove_version(dfd, dir, version);
+    }
+    snprintf(version, version_len, "%s", made);
+    return r;
+fail:
+    close(vfd);
+    remove_version(dfd, dir, made);
+    return r;
+}
+
+int pk_export_prepare(const struct pk_export_opts *opts, struct pk_err *err)
+{
+    char version[NAME_MAX + 1];
+    mode_t mode;
+    int dfd;
+    int r;
+
+    r = open_export_dir(opts->dir, &dfd, &mode, err);
+    if (r != 0) {
+        return r;
+    }
+    r = current_version(dfd, opts->dir, version, sizeof(version), err);
+    if (r == 0) {
+        remove_leftovers(dfd, opts->dir, version);
+    }
+    close(dfd);
+    return r;
 }
 
 int pk_export_write(const struct pk_export_opts *opts, const struct pk_identity *id,
                     struct pk_err *err)
 {
+    char old[NAME_MAX + 1];
+    char made[NAME_MAX + 1] = "";
     struct pk_buf key;
+    mode_t dir_mode;
+    int dfd = -1;
+    int vfd = -1;
     int r;
 
-    if (mkdir(opts->dir, 0700) != 0 && errno != EEXIST) {
-        return pk_err_set(err, -errno, "%s: cannot create export directory: %s", opts->dir,
-                          strerror(errno));
-    }
     pk_buf_init_secret(&key, MAX_PEM);
+    r = open_export_dir(opts->dir, &dfd, &dir_mode, err);
+    if (r != 0) {
+        goto out;
+    }
+    r = current_version(dfd, opts->dir, old, sizeof(old), err);
+    if (r != 0) {
+        goto out;
+    }
+    remove_leftovers(dfd, opts->dir, old);
+    if (needs_migration(dfd)) {
+        r = migrate(dfd, opts->dir, dir_mode, old, sizeof(old), err);
+        if (r != 0) {
+            goto out;
+        }
+    }
     r = pk_identity_key_pem(id, &key);
     if (r != 0) {
         pk_err_set(err, r, "cannot encode the private key for export");
         goto out;
     }
-    /* The key first: a reader that sees the new certificate must find the new key already. */
-    r = write_one(opts->dir, "key.pem", pk_buf_slice(&key), 0600, err);
-    if (r == 0) {
-        r = write_one(opts->dir, "cert.pem", pk_identity_chain_pem(id), 0644, err);
+    r = make_version(opts->dir, dir_mode, made, sizeof(made), &vfd, err);
+    if (r != 0) {
+        made[0] = '\0';
+        goto out;
+    }
+    {
+        const struct pk_slice contents[N_EXPORT_FILES] = {
+                pk_identity_chain_pem(id),
+                pk_buf_slice(&key),
+                pk_identity_anchors_pem(id),
+        };
+        for (size_t i = 0; r == 0 && i < N_EXPORT_FILES; i++) {
+            char what[PATH_MAX];
+            snprintf(what, sizeof(what), "%s/%s/%s", opts->dir, made, EXPORT_FILES[i].name);
+            r = pk_fs_write_new_at(vfd, EXPORT_FILES[i].name, contents[i].ptr, contents[i].len,
+                                   EXPORT_FILES[i].mode, what, err);
+        }
     }
     if (r == 0) {
-        r = write_one(opts->dir, "bundle.pem", pk_identity_anchors_pem(id), 0644, err);
+        r = pk_fs_sync_dir(vfd, opts->dir, err);
+    }
+    if (r == 0) {
+        /* The one step that changes what readers see: the pair and the bundle at once. */
+        r = swap_link(dfd, opts->dir, DATA_LINK, DATA_LINK_TMP, made, err);
+    }
+    if (r != 0) {
+        remove_version(dfd, opts->dir, made);
+        goto out;
+    }
+    r = link_top_level(dfd, opts->dir, err);
+    if (r == 0) {
+        r = pk_fs_sync_dir(dfd, opts->dir, err);
+    }
+    if (old[0] != '\0' && strcmp(old, made) != 0) {
+        remove_version(dfd, opts->dir, old);
     }
 out:
+    if (vfd >= 0) {
+        close(vfd);
+    }
+    if (dfd >= 0) {
+        close(dfd);
+    }
     pk_buf_free(&key);
     return r;
 }

@@ -21,7 +21,9 @@ int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_
     int fd;
     int r;
 
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO put where a file belongs must not block the event loop in open();
+     * it is refused as not a regular file below. Reads of a regular file never block. */
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     if (fd < 0) {
         r = errno;
         if (r == ENOENT) {
@@ -99,13 +101,34 @@ out:
     return r;
 }
 
+/* Write all of data to fd and fsync it; what names the file in messages. */
+static int write_all_and_sync(int fd, const void *data, size_t len, const char *what,
+                              struct pk_err *err)
+{
+    const uint8_t *p = data;
+    size_t done = 0;
+
+    while (done < len) {
+        ssize_t n = write(fd, p + done, len - done);
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0) {
+            return pk_err_set(err, -errno, "%s: write failed: %s", what, strerror(errno));
+        }
+        done += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        return pk_err_set(err, -errno, "%s: fsync failed: %s", what, strerror(errno));
+    }
+    return 0;
+}
+
 int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
                        struct pk_err *err)
 {
     char tmp[PATH_MAX];
     char dir_copy[PATH_MAX];
-    const uint8_t *p = data;
-    size_t done = 0;
     int fd = -1;
     int dfd = -1;
     int r;
@@ -124,19 +147,8 @@ int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
         r = pk_err_set(err, -errno, "%s: cannot set mode: %s", path, strerror(errno));
         goto fail;
     }
-    while (done < len) {
-        ssize_t n = write(fd, p + done, len - done);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            r = pk_err_set(err, -errno, "%s: write failed: %s", path, strerror(errno));
-            goto fail;
-        }
-        done += (size_t)n;
-    }
-    if (fsync(fd) != 0) {
-        r = pk_err_set(err, -errno, "%s: fsync failed: %s", path, strerror(errno));
+    r = write_all_and_sync(fd, data, len, path, err);
+    if (r != 0) {
         goto fail;
     }
     if (close(fd) != 0) {
@@ -162,6 +174,50 @@ fail:
     }
     unlink(tmp);
     return r;
+}
+
+int pk_fs_write_new_at(int dfd, const char *name, const void *data, size_t len, mode_t mode,
+                       const char *what, struct pk_err *err)
+{
+    int fd;
+    int r;
+
+    /* O_EXCL and O_NOFOLLOW: never write through something planted under the name. The file
+     * is born with mode (the umask can only narrow it); fchmod then sets exactly mode, which
+     * for a key (0600) never widens it beyond what it was born with. */
+    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) {
+        return pk_err_set(err, -errno, "%s: cannot create: %s", what, strerror(errno));
+    }
+    if (fchmod(fd, mode) != 0) {
+        r = pk_err_set(err, -errno, "%s: cannot set mode: %s", what, strerror(errno));
+        goto fail;
+    }
+    r = write_all_and_sync(fd, data, len, what, err);
+    if (r != 0) {
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        r = pk_err_set(err, -errno, "%s: close failed: %s", what, strerror(errno));
+        goto fail;
+    }
+    return 0;
+fail:
+    if (fd >= 0) {
+        close(fd);
+    }
+    (void)unlinkat(dfd, name, 0);
+    return r;
+}
+
+int pk_fs_sync_dir(int dfd, const char *what, struct pk_err *err)
+{
+    if (fsync(dfd) != 0) {
+        return pk_err_set(err, -errno, "%s: fsync of the directory failed: %s", what,
+                          strerror(errno));
+    }
+    return 0;
 }
 
 bool pk_fs_exists(const char *path)

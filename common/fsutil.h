@@ -26,6 +26,15 @@ int pk_fs_read_file(const char *path, size_t max, struct pk_buf *out, struct pk_
 int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mode,
                        struct pk_err *err) PK_MUST_USE;
 
+/* Create name in the directory dfd with mode from the start (it must not exist yet; a symlink
+ * planted under the name is not followed), write len bytes of data and fsync. On failure the
+ * file is removed. what names the file in messages. */
+int pk_fs_write_new_at(int dfd, const char *name, const void *data, size_t len, mode_t mode,
+                       const char *what, struct pk_err *err) PK_MUST_USE;
+
+/* fsync the directory dfd, making the creations and renames in it durable. */
+int pk_fs_sync_dir(int dfd, const char *what, struct pk_err *err) PK_MUST_USE;
+
 /* True when path exists (any type). */
 bool pk_fs_exists(const char *path);
 

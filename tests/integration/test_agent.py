@@ -273,7 +273,13 @@ def test_export_directory_atomic_0600_and_command(start_sentry, start_agent, tmp
     # A rotation later: the command ran again and no temporary files are left behind.
     agent.wait_installed(2, timeout=15)
     wait_for(lambda: len(marker.read_text().split()) >= 2, 10, what="second export command")
-    assert sorted(os.listdir(export)) == ["bundle.pem", "cert.pem", "key.pem"]
+    # What readers open is exactly the three names, links into the one version in force.
+    entries = sorted(os.listdir(export))
+    visible = [e for e in entries if not e.startswith("..")]
+    assert visible == ["bundle.pem", "cert.pem", "key.pem"]
+    version = os.readlink(export / "..data")
+    assert sorted(e for e in entries if e.startswith("..")) == sorted(["..data", version])
+    assert sorted(os.listdir(export / version)) == ["bundle.pem", "cert.pem", "key.pem"]
 
 
 def test_export_signals_the_pid_file(start_sentry, start_agent, tmp_path):

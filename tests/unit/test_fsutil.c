@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unit tests for common/fsutil: bounded reads at and around the cap, atomic writes and modes. */
+#include <errno.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -90,6 +92,25 @@ static void test_read_missing_and_directory(void **state)
     pk_buf_free(&out);
 }
 
+/* A FIFO where a file belongs is refused at once, not waited on for a writer (the alarm kills
+ * the test if open() blocks). */
+static void test_read_fifo_does_not_block(void **state)
+{
+    (void)state;
+    char path[512];
+    struct pk_buf out;
+    struct pk_err err;
+
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    assert_int_equal(mkfifo(path, 0600), 0);
+    pk_buf_init(&out, 100);
+    alarm(10);
+    assert_int_equal(pk_fs_read_file(path, 100, &out, &err), PK_E_INVALID);
+    alarm(0);
+    assert_non_null(strstr(err.msg, "not a regular file"));
+    pk_buf_free(&out);
+}
+
 static void test_write_atomic_mode(void **state)
 {
     (void)state;
@@ -105,13 +126,46 @@ static void test_write_atomic_mode(void **state)
     assert_int_equal(st.st_size, 4);
 }
 
+/* A new file is born with its mode under any umask, and never written through a planted link
+ * or over an existing file. */
+static void test_write_new_at_exclusive_and_mode(void **state)
+{
+    (void)state;
+    char target[512], linkp[512];
+    struct stat st;
+    struct pk_err err;
+    mode_t old_umask = umask(0);
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY);
+
+    assert_true(dfd >= 0);
+    assert_int_equal(pk_fs_write_new_at(dfd, "new-key", "k", 1, 0600, "new-key", &err), 0);
+    assert_int_equal(fstatat(dfd, "new-key", &st, 0), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    /* Existing: refused, and the file is left as it was. */
+    assert_int_equal(pk_fs_write_new_at(dfd, "new-key", "kk", 2, 0600, "new-key", &err), -EEXIST);
+    assert_non_null(strstr(err.msg, "new-key: cannot create"));
+    assert_int_equal(fstatat(dfd, "new-key", &st, 0), 0);
+    assert_int_equal(st.st_size, 1);
+    /* A dangling link planted under the name is not followed to create its target. */
+    snprintf(target, sizeof(target), "%s/elsewhere", dir);
+    snprintf(linkp, sizeof(linkp), "%s/planted", dir);
+    assert_int_equal(symlink(target, linkp), 0);
+    assert_int_equal(pk_fs_write_new_at(dfd, "planted", "k", 1, 0600, "planted", &err), -EEXIST);
+    assert_int_equal(stat(target, &st), -1);
+    assert_int_equal(pk_fs_sync_dir(dfd, dir, &err), 0);
+    umask(old_umask);
+    close(dfd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(test_read_exactly_max),
             cmocka_unit_test(test_read_one_over_max),
             cmocka_unit_test(test_read_missing_and_directory),
+            cmocka_unit_test(test_read_fifo_does_not_block),
             cmocka_unit_test(test_write_atomic_mode),
+            cmocka_unit_test(test_write_new_at_exclusive_and_mode),
     };
     return cmocka_run_group_tests(tests, make_dir, NULL);
 }
