@@ -31,8 +31,11 @@ struct pk_sentry_client_config {
     const char *trust_domain;               /* request trust_domain; NULL or "" sends none, and
                                              * Sentry then uses "public" */
     const char *token_file;                 /* re-read per request; NULL: no token */
-    int token_validator;                    /* the SignCertificateRequest enum value to send */
-    const uint8_t *anchors_pem;             /* trust anchors (borrowed) */
+    const uint8_t *token;                   /* or the token itself (borrowed, secret; used
+                                             * only while pk_sentry_fetch_start runs) */
+    size_t token_len;
+    int token_validator;        /* the SignCertificateRequest enum value to send */
+    const uint8_t *anchors_pem; /* trust anchors (borrowed) */
     size_t anchors_pem_len;
     double timeout; /* per attempt, seconds */
     uint32_t mark;  /* SO_MARK of the connection to Sentry; 0 = none */

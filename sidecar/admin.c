@@ -135,6 +135,10 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
     set_int(rot, "initial_failures", (long long)st.initial_failures);
     set_int(rot, "responses_rejected", (long long)st.responses_rejected);
     set_int(rot, "consecutive_failures", st.failures);
+    set_int(rot, "token_failures", (long long)st.token_failures);
+    if (st.last_error[0] != '\0') {
+        json_object_set_new(rot, "last_error", json_string(st.last_error));
+    }
     if (st.next_attempt_in >= 0) {
         json_object_set_new(rot, "next_retry_in", json_real(st.next_attempt_in));
     }
@@ -366,6 +370,9 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
                        (unsigned long long)st.rotations_failed);
     r |= metric(out, "picket_initial_fetch_failures_total", "counter",
                 "Failed attempts to obtain the first identity.", (double)st.initial_failures);
+    r |= metric(out, "picket_sentry_token_failures_total", "counter",
+                "Identity requests not sent because the Sentry token could not be read.",
+                (double)st.token_failures);
     r |= metric(out, "picket_sentry_responses_rejected_total", "counter",
                 "Sentry responses that failed picket's checks and were not installed.",
                 (double)st.responses_rejected);

@@ -59,6 +59,10 @@ const struct key config_agent_keys[] = {
             .doc = "run with /bin/sh -c after each export"),
         KEY("export_pid_file", K_STRING, agent.export_pid_file, 0, 0, NULL, .arg = "FILE",
             .doc = "send export_signal to the process in this pid file after each export"),
+        KEY("mode", K_MODE, agent.mode, 0, 0, NULL, .flags = KF_RESTART, .arg = "MODE",
+            .doc = "standalone, kubernetes or auto (kubernetes when KUBERNETES_SERVICE_HOST is "
+                   "set); kubernetes sends the pod's projected token with the KUBERNETES "
+                   "validator (--mode, PICKET_MODE)"),
         KEY("export_signal", K_SIGNAL, agent.export_signal, 0, 0, NULL, .arg = "SIGNAL",
             .doc = "the signal for export_pid_file: HUP, USR1, ... (with or without SIG)"),
 };
@@ -242,6 +246,28 @@ int config_parse_bool(const char *text, bool go_forms, bool *out)
         return 0;
     }
     return PK_E_INVALID;
+}
+
+static const char *const mode_names[] = {
+        [PK_AGENT_MODE_AUTO] = "auto",
+        [PK_AGENT_MODE_STANDALONE] = "standalone",
+        [PK_AGENT_MODE_KUBERNETES] = "kubernetes",
+};
+
+int config_parse_mode(const char *text, int *out)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(mode_names); i++) {
+        if (strcmp(text, mode_names[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    return PK_E_INVALID;
+}
+
+const char *config_mode_name(int mode)
+{
+    return mode >= 0 && (size_t)mode < PK_ARRAY_LEN(mode_names) ? mode_names[mode] : NULL;
 }
 
 /* Digits with at most one '.', nothing else: strtod alone would also take "nan", "1e3", "0x1p-1"
@@ -621,6 +647,13 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
         *(int *)field = (int)level;
         return 0;
     }
+    case K_MODE:
+        if (config_parse_mode(value, &i) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "`%s' is not auto, standalone or kubernetes",
+                              pk_quote(q, sizeof(q), value, strlen(value)));
+        }
+        *(int *)field = i;
+        return 0;
     case K_UNMAPPED:
         if (strcmp(value, "deny") == 0) {
             *(enum pk_unmapped_policy *)field = PK_UNMAPPED_DENY;
@@ -686,6 +719,7 @@ void config_move_field(const struct key *k, void *to, void *from)
         return;
     case K_SIGNAL:
     case K_LOG_LEVEL:
+    case K_MODE:
         memcpy(dst, src, sizeof(int));
         return;
     }

@@ -45,6 +45,7 @@ enum key_type {
     K_SIZE,     /* a size_t in [min, max] */
     K_SIGNAL,   /* a signal name: HUP, SIGUSR1, ... */
     K_LOG_LEVEL,
+    K_MODE,     /* auto, standalone or kubernetes (enum pk_agent_mode) */
     K_DST,      /* CIDR [PORTS] (common/dstmap.h) */
     K_DST_RULE, /* CIDR [PORTS] ACTION (common/dstmap.h) */
     K_PORTS,    /* PORT or LO-HI */
@@ -158,5 +159,12 @@ void config_listener_init(struct pk_listener_config *lc, enum pk_listener_kind k
 
 /* The name export_signal takes for signal number ("HUP"), or NULL when it takes none. */
 const char *config_signal_name(int number);
+
+/* "auto", "standalone" or "kubernetes" (exactly, as daprd's --mode) into *out (enum
+ * pk_agent_mode); PK_E_INVALID for anything else. */
+int config_parse_mode(const char *text, int *out);
+
+/* The name of an enum pk_agent_mode value. */
+const char *config_mode_name(int mode);
 
 #endif
