@@ -18,7 +18,7 @@
 #include "common/key.h"
 #include "common/log.h"
 #include "common/mem.h"
-#include "rpc/filewatch.h"
+#include "net/filewatch.h"
 #include "sentry.pb-c.h"
 
 /* The longest the agent sleeps without looking at the wall clock again: a jump of the wall

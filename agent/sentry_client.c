@@ -11,7 +11,7 @@
 #include "common/mem.h"
 #include "common/pem.h"
 #include "common/tls.h"
-#include "rpc/grpc_client.h"
+#include "net/grpc_client.h"
 #include "sentry.pb-c.h"
 
 #define SIGN_METHOD "/dapr.proto.sentry.v1.CA/SignCertificate"

@@ -38,7 +38,7 @@
 #include "cmd/flags.h"
 #include "common/buf.h"
 #include "common/err.h"
-#include "rpc/http_server.h"
+#include "net/http_server.h"
 
 #define EXIT_FAILED_REQUESTS 1
 #define EXIT_USAGE           2

@@ -349,21 +349,15 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
 
 /* ---- the peer's leaf ------------------------------------------------------------------------- */
 
-int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *id_out,
-                  struct pk_err *err)
+/* SPIFFE X.509-SVID §2: an SVID carries exactly one URI SAN, its SPIFFE ID. */
+static int peer_spiffe_id(const struct pk_cert *leaf, struct pk_spiffe_id *id, struct pk_err *err)
 {
     char q[QUOTE_LEN];
     char q2[QUOTE_LEN];
-    char when[32];
-    char at[32];
-    struct pk_spiffe_id id;
-    size_t n_uris;
+    size_t n_uris = pk_cert_uri_count(leaf);
     const char *uri;
     int r;
 
-    PK_ASSERT(leaf != NULL && id_out != NULL);
-    /* SPIFFE X.509-SVID §2: an SVID carries exactly one URI SAN, its SPIFFE ID. */
-    n_uris = pk_cert_uri_count(leaf);
     if (n_uris == 0) {
         return pk_err_set(
                 err, PK_E_INVALID, "peer certificate has no URI SAN (subject \"%s\")",
@@ -377,9 +371,49 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
                 n_uris > 2 ? ", ..." : "");
     }
     uri = pk_cert_uri(leaf, 0);
-    r = pk_spiffe_parse(uri, strlen(uri), &id, err);
+    r = pk_spiffe_parse(uri, strlen(uri), id, err);
     if (r != 0) {
         return pk_err_prefix(err, r, "peer certificate's URI SAN is not a SPIFFE ID");
+    }
+    return 0;
+}
+
+/* RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter. The TLS layer
+ * has checked the chain already; this is the same clock, so no skew is added. */
+static int peer_valid_now(const struct pk_cert *leaf, time_t now, const char *uri,
+                          struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+    char when[32];
+    char at[32];
+
+    format_time(now, at, sizeof(at));
+    if (now > pk_cert_not_after(leaf)) {
+        format_time(pk_cert_not_after(leaf), when, sizeof(when));
+        return pk_err_set(err, PK_E_EXPIRED,
+                          "peer certificate has expired: not after %s, now %s: `%s'", when, at,
+                          pk_quote(q, sizeof(q), uri, strlen(uri)));
+    }
+    if (now < pk_cert_not_before(leaf)) {
+        format_time(pk_cert_not_before(leaf), when, sizeof(when));
+        return pk_err_set(err, PK_E_NOTYETVALID,
+                          "peer certificate is not yet valid: not before %s, now %s: `%s'", when,
+                          at, pk_quote(q, sizeof(q), uri, strlen(uri)));
+    }
+    return 0;
+}
+
+int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *id_out,
+                  struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+    struct pk_spiffe_id id;
+    int r;
+
+    PK_ASSERT(leaf != NULL && id_out != NULL);
+    r = peer_spiffe_id(leaf, &id, err);
+    if (r != 0) {
+        return r;
     }
     /* SPIFFE X.509-SVID §4.1, §4.3: a leaf SVID must not be a CA and must not be able to sign
      * certificates or CRLs; without this any workload could mint IDs for others. */
@@ -413,20 +447,9 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
                           pk_key_type_name(pk_cert_key_type(leaf)),
                           pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
-    /* RFC 5280 §4.1.2.5: the validity period includes both notBefore and notAfter. The TLS
-     * layer has checked the chain already; this is the same clock, so no skew is added. */
-    format_time(now, at, sizeof(at));
-    if (now > pk_cert_not_after(leaf)) {
-        format_time(pk_cert_not_after(leaf), when, sizeof(when));
-        return pk_err_set(err, PK_E_EXPIRED,
-                          "peer certificate has expired: not after %s, now %s: `%s'", when, at,
-                          pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
-    }
-    if (now < pk_cert_not_before(leaf)) {
-        format_time(pk_cert_not_before(leaf), when, sizeof(when));
-        return pk_err_set(err, PK_E_NOTYETVALID,
-                          "peer certificate is not yet valid: not before %s, now %s: `%s'", when,
-                          at, pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
+    r = peer_valid_now(leaf, now, id.uri, err);
+    if (r != 0) {
+        return r;
     }
     /* id.path points into id.uri: a copy must point into its own. */
     *id_out = id;

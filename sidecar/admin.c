@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: the admin endpoint's handlers over rpc/http_server. */
+/* picket: the admin endpoint's handlers over net/http_server. */
 #include "sidecar/admin.h"
 
 #include <errno.h>
@@ -14,8 +14,8 @@
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/x509.h"
+#include "net/http_server.h"
 #include "proxy/proxy.h"
-#include "rpc/http_server.h"
 
 struct pk_admin {
     struct pk_http_server *http;

@@ -5,7 +5,7 @@
  * /readyz is 200 only while the agent holds a valid identity and every listener is accepting;
  * otherwise 503 with the reason in the body, so a Kubernetes probe or `curl -f` can tell why.
  *
- * Each request is bounded by rpc/http_server: a request head of at most 8 KiB (the parser,
+ * Each request is bounded by net/http_server: a request head of at most 8 KiB (the parser,
  * common/http1, is fuzzed by tests/fuzz/fuzz_http1), 5 seconds per phase, 64 connections. */
 #ifndef PK_SIDECAR_ADMIN_H
 #define PK_SIDECAR_ADMIN_H

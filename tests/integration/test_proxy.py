@@ -312,6 +312,10 @@ def test_two_sidecars_frontend_to_backend(pki_env, start_agent):
         res = subprocess.run(["curl", "-sS", f"http://127.0.0.1:{fport}/"], capture_output=True,
                              timeout=10)
         assert res.stdout == b"hello", res.stderr
+    # A connection's bytes are counted when the proxy closes it, which may be just after curl
+    # has read the reply and exited.
+    wait_for(lambda: front.status()["listeners"][0]["bytes_out"] >= 5 * len(HTTP_OK), 10,
+             what="the bytes of the fifth connection counted")
     st = front.status()["listeners"][0]
     assert st["total"] == 5 and st["bytes_out"] >= 5 * len(HTTP_OK)
 

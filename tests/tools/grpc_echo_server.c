@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: test-only gRPC server whose one method echoes its request bytes (rpc/grpc_server).
+/* picket: test-only gRPC server whose one method echoes its request bytes (net/grpc_server).
  *
  * Usage: grpc_echo_server --cert CHAIN.pem --key KEY [--anchors ROOTS.pem] [--listen ADDR]
  *                         [--port N] [--method /pkg.Service/Method] [--tls12]
@@ -22,7 +22,7 @@
 #include "common/grpc.h"
 #include "common/mem.h"
 #include "common/tls.h"
-#include "rpc/grpc_server.h"
+#include "net/grpc_server.h"
 
 #define MAX_FILE (1024 * 1024)
 

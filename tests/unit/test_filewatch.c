@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Unit tests for rpc/filewatch: edits that stat cannot see, ..data swaps, the name filter,
+/* Unit tests for net/filewatch: edits that stat cannot see, ..data swaps, the name filter,
  * unchanged contents, debouncing. */
 #include <ev.h>
 #include <setjmp.h>
@@ -17,7 +17,7 @@
 #include <cmocka.h>
 /* clang-format on */
 
-#include "rpc/filewatch.h"
+#include "net/filewatch.h"
 
 static char dir[256];
 

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: unit tests for rpc/http_server, against a real libev loop on 127.0.0.1. */
+/* picket: unit tests for net/http_server, against a real libev loop on 127.0.0.1. */
 /* cmocka.h must come after the system headers it relies on. */
 /* clang-format off */
 #include <arpa/inet.h>
@@ -26,7 +26,7 @@
 
 #include "common/err.h"
 #include "common/log.h"
-#include "rpc/http_server.h"
+#include "net/http_server.h"
 
 /* The server runs on its own loop in a second thread; the test talks to it over real sockets
  * from the main thread and stops the loop through an ev_async. */

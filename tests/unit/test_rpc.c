@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* picket: unit tests for common/tls, rpc/tls_stream, rpc/grpc_server and rpc/grpc_client over
+/* picket: unit tests for common/tls, net/tls_stream, net/grpc_server and net/grpc_client over
  * real sockets on 127.0.0.1, with Sentry-profile certificates minted by the openssl CLI at test
  * time (leaf: empty subject, one critical URI SAN, no BasicConstraints; chain leaf + issuer; the
  * root is the only anchor). */
@@ -28,8 +28,8 @@
 #include "common/err.h"
 #include "common/grpc.h"
 #include "common/tls.h"
-#include "rpc/grpc_client.h"
-#include "rpc/grpc_server.h"
+#include "net/grpc_client.h"
+#include "net/grpc_server.h"
 
 #define SENTRY_ID "spiffe://localhost/ns/default/dapr-sentry"
 #define ECHO_PATH "/picket.test.Echo/Echo"

@@ -14,8 +14,8 @@
  * the connection is closed with close_notify in the background.
  *
  * Single-threaded: call these on the loop's thread. */
-#ifndef PK_RPC_GRPC_CLIENT_H
-#define PK_RPC_GRPC_CLIENT_H
+#ifndef PK_NET_GRPC_CLIENT_H
+#define PK_NET_GRPC_CLIENT_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -16,8 +16,8 @@
  * so binding never waits for DNS.
  *
  * Everything runs on the thread of the given loop; the functions here must be called on it. */
-#ifndef PK_RPC_HTTP_SERVER_H
-#define PK_RPC_HTTP_SERVER_H
+#ifndef PK_NET_HTTP_SERVER_H
+#define PK_NET_HTTP_SERVER_H
 
 #include <stddef.h>
 #include <stdint.h>

@@ -21,8 +21,8 @@
  * called from inside any op (typically from ops.closed); the memory is released when the
  * outermost callback returns, and no op is called after pk_tls_stream_free. Outside callbacks it
  * frees at once. The stream never frees its owner. */
-#ifndef PK_RPC_TLS_STREAM_H
-#define PK_RPC_TLS_STREAM_H
+#ifndef PK_NET_TLS_STREAM_H
+#define PK_NET_TLS_STREAM_H
 
 #include <stdbool.h>
 #include <stddef.h>

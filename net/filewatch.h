@@ -16,8 +16,8 @@
  * only when one differs from what it was at the previous callback (or at start) — so a file
  * rewritten with the same bytes, touched, or swapped for an identical copy costs no reload,
  * whether the previous contents were accepted or refused by the caller. */
-#ifndef PK_RPC_FILEWATCH_H
-#define PK_RPC_FILEWATCH_H
+#ifndef PK_NET_FILEWATCH_H
+#define PK_NET_FILEWATCH_H
 
 #include <stdbool.h>
 #include <stddef.h>

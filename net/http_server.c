@@ -7,7 +7,7 @@
  * request bytes do not turn our close into a RST that destroys the answer in flight). Watchers are
  * stopped before a connection is freed, which also clears any event still pending for them, so
  * no callback can reach a freed connection. */
-#include "rpc/http_server.h"
+#include "net/http_server.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

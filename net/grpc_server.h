@@ -13,8 +13,8 @@
  * listener pauses for a short back-off instead of spinning on a readable socket it cannot drain.
  *
  * Single-threaded: every function must be called on the loop's thread. */
-#ifndef PK_RPC_GRPC_SERVER_H
-#define PK_RPC_GRPC_SERVER_H
+#ifndef PK_NET_GRPC_SERVER_H
+#define PK_NET_GRPC_SERVER_H
 
 #include <stdbool.h>
 #include <stddef.h>
