@@ -509,6 +509,7 @@ static void start_fetch(struct pk_agent *a)
             .anchors_pem_len = anchors->len,
             .timeout = cfg->request_timeout,
             .mark = (uint32_t)cfg->mark,
+            .resolved = cfg->sentry_slot,
     };
     struct pk_buf token;
     struct pk_err err;

@@ -8,6 +8,8 @@
 
 #include <stdbool.h>
 
+struct pk_addrset_slot;
+
 /* Where the agent runs, as daprd's --mode: it decides which token goes to Sentry (agent/token.h).
  */
 enum pk_agent_mode {
@@ -56,6 +58,8 @@ struct pk_agent_config {
     char *token_file;                 /* key token_file; env DAPR_SENTRY_TOKEN_FILE */
     int mode;          /* enum pk_agent_mode; key [agent] mode; flag --mode; env PICKET_MODE */
     char *secrets_dir; /* env PICKET_TEST_SECRETS_DIR (tests only); NULL = /var/run/secrets */
+    struct pk_addrset_slot *sentry_slot; /* sentry_address is a DNS name: where picket run's
+                                          * resolver publishes its answers (borrowed) */
     bool adopt_sentry_anchors; /* key adopt_trust_chain: also trust the roots Sentry returns */
     /* [proxy] */
     long mark; /* key mark: SO_MARK set on every socket picket connects (proxy and Sentry

@@ -449,6 +449,7 @@ int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_co
                 .verify_peer = pk_sentry_client_verify_server,
                 .verify_ctx = &f->cfg,
                 .mark = f->cfg.mark,
+                .resolved = f->cfg.resolved,
         };
         r = pk_rpc_call_start(loop, &copts, fetch_done, f, &f->call, err);
         if (r != 0) {

@@ -70,8 +70,13 @@ struct lwatch {
     size_t li; /* the listener's index in the worker's current generation */
     ev_io io;
     ev_timer resume; /* accepting paused */
-    bool on;         /* watchers started */
-    bool starved;    /* paused for lack of descriptors (logged once) */
+    /* A DNS name's target: this worker's reference to the answer it last took from the slot,
+     * the slot's generation then, and a counter that spreads connections over the addresses. */
+    struct pk_addrset *addrs;
+    uint64_t addrs_generation;
+    size_t next_addr;
+    bool on;      /* watchers started */
+    bool starved; /* paused for lack of descriptors (logged once) */
 };
 
 struct listener {
@@ -84,7 +89,9 @@ struct listener {
     uint32_t mark;             /* SO_MARK for sockets to targets; 0 = none */
     struct pk_dst_rule *rules; /* transparent: the map lines, parsed (cfg's map_rules) */
     size_t n_rules;
-    struct lwatch *watch;       /* per worker */
+    struct pk_addrset_slot *target_slot; /* a DNS name's target (cfg's), or NULL */
+    struct lwatch *watch;                /* per worker */
+    unsigned n_watch;
     _Atomic unsigned accepting; /* workers whose watchers are on */
     _Atomic uint64_t active, total, handshaking, bytes_in, bytes_out;
     _Atomic uint64_t closed[PK_PROXY_CLOSE_REASONS];

@@ -13,6 +13,7 @@
 #include "agent/agent.h"
 #include "common/compiler.h"
 #include "common/err.h"
+#include "net/resolver.h"
 
 struct ev_loop;
 struct pk_admin;
@@ -32,6 +33,10 @@ bool pk_admin_ready(struct pk_agent *agent, struct pk_proxy *proxy, char *why, s
 /* Also report the proxy's listeners (borrowed; must outlive the admin endpoint). NULL admin is
  * fine. */
 void pk_admin_set_proxy(struct pk_admin *admin, struct pk_proxy *proxy);
+
+/* Also report the DNS names resolver resolves (borrowed; must outlive the admin endpoint; NULL =
+ * none): "dns" in /status, picket_dns_* in /metrics. NULL admin is fine. */
+void pk_admin_set_resolver(struct pk_admin *admin, struct pk_resolver *resolver);
 
 /* The bound TCP port (0 for a unix socket). */
 unsigned pk_admin_port(const struct pk_admin *admin);

@@ -80,6 +80,9 @@ struct pk_sidecar_config *pk_sidecar_config_new(void)
     cfg->workers = 0;
     cfg->shutdown_timeout = 10;
     cfg->agent.mark = 0;
+    cfg->dns_ttl_min = 1;
+    cfg->dns_ttl_max = 300;
+    cfg->dns_timeout = 2;
     cfg->exclude_uid = -1;
     cfg->exclude_gid = -1;
     return cfg;
@@ -174,6 +177,7 @@ void pk_sidecar_config_free(struct pk_sidecar_config *cfg)
     free(cfg->agent.token_file);
     free(cfg->agent.secrets_dir);
     free(cfg->admin_listen);
+    free(cfg->dns_servers);
     free(cfg->config_file);
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         pk_listener_config_clear(&cfg->listeners[i]);

@@ -46,6 +46,8 @@ enum key_type {
     K_SIGNAL,   /* a signal name: HUP, SIGUSR1, ... */
     K_LOG_LEVEL,
     K_MODE,     /* auto, standalone or kubernetes (enum pk_agent_mode) */
+    K_SERVERS,  /* IP:PORT or [IPV6]:PORT, comma-separated: DNS servers */
+    K_TARGET,   /* what K_SOCKET takes, or HOST:PORT with a DNS name (resolved by [dns]) */
     K_DST,      /* CIDR [PORTS] (common/dstmap.h) */
     K_DST_RULE, /* CIDR [PORTS] ACTION (common/dstmap.h) */
     K_PORTS,    /* PORT or LO-HI */
@@ -63,6 +65,8 @@ enum key_type {
     case K_ADDRESS:                                                                                \
     case K_LISTEN:                                                                                 \
     case K_SOCKET:                                                                                 \
+    case K_TARGET:                                                                                 \
+    case K_SERVERS:                                                                                \
     case K_APP_ID:                                                                                 \
     case K_SPIFFE_ID:                                                                              \
     case K_SPIFFE_PATTERN:                                                                         \
@@ -132,7 +136,7 @@ struct section_kind {
 };
 
 /* The sections and keys. The counts are checked against the tables where they are defined. */
-#define CONFIG_N_KINDS         9
+#define CONFIG_N_KINDS         10
 #define CONFIG_N_LISTENER_KEYS 26
 extern const struct key config_agent_keys[];
 extern const struct key config_sentry_keys[];
@@ -140,6 +144,7 @@ extern const struct key config_admin_keys[];
 extern const struct key config_log_keys[];
 extern const struct key config_proxy_keys[];
 extern const struct key config_iptables_keys[];
+extern const struct key config_dns_keys[];
 extern const struct key config_listener_keys[CONFIG_N_LISTENER_KEYS];
 extern const struct section_kind config_kinds[CONFIG_N_KINDS];
 

@@ -81,7 +81,8 @@ static const char help_head[] =
         "` ;' comments after a value. Each key at most once (allow_* may repeat); no empty\n"
         "values; no indented lines; at most 197 bytes per line. Booleans: true/false, yes/no,\n"
         "on/off, 1/0. Durations: 10s, 1m30s, 2h. Addresses: IPV4:PORT, [IPV6]:PORT,\n"
-        "localhost:PORT or unix:/PATH (names other than localhost are not resolved).\n";
+        "localhost:PORT or unix:/PATH; a listener's target and [sentry] address may also be\n"
+        "HOST:PORT with a DNS name, resolved on the event loop (see [dns]).\n";
 
 static const char help_tail[] =
         "\n"

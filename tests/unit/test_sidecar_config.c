@@ -909,6 +909,33 @@ static void test_config_flag_forms(void **state)
     unlink(path);
 }
 
+/* A listener target may be a DNS name; a literal stays a literal; [dns] keys land. */
+static void test_name_targets_and_dns_keys(void **state)
+{
+    static const char ini[] = "[outbound peer]\nlisten = 127.0.0.1:9000\n"
+                              "target = peer.shop.svc.cluster.local:8443\nexpect_app_id = p\n"
+                              "[inbound web]\nlisten = 127.0.0.1:9001\ntarget = localhost:80\n"
+                              "[dns]\nservers = 127.0.0.1:5353,[::1]:53\nttl_min = 2s\n"
+                              "ttl_max = 1m\ntimeout = 300ms\n";
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(cfg->dns_ttl_min, 1);
+    assert_int_equal(cfg->dns_ttl_max, 300);
+    assert_null(cfg->dns_servers);
+    if (pk_sidecar_config_parse_ini(ini, strlen(ini), "t.ini", cfg, &err) != 0) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(cfg->listeners[0].target_addr.kind, PK_ADDR_NAME);
+    assert_string_equal(cfg->listeners[0].target_addr.host, "peer.shop.svc.cluster.local");
+    assert_int_equal(cfg->listeners[0].target_addr.port, 8443);
+    assert_int_equal(cfg->listeners[1].target_addr.kind, PK_ADDR_INET);
+    assert_string_equal(cfg->dns_servers, "127.0.0.1:5353,[::1]:53");
+    assert_true(cfg->dns_ttl_min == 2 && cfg->dns_ttl_max == 60 && cfg->dns_timeout == 0.3);
+    pk_sidecar_config_free(cfg);
+}
+
 /* The mode: flag over PICKET_MODE over [agent] mode; auto is kubernetes in a pod. */
 static void test_mode_layers_and_detection(void **state)
 {
@@ -1434,6 +1461,18 @@ static const struct ini_error ini_errors[] = {
                                                    "the host must be a numeric IPv4"},
         {"[inbound web]\ntarget = 127.1:80\n", "t.ini:2: [inbound web] target: `127.1:80': the "
                                                "host must be"},
+        {"[inbound web]\ntarget = peer .svc:80\n", "t.ini:2: [inbound web] target: "},
+        {"[outbound web]\ntarget = peer.svc:0\n", "t.ini:2: [outbound web] target: "},
+        /* [dns] */
+        {"[dns]\nservers = dns.example:53\n",
+         "t.ini:2: [dns] servers: `dns.example:53': the host must be"},
+        {"[dns]\nservers = 127.0.0.1:53,\n", "t.ini:2: [dns] servers: `127.0.0.1:53,' is not a "
+                                             "comma-separated list"},
+        {"[dns]\nservers = unix:/run/dns\n", "not a unix socket"},
+        {"[dns]\nservers = localhost:53\n", "a DNS server must be an IP address"},
+        {"[dns]\nttl_min = 10s\nttl_max = 5s\n", "t.ini:3: [dns] ttl_max: ttl_max 5s is less than "
+                                                 "ttl_min"},
+        {"[dns]\nttl_min = 0s\n", "t.ini:2: [dns] ttl_min: "},
         {"[inbound web]\nlisten = LOCALHOST:80\n", "t.ini:2: [inbound web] listen: "
                                                    "`LOCALHOST:80': the host must be"},
         {"[inbound web]\nlisten = 127.0.0.1:0\n",
@@ -1922,6 +1961,7 @@ int main(void)
             cmocka_unit_test(test_flag_forms),
             cmocka_unit_test(test_config_flag_forms),
             cmocka_unit_test(test_mode_layers_and_detection),
+            cmocka_unit_test(test_name_targets_and_dns_keys),
             cmocka_unit_test(test_daprd_config_yaml),
             cmocka_unit_test(test_help),
             cmocka_unit_test(test_help_text),
