@@ -55,6 +55,7 @@ struct run {
     struct pk_notify *notify;
     struct pk_resolver *resolver; /* DNS names of targets and Sentry; outlives proxy and agent */
     int status;
+    bool agent_started;
     bool ready_sent;     /* READY=1 went out (the first time) */
     char last_line[600]; /* the last STATUS= sent */
     ev_signal sigterm, sigint, sighup;
@@ -171,6 +172,26 @@ static void attach_names(struct run *run, struct pk_sidecar_config *cfg)
         addr.kind == PK_ADDR_NAME) {
         cfg->agent.sentry_slot = pk_resolver_watch(run->resolver, addr.host, addr.port);
     }
+}
+
+/* Start the agent once Sentry's address can be connected to: at once for an IP address, after
+ * the name's first lookup (answered or not) for a DNS name, so that the first request is not
+ * spent on a lookup still under way. */
+static void maybe_start_agent(struct run *run)
+{
+    const struct pk_addrset_slot *slot = run->cfg->agent.sentry_slot;
+
+    if (run->agent_started || (slot != NULL && !pk_resolver_settled(run->resolver, slot))) {
+        return;
+    }
+    run->agent_started = true;
+    pk_agent_start(run->agent);
+    update_readiness(run);
+}
+
+static void dns_settled_cb(void *ctx)
+{
+    maybe_start_agent(ctx);
 }
 
 /* Create and start the proxy for cfg's listeners, handing it the current identity if any. */
@@ -385,7 +406,8 @@ int pk_cmd_run(int argc, char **argv)
                 run.cfg->agent.sentry_address != NULL ? "sentry" : "static",
                 run.notify != NULL ? pk_notify_address(run.notify) : "none", wd);
     run.status = 0;
-    pk_agent_start(run.agent);
+    pk_resolver_set_hook(run.resolver, dns_settled_cb, &run);
+    maybe_start_agent(&run);
     update_readiness(&run);
     ran = true;
     ev_run(run.loop, 0);

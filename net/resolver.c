@@ -27,6 +27,7 @@ struct name {
     struct pk_addrset *last; /* our reference to what the slot holds */
     ev_timer refresh;
     bool in_flight;
+    bool settled; /* a lookup has ended */
     uint64_t answers, failures, changes;
     double answered_at; /* ev_now of the last good answer; 0 before one */
     double ttl;
@@ -47,6 +48,8 @@ struct pk_resolver {
     struct sock_watch socks[MAX_SOCKETS];
     struct name **names;
     size_t n_names;
+    void (*hook)(void *ctx);
+    void *hook_ctx;
 };
 
 static void lookup(struct name *n);
@@ -194,6 +197,7 @@ static void lookup_cb(void *arg, int status, int timeouts, struct ares_addrinfo 
         return; /* the resolver is going away; n may be too */
     }
     n->in_flight = false;
+    n->settled = true;
     if (status == ARES_SUCCESS && res != NULL) {
         answered(n, res);
     } else {
@@ -205,6 +209,9 @@ static void lookup_cb(void *arg, int status, int timeouts, struct ares_addrinfo 
         schedule(n, n->r->opts.ttl_min);
     }
     ares_freeaddrinfo(res);
+    if (n->r->hook != NULL) {
+        n->r->hook(n->r->hook_ctx);
+    }
 }
 
 static void lookup(struct name *n)
@@ -290,6 +297,22 @@ struct pk_addrset_slot *pk_resolver_watch(struct pk_resolver *r, const char *hos
     r->names[r->n_names++] = n;
     lookup(n);
     return &n->slot;
+}
+
+void pk_resolver_set_hook(struct pk_resolver *r, void (*fn)(void *ctx), void *ctx)
+{
+    r->hook = fn;
+    r->hook_ctx = ctx;
+}
+
+bool pk_resolver_settled(const struct pk_resolver *r, const struct pk_addrset_slot *slot)
+{
+    for (size_t i = 0; i < r->n_names; i++) {
+        if (&r->names[i]->slot == slot) {
+            return r->names[i]->settled;
+        }
+    }
+    return true;
 }
 
 size_t pk_resolver_count(const struct pk_resolver *r)

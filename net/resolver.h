@@ -16,6 +16,7 @@
 #define PK_NET_RESOLVER_H
 
 #include <ev.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "common/addrset.h"
@@ -50,6 +51,12 @@ int pk_resolver_new(struct ev_loop *loop, const struct pk_resolver_options *opts
  * again gets the same slot. The slot lives as long as the resolver; it is empty until the first
  * answer. The first lookup starts at once (its answer arrives on the loop). */
 struct pk_addrset_slot *pk_resolver_watch(struct pk_resolver *r, const char *host, uint16_t port);
+
+/* Call fn(ctx) on the loop after each lookup ends, answered or not (NULL fn: none). */
+void pk_resolver_set_hook(struct pk_resolver *r, void (*fn)(void *ctx), void *ctx);
+
+/* Whether the name behind slot (from pk_resolver_watch) has had a lookup end, answered or not. */
+bool pk_resolver_settled(const struct pk_resolver *r, const struct pk_addrset_slot *slot);
 
 size_t pk_resolver_count(const struct pk_resolver *r);
 void pk_resolver_stats(const struct pk_resolver *r, size_t i, struct pk_resolver_stats *out);

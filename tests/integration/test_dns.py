@@ -167,8 +167,10 @@ def test_name_moves_new_connections_after_its_ttl(start_sentry, start_agent, tmp
     assert 1 <= st["ttl"] <= 5
     code, body = http_get(agent.admin_port, "/metrics")
     assert f'picket_dns_answers_total{{name="{NAME}:{peer_port}"}}' in body
-    # Sentry's address was a name too, and the identity came through it.
+    # Sentry's address was a name too, and the identity came through it; the first request
+    # waited for the name's first answer instead of failing without one.
     assert dns_status(agent, f"{SENTRY_NAME}:{sentry.port}")["answers"] >= 1
+    assert "no DNS answer yet" not in agent.proc.output()
 
 
 def test_a_dead_address_of_a_name_is_skipped(start_sentry, start_agent, tmp_path, apps):
