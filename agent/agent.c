@@ -131,7 +131,7 @@ static int add_anchors(struct pk_certs *out, const uint8_t *pem, size_t len, con
                        struct pk_err *err)
 {
     struct pk_certs parsed = {0};
-    int r = pk_certs_parse_pem(pem, len, what, &parsed, err);
+    int r = pk_certs_parse_anchors_pem(pem, len, what, &parsed, err);
 
     for (size_t i = 0; r == 0 && i < parsed.n; i++) {
         if (!certs_contain(out, parsed.v[i])) {

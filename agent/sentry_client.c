@@ -288,7 +288,8 @@ int pk_sentry_fetch_sync(const struct pk_sentry_client_config *cfg, struct pk_sv
     int r;
 
     pk_buf_init(&request, 256 * 1024);
-    r = pk_certs_parse_pem(cfg->anchors_pem, cfg->anchors_pem_len, "trust anchors", &anchors, err);
+    r = pk_certs_parse_anchors_pem(cfg->anchors_pem, cfg->anchors_pem_len, "trust anchors",
+                                   &anchors, err);
     if (r != 0) {
         goto out;
     }
@@ -413,8 +414,8 @@ int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_co
     }
     f->cfg.anchors_pem = f->anchors_pem.data;
     f->cfg.anchors_pem_len = f->anchors_pem.len;
-    r = pk_certs_parse_pem(f->anchors_pem.data, f->anchors_pem.len, "trust anchors", &f->anchors,
-                           err);
+    r = pk_certs_parse_anchors_pem(f->anchors_pem.data, f->anchors_pem.len, "trust anchors",
+                                   &f->anchors, err);
     if (r != 0) {
         goto fail;
     }

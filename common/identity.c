@@ -433,6 +433,10 @@ static int build(struct pk_key *key, const struct pk_certs *chain, const struct 
         PK_ASSERT(r == 0);
     }
     for (size_t i = 0; i < anchors->n; i++) {
+        r = pk_cert_check_anchor(anchors->v[i], "trust anchor", i + 1, err);
+        if (r != 0) {
+            goto out;
+        }
         r = pk_certs_push_copy(&id->anchors, anchors->v[i]);
         PK_ASSERT(r == 0);
     }

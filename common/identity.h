@@ -54,6 +54,7 @@ struct pk_identity_params {
 /* Check the parameters and build an identity. The checks, in order, each failing with the code
  * given and a message naming the problem:
  *  - a key, a non-empty chain and at least one anchor (PK_E_INVALID);
+ *  - every anchor is a CA (pk_cert_check_anchor; PK_E_INVALID naming it);
  *  - the leaf carries exactly one URI SAN and it is a valid SPIFFE ID (PK_E_INVALID);
  *  - the leaf is not a CA and its key usage allows neither keyCertSign nor cRLSign
  *    (PK_E_INVALID): a workload key must not be able to mint certificates;

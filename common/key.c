@@ -803,9 +803,8 @@ bool pk_pubkey_equal(const struct pk_pubkey *a, const struct pk_pubkey *b)
     return a->spki_len == b->spki_len && memcmp(a->spki, b->spki, a->spki_len) == 0;
 }
 
-/* Make a pk_pubkey from a raw key (uncompressed point or 32 bytes), checking it. */
-static int pubkey_from_raw(enum pk_key_type type, const uint8_t *raw, size_t raw_len,
-                           struct pk_pubkey **out, struct pk_err *err)
+int pk_pubkey_from_raw(enum pk_key_type type, const uint8_t *raw, size_t raw_len,
+                       struct pk_pubkey **out, struct pk_err *err)
 {
     struct pk_pubkey *pub = pubkey_alloc(type);
     int r;
@@ -895,14 +894,14 @@ int pk_pubkey_from_spki(const uint8_t *spki, size_t len, struct pk_pubkey **out,
         return pk_err_set(err, PK_E_INVALID, "SubjectPublicKeyInfo: malformed key bits");
     }
     if (OID_IS(&alg, oid_ec_public_key) && have_params && OID_IS(&params, oid_prime256v1)) {
-        return pubkey_from_raw(PK_KEY_P256, raw, raw_len, out, err);
+        return pk_pubkey_from_raw(PK_KEY_P256, raw, raw_len, out, err);
     }
     if (OID_IS(&alg, oid_ed25519)) {
         if (have_params) {
             return pk_err_set(err, PK_E_INVALID,
                               "SubjectPublicKeyInfo: Ed25519 parameters must be absent");
         }
-        return pubkey_from_raw(PK_KEY_ED25519, raw, raw_len, out, err);
+        return pk_pubkey_from_raw(PK_KEY_ED25519, raw, raw_len, out, err);
     }
     return pk_err_set(err, PK_E_UNSUPPORTED,
                       "unsupported public key type %s (picket uses P-256 or Ed25519)",
@@ -918,7 +917,7 @@ int pk_key_public(const struct pk_key *key, struct pk_pubkey **out)
     if (r != 0) {
         return r;
     }
-    r = pubkey_from_raw(key->type, raw, raw_len, out, NULL);
+    r = pk_pubkey_from_raw(key->type, raw, raw_len, out, NULL);
     return r == 0 ? 0 : PK_E_CRYPTO;
 }
 

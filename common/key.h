@@ -68,6 +68,11 @@ int pk_key_public_spki(const struct pk_key *key, struct pk_buf *out) PK_MUST_USE
  * returns NULL. pk_pubkey_spki is the canonical re-encoding, borrowed from pub. */
 int pk_pubkey_from_spki(const uint8_t *spki, size_t len, struct pk_pubkey **out, struct pk_err *err)
         PK_MUST_USE;
+/* The same from a raw public key: a 65-byte uncompressed P-256 point (coordinates below p, on
+ * the curve) or 32 Ed25519 bytes. *out takes the key. PK_E_INVALID, PK_E_UNSUPPORTED (a
+ * compressed point). */
+int pk_pubkey_from_raw(enum pk_key_type type, const uint8_t *raw, size_t raw_len,
+                       struct pk_pubkey **out, struct pk_err *err) PK_MUST_USE;
 struct pk_pubkey *pk_pubkey_free(struct pk_pubkey *pub);
 enum pk_key_type pk_pubkey_get_type(const struct pk_pubkey *pub);
 struct pk_slice pk_pubkey_spki(const struct pk_pubkey *pub); /* borrowed from pub */

@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "x509.h"
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
 #error "wolfSSL must be built with WOLFSSL_ALWAYS_VERIFY_CB (the peer chain is kept by verify_cb)"
@@ -31,6 +32,12 @@ struct pk_tls_ctx {
     bool server;
     WOLFSSL_CTX *wctx;
     char *alpn;
+    /* The trust anchors every peer chain is verified against, by verify_cb; empty when peers
+     * are not verified. They are deliberately not loaded into wolfSSL's certificate manager
+     * (see verify_cb). */
+    struct pk_certs anchors;
+    /* The verify callback's context for sessions that record nothing (shared, read-only). */
+    struct pk_tls_peer_chain no_record;
 };
 
 /* TLS 1.3 AEAD suites, then the TLS 1.2 ECDHE + AEAD suites grpc-go keeps. wolfSSL skips names
@@ -170,20 +177,11 @@ static int set_protocol_policy(WOLFSSL_CTX *wctx, const struct pk_tls_config *cf
     return 0;
 }
 
-/* wolfSSL calls this for the peer's leaf once the chain below it has been checked (the builds
- * picket accepts define WOLFSSL_ALWAYS_VERIFY_CB), with everything the peer sent in
- * store->certs. The verdict stays wolfSSL's: preverify is returned unchanged. userCtx is the
- * struct pk_tls_peer_chain of pk_tls_session_record_peer_chain, or NULL for sessions that keep
- * nothing. */
-static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+/* Copy what the peer sent (store->certs) into chain. */
+static void keep_peer_chain(struct pk_tls_peer_chain *chain, const WOLFSSL_X509_STORE_CTX *store)
 {
-    struct pk_tls_peer_chain *chain = store->userCtx;
     size_t total = 0;
 
-    if (!preverify || chain == NULL || store->error_depth != 0 || store->certs == NULL ||
-        store->totalCerts <= 0) {
-        return preverify;
-    }
     pk_tls_peer_chain_clear(chain);
     for (int i = 0; i < store->totalCerts; i++) {
         total += 4 + store->certs[i].length;
@@ -200,11 +198,103 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
         chain->len += 4 + n;
         chain->count++;
     }
-    return preverify;
 }
 
-void pk_tls_session_record_peer_chain(WOLFSSL *ssl, struct pk_tls_peer_chain *chain)
+/* Verify what the peer sent, leaf first, against anchors now. 0 or pk_x509_verify_chain's
+ * code, PK_E_INVALID for a certificate that does not parse. */
+static int verify_peer_chain(const struct pk_certs *anchors, const WOLFSSL_X509_STORE_CTX *store,
+                             struct pk_err *err)
 {
+    struct pk_certs sent = {NULL, 0};
+    int r = 0;
+
+    for (int i = 0; r == 0 && i < store->totalCerts; i++) {
+        struct pk_cert *cert = NULL;
+        r = pk_cert_parse_der(store->certs[i].buffer, store->certs[i].length,
+                              i == 0 ? "peer leaf certificate" : "peer chain certificate", &cert,
+                              err);
+        if (r == 0) {
+            r = pk_certs_push_copy(&sent, cert);
+            pk_cert_free(cert);
+        }
+    }
+    if (r == 0) {
+        struct pk_certs above = {sent.v + 1, sent.n - 1};
+        r = pk_x509_verify_chain(sent.v[0], &above, anchors, err);
+    }
+    pk_certs_clear(&sent);
+    return r;
+}
+
+/* The errors wolfSSL reports for a leaf whose issuer is not in its (empty) certificate manager:
+ * its own codes, or OpenSSL's in builds with OPENSSL_COMPATIBLE_DEFAULTS (Debian's). */
+static bool issuer_not_found(int error)
+{
+#ifdef OPENSSL_COMPATIBLE_DEFAULTS
+    if (error == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
+        error == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT) {
+        return true;
+    }
+#endif
+    return error == ASN_NO_SIGNER_E || error == ASN_SELF_SIGNED_E;
+}
+
+/* The verdict on a peer's chain is ours, not wolfSSL's certificate manager's.
+ *
+ * wolfSSL 5.5.4 adds every CA certificate a peer sends, once it verifies, to the context's
+ * certificate manager for the life of the WOLFSSL_CTX (ProcessPeerCerts, AddCA with
+ * WOLFSSL_CHAIN_CA), and never checks the validity of a certificate already there. One peer's
+ * intermediate would then complete a later peer's chain, and outlive its own expiry. So the
+ * anchors are never loaded into the certificate manager: it stays empty, every certificate a
+ * peer sends fails there with ASN_NO_SIGNER_E, and a CA that fails is never added (with
+ * WOLFSSL_ALT_CERT_CHAINS, which both builds have, it is skipped; without, its error stands).
+ * This callback then decides at the leaf (error_depth 0), on exactly the certificates this peer
+ * sent, with pk_x509_verify_chain against the context's anchors at this moment: signatures,
+ * validity of every certificate including the anchor, CA flags, key usage, path length and
+ * name constraints. wolfSSL's own leaf checks (key usage, extended key usage, key size) report
+ * other errors, which stand. Intermediates are passed (1) because the decision needs the
+ * whole chain, which only the leaf's call sees.
+ *
+ * userCtx is a struct pk_tls_peer_chain: the context's no_record, or the caller's from
+ * pk_tls_session_record_peer_chain, which also receives a copy of the chain. */
+static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
+{
+    struct pk_tls_peer_chain *chain = store->userCtx;
+    struct pk_err err = {{0}};
+
+    (void)preverify;
+    if (chain == NULL || chain->_ctx == NULL) {
+        return 0; /* not one of our contexts: refuse rather than guess */
+    }
+    if (store->error_depth != 0) {
+        return 1;
+    }
+    if (store->error != 0 && !issuer_not_found(store->error)) {
+        char text[96];
+        pk_tls_strerror(store->error, text, sizeof(text));
+        PK_LOG_DEBUG("TLS peer certificate refused error=\"%s\"", text);
+        return 0;
+    }
+    if (store->certs == NULL || store->totalCerts <= 0) {
+        return 0;
+    }
+    int r = verify_peer_chain(&chain->_ctx->anchors, store, &err);
+    if (r != 0) {
+        PK_LOG_DEBUG("TLS peer chain refused error=\"%s\"", err.msg);
+        return 0;
+    }
+    if (chain->_record) {
+        keep_peer_chain(chain, store);
+    }
+    return 1;
+}
+
+void pk_tls_session_record_peer_chain(struct pk_tls_ctx *ctx, WOLFSSL *ssl,
+                                      struct pk_tls_peer_chain *chain)
+{
+    PK_ASSERT(ctx->magic == TLS_CTX_MAGIC);
+    chain->_ctx = ctx;
+    chain->_record = true;
     wolfSSL_SetCertCbCtx(ssl, chain);
 }
 
@@ -321,7 +411,8 @@ out:
     return rc;
 }
 
-static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg, struct pk_err *err)
+static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg,
+                            struct pk_certs *anchors, struct pk_err *err)
 {
     int r;
 
@@ -342,10 +433,11 @@ static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg, 
         }
     }
     if (cfg->anchors_pem != NULL) {
-        r = wolfSSL_CTX_load_verify_buffer(wctx, cfg->anchors_pem, (long)cfg->anchors_pem_len,
-                                           WOLFSSL_FILETYPE_PEM);
-        if (r != WOLFSSL_SUCCESS) {
-            return wolf_fail(err, r, "loading the TLS trust anchors (PEM)");
+        /* Parsed and kept for verify_cb, never loaded into wolfSSL (see verify_cb). */
+        r = pk_certs_parse_anchors_pem(cfg->anchors_pem, cfg->anchors_pem_len, "TLS trust anchors",
+                                       anchors, err);
+        if (r != 0) {
+            return r;
         }
         int mode = WOLFSSL_VERIFY_PEER;
         if (cfg->require_peer_cert) {
@@ -391,7 +483,9 @@ int pk_tls_ctx_new(const struct pk_tls_config *cfg, struct pk_tls_ctx **out, str
     if (rc != 0) {
         goto out;
     }
-    rc = load_credentials(ctx->wctx, cfg, err);
+    ctx->no_record._ctx = ctx;
+    wolfSSL_CTX_SetCertCbCtx(ctx->wctx, &ctx->no_record);
+    rc = load_credentials(ctx->wctx, cfg, &ctx->anchors, err);
     if (rc != 0) {
         goto out;
     }
@@ -428,6 +522,7 @@ void pk_tls_ctx_unref(struct pk_tls_ctx *ctx)
         wolfSSL_CTX_free(ctx->wctx);
     }
     free(ctx->alpn);
+    pk_certs_clear(&ctx->anchors);
     ctx->magic = 0;
     free(ctx);
 }

@@ -20,7 +20,11 @@
  *     WOLFSSL_ALPN_FAILED_ON_MISMATCH; a peer that offers no ALPN at all completes the wolfSSL
  *     handshake, so callers must also run pk_tls_alpn_check() afterwards;
  *   - no host name check ever: peers are identified by SPIFFE ID, which the caller checks on the
- *     leaf returned by pk_tls_peer_leaf_der().
+ *     leaf returned by pk_tls_peer_leaf_der();
+ *   - each peer's chain is decided on what that peer sent plus the configured anchors, at the
+ *     moment of the handshake (pk_x509_verify_chain): nothing a peer sends is remembered by the
+ *     context, so it cannot complete a later peer's chain nor outlive its own validity. Anchors
+ *     must be CA certificates (pk_cert_check_anchor).
  * Certificates may be ECDSA P-256 or Ed25519, in the Dapr Sentry profile (empty subject, one
  * critical URI SAN, no BasicConstraints in the leaf). */
 #ifndef PK_TLS_H
@@ -62,9 +66,10 @@ struct pk_tls_config {
 
 /* Build a context. On success *out receives a context with one reference. Fails with
  * PK_E_INVALID for an inconsistent config (server without certificate, key without chain,
- * require_peer_cert without anchors, empty or over-long ALPN), PK_E_TLS when wolfSSL rejects a
- * certificate, key or anchor (err names which one and gives wolfSSL's reason), PK_E_MISMATCH
- * when the key does not belong to the leaf. Does not block. Thread-safe. */
+ * require_peer_cert without anchors, empty or over-long ALPN, an anchor that does not parse or
+ * is not a CA), PK_E_TLS when wolfSSL rejects a certificate or key (err names which one and
+ * gives wolfSSL's reason), PK_E_MISMATCH when the key does not belong to the leaf. Does not
+ * block. Thread-safe. */
 int pk_tls_ctx_new(const struct pk_tls_config *cfg, struct pk_tls_ctx **out, struct pk_err *err)
         PK_MUST_USE;
 
@@ -109,14 +114,18 @@ struct pk_tls_peer_chain {
     uint8_t *blob; /* NULL while empty */
     size_t len;
     size_t count;
+    /* Private: the context whose anchors decide, and whether to copy the chain. */
+    const struct pk_tls_ctx *_ctx;
+    bool _record;
 };
 
-/* Have the handshake on ssl copy what the peer sent into chain (borrowed: it must outlive the
- * handshake), once the peer's leaf has passed chain verification against the context's trust
+/* Have the handshake on ssl (a session of ctx) copy what the peer sent into chain (borrowed: it
+ * must outlive the handshake), once the peer's chain has passed verification against ctx's trust
  * anchors; a peer that fails leaves it empty. Only for sessions of a context with anchors (the
  * others verify nothing). The copy serves the leaf without wolfSSL re-parsing it, and keeps the
  * intermediates for a later re-check against new anchors. */
-void pk_tls_session_record_peer_chain(WOLFSSL *ssl, struct pk_tls_peer_chain *chain);
+void pk_tls_session_record_peer_chain(struct pk_tls_ctx *ctx, WOLFSSL *ssl,
+                                      struct pk_tls_peer_chain *chain);
 
 /* The i-th certificate of chain (0 = the leaf), borrowed; false when there is none. */
 bool pk_tls_peer_chain_get(const struct pk_tls_peer_chain *chain, size_t i, struct pk_slice *out);

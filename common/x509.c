@@ -1052,6 +1052,50 @@ static void describe(const struct pk_cert *cert, const char *role, size_t index,
     }
 }
 
+int pk_cert_check_anchor(const struct pk_cert *cert, const char *what, size_t index,
+                         struct pk_err *err)
+{
+    char who[320];
+
+    describe(cert, what, index, who, sizeof(who));
+    /* RFC 5280 §6.1: a trust anchor stands for a CA. A workload certificate among the anchors
+     * would let whoever holds its key issue any SPIFFE ID. */
+    if (!cert->is_ca) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "%s is not a CA certificate (no BasicConstraints CA:TRUE), so it cannot "
+                          "be a trust anchor; is it a workload certificate?",
+                          who);
+    }
+    if (cert->has_ku && !(cert->ku & PK_KU_KEY_CERT_SIGN)) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "%s has a key usage without keyCertSign, so it cannot be a trust anchor",
+                          who);
+    }
+    return 0;
+}
+
+int pk_certs_parse_anchors_pem(const uint8_t *pem, size_t len, const char *what,
+                               struct pk_certs *out, struct pk_err *err)
+{
+    struct pk_certs got = {NULL, 0};
+    int r = pk_certs_parse_pem(pem, len, what, &got, err);
+
+    for (size_t i = 0; r == 0 && i < got.n; i++) {
+        char role[256];
+        snprintf(role, sizeof(role), "%s certificate", what);
+        r = pk_cert_check_anchor(got.v[i], role, i + 1, err);
+    }
+    if (r == 0) {
+        for (size_t i = 0; i < got.n; i++) {
+            certs_push(out, got.v[i]);
+        }
+        free(got.v);
+        return 0;
+    }
+    pk_certs_clear(&got);
+    return r;
+}
+
 /* Our time check for one certificate on the path. */
 static int check_dates(const struct pk_cert *cert, const char *who, time_t now, struct pk_err *err)
 {

@@ -105,6 +105,17 @@ struct pk_certs {
  * at all are PK_E_INVALID errors naming `what` and the block's ordinal. */
 int pk_certs_parse_pem(const uint8_t *pem, size_t len, const char *what, struct pk_certs *out,
                        struct pk_err *err) PK_MUST_USE;
+/* 0 when cert may be a trust anchor: a CA (BasicConstraints CA:TRUE) whose key usage, when
+ * present, allows keyCertSign. Otherwise PK_E_INVALID naming it as "<what> #<index> (<subject or
+ * URI>)" and saying what is missing. A CA that is not self-signed (an intermediate) passes: RFC
+ * 5280 path validation starts from any trusted CA, as Go's x509 does with a root pool, and it
+ * pins trust to that one issuer. Borrows cert. */
+int pk_cert_check_anchor(const struct pk_cert *cert, const char *what, size_t index,
+                         struct pk_err *err) PK_MUST_USE;
+/* pk_certs_parse_pem for a trust-anchor bundle: on success only, every certificate has passed
+ * pk_cert_check_anchor and is appended to out. An error names `what' and the block number. */
+int pk_certs_parse_anchors_pem(const uint8_t *pem, size_t len, const char *what,
+                               struct pk_certs *out, struct pk_err *err) PK_MUST_USE;
 /* Append a copy (a new reference-free clone) of cert (borrowed). Always 0. */
 int pk_certs_push_copy(struct pk_certs *certs, const struct pk_cert *cert) PK_MUST_USE;
 /* Free every certificate and the array; the list is empty afterwards. */

@@ -20,6 +20,7 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
+#include "common/hello_guard.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tls.h"
@@ -54,6 +55,10 @@ struct pk_tls_stream {
     bool shutdown_wants_write;
     bool peer_eof; /* recv() returned 0 */
     int io_errno;  /* last hard socket error seen by the I/O callbacks */
+    /* The peer's cleartext flight (its hellos) is checked before wolfSSL reads it
+     * (common/hello_guard.h); NULL once that is over. */
+    struct pk_hello_guard *hello_guard;
+    char hello_refused[sizeof(((struct pk_hello_guard *)0)->why)]; /* "" unless refused */
     ev_tstamp last_activity;
     unsigned holds;
     bool doomed; /* pk_tls_stream_free was called during a callback */
@@ -76,6 +81,7 @@ static void stream_destroy(struct pk_tls_stream *st)
     }
     pk_buf_free(&st->out);
     free(st->alpn);
+    pk_hello_guard_destroy(&st->hello_guard);
     st->magic = 0;
     free(st);
 }
@@ -138,10 +144,18 @@ static bool stream_gone(const struct pk_tls_stream *st)
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     struct pk_tls_stream *st = ctx;
-    ssize_t n = recv(st->fd, buf, (size_t)sz, 0);
+    ssize_t n;
 
+    if (st->hello_refused[0] != '\0') {
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+    n = recv(st->fd, buf, (size_t)sz, 0);
     if (n > 0) {
         st->last_activity = ev_now(st->loop);
+        if (pk_hello_guard_pass(&st->hello_guard, st->fd, buf, (size_t)n, st->hello_refused,
+                                sizeof(st->hello_refused)) == PK_HELLO_REFUSE) {
+            return WOLFSSL_CBIO_ERR_GENERAL;
+        }
         return (int)n;
     }
     if (n == 0) {
@@ -168,6 +182,11 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     struct pk_tls_stream *st = ctx;
+
+    if (st->hello_refused[0] != '\0') {
+        /* The guard's alert is the only answer: nothing of wolfSSL's follows it. */
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
     ssize_t n = send(st->fd, buf, (size_t)sz, MSG_NOSIGNAL);
 
     if (n >= 0) {
@@ -209,6 +228,11 @@ static void stream_tls_error(struct pk_tls_stream *st, int ret, const char *what
         } else {
             stream_set_fail(st, 0, "peer closed the connection");
         }
+        return;
+    }
+    if (st->hello_refused[0] != '\0') {
+        snprintf(msg, sizeof(msg), "%s: refused before the handshake: %s", what, st->hello_refused);
+        stream_set_fail(st, PK_E_TLS, msg);
         return;
     }
     if (st->io_errno != 0) {
@@ -551,6 +575,9 @@ int pk_tls_stream_new(struct ev_loop *loop, int fd, WOLFSSL *ssl,
     st->ctx = ctx;
     st->state = ST_HANDSHAKE;
     pk_buf_init(&st->out, st->cfg.out_max);
+    st->hello_guard =
+            pk_hello_guard_new(wolfSSL_GetSide(ssl) == WOLFSSL_SERVER_END ? PK_HELLO_PEER_CLIENT
+                                                                          : PK_HELLO_PEER_SERVER);
     wolfSSL_SSLSetIORecv(ssl, io_recv);
     wolfSSL_SSLSetIOSend(ssl, io_send);
     wolfSSL_SetIOReadCtx(ssl, st);

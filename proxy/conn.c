@@ -47,6 +47,7 @@
 #include <wolfssl/ssl.h>
 
 #include "common/buf.h"
+#include "common/hello_guard.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/pem.h"
@@ -173,6 +174,11 @@ struct pk_conn {
     bool io_peer_eof;
     int io_errno;
     bool io_stash; /* during wolfSSL_shutdown: keep what the kernel refused in tail */
+    /* The peer's cleartext flight (its hellos) is checked before wolfSSL reads it; NULL once
+     * the check is over. */
+    struct pk_hello_guard *hello_guard;
+    bool hello_refused; /* the guard refused: hello_why says why */
+    char hello_why[sizeof(((struct pk_hello_guard *)0)->why)];
     uint8_t tail[TAIL_MAX];
     size_t tail_len;
     /* Ciphertext received past what wolfSSL asked for; allocated on demand, released when
@@ -411,6 +417,7 @@ static void conn_destroy(struct pk_conn *c)
     pk_addrset_unref(c->targets);
     pk_cert_free(c->peer_leaf);
     pk_tls_peer_chain_clear(&c->peer_chain);
+    pk_hello_guard_destroy(&c->hello_guard);
     ring_release(&c->to_plain);
     ring_release(&c->to_tls);
     free(c->ra);
@@ -448,18 +455,33 @@ static void conn_release(struct pk_conn *c)
  * when the read-ahead is empty, so the run loop's rule (a TLS read that did not say WANT_READ
  * may have more) still holds.
  */
+/* Bytes about to go to wolfSSL pass the hello guard first (common/hello_guard.h): n, or an
+ * I/O error once it refused, so that wolfSSL never reads what it refused. */
+static int hello_guard_check(struct pk_conn *c, const char *buf, int n)
+{
+    if (pk_hello_guard_pass(&c->hello_guard, c->tls->fd, buf, (size_t)n, c->hello_why,
+                            sizeof(c->hello_why)) == PK_HELLO_REFUSE) {
+        c->hello_refused = true;
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
+    return n;
+}
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     struct pk_conn *c = ctx;
     ssize_t n;
 
     (void)ssl;
+    if (c->hello_refused) {
+        return WOLFSSL_CBIO_ERR_GENERAL;
+    }
     if (c->ra_len > 0) {
         size_t take = PK_MIN((size_t)sz, c->ra_len);
         memcpy(buf, c->ra + c->ra_off, take);
         c->ra_off += take;
         c->ra_len -= take;
-        return (int)take;
+        return hello_guard_check(c, buf, (int)take);
     }
     if (c->ra == NULL) {
         c->ra = pk_xmalloc(READ_AHEAD);
@@ -475,10 +497,10 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     if (n > sz) {
         c->ra_off = 0;
         c->ra_len = (size_t)(n - sz);
-        return sz;
+        return hello_guard_check(c, buf, sz);
     }
     if (n > 0) {
-        return (int)n;
+        return hello_guard_check(c, buf, (int)n);
     }
     if (n == 0) {
         c->io_peer_eof = true;
@@ -494,6 +516,11 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     struct pk_conn *c = ctx;
+
+    if (c->hello_refused) {
+        /* The guard's alert is the only answer: nothing of wolfSSL's follows it. */
+        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+    }
     ssize_t n;
 
     (void)ssl;
@@ -545,7 +572,9 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     wolfSSL_SSLSetIOSend(c->ssl, io_send);
     wolfSSL_SetIOReadCtx(c->ssl, c);
     wolfSSL_SetIOWriteCtx(c->ssl, c);
-    pk_tls_session_record_peer_chain(c->ssl, &c->peer_chain);
+    pk_tls_session_record_peer_chain(ctx, c->ssl, &c->peer_chain);
+    c->hello_guard = pk_hello_guard_new(pk_tls_ctx_is_server(ctx) ? PK_HELLO_PEER_CLIENT
+                                                                  : PK_HELLO_PEER_SERVER);
     return 0;
 }
 
@@ -557,6 +586,11 @@ static void tls_fail(struct pk_conn *c, int ret, enum pk_conn_close_reason tls_r
     char text[96];
 
     c->tls_broken = true;
+    if (c->hello_refused) {
+        conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s %s: refused before the handshake: %s", what,
+                  c->tls->name, c->hello_why);
+        return;
+    }
     if (c->io_errno != 0) {
         conn_fail(c, c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET,
                   "%s %s: %s", what, c->tls->name, strerror(c->io_errno));

@@ -145,7 +145,7 @@ int pk_sentry_creds_load(const struct pk_sentry_creds_paths *paths, struct pk_se
         goto out;
     }
 
-    r = pk_certs_parse_pem(ca_text.data, ca_text.len, paths->ca, &creds->roots, err);
+    r = pk_certs_parse_anchors_pem(ca_text.data, ca_text.len, paths->ca, &creds->roots, err);
     if (r != 0) {
         goto out;
     }

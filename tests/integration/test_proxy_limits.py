@@ -488,7 +488,7 @@ def _s_client(port, cert, key, ca, *extra, lines=(b"hi\n",), quiet=True):
     returns everything it printed."""
     import subprocess
     p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-cert", cert,
-                          "-key", key, "-CAfile", ca, *(["-quiet"] if quiet else []), *extra],
+                          "-cert_chain", cert, "-key", key, "-CAfile", ca, *(["-quiet"] if quiet else []), *extra],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         for line in lines:

@@ -586,6 +586,25 @@ static void refuse_foreign_root(void **state)
     leaf_free(&l);
 }
 
+/* A workload certificate among the anchors is refused, naming it. */
+static void refuse_leaf_anchor(void **state)
+{
+    struct pk_identity *other = good_identity(&p256, BACKEND);
+    struct pk_cert_template t = leaf_tmpl(FRONTEND);
+    struct pk_certs set = {0};
+    struct leaf l;
+
+    (void)state;
+    assert_int_equal(pk_certs_push_copy(&set, p256.root), 0);
+    assert_int_equal(pk_certs_push_copy(&set, pk_identity_chain(other)->v[0]), 0);
+    leaf_make(&l, &p256, &t);
+    expect_refused(&l, &set, time(NULL), PK_E_INVALID,
+                   "trust anchor #2 (URI " BACKEND ") is not a CA certificate");
+    leaf_free(&l);
+    pk_certs_clear(&set);
+    pk_identity_unref(other);
+}
+
 /* Only wolfSSL's handshake checks the extended key usage: the self-check is what refuses a leaf
  * that could not act as a client. */
 static void refuse_self_check(void **state)
@@ -808,6 +827,7 @@ int main(void)
             cmocka_unit_test(refuse_two_uris),
             cmocka_unit_test(refuse_non_spiffe_uri),
             cmocka_unit_test(refuse_ca_leaf),
+            cmocka_unit_test(refuse_leaf_anchor),
             cmocka_unit_test(refuse_key_mismatch),
             cmocka_unit_test(refuse_expired),
             cmocka_unit_test(refuse_not_yet_valid),

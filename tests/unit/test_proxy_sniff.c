@@ -22,31 +22,7 @@
 
 #include "common/compiler.h"
 #include "proxy/sniff.h"
-
-/* The first bytes wolfSSL sends as a client of the given method, read from a socketpair. */
-static size_t client_hello(WOLFSSL_METHOD *method, uint8_t *out, size_t cap)
-{
-    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method);
-    WOLFSSL *ssl;
-    int sv[2];
-    ssize_t n;
-
-    assert_non_null(ctx);
-    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
-    /* Non-blocking: wolfSSL_connect sends the ClientHello and returns, wanting to read. */
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
-    ssl = wolfSSL_new(ctx);
-    assert_non_null(ssl);
-    wolfSSL_set_fd(ssl, sv[0]);
-    (void)wolfSSL_connect(ssl);
-    n = recv(sv[1], out, cap, MSG_DONTWAIT);
-    assert_true(n > 6);
-    wolfSSL_free(ssl);
-    wolfSSL_CTX_free(ctx);
-    close(sv[0]);
-    close(sv[1]);
-    return (size_t)n;
-}
+#include "testutil.h"
 
 static void check_hello(const uint8_t *p, size_t n)
 {
@@ -64,9 +40,9 @@ static void test_real_client_hellos(void **state)
     uint8_t buf[4096];
     size_t n;
 
-    n = client_hello(wolfTLSv1_3_client_method(), buf, sizeof(buf));
+    n = wolfssl_client_hello(wolfTLSv1_3_client_method(), 0, buf, sizeof(buf));
     check_hello(buf, n);
-    n = client_hello(wolfTLSv1_2_client_method(), buf, sizeof(buf));
+    n = wolfssl_client_hello(wolfTLSv1_2_client_method(), 0, buf, sizeof(buf));
     check_hello(buf, n);
 }
 

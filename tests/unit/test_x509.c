@@ -505,6 +505,69 @@ static void chain_cases(void **state)
     pki_free(&q);
 }
 
+/* Only CAs may be trust anchors: a workload certificate pasted into an anchors file would let its
+ * key holder mint any SPIFFE ID. An intermediate alone is accepted and pins trust to it. */
+static void anchors_must_be_cas(void **state)
+{
+    struct pki p;
+    struct pk_key *key = NULL;
+    struct pk_certs set = {NULL, 0}, got = {NULL, 0}, none = {NULL, 0};
+    struct pk_buf pem;
+    struct pk_err err = {{0}};
+    time_t now = time(NULL);
+
+    (void)state;
+    pki_make(&p, PK_KEY_P256);
+    assert_int_equal(pk_key_generate(PK_KEY_P256, &key, NULL), 0);
+    struct pk_cert_template t = leaf_tmpl(now - 900, now + 86400, LEAF_URI);
+    struct pk_cert *leaf = issue(&t, key, p.iss, p.iss_key);
+    /* A CA whose key usage lacks keyCertSign. */
+    struct pk_cert_template nt = root_tmpl(now);
+    nt.key_usage = PK_KU_DIGITAL_SIGNATURE | PK_KU_CRL_SIGN;
+    struct pk_cert *no_sign = issue(&nt, key, NULL, key);
+
+    assert_int_equal(pk_cert_check_anchor(p.root, "root", 1, &err), 0);
+    assert_int_equal(pk_cert_check_anchor(p.iss, "root", 1, &err), 0);
+    assert_int_equal(pk_cert_check_anchor(leaf, "ca.crt certificate", 2, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "ca.crt certificate #2 (URI " LEAF_URI ")"));
+    assert_non_null(strstr(err.msg, "not a CA certificate"));
+    assert_int_equal(pk_cert_check_anchor(no_sign, "anchor", 1, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "keyCertSign"));
+
+    /* A bundle: root, then the leaf as block #2; nothing is appended. */
+    pk_buf_init(&pem, 1 << 16);
+    assert_int_equal(pk_certs_push_copy(&set, p.root), 0);
+    assert_int_equal(pk_certs_push_copy(&set, leaf), 0);
+    assert_int_equal(pk_certs_to_pem(&set, &pem), 0);
+    assert_int_equal(pk_certs_parse_anchors_pem(pem.data, pem.len, "/etc/anchors.pem", &got, &err),
+                     PK_E_INVALID);
+    assert_non_null(strstr(err.msg, "/etc/anchors.pem certificate #2"));
+    assert_int_equal(got.n, 0);
+    /* The same bundle without the leaf is accepted. */
+    pk_certs_clear(&set);
+    pk_buf_reset(&pem);
+    assert_int_equal(pk_certs_push_copy(&set, p.root), 0);
+    assert_int_equal(pk_certs_push_copy(&set, p.iss), 0);
+    assert_int_equal(pk_certs_to_pem(&set, &pem), 0);
+    assert_int_equal(pk_certs_parse_anchors_pem(pem.data, pem.len, "anchors", &got, &err), 0);
+    assert_int_equal(got.n, 2);
+    pk_certs_clear(&got);
+
+    /* The intermediate alone as the anchor: its leaves verify, with or without it in the chain. */
+    struct pk_certs only_iss = {NULL, 0};
+    assert_int_equal(pk_certs_push_copy(&only_iss, p.iss), 0);
+    assert_int_equal(pk_x509_verify_chain(leaf, &none, &only_iss, &err), 0);
+    assert_int_equal(pk_x509_verify_chain(leaf, &p.inter, &only_iss, &err), 0);
+    pk_certs_clear(&only_iss);
+
+    pk_buf_free(&pem);
+    pk_certs_clear(&set);
+    pk_cert_free(leaf);
+    pk_cert_free(no_sign);
+    pk_key_free(key);
+    pki_free(&p);
+}
+
 static void chain_intermediates_any_order_and_limits(void **state)
 {
     struct pki p;
@@ -1065,6 +1128,7 @@ int main(void)
             cmocka_unit_test(issue_refusals),
             cmocka_unit_test(chain_cases),
             cmocka_unit_test(chain_intermediates_any_order_and_limits),
+            cmocka_unit_test(anchors_must_be_cas),
             cmocka_unit_test(key_cert_mismatch),
             cmocka_unit_test(certs_pem_lists),
             cmocka_unit_test(malformed_certificates),

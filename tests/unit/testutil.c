@@ -13,7 +13,9 @@
 #include <cmocka.h>
 /* clang-format on */
 
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/identity.h"
 #include "sentry/creds.h"
@@ -126,4 +128,31 @@ struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char 
     pk_buf_free(&issued.chain_pem);
     pk_pubkey_free(pub);
     return id;
+}
+
+size_t wolfssl_client_hello(WOLFSSL_METHOD *method, int key_share_group, uint8_t *out, size_t cap)
+{
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method);
+    WOLFSSL *ssl;
+    int sv[2];
+    ssize_t n;
+
+    assert_non_null(ctx);
+    wolfSSL_CTX_set_verify(ctx, WOLFSSL_VERIFY_NONE, NULL);
+    /* Non-blocking: wolfSSL_connect sends the ClientHello and returns, wanting to read. */
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    ssl = wolfSSL_new(ctx);
+    assert_non_null(ssl);
+    wolfSSL_set_fd(ssl, sv[0]);
+    if (key_share_group != 0) {
+        assert_int_equal(wolfSSL_UseKeyShare(ssl, (word16)key_share_group), WOLFSSL_SUCCESS);
+    }
+    (void)wolfSSL_connect(ssl);
+    n = recv(sv[1], out, cap, MSG_DONTWAIT);
+    assert_true(n > 6);
+    wolfSSL_free(ssl);
+    wolfSSL_CTX_free(ctx);
+    close(sv[0]);
+    close(sv[1]);
+    return (size_t)n;
 }

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <wolfssl/options.h>
+#include <wolfssl/ssl.h>
 
 #include "common/buf.h"
 #include "common/compiler.h"
@@ -44,5 +46,10 @@ struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *sub
  * a chain issued by creds (borrowed), with creds' roots as anchors. */
 struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char *spiffe_id,
                                       int64_t ttl);
+
+/* The first bytes wolfSSL sends as a client of method (taken), read from a socketpair: its
+ * ClientHello. key_share_group: a WOLFSSL_ECC_* group to send a key share for, 0 for wolfSSL's
+ * default. */
+size_t wolfssl_client_hello(WOLFSSL_METHOD *method, int key_share_group, uint8_t *out, size_t cap);
 
 #endif
