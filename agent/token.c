@@ -67,14 +67,19 @@ int pk_token_read(const struct pk_agent_config *cfg, struct pk_buf *token, struc
     }
     /* As daprd: a pod without the projected volume (an older injector) still has its
      * service-account token, which only an older Sentry accepts. */
-    PK_LOG_WARN("the projected Sentry token %s does not exist; sending the legacy "
-                "service-account token %s instead, which Dapr 1.12+ Sentry refuses (mount the "
-                "dapr-identity-token volume or set DAPR_SENTRY_TOKEN_FILE)",
-                projected, legacy);
     pk_err_clear(err);
-    r = read_token_file(legacy,
-                        "Kubernetes mode: neither DAPR_SENTRY_TOKEN_FILE nor the projected token "
-                        "" PK_TOKEN_PROJECTED_PATH " exists, and the legacy service-account token",
-                        token, err);
+    {
+        char origin[4200];
+        snprintf(origin, sizeof(origin),
+                 "Kubernetes mode, DAPR_SENTRY_TOKEN_FILE unset, no projected token %s: the legacy "
+                 "service-account token",
+                 projected);
+        r = read_token_file(legacy, origin, token, err);
+    }
+    if (r == 0) {
+        PK_LOG_WARN("sentry token legacy path=%s missing=%s: Dapr 1.12+ Sentry refuses this "
+                    "token; mount the dapr-identity-token volume or set DAPR_SENTRY_TOKEN_FILE",
+                    legacy, projected);
+    }
     return r;
 }

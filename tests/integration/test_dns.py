@@ -88,16 +88,16 @@ class Mute:
         self.sock.close()
 
 
-def sections(sentry, dns, peer_port, app_a, app_b, out_port, target=NAME, dns_keys=None):
+def sections(sentry, dns, peer_port, app_a, app_b, out_port):
     return {"agent": {"app_id": "myapp", "retry_initial": "200ms", "retry_max": "1s"},
             "sentry": {"address": f"{SENTRY_NAME}:{sentry.port}",
                        "trust_anchors_file": sentry.ca_file},
             "proxy": {"workers": 2},
             "dns": {"servers": f"127.0.0.1:{dns.port}", "ttl_min": "1s", "ttl_max": "5s",
-                    "timeout": "500ms", **(dns_keys or {})},
+                    "timeout": "500ms"},
             "inbound a": {"listen": f"127.0.0.2:{peer_port}", "target": f"127.0.0.1:{app_a.port}"},
             "inbound b": {"listen": f"127.0.0.3:{peer_port}", "target": f"127.0.0.1:{app_b.port}"},
-            "outbound peer": {"listen": f"127.0.0.1:{out_port}", "target": f"{target}:{peer_port}",
+            "outbound peer": {"listen": f"127.0.0.1:{out_port}", "target": f"{NAME}:{peer_port}",
                               "expect_app_id": "myapp"}}
 
 
@@ -134,23 +134,42 @@ def dns_status(agent, name):
     return next(d for d in json.loads(body).get("dns", []) if d["name"] == name)
 
 
+class Setup:
+    """A picket sentry, dnsmasq with the given records, two recording apps and one sidecar whose
+    outbound listener (out_port) targets NAME:peer_port."""
+
+    def __init__(self, start_sentry, start_agent, tmp_path, records):
+        self.app_a, self.app_b = Recorder(), Recorder()
+        self.sentry = start_sentry()
+        self.dns = Dns(tmp_path, [*records, (SENTRY_NAME, "127.0.0.1")])
+        self.peer_port, self.out_port = free_port(), free_port()
+        self.name = f"{NAME}:{self.peer_port}"
+        self.agent = start_agent(sections(self.sentry, self.dns, self.peer_port, self.app_a,
+                                          self.app_b, self.out_port))
+
+    def close(self):
+        self.app_a.close()
+        self.app_b.close()
+
+
 @pytest.fixture
-def apps():
-    a, b = Recorder(), Recorder()
-    yield a, b
-    a.close()
-    b.close()
+def dns_mesh(start_sentry, start_agent, tmp_path):
+    made = []
+
+    def make(records):
+        made.append(Setup(start_sentry, start_agent, tmp_path, records))
+        return made[-1]
+    yield make
+    for s in made:
+        s.close()
 
 
-def test_name_moves_new_connections_after_its_ttl(start_sentry, start_agent, tmp_path, apps):
-    app_a, app_b = apps
-    sentry = start_sentry()
-    dns = Dns(tmp_path, [(NAME, "127.0.0.2"), (SENTRY_NAME, "127.0.0.1")])
-    peer_port, out_port = free_port(), free_port()
-    agent = start_agent(sections(sentry, dns, peer_port, app_a, app_b, out_port))
+def test_name_moves_new_connections_after_its_ttl(dns_mesh):
+    s = dns_mesh([(NAME, "127.0.0.2")])
+    app_a, app_b, agent, out_port, peer_port = s.app_a, s.app_b, s.agent, s.out_port, s.peer_port
     assert roundtrip(out_port, b"first")
     wait_received(app_a, b"first")
-    dns.change([(NAME, "127.0.0.3"), (SENTRY_NAME, "127.0.0.1")])
+    s.dns.change([(NAME, "127.0.0.3"), (SENTRY_NAME, "127.0.0.1")])
     n = [0]
 
     def moved():
@@ -169,19 +188,16 @@ def test_name_moves_new_connections_after_its_ttl(start_sentry, start_agent, tmp
     assert f'picket_dns_answers_total{{name="{NAME}:{peer_port}"}}' in body
     # Sentry's address was a name too, and the identity came through it; the first request
     # waited for the name's first answer instead of failing without one.
-    assert dns_status(agent, f"{SENTRY_NAME}:{sentry.port}")["answers"] >= 1
+    assert dns_status(agent, f"{SENTRY_NAME}:{s.sentry.port}")["answers"] >= 1
     assert "no DNS answer yet" not in agent.proc.output()
 
 
-def test_a_dead_address_of_a_name_is_skipped(start_sentry, start_agent, tmp_path, apps):
-    app_a, app_b = apps
-    sentry = start_sentry()
+def test_a_dead_address_of_a_name_is_skipped(dns_mesh):
     # Nothing listens on 127.0.0.4: each connection that starts there must move on.
-    dns = Dns(tmp_path, [(NAME, "127.0.0.4"), (NAME, "127.0.0.2"), (SENTRY_NAME, "127.0.0.1")])
-    peer_port, out_port = free_port(), free_port()
-    agent = start_agent(sections(sentry, dns, peer_port, app_a, app_b, out_port))
-    wait_for(lambda: "127.0.0.4" in dns_status(agent, f"{NAME}:{peer_port}")["addresses"] and
-             "127.0.0.2" in dns_status(agent, f"{NAME}:{peer_port}")["addresses"], 10,
+    s = dns_mesh([(NAME, "127.0.0.4"), (NAME, "127.0.0.2")])
+    app_a, agent, out_port = s.app_a, s.agent, s.out_port
+    wait_for(lambda: "127.0.0.4" in dns_status(agent, s.name)["addresses"] and
+             "127.0.0.2" in dns_status(agent, s.name)["addresses"], 10,
              what="both addresses in the answer")
     for i in range(6):
         payload = f"conn-{i}".encode()
@@ -191,15 +207,11 @@ def test_a_dead_address_of_a_name_is_skipped(start_sentry, start_agent, tmp_path
              what="a connection that moved past the dead address")
 
 
-def test_a_mute_dns_server_blocks_nothing_and_the_last_answer_stays(start_sentry, start_agent,
-                                                                      tmp_path, apps):
-    app_a, app_b = apps
-    sentry = start_sentry()
-    dns = Dns(tmp_path, [(NAME, "127.0.0.2"), (SENTRY_NAME, "127.0.0.1")])
-    peer_port, out_port = free_port(), free_port()
-    agent = start_agent(sections(sentry, dns, peer_port, app_a, app_b, out_port))
+def test_a_mute_dns_server_blocks_nothing_and_the_last_answer_stays(dns_mesh):
+    s = dns_mesh([(NAME, "127.0.0.2")])
+    app_a, agent, out_port, peer_port, dns, name = (s.app_a, s.agent, s.out_port, s.peer_port,
+                                                    s.dns, s.name)
     assert roundtrip(out_port, b"before")
-    name = f"{NAME}:{peer_port}"
     failures_before = dns_status(agent, name)["failures"]
     dns.stop()
     mute = Mute(dns.port)
