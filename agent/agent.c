@@ -288,12 +288,14 @@ static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
     if (!first && strcmp(why, "trust-anchors") != 0) {
         a->stats.rotations_ok++;
     }
-    PK_LOG_INFO("identity installed reason=%s spiffe_id=%s serial=%s not_before=%lld "
-                "not_after=%lld next_renewal=%.0f source=%s anchors=%zu",
-                why, pk_identity_spiffe_id(id), pk_identity_serial_hex(id),
-                (long long)pk_identity_not_before(id), (long long)pk_identity_not_after(id),
-                static_mode(a) ? 0.0 : a->renew_at, pk_identity_source(id),
-                pk_identity_anchors(id)->n);
+    PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "identity installed", PK_LF_STR("reason", why),
+                 PK_LF_STR("spiffe_id", pk_identity_spiffe_id(id)),
+                 PK_LF_STR("serial", pk_identity_serial_hex(id)),
+                 PK_LF_INT("not_before", (long long)pk_identity_not_before(id)),
+                 PK_LF_INT("not_after", (long long)pk_identity_not_after(id)),
+                 PK_LF_INT("next_renewal", static_mode(a) ? 0 : (long long)a->renew_at),
+                 PK_LF_STR("source", pk_identity_source(id)),
+                 PK_LF_UINT("anchors", pk_identity_anchors(id)->n));
     export_identity(a, id);
     if (a->hooks.published != NULL) {
         a->hooks.published(a->hooks.ctx, id);

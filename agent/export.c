@@ -23,6 +23,7 @@
 #include "common/fsutil.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/signame.h"
 
 extern char **environ;
 
@@ -466,8 +467,10 @@ static void child_cb(struct ev_loop *loop, ev_child *w, int revents)
     } else if (WIFEXITED(status)) {
         PK_LOG_WARN("export command failed pid=%d status=%d", w->rpid, WEXITSTATUS(status));
     } else {
-        PK_LOG_WARN("export command killed pid=%d signal=%d", w->rpid,
-                    WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+        char name[16];
+        PK_LOG_WARN("export command killed pid=%d signal=%s", w->rpid,
+                    WIFSIGNALED(status) ? pk_signal_name(WTERMSIG(status), name, sizeof(name))
+                                        : "none");
     }
     free(w);
 }
@@ -520,7 +523,9 @@ static int signal_pid_file(const char *pid_file, int sig, struct pk_err *err)
                        strerror(errno));
         goto out;
     }
-    PK_LOG_INFO("export signal sent pid=%ld signal=%d", pid, sig);
+    char name[16];
+    PK_LOG_INFO("export signal sent pid=%ld signal=%s", pid,
+                pk_signal_name(sig, name, sizeof(name)));
 out:
     pk_buf_free(&text);
     return r;

@@ -176,7 +176,7 @@ static int cert_fetch(int argc, char **argv)
             fetch_usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "picket cert fetch: unknown flag or missing value: `%s'\n",
+            fprintf(stderr, "picket cert fetch: unknown flag or missing value: '%s'\n",
                     argv[optind - 1]);
             fetch_usage(stderr);
             return 2;
@@ -274,7 +274,7 @@ int pk_cmd_cert(int argc, char **argv)
             return cert_commands[i].run(argc - 1, argv + 1);
         }
     }
-    fprintf(stderr, "picket cert: unknown command `%s'\n\n", argv[1]);
+    fprintf(stderr, "picket cert: unknown command '%s'\n\n", argv[1]);
     cert_usage(stderr);
     return 2;
 }

@@ -70,9 +70,10 @@ static void create_usage(FILE *out, bool issuer)
                      "                         subject (default: env NAMESPACE, else default)\n");
     }
     fprintf(out, "  --profile NAME         openssl (default): the OpenSSL recipe of Dapr's guide;\n"
-                 "                         step: `step certificate create --profile root-ca /\n"
+                 "                         step: 'step certificate create --profile root-ca /\n"
                  "                         intermediate-ca'; sentry: what Sentry generates\n"
-                 "  --trust-domain TD      the name in the subject (default cluster.local)\n"
+                 "  --trust-domain TD      the name in the subject (default localhost, as picket\n"
+                 "                         sentry's --trust-domain)\n"
                  "  --key-type TYPE        ecdsa (P-256, default) or ed25519\n"
                  "  --validity DURATION    lifetime from now (default 8760h, one year)\n"
                  "  --reuse-key            sign with the existing --key instead of a new one\n"
@@ -154,7 +155,7 @@ static int parse_opts(int argc, char **argv, struct create_opts *o)
                 return 2;
             }
             if (o->validity < MIN_VALIDITY || o->validity > MAX_VALIDITY) {
-                fprintf(stderr, "%s: --validity: `%s' is not between 1m and 876000h\n", o->cmd,
+                fprintf(stderr, "%s: --validity: '%s' is not between 1m and 876000h\n", o->cmd,
                         optarg);
                 return 2;
             }
@@ -181,13 +182,13 @@ static int parse_opts(int argc, char **argv, struct create_opts *o)
             create_usage(stdout, o->issuer);
             return 1;
         default:
-            fprintf(stderr, "%s: unknown flag or missing value: `%s'\n", o->cmd, argv[optind - 1]);
+            fprintf(stderr, "%s: unknown flag or missing value: '%s'\n", o->cmd, argv[optind - 1]);
             create_usage(stderr, o->issuer);
             return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "%s: unexpected argument `%s'\n", o->cmd, argv[optind]);
+        fprintf(stderr, "%s: unexpected argument '%s'\n", o->cmd, argv[optind]);
         return 2;
     }
     if (o->cert_path[0] == '\0' || o->key_path[0] == '\0' ||
@@ -293,7 +294,9 @@ static void init_opts(struct create_opts *o, bool issuer)
     o->issuer = issuer;
     o->cmd = issuer ? "picket cert create-issuer" : "picket cert create-root";
     o->profile = PK_CA_PROFILE_OPENSSL;
-    o->trust_domain = "cluster.local";
+    /* picket sentry's default (Dapr's), so that credentials made with defaults name the trust
+     * domain a default Sentry serves. */
+    o->trust_domain = "localhost";
     o->namespace_ = (ns != NULL && ns[0] != '\0') ? ns : "default";
     o->key_type = PK_KEY_P256;
     o->validity = 365 * 86400.0;

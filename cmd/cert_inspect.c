@@ -74,7 +74,7 @@ int pk_cmd_cert_inspect(int argc, char **argv)
             inspect_usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "picket cert inspect: unknown flag or missing value: `%s'\n",
+            fprintf(stderr, "picket cert inspect: unknown flag or missing value: '%s'\n",
                     argv[optind - 1]);
             inspect_usage(stderr);
             return 2;

@@ -523,7 +523,7 @@ int pk_cmd_demo(int argc, char **argv)
         case 'd':
             duration = strtod(optarg, &end_ptr);
             if (*end_ptr != '\0' || !(duration >= 1 && duration <= 3600)) {
-                fprintf(stderr, "picket demo: --duration: `%s' is not 1 to 3600 seconds\n", optarg);
+                fprintf(stderr, "picket demo: --duration: '%s' is not 1 to 3600 seconds\n", optarg);
                 goto out;
             }
             break;
@@ -537,7 +537,7 @@ int pk_cmd_demo(int argc, char **argv)
         case 'r':
             rate = strtod(optarg, &end_ptr);
             if (*end_ptr != '\0' || !(rate >= 1 && rate <= 1000)) {
-                fprintf(stderr, "picket demo: --rate: `%s' is not 1 to 1000\n", optarg);
+                fprintf(stderr, "picket demo: --rate: '%s' is not 1 to 1000\n", optarg);
                 goto out;
             }
             break;
@@ -546,13 +546,13 @@ int pk_cmd_demo(int argc, char **argv)
             code = 0;
             goto out;
         default:
-            fprintf(stderr, "picket demo: unknown or incomplete option `%s'\n\n", argv[optind - 1]);
+            fprintf(stderr, "picket demo: unknown or incomplete option '%s'\n\n", argv[optind - 1]);
             usage(stderr);
             goto out;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "picket demo: unexpected argument `%s'\n", argv[optind]);
+        fprintf(stderr, "picket demo: unexpected argument '%s'\n", argv[optind]);
         goto out;
     }
     code = EXIT_SETUP;

@@ -19,7 +19,7 @@ int pk_flag_port(const char *flag, const char *value, uint16_t *out)
     errno = 0;
     v = strtoul(value, &end, 10);
     if (value[0] == '\0' || value[0] == '-' || *end != '\0' || errno != 0 || v > 65535) {
-        fprintf(stderr, "picket: %s: `%s' is not a port number (0 to 65535)\n", flag, value);
+        fprintf(stderr, "picket: %s: '%s' is not a port number (0 to 65535)\n", flag, value);
         return PK_E_INVALID;
     }
     *out = (uint16_t)v;
@@ -45,7 +45,7 @@ int pk_flag_bool(const char *flag, const char *value, bool *out)
             return 0;
         }
     }
-    fprintf(stderr, "picket: %s: `%s' is not a boolean (true or false)\n", flag, value);
+    fprintf(stderr, "picket: %s: '%s' is not a boolean (true or false)\n", flag, value);
     return PK_E_INVALID;
 }
 
@@ -73,6 +73,6 @@ int pk_flag_key_type(const char *flag, const char *value, enum pk_key_type *out)
         *out = PK_KEY_ED25519;
         return 0;
     }
-    fprintf(stderr, "picket: %s: `%s' is not ecdsa (P-256) or ed25519\n", flag, value);
+    fprintf(stderr, "picket: %s: '%s' is not ecdsa (P-256) or ed25519\n", flag, value);
     return PK_E_INVALID;
 }

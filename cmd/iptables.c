@@ -203,7 +203,7 @@ static int do_family(const struct family *f, const char *action,
                     text_of(&raw));
             rc = 1;
         } else {
-            fprintf(stderr, "picket iptables: %s: skipped, `%s -t nat -S' failed: %s\n", f->label,
+            fprintf(stderr, "picket iptables: %s: skipped, '%s -t nat -S' failed: %s\n", f->label,
                     f->list_cmd, text_of(&raw));
         }
         goto out;
@@ -317,7 +317,7 @@ int pk_cmd_iptables(int argc, char **argv)
             fprintf(stderr, "picket iptables: %s needs a value\n%s", argv[optind - 1], usage_text);
             return 2;
         default:
-            fprintf(stderr, "picket iptables: unknown flag `%s'\n%s", argv[optind - 1], usage_text);
+            fprintf(stderr, "picket iptables: unknown flag '%s'\n%s", argv[optind - 1], usage_text);
             return 2;
         }
     }
@@ -328,7 +328,7 @@ int pk_cmd_iptables(int argc, char **argv)
     action = argv[optind];
     if (strcmp(action, "install") != 0 && strcmp(action, "remove") != 0 &&
         strcmp(action, "show") != 0) {
-        fprintf(stderr, "picket iptables: unknown action `%s': expected install, remove or show\n",
+        fprintf(stderr, "picket iptables: unknown action '%s': expected install, remove or show\n",
                 action);
         return 2;
     }
@@ -341,7 +341,7 @@ int pk_cmd_iptables(int argc, char **argv)
                          : strcmp(backend, "legacy") == 0 ? "-legacy"
                                                           : NULL;
     if (suffix == NULL) {
-        fprintf(stderr, "picket iptables: --backend `%s': expected auto, nft or legacy\n", backend);
+        fprintf(stderr, "picket iptables: --backend '%s': expected auto, nft or legacy\n", backend);
         return 2;
     }
     for (size_t i = 0; i < 2; i++) {

@@ -7,6 +7,7 @@
 
 #include "cmd/commands.h"
 #include "common/compiler.h"
+#include "common/procmetrics.h"
 
 struct command {
     const char *name;
@@ -47,6 +48,7 @@ int main(int argc, char **argv)
 {
     /* A peer that goes away must never kill the process: writes report EPIPE instead. */
     signal(SIGPIPE, SIG_IGN);
+    pk_process_metrics_init();
 
     if (argc > 0 && strcmp(base_name(argv[0]), "sentry") == 0) {
         return pk_cmd_sentry(argc, argv);
@@ -69,7 +71,7 @@ int main(int argc, char **argv)
             return commands[i].run(argc - 1, argv + 1);
         }
     }
-    fprintf(stderr, "picket: unknown command `%s'\n\n", argv[1]);
+    fprintf(stderr, "picket: unknown command '%s'\n\n", argv[1]);
     usage(stderr);
     return 2;
 }

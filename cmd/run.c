@@ -298,8 +298,10 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 
 int pk_cmd_run(int argc, char **argv)
 {
-    struct run run = {
-            .loop = ev_default_loop(EVFLAG_AUTO), .status = 2, .argc = argc, .argv = argv};
+    struct run run = {.loop = ev_default_loop(EVFLAG_AUTO),
+                      .status = PK_EXIT_CONFIG,
+                      .argc = argc,
+                      .argv = argv};
     struct pk_agent_hooks hooks = {.published = published_cb, .fatal = fatal_cb, .ctx = &run};
     bool help = false, ran = false;
     double wd = 0;
@@ -328,6 +330,7 @@ int pk_cmd_run(int argc, char **argv)
         goto out;
     }
     pk_log_setup((enum pk_log_level)run.cfg->log_level, run.cfg->log_json);
+    pk_log_set_app_id(run.cfg->agent.app_id);
     if (run.loop == NULL) {
         fprintf(stderr, "picket run: cannot create the event loop\n");
         goto out;

@@ -228,7 +228,7 @@ int pk_cmd_sentry(int argc, char **argv)
         case OPT_LOG_LEVEL:
             if (pk_log_level_parse(optarg, &level) != 0) {
                 fprintf(stderr,
-                        "picket sentry: --log-level: `%s' is not debug, info, warn or error\n",
+                        "picket sentry: --log-level: '%s' is not debug, info, warn or error\n",
                         optarg);
                 return 2;
             }
@@ -242,13 +242,13 @@ int pk_cmd_sentry(int argc, char **argv)
             usage(stdout);
             return 0;
         default:
-            fprintf(stderr, "picket sentry: unknown flag or missing value: `%s'\n", name);
+            fprintf(stderr, "picket sentry: unknown flag or missing value: '%s'\n", name);
             usage(stderr);
             return 2;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "picket sentry: unexpected argument `%s'\n", argv[optind]);
+        fprintf(stderr, "picket sentry: unexpected argument '%s'\n", argv[optind]);
         return 2;
     }
     /* Signed for: Sentry's own trust domain, daprd's default "public", and the flag's. */

@@ -228,14 +228,14 @@ int pk_cmd_status(int argc, char **argv)
             code = 0;
             goto out;
         default:
-            fprintf(stderr, "picket status: unknown or incomplete option `%s'\n\n",
+            fprintf(stderr, "picket status: unknown or incomplete option '%s'\n\n",
                     argv[optind - 1]);
             usage(stderr);
             goto out;
         }
     }
     if (optind < argc) {
-        fprintf(stderr, "picket status: unexpected argument `%s'\n", argv[optind]);
+        fprintf(stderr, "picket status: unexpected argument '%s'\n", argv[optind]);
         goto out;
     }
     if (admin != NULL && config != NULL) {

@@ -22,7 +22,7 @@ static int syntax_error(unsigned flags, struct pk_err *err, const char *text, co
 {
     char q[QUOTE_LEN];
 
-    return pk_err_set(err, PK_E_INVALID, "%s`%s'%s", (flags & PK_ADDR_NAMES) ? "" : SYNTAX,
+    return pk_err_set(err, PK_E_INVALID, "%s'%s'%s", (flags & PK_ADDR_NAMES) ? "" : SYNTAX,
                       pk_quote(q, sizeof(q), text, strlen(text)), what);
 }
 
@@ -35,16 +35,16 @@ static int parse_unix(const char *text, unsigned flags, struct pk_addr *out, str
 
     if (!(flags & PK_ADDR_UNIX_RELATIVE) && path[0] != '/') {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s': a unix socket path must be absolute, as in unix:/run/app.sock",
+                          "'%s': a unix socket path must be absolute, as in unix:/run/app.sock",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
     if (n == 0) {
-        return pk_err_set(err, PK_E_INVALID, "`%s': a unix socket path must not be empty",
+        return pk_err_set(err, PK_E_INVALID, "'%s': a unix socket path must not be empty",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
     if (n > PK_ADDR_MAX_UNIX_PATH) {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s': a unix socket path must be shorter than %d bytes",
+                          "'%s': a unix socket path must be shorter than %d bytes",
                           pk_quote(q, sizeof(q), text, strlen(text)), PK_ADDR_MAX_UNIX_PATH + 1);
     }
     out->kind = PK_ADDR_UNIX;
@@ -138,7 +138,7 @@ int pk_addr_parse(const char *text, unsigned flags, struct pk_addr *out, struct 
     host = bracketed ? text + 1 : text;
     host_len = bracketed ? host_len - 2 : host_len;
     if (host_len >= sizeof(out->host)) {
-        return pk_err_set(err, PK_E_INVALID, "`%s': the host is longer than %zu bytes",
+        return pk_err_set(err, PK_E_INVALID, "'%s': the host is longer than %zu bytes",
                           pk_quote(q, sizeof(q), text, strlen(text)), sizeof(out->host) - 1);
     }
     memcpy(out->host, host, host_len);
@@ -147,7 +147,7 @@ int pk_addr_parse(const char *text, unsigned flags, struct pk_addr *out, struct 
     if (bracketed) {
         /* inet_pton refuses zones ("%eth0") and names. */
         if (!numeric_host(out->host, true, out->port, out)) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': not an IPv6 address in brackets",
+            return pk_err_set(err, PK_E_INVALID, "'%s': not an IPv6 address in brackets",
                               pk_quote(q, sizeof(q), text, strlen(text)));
         }
         return 0;
@@ -168,7 +168,7 @@ int pk_addr_parse(const char *text, unsigned flags, struct pk_addr *out, struct 
         return 0;
     }
     return pk_err_set(err, PK_E_INVALID,
-                      "`%s': the host must be a numeric IPv4 address, [IPv6] or localhost (names "
+                      "'%s': the host must be a numeric IPv4 address, [IPv6] or localhost (names "
                       "are not resolved)",
                       pk_quote(q, sizeof(q), text, strlen(text)));
 }

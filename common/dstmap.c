@@ -42,7 +42,7 @@ static int split(const char *text, struct token *tok, size_t *n, struct pk_err *
             return 0;
         }
         if (*n == MAX_TOKENS) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': too many words (at most CIDR PORTS ACTION)",
+            return pk_err_set(err, PK_E_INVALID, "'%s': too many words (at most CIDR PORTS ACTION)",
                               pk_log_escape(q, sizeof(q), text));
         }
         tok[*n].p = s;
@@ -93,7 +93,7 @@ static int parse_cidr(const struct token *t, struct pk_dst *out, struct pk_err *
     unsigned max;
 
     if (t->len >= sizeof(text)) {
-        return pk_err_set(err, PK_E_INVALID, "`%s...' is not an address block (CIDR)",
+        return pk_err_set(err, PK_E_INVALID, "'%s...' is not an address block (CIDR)",
                           pk_log_escape(q, sizeof(q), tok_str(t, text, sizeof(text))));
     }
     tok_str(t, text, sizeof(text));
@@ -120,7 +120,7 @@ static int parse_cidr(const struct token *t, struct pk_dst *out, struct pk_err *
     prefix = max;
     if (slash != NULL && parse_uint(slash + 1, strlen(slash + 1), max, &prefix) != 0) {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s': the prefix length must be a number from 0 to %u",
+                          "'%s': the prefix length must be a number from 0 to %u",
                           pk_log_escape(q, sizeof(q), text), max);
     }
     out->prefix = (unsigned)prefix;
@@ -131,7 +131,7 @@ static int parse_cidr(const struct token *t, struct pk_dst *out, struct pk_err *
         uint8_t mask = keep == 0 ? 0 : (uint8_t)(0xffu << (8 - keep));
         if ((out->addr[i] & (uint8_t)~mask) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s': bits are set past the /%lu prefix (write the network address, "
+                              "'%s': bits are set past the /%lu prefix (write the network address, "
                               "or the address alone for one host)",
                               pk_log_escape(q, sizeof(q), text), prefix);
         }
@@ -139,7 +139,7 @@ static int parse_cidr(const struct token *t, struct pk_dst *out, struct pk_err *
     return 0;
 bad:
     return pk_err_set(err, PK_E_INVALID,
-                      "`%s' is not an address block: expected IPv4 or IPv6 CIDR such as 10.0.0.0/8 "
+                      "'%s' is not an address block: expected IPv4 or IPv6 CIDR such as 10.0.0.0/8 "
                       "or fd00::/8",
                       pk_log_escape(q, sizeof(q), text));
 }
@@ -165,7 +165,7 @@ static int parse_ports(const struct token *t, struct pk_dst *out, struct pk_err 
     return 0;
 bad:
     return pk_err_set(err, PK_E_INVALID,
-                      "`%s' is not a port (1 to 65535) or a range of ports such as 8000-8099",
+                      "'%s' is not a port (1 to 65535) or a range of ports such as 8000-8099",
                       pk_log_escape(q, sizeof(q), tok_str(t, text, sizeof(text))));
 }
 
@@ -208,7 +208,7 @@ int pk_dst_parse(const char *text, struct pk_dst *out, struct pk_err *err)
         return r;
     }
     if (n == 0 || n > 2) {
-        return pk_err_set(err, PK_E_INVALID, "`%s': expected CIDR [PORTS], as in 10.0.0.0/8 8080",
+        return pk_err_set(err, PK_E_INVALID, "'%s': expected CIDR [PORTS], as in 10.0.0.0/8 8080",
                           pk_log_escape(q, sizeof(q), text));
     }
     return parse_dst_tokens(tok, n, out, err);
@@ -225,7 +225,7 @@ static int check_app(const char *arg, struct pk_err *err)
         return pk_spiffe_check_segment(arg, "app id", err);
     }
     if (strchr(slash + 1, '/') != NULL) {
-        return pk_err_set(err, PK_E_INVALID, "app=`%s': expected app=APP or app=NAMESPACE/APP",
+        return pk_err_set(err, PK_E_INVALID, "app='%s': expected app=APP or app=NAMESPACE/APP",
                           pk_log_escape(q, sizeof(q), arg));
     }
     ns = pk_xstrndup(arg, (size_t)(slash - arg));
@@ -249,7 +249,7 @@ int pk_dst_rule_parse(const char *text, struct pk_dst_rule *out, struct pk_err *
     }
     if (n < 2 || (n == 2 && looks_like_ports(&tok[1])) || (n == 3 && !looks_like_ports(&tok[1]))) {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s': expected CIDR [PORTS] ACTION, where ACTION is spiffe://..., "
+                          "'%s': expected CIDR [PORTS] ACTION, where ACTION is spiffe://..., "
                           "app=APP, any, passthrough or deny",
                           pk_log_escape(q, sizeof(q), text));
     }
@@ -277,7 +277,7 @@ int pk_dst_rule_parse(const char *text, struct pk_dst_rule *out, struct pk_err *
     } else {
         char t[QUOTE_LEN];
         r = pk_err_set(err, PK_E_INVALID,
-                       "`%s' is not an action: expected spiffe://..., app=APP, app=NS/APP, any, "
+                       "'%s' is not an action: expected spiffe://..., app=APP, app=NS/APP, any, "
                        "passthrough or deny",
                        pk_log_escape(q, sizeof(q), tok_str(act, t, sizeof(t))));
     }

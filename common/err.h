@@ -59,4 +59,8 @@ int pk_err_prefix(struct pk_err *err, int code, const char *fmt, ...) PK_PRINTF(
 /* Clear err so that an empty message means "no detail". NULL is fine. */
 void pk_err_clear(struct pk_err *err);
 
+/* The exit status of every picket command when its configuration (flags, picket.ini, a
+ * --config file) is wrong, as for bad usage; 1 is for failures at run time. */
+#define PK_EXIT_CONFIG 2
+
 #endif

@@ -277,26 +277,26 @@ static void server_headers_done(struct h2_sstream *st)
     uint64_t timeout_ns;
 
     if (st->method == NULL || strcmp(st->method, "POST") != 0) {
-        server_fail(st, 405, PK_GRPC_UNIMPLEMENTED, "method `%.32s' is not POST",
+        server_fail(st, 405, PK_GRPC_UNIMPLEMENTED, "method '%.32s' is not POST",
                     st->method ? st->method : "");
         return;
     }
     if (!content_type_ok(st->content_type)) {
-        server_fail(st, 415, PK_GRPC_INTERNAL, "invalid gRPC request content-type `%.64s'",
+        server_fail(st, 415, PK_GRPC_INTERNAL, "invalid gRPC request content-type '%.64s'",
                     st->content_type ? st->content_type : "");
         return;
     }
     if (st->te == NULL || strcmp(st->te, "trailers") != 0) {
-        server_fail(st, 400, PK_GRPC_INTERNAL, "gRPC request needs `te: trailers'");
+        server_fail(st, 400, PK_GRPC_INTERNAL, "gRPC request needs 'te: trailers'");
         return;
     }
     if (st->timeout != NULL && pk_grpc_timeout_parse((const uint8_t *)st->timeout,
                                                      strlen(st->timeout), &timeout_ns) != 0) {
-        server_fail(st, 400, PK_GRPC_INTERNAL, "malformed grpc-timeout `%.32s'", st->timeout);
+        server_fail(st, 400, PK_GRPC_INTERNAL, "malformed grpc-timeout '%.32s'", st->timeout);
         return;
     }
     if (st->encoding != NULL && strcmp(st->encoding, "identity") != 0) {
-        server_fail(st, 200, PK_GRPC_UNIMPLEMENTED, "grpc-encoding `%.32s' is not supported",
+        server_fail(st, 200, PK_GRPC_UNIMPLEMENTED, "grpc-encoding '%.32s' is not supported",
                     st->encoding);
         return;
     }
@@ -306,7 +306,7 @@ static void server_headers_done(struct h2_sstream *st)
     }
     st->route = s->cfg.route(s->cfg.ctx, st->path);
     if (st->route == NULL) {
-        server_fail(st, 200, PK_GRPC_UNIMPLEMENTED, "unknown method `%.200s'", st->path);
+        server_fail(st, 200, PK_GRPC_UNIMPLEMENTED, "unknown method '%.200s'", st->path);
         return;
     }
 }
@@ -978,7 +978,7 @@ int pk_h2_client_new(const struct pk_h2_call *call, struct pk_h2_client **out, s
         return pk_err_set(err, PK_E_INVALID, "gRPC call needs an authority");
     }
     if (call->path == NULL || call->path[0] != '/') {
-        return pk_err_set(err, PK_E_INVALID, "gRPC method path `%.128s' must start with /",
+        return pk_err_set(err, PK_E_INVALID, "gRPC method path '%.128s' must start with /",
                           call->path ? call->path : "");
     }
     if (call->max_response == 0 || call->max_response > UINT32_MAX) {
@@ -1004,14 +1004,14 @@ int pk_h2_client_new(const struct pk_h2_call *call, struct pk_h2_client **out, s
         const char *name = call->metadata[i];
         const char *value = call->metadata[i + 1];
         if (value == NULL) {
-            return pk_err_set(err, PK_E_INVALID, "gRPC metadata `%.64s' has no value", name);
+            return pk_err_set(err, PK_E_INVALID, "gRPC metadata '%.64s' has no value", name);
         }
         if (!metadata_name_ok(name)) {
-            return pk_err_set(err, PK_E_INVALID, "gRPC metadata name `%.64s' is not allowed", name);
+            return pk_err_set(err, PK_E_INVALID, "gRPC metadata name '%.64s' is not allowed", name);
         }
         if (!metadata_value_ok(value)) {
             return pk_err_set(err, PK_E_INVALID,
-                              "gRPC metadata `%.64s' has a value that is not printable ASCII",
+                              "gRPC metadata '%.64s' has a value that is not printable ASCII",
                               name);
         }
         if (n >= PK_ARRAY_LEN(nv)) {

@@ -105,7 +105,7 @@ static int check_leaf(struct pk_identity *id, time_t now, struct pk_err *err)
                               pk_cert_subject(leaf));
         }
         return pk_err_set(err, PK_E_INVALID,
-                          "leaf certificate has %zu URI SANs (`%.200s', `%.200s'%s): a SPIFFE "
+                          "leaf certificate has %zu URI SANs ('%.200s', '%.200s'%s): a SPIFFE "
                           "workload certificate has exactly one",
                           pk_cert_uri_count(leaf), pk_cert_uri(leaf, 0), pk_cert_uri(leaf, 1),
                           pk_cert_uri_count(leaf) > 2 ? ", ..." : "");

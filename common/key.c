@@ -1050,7 +1050,7 @@ int pk_csr_create(const struct pk_key *key, const char *common_name, struct pk_b
     if (common_name != NULL) {
         size_t len = strlen(common_name);
         if (len == 0 || len > CSR_MAX_CN) {
-            r = pk_err_set(err, PK_E_INVALID, "CSR common name `%.*s' must have 1 to %d bytes",
+            r = pk_err_set(err, PK_E_INVALID, "CSR common name '%.*s' must have 1 to %d bytes",
                            (int)PK_MIN(len, 80), common_name, CSR_MAX_CN);
             goto out;
         }
@@ -1058,7 +1058,7 @@ int pk_csr_create(const struct pk_key *key, const char *common_name, struct pk_b
             /* It doubles as a DNS SAN, an IA5String: printable ASCII only. */
             if (common_name[i] <= 0x20 || common_name[i] >= 0x7f) {
                 r = pk_err_set(err, PK_E_INVALID,
-                               "CSR common name `%s' has a character that is not printable "
+                               "CSR common name '%s' has a character that is not printable "
                                "ASCII",
                                common_name);
                 goto out;

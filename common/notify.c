@@ -56,12 +56,12 @@ static int read_watchdog(char *const *env, double *out, struct pk_err *err)
     }
     if (parse_u64(usec, &v) != 0 || v == 0) {
         return pk_err_set(err, PK_E_INVALID,
-                          "WATCHDOG_USEC: `%s' is not a positive number of microseconds",
+                          "WATCHDOG_USEC: '%s' is not a positive number of microseconds",
                           pk_log_escape(q, sizeof(q), usec));
     }
     if (pid != NULL && pid[0] != '\0') {
         if (parse_u64(pid, &p) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "WATCHDOG_PID: `%s' is not a process id",
+            return pk_err_set(err, PK_E_INVALID, "WATCHDOG_PID: '%s' is not a process id",
                               pk_log_escape(q, sizeof(q), pid));
         }
         if (p != (uint64_t)getpid()) {
@@ -93,7 +93,7 @@ int pk_notify_open(char *const *env, struct pk_notify **out, struct pk_err *err)
     if (text[0] == '@') {
         if (len < 2 || len > sizeof(n->addr.sun_path)) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "NOTIFY_SOCKET: `%s' must be an abstract name of 1 to %zu bytes",
+                           "NOTIFY_SOCKET: '%s' must be an abstract name of 1 to %zu bytes",
                            pk_log_escape(q, sizeof(q), text), sizeof(n->addr.sun_path) - 1);
             goto fail;
         }
@@ -102,7 +102,7 @@ int pk_notify_open(char *const *env, struct pk_notify **out, struct pk_err *err)
         n->addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len);
     } else if (text[0] == '/') {
         if (len >= sizeof(n->addr.sun_path)) {
-            r = pk_err_set(err, PK_E_INVALID, "NOTIFY_SOCKET: `%s' is longer than %zu bytes",
+            r = pk_err_set(err, PK_E_INVALID, "NOTIFY_SOCKET: '%s' is longer than %zu bytes",
                            pk_log_escape(q, sizeof(q), text), sizeof(n->addr.sun_path) - 1);
             goto fail;
         }
@@ -112,7 +112,7 @@ int pk_notify_open(char *const *env, struct pk_notify **out, struct pk_err *err)
         /* systemd 254+ also knows vsock: addresses, for services in virtual machines; a
          * sidecar is not one, so say so rather than send nowhere. */
         r = pk_err_set(err, PK_E_INVALID,
-                       "NOTIFY_SOCKET: `%s' is neither an absolute path nor an @abstract name",
+                       "NOTIFY_SOCKET: '%s' is neither an absolute path nor an @abstract name",
                        pk_log_escape(q, sizeof(q), text));
         goto fail;
     }

@@ -134,7 +134,7 @@ static int pem_scan_body(const uint8_t *text, size_t len, size_t pos, const char
             }
             if (end_label_len != label_len || memcmp(end_label, label, label_len) != 0) {
                 return pk_err_set(err, PK_E_INVALID,
-                                  "PEM block #%zu (%s): END label `%.*s' does not match", ordinal,
+                                  "PEM block #%zu (%s): END label '%.*s' does not match", ordinal,
                                   label, (int)end_label_len, (const char *)end_label);
             }
             *end_line = line;

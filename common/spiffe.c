@@ -68,16 +68,16 @@ static int check_td(const char *td, size_t len, const char *whole, size_t whole_
         whole_len = len;
     }
     if (len == 0) {
-        return pk_err_set(err, PK_E_INVALID, "%s has no trust domain: `%s'", what,
+        return pk_err_set(err, PK_E_INVALID, "%s has no trust domain: '%s'", what,
                           pk_quote(q, sizeof(q), whole, whole_len));
     }
     if (len > PK_SPIFFE_MAX_TD_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "%s: the trust domain is longer than %d bytes: `%s'",
+        return pk_err_set(err, PK_E_INVALID, "%s: the trust domain is longer than %d bytes: '%s'",
                           what, PK_SPIFFE_MAX_TD_LEN, pk_quote(q, sizeof(q), whole, whole_len));
     }
     for (size_t i = 0; i < len; i++) {
         if (!td_char(td[i])) {
-            return pk_err_set(err, PK_E_INVALID, "%s: %s: `%s'", what, char_reason(td[i], true),
+            return pk_err_set(err, PK_E_INVALID, "%s: %s: '%s'", what, char_reason(td[i], true),
                               pk_quote(q, sizeof(q), whole, whole_len));
         }
     }
@@ -94,16 +94,16 @@ static int check_seg(const char *seg, size_t len, const char *what, const char *
         whole_len = len;
     }
     if (len == 0) {
-        return pk_err_set(err, PK_E_INVALID, "%s: empty path segment (or trailing slash): `%s'",
+        return pk_err_set(err, PK_E_INVALID, "%s: empty path segment (or trailing slash): '%s'",
                           what, pk_quote(q, sizeof(q), whole, whole_len));
     }
     if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.')) {
-        return pk_err_set(err, PK_E_INVALID, "%s: path segment `.' or `..' is not allowed: `%s'",
+        return pk_err_set(err, PK_E_INVALID, "%s: path segment '.' or '..' is not allowed: '%s'",
                           what, pk_quote(q, sizeof(q), whole, whole_len));
     }
     for (size_t i = 0; i < len; i++) {
         if (!seg_char(seg[i])) {
-            return pk_err_set(err, PK_E_INVALID, "%s: %s: `%s'", what, char_reason(seg[i], false),
+            return pk_err_set(err, PK_E_INVALID, "%s: %s: '%s'", what, char_reason(seg[i], false),
                               pk_quote(q, sizeof(q), whole, whole_len));
         }
     }
@@ -123,11 +123,11 @@ int pk_spiffe_parse(const char *text, size_t len, struct pk_spiffe_id *out, stru
         return pk_err_set(err, PK_E_INVALID, "SPIFFE ID is empty");
     }
     if (len > PK_SPIFFE_MAX_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID is longer than %d bytes: `%s'",
+        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID is longer than %d bytes: '%s'",
                           PK_SPIFFE_MAX_LEN, pk_quote(q, sizeof(q), text, len));
     }
     if (len < SCHEME_LEN || memcmp(text, SCHEME, SCHEME_LEN) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID does not start with \"spiffe://\": `%s'",
+        return pk_err_set(err, PK_E_INVALID, "SPIFFE ID does not start with \"spiffe://\": '%s'",
                           pk_quote(q, sizeof(q), text, len));
     }
     for (td_end = SCHEME_LEN; td_end < len && text[td_end] != '/'; td_end++) {
@@ -185,7 +185,7 @@ int pk_spiffe_check_segment(const char *seg, const char *what, struct pk_err *er
     char q[QUOTE_LEN];
 
     if (len > PK_SPIFFE_MAX_LEN - SCHEME_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "%s is too long for a SPIFFE ID: `%s'", what,
+        return pk_err_set(err, PK_E_INVALID, "%s is too long for a SPIFFE ID: '%s'", what,
                           pk_quote(q, sizeof(q), seg, len));
     }
     return check_seg(seg, len, what, NULL, 0, err);
@@ -209,7 +209,7 @@ int pk_spiffe_format_workload(char *out, size_t out_len, const char *td, const c
     n = snprintf(NULL, 0, SCHEME "%s/ns/%s/%s", td, ns, app_id);
     if (n < 0 || n > PK_SPIFFE_MAX_LEN) {
         return pk_err_set(err, PK_E_INVALID,
-                          "SPIFFE ID for trust domain `%s', namespace `%.64s', app id `%.64s' "
+                          "SPIFFE ID for trust domain '%s', namespace '%.64s', app id '%.64s' "
                           "would be longer than %d bytes",
                           td, ns, app_id, PK_SPIFFE_MAX_LEN);
     }
@@ -237,7 +237,7 @@ int pk_spiffe_check_pattern(const char *pat, struct pk_err *err)
         return pk_spiffe_parse(pat, len, &id, err);
     }
     if (len < SCHEME_LEN || memcmp(pat, SCHEME, SCHEME_LEN) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "pattern does not start with \"spiffe://\": `%s'",
+        return pk_err_set(err, PK_E_INVALID, "pattern does not start with \"spiffe://\": '%s'",
                           pk_quote(q, sizeof(q), pat, strlen(pat)));
     }
     for (td_end = SCHEME_LEN; td_end < len && pat[td_end] != '/'; td_end++) {
@@ -246,14 +246,14 @@ int pk_spiffe_check_pattern(const char *pat, struct pk_err *err)
      * and so any CA that shares our anchors, name itself. */
     if (memchr(pat + SCHEME_LEN, '*', td_end - SCHEME_LEN) != NULL) {
         return pk_err_set(err, PK_E_INVALID,
-                          "`*' is not allowed in the trust domain of a pattern: `%s'",
+                          "'*' is not allowed in the trust domain of a pattern: '%s'",
                           pk_quote(q, sizeof(q), pat, strlen(pat)));
     }
     memcpy(piece, pat + SCHEME_LEN, td_end - SCHEME_LEN);
     piece[td_end - SCHEME_LEN] = '\0';
     r = pk_spiffe_check_trust_domain(piece, err);
     if (r != 0) {
-        return pk_err_prefix(err, r, "pattern `%s'", pk_quote(q, sizeof(q), pat, strlen(pat)));
+        return pk_err_prefix(err, r, "pattern '%s'", pk_quote(q, sizeof(q), pat, strlen(pat)));
     }
     for (size_t pos = td_end; pos < len;) {
         size_t start = pos + 1;
@@ -266,14 +266,14 @@ int pk_spiffe_check_pattern(const char *pat, struct pk_err *err)
         if (strcmp(piece, "*") != 0) {
             if (strchr(piece, '*') != NULL) {
                 return pk_err_set(err, PK_E_INVALID,
-                                  "`*' must stand for a whole path segment, not part of one "
-                                  "(`%s'): `%s'",
+                                  "'*' must stand for a whole path segment, not part of one "
+                                  "('%s'): '%s'",
                                   pk_quote(q2, sizeof(q2), piece, strlen(piece)),
                                   pk_quote(q, sizeof(q), pat, strlen(pat)));
             }
             r = pk_spiffe_check_segment(piece, "path segment", err);
             if (r != 0) {
-                return pk_err_prefix(err, r, "pattern `%s'",
+                return pk_err_prefix(err, r, "pattern '%s'",
                                      pk_quote(q, sizeof(q), pat, strlen(pat)));
             }
         }

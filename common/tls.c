@@ -125,7 +125,7 @@ static int check_config(const struct pk_tls_config *cfg, struct pk_err *err)
         return pk_err_set(err, PK_E_INVALID, "TLS trust anchors are empty");
     }
     if (cfg->alpn != NULL && (cfg->alpn[0] == '\0' || strlen(cfg->alpn) > ALPN_MAX)) {
-        return pk_err_set(err, PK_E_INVALID, "ALPN protocol `%.64s' must be 1 to 255 bytes",
+        return pk_err_set(err, PK_E_INVALID, "ALPN protocol '%.64s' must be 1 to 255 bytes",
                           cfg->alpn);
     }
     if (cfg->chain_pem_len > INT32_MAX || cfg->key_der_len > INT32_MAX ||
@@ -552,7 +552,7 @@ int pk_tls_session_new(struct pk_tls_ctx *ctx, int fd, const char *server_name, 
 
     PK_ASSERT(ctx->magic == TLS_CTX_MAGIC);
     if (server_name != NULL && strlen(server_name) > 255) {
-        return pk_err_set(err, PK_E_INVALID, "TLS server name `%.64s...' is longer than 255 bytes",
+        return pk_err_set(err, PK_E_INVALID, "TLS server name '%.64s...' is longer than 255 bytes",
                           server_name);
     }
     ssl = wolfSSL_new(ctx->wctx);
@@ -602,10 +602,10 @@ int pk_tls_alpn_check(WOLFSSL *ssl, const char *alpn, struct pk_err *err)
     }
     int r = wolfSSL_ALPN_GetProtocol(ssl, &proto, &len);
     if (r != WOLFSSL_SUCCESS || proto == NULL || len == 0) {
-        return pk_err_set(err, PK_E_TLS, "peer did not negotiate ALPN `%s'", alpn);
+        return pk_err_set(err, PK_E_TLS, "peer did not negotiate ALPN '%s'", alpn);
     }
     if (len != strlen(alpn) || memcmp(proto, alpn, len) != 0) {
-        return pk_err_set(err, PK_E_TLS, "peer negotiated ALPN `%.*s' instead of `%s'",
+        return pk_err_set(err, PK_E_TLS, "peer negotiated ALPN '%.*s' instead of '%s'",
                           (int)PK_MIN(len, 64), proto, alpn);
     }
     return 0;

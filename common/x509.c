@@ -1126,7 +1126,7 @@ static int wolf_error(int wc, const struct pk_cert *cert, const char *who, struc
         return pk_err_set(err, PK_E_NOTYETVALID, "%s is not valid before %s", who, when);
     case ASN_NO_SIGNER_E:
         return pk_err_set(err, PK_E_UNTRUSTED,
-                          "%s: its issuer `%.200s' is not a trusted root or a verified "
+                          "%s: its issuer '%.200s' is not a trusted root or a verified "
                           "intermediate",
                           who, cert->issuer_str);
     case ASN_SIG_CONFIRM_E:
@@ -1135,7 +1135,7 @@ static int wolf_error(int wc, const struct pk_cert *cert, const char *who, struc
     case ASN_SIG_HASH_E:
     case SIG_VERIFY_E:
         return pk_err_set(err, PK_E_UNTRUSTED,
-                          "%s: signature does not verify with the key of its issuer `%.200s'", who,
+                          "%s: signature does not verify with the key of its issuer '%.200s'", who,
                           cert->issuer_str);
     case NOT_CA_ERROR:
         return pk_err_set(err, PK_E_UNTRUSTED, "%s is not a CA certificate", who);
@@ -1383,7 +1383,7 @@ static int check_san_ascii(const char *s, const char *what, struct pk_err *err)
     for (const char *p = s; *p != '\0'; p++) {
         if (*p <= 0x20 || *p >= 0x7f) {
             return pk_err_set(err, PK_E_INVALID,
-                              "certificate template: %s `%.200s' is not printable ASCII", what, s);
+                              "certificate template: %s '%.200s' is not printable ASCII", what, s);
         }
     }
     return 0;
@@ -1567,7 +1567,7 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
     }
     if (tmpl->subject_c != NULL && !country_ok(tmpl->subject_c)) {
         r = pk_err_set(err, PK_E_INVALID,
-                       "certificate template: subject C `%.20s' is not a two-letter country code",
+                       "certificate template: subject C '%.20s' is not a two-letter country code",
                        tmpl->subject_c);
         goto out;
     }
@@ -1621,13 +1621,13 @@ int pk_cert_issue(const struct pk_cert_template *tmpl, const struct pk_pubkey *s
     } else {
         if (!pk_cert_matches_key(issuer, issuer_key)) {
             r = pk_err_set(err, PK_E_MISMATCH,
-                           "the issuer key does not match the issuer certificate `%.200s'",
+                           "the issuer key does not match the issuer certificate '%.200s'",
                            issuer->subject_str);
             goto out;
         }
         if (!issuer->is_ca || (issuer->has_ku && !(issuer->ku & PK_KU_KEY_CERT_SIGN))) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "the issuer certificate `%.200s' is not a CA that may sign "
+                           "the issuer certificate '%.200s' is not a CA that may sign "
                            "certificates",
                            issuer->subject_str);
             goto out;
@@ -1879,12 +1879,12 @@ int pk_cert_name_constraints_allow_uri(const struct pk_cert *ca, const char *uri
     }
     if (!uri_host(uri, &host, &host_len)) {
         return pk_err_set(err, PK_E_INVALID,
-                          "URI `%.200s' has no host to check against the "
-                          "name constraints of `%.200s'",
+                          "URI '%.200s' has no host to check against the "
+                          "name constraints of '%.200s'",
                           uri, ca->subject_str);
     }
     if (pk_der_expect(&in, PK_DER_SEQUENCE, &nc) != 0) {
-        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in `%.200s'",
+        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in '%.200s'",
                           ca->subject_str);
     }
     for (struct pk_slice body = pk_der_inner(&nc); r == 0 && body.len > 0;) {
@@ -1900,16 +1900,16 @@ int pk_cert_name_constraints_allow_uri(const struct pk_cert *ca, const char *uri
     }
     if (r == PK_E_UNSUPPORTED) {
         return pk_err_set(err, PK_E_UNSUPPORTED,
-                          "name constraints of `%.200s' use a form picket does not evaluate",
+                          "name constraints of '%.200s' use a form picket does not evaluate",
                           ca->subject_str);
     }
     if (r != 0) {
-        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in `%.200s'",
+        return pk_err_set(err, PK_E_INVALID, "malformed name constraints in '%.200s'",
                           ca->subject_str);
     }
     if (excluded_hit || (permitted_uri && !permitted_hit)) {
         return pk_err_set(err, PK_E_UNTRUSTED,
-                          "URI `%.200s' violates the name constraints of `%.200s'", uri,
+                          "URI '%.200s' violates the name constraints of '%.200s'", uri,
                           ca->subject_str);
     }
     (void)excluded_uri;

@@ -337,11 +337,11 @@ static void resolve_blocking(struct pk_rpc_call *call, const struct addrinfo *hi
 
     if (gr != 0) {
         call->async_status = PK_GRPC_UNAVAILABLE;
-        snprintf(call->message, sizeof(call->message), "cannot resolve `%s': %s", call->host,
+        snprintf(call->message, sizeof(call->message), "cannot resolve '%s': %s", call->host,
                  gai_strerror(gr));
     } else {
         call->next_addr = call->addrs;
-        snprintf(call->message, sizeof(call->message), "no address for `%s'", call->host);
+        snprintf(call->message, sizeof(call->message), "no address for '%s'", call->host);
     }
 }
 
@@ -361,11 +361,11 @@ int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
         return pk_err_set(err, PK_E_INVALID, "gRPC call needs an address");
     }
     if (opts->tls == NULL || pk_tls_ctx_is_server(opts->tls)) {
-        return pk_err_set(err, PK_E_INVALID, "gRPC call to `%s' needs a client TLS context",
+        return pk_err_set(err, PK_E_INVALID, "gRPC call to '%s' needs a client TLS context",
                           opts->address);
     }
     if (!(opts->timeout > 0)) {
-        return pk_err_set(err, PK_E_INVALID, "gRPC call to `%s' needs a positive timeout",
+        return pk_err_set(err, PK_E_INVALID, "gRPC call to '%s' needs a positive timeout",
                           opts->address);
     }
     call = pk_xcalloc(1, sizeof(*call));
@@ -403,14 +403,14 @@ int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
     };
     rc = pk_h2_client_new(&hcall, &call->h2, err);
     if (rc != 0) {
-        pk_err_prefix(err, rc, "gRPC call to `%s'", opts->address);
+        pk_err_prefix(err, rc, "gRPC call to '%s'", opts->address);
         goto out;
     }
     if (call->host_is_name && opts->resolved != NULL) {
         struct pk_addrset *set = pk_addrset_slot_get(opts->resolved);
         if (set == NULL) {
             call->async_status = PK_GRPC_UNAVAILABLE;
-            snprintf(call->message, sizeof(call->message), "cannot resolve `%s': no DNS answer yet",
+            snprintf(call->message, sizeof(call->message), "cannot resolve '%s': no DNS answer yet",
                      call->host);
         } else {
             call->from_set = addrinfo_from_set(set);

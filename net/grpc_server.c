@@ -465,7 +465,7 @@ static int server_listen(struct pk_rpc_server *s, int *out_fd, struct pk_err *er
     }
     int r = getaddrinfo(host, port, &hints, &res);
     if (r != 0) {
-        return pk_err_set(err, PK_E_INVALID, "cannot resolve listen address `%s': %s", addr,
+        return pk_err_set(err, PK_E_INVALID, "cannot resolve listen address '%s': %s", addr,
                           gai_strerror(r));
     }
     for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
@@ -476,7 +476,7 @@ static int server_listen(struct pk_rpc_server *s, int *out_fd, struct pk_err *er
     }
     freeaddrinfo(res);
     if (fd < 0) {
-        return pk_err_set(err, fd, "cannot listen on `%s' port %u: %s", addr, s->cfg.port,
+        return pk_err_set(err, fd, "cannot listen on '%s' port %u: %s", addr, s->cfg.port,
                           strerror(-fd));
     }
     *out_fd = fd;

@@ -24,23 +24,21 @@ static void conn_closed(void *ctx, const struct pk_conn_summary *s)
     struct proxied *pc = ctx;
     struct worker *w = pc->w;
     struct listener *l = pc->gen->listeners[pc->li];
-    char peer_id[300], detail[300];
 
     atomic_fetch_sub(&l->active, 1);
-    atomic_fetch_add(&l->bytes_in, s->bytes_in);
-    atomic_fetch_add(&l->bytes_out, s->bytes_out);
     if (!pc->established) {
         atomic_fetch_sub(&l->handshaking, 1);
     }
     if ((unsigned)s->reason < PK_PROXY_CLOSE_REASONS) {
         atomic_fetch_add(&l->closed[s->reason], 1);
     }
-    PK_LOG_INFO("connection closed listener=%s peer=%s peer_id=\"%s\" bytes_in=%llu "
-                "bytes_out=%llu duration=%.3fs reason=%s detail=\"%s\"",
-                s->listener, s->peer_addr, pk_log_escape(peer_id, sizeof(peer_id), s->peer_id),
-                (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out, s->duration,
-                pk_conn_close_reason_name(s->reason),
-                pk_log_escape(detail, sizeof(detail), s->detail));
+    /* The peer's ID and the detail come from the peer: the log escapes them. */
+    PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "connection closed", PK_LF_STR("listener", s->listener),
+                 PK_LF_STR("peer", s->peer_addr), PK_LF_STR("peer_id", s->peer_id),
+                 PK_LF_UINT("bytes_in", s->bytes_in), PK_LF_UINT("bytes_out", s->bytes_out),
+                 PK_LF_DOUBLE("duration_seconds", s->duration),
+                 PK_LF_STR("reason", pk_conn_close_reason_name(s->reason)),
+                 PK_LF_STR("detail", s->detail));
     pc_unlink(w, pc);
     proxy_gen_unref(pc->gen);
     free(pc);
@@ -94,11 +92,30 @@ static void mark_established(struct proxied *pc)
     }
 }
 
+/* Count the time from accept to streaming in this worker's histogram of the listener. */
+static void observe_handshake(struct proxied *pc)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+    struct handshake_hist *h = &l->hist[pc->w->index];
+    double seconds = ev_time() - pc->accepted_at;
+    size_t b = 0;
+
+    if (seconds < 0) {
+        seconds = 0;
+    }
+    while (b < PK_HANDSHAKE_BUCKETS && seconds > pk_handshake_bucket_le[b]) {
+        b++;
+    }
+    atomic_fetch_add_explicit(&h->bucket[b], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum_ns, (uint64_t)(seconds * 1e9), memory_order_relaxed);
+}
+
 static void conn_established(void *ctx, struct pk_conn *c)
 {
     struct proxied *pc = ctx;
     struct worker *w = pc->w;
 
+    observe_handshake(pc);
     mark_established(pc);
     /* Authorized under a generation that has been replaced since it began: catch up. */
     if (pc->gen != w->current) {
@@ -129,6 +146,7 @@ static struct proxied *pc_new(struct worker *w, size_t li, int fd,
     pc->fd = fd;
     pc->peer = *peer;
     pc->peer_len = peer_len;
+    pc->accepted_at = ev_time();
     atomic_fetch_add(&pc->gen->listeners[li]->total, 1);
     pc->next = w->conns;
     if (w->conns != NULL) {
@@ -233,6 +251,7 @@ static void start_tls(struct proxied *pc, enum pk_conn_dir dir,
             .mark = l->mark,
             .limits = &l->limits,
             .listener = l->cfg.name,
+            .live_bytes = &l->bytes[w->index],
             .closed = conn_closed,
             .closed_ctx = pc,
             .established = conn_established,
@@ -267,6 +286,7 @@ static void start_relay(struct proxied *pc, const struct sockaddr_storage *targe
             .mark = l->mark,
             .limits = &l->limits,
             .listener = l->cfg.name,
+            .live_bytes = &l->bytes[pc->w->index],
             .closed = conn_closed,
             .established = relay_established,
             .ctx = pc,
@@ -325,8 +345,10 @@ static void start_transparent(struct proxied *pc)
     case PK_DST_PASSTHROUGH:
         /* Plaintext leaves the host here: say so every time. */
         format_sockaddr(&pc->peer, peer, sizeof(peer));
-        PK_LOG_INFO("passthrough without TLS listener=%s peer=%s destination=%s reason=%s",
-                    l->cfg.name, peer, where, rule != NULL ? "map" : "unmapped");
+        PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "passthrough without TLS",
+                     PK_LF_STR("listener", l->cfg.name), PK_LF_STR("peer", peer),
+                     PK_LF_STR("destination", where),
+                     PK_LF_STR("reason", rule != NULL ? "map" : "unmapped"));
         atomic_fetch_add(&l->passthrough, 1);
         start_relay(pc, &pc->dst, dst_len);
         return;

@@ -190,6 +190,7 @@ struct pk_conn {
     unsigned holds;
     bool finishing;
     struct pk_conn_summary sum;
+    struct pk_live_bytes *live_bytes; /* NULL = none */
 };
 
 /* ---- rings -------------------------------------------------------------------------------- */
@@ -900,8 +901,14 @@ static void count_to(struct pk_conn *c, const struct side *dst, size_t n)
 {
     if (dst == &c->tgt) {
         c->sum.bytes_in += n;
+        if (c->live_bytes != NULL) {
+            atomic_fetch_add_explicit(&c->live_bytes->in, n, memory_order_relaxed);
+        }
     } else {
         c->sum.bytes_out += n;
+        if (c->live_bytes != NULL) {
+            atomic_fetch_add_explicit(&c->live_bytes->out, n, memory_order_relaxed);
+        }
     }
     c->last_activity = ev_now(c->loop);
 }
@@ -1401,6 +1408,7 @@ int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct p
     c->mark = p->mark;
     apply_limits(&c->limits, p->limits);
     c->closed = p->closed;
+    c->live_bytes = p->live_bytes;
     c->established = p->established;
     c->cb_ctx = p->closed_ctx;
     c->sum.listener = p->listener;

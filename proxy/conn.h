@@ -24,6 +24,8 @@
 #ifndef PK_PROXY_CONN_H
 #define PK_PROXY_CONN_H
 
+#include <stdalign.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -72,6 +74,14 @@ enum pk_conn_close_reason {
 };
 const char *pk_conn_close_reason_name(enum pk_conn_close_reason r);
 
+/* Bytes relayed by one worker's connections of one listener, counted as they are written so that
+ * they show while a connection is open, not only when it ends. Only that worker's thread adds
+ * (relaxed: an uncontended add on a cache line of its own); readers sum the workers' counters. */
+struct pk_live_bytes {
+    alignas(64) _Atomic uint64_t in; /* from the accepted side to the target */
+    _Atomic uint64_t out;            /* from the target to the accepted side */
+};
+
 struct pk_conn_summary {
     const char *listener;             /* the listener's name */
     char peer_addr[64];               /* "1.2.3.4:5678", "[::1]:5678" or "unix" */
@@ -116,6 +126,9 @@ struct pk_conn_params {
      * header), and idle_timeout / max_lifetime 0 mean none. */
     const struct pk_conn_limits *limits;
     const char *listener; /* name, borrowed: must outlive the connection */
+    /* Optional (NULL = none), borrowed: must outlive the connection; every byte written to
+     * either side is added here as well as to the summary. */
+    struct pk_live_bytes *live_bytes;
     /* Called once when the connection has ended and released everything (on the loop): its
      * sockets are closed, its WOLFSSL freed and its identity reference dropped, and the
      * struct pk_conn is already gone (summary lives on the caller's stack), so closed() may free

@@ -49,6 +49,8 @@ void proxy_listener_unref(struct listener *l)
         pk_addrset_unref(l->watch[i].addrs);
     }
     free(l->watch);
+    free(l->bytes);
+    free(l->hist);
     free(l);
 }
 
@@ -221,6 +223,25 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
             lc->target != NULL && lc->target_addr.kind == PK_ADDR_NAME ? lc->target_slot : NULL;
     l->watch = pk_xcalloc(n_workers, sizeof(*l->watch));
     l->n_watch = n_workers;
+    l->bytes = aligned_alloc(alignof(struct pk_live_bytes), n_workers * sizeof(*l->bytes));
+    if (l->bytes == NULL) {
+        abort(); /* as pk_xcalloc does */
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        atomic_init(&l->bytes[wi].in, 0);
+        atomic_init(&l->bytes[wi].out, 0);
+    }
+    l->hist = aligned_alloc(alignof(struct handshake_hist), n_workers * sizeof(*l->hist));
+    if (l->hist == NULL) {
+        abort();
+    }
+    for (unsigned wi = 0; wi < n_workers; wi++) {
+        for (size_t b = 0; b <= PK_HANDSHAKE_BUCKETS; b++) {
+            atomic_init(&l->hist[wi].bucket[b], 0);
+        }
+        atomic_init(&l->hist[wi].sum_ns, 0);
+    }
+    l->n_bytes = n_workers;
     *out = l;
     return 0;
 }

@@ -120,7 +120,7 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
     switch (kind) {
     case PK_ALLOW_TRUST_DOMAIN:
         if (strchr(value, '*') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID, "wildcards are not supported: `%s'",
+            r = pk_err_set(err, PK_E_INVALID, "wildcards are not supported: '%s'",
                            pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
@@ -138,19 +138,19 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
     case PK_ALLOW_APP_ID:
         slash = strchr(value, '/');
         if (slash != NULL && strchr(slash + 1, '/') != NULL) {
-            r = pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got `%s'",
+            r = pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got '%s'",
                            pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
         if (slash == value || (slash != NULL && slash[1] == '\0')) {
-            r = pk_err_set(err, PK_E_INVALID, "`%s' has an empty %s",
+            r = pk_err_set(err, PK_E_INVALID, "'%s' has an empty %s",
                            pk_quote(q, sizeof(q), value, strlen(value)),
                            slash == value ? "namespace" : "app id");
             goto out;
         }
         if (slash == NULL && p->our_ns == NULL) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "`%s' names no namespace and our own SPIFFE ID has none; write "
+                           "'%s' names no namespace and our own SPIFFE ID has none; write "
                            "NAMESPACE/APP",
                            pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
@@ -177,7 +177,7 @@ static int make_rule(const struct pk_policy *p, enum pk_policy_kind kind, const 
     case PK_EXPECT_SPIFFE_ID:
         if (strchr(value, '*') != NULL) {
             r = pk_err_set(err, PK_E_INVALID,
-                           "an exact SPIFFE ID is required, `*' is not allowed: `%s'",
+                           "an exact SPIFFE ID is required, '*' is not allowed: '%s'",
                            pk_quote(q, sizeof(q), value, strlen(value)));
             goto out;
         }
@@ -303,7 +303,7 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
             return true;
         }
         pk_err_set(err, PK_E_DENIED,
-                   "peer `%s' is not allowed: allowed are peers of our own trust domain `%s' "
+                   "peer '%s' is not allowed: allowed are peers of our own trust domain '%s' "
                    "(no allow rule configured)",
                    pk_quote(q, sizeof(q), peer->uri, strlen(peer->uri)), p->our_td);
         return false;
@@ -317,7 +317,7 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
         return false;
     }
     if (p->rules[0].kind == PK_EXPECT_SPIFFE_ID) {
-        pk_err_set(err, PK_E_DENIED, "peer `%s' is not the expected peer `%s'",
+        pk_err_set(err, PK_E_DENIED, "peer '%s' is not the expected peer '%s'",
                    pk_quote(q, sizeof(q), peer->uri, strlen(peer->uri)), p->rules[0].value);
         return false;
     }
@@ -326,23 +326,23 @@ bool pk_policy_allows(const struct pk_policy *p, const struct pk_spiffe_id *peer
         const struct rule *rule = &p->rules[i];
         switch (rule->kind) {
         case PK_ALLOW_TRUST_DOMAIN:
-            summary_add(summary, sizeof(summary), &len, "trust domain `%s'", rule->shown);
+            summary_add(summary, sizeof(summary), &len, "trust domain '%s'", rule->shown);
             break;
         case PK_ALLOW_NAMESPACE:
-            summary_add(summary, sizeof(summary), &len, "namespace `%s' of `%s'", rule->shown,
+            summary_add(summary, sizeof(summary), &len, "namespace '%s' of '%s'", rule->shown,
                         p->our_td);
             break;
         case PK_ALLOW_APP_ID:
-            summary_add(summary, sizeof(summary), &len, "app id `%s' of `%s'", rule->shown,
+            summary_add(summary, sizeof(summary), &len, "app id '%s' of '%s'", rule->shown,
                         p->our_td);
             break;
         case PK_ALLOW_SPIFFE_ID:
         case PK_EXPECT_SPIFFE_ID:
-            summary_add(summary, sizeof(summary), &len, "SPIFFE ID `%s'", rule->shown);
+            summary_add(summary, sizeof(summary), &len, "SPIFFE ID '%s'", rule->shown);
             break;
         }
     }
-    pk_err_set(err, PK_E_DENIED, "peer `%s' is not allowed: allowed are %s",
+    pk_err_set(err, PK_E_DENIED, "peer '%s' is not allowed: allowed are %s",
                pk_quote(q, sizeof(q), peer->uri, strlen(peer->uri)), summary);
     return false;
 }
@@ -365,7 +365,7 @@ static int peer_spiffe_id(const struct pk_cert *leaf, struct pk_spiffe_id *id, s
     }
     if (n_uris > 1) {
         return pk_err_set(
-                err, PK_E_INVALID, "peer certificate has %zu URI SANs (`%s', `%s'%s)", n_uris,
+                err, PK_E_INVALID, "peer certificate has %zu URI SANs ('%s', '%s'%s)", n_uris,
                 pk_quote(q, sizeof(q), pk_cert_uri(leaf, 0), strlen(pk_cert_uri(leaf, 0))),
                 pk_quote(q2, sizeof(q2), pk_cert_uri(leaf, 1), strlen(pk_cert_uri(leaf, 1))),
                 n_uris > 2 ? ", ..." : "");
@@ -391,13 +391,13 @@ static int peer_valid_now(const struct pk_cert *leaf, time_t now, const char *ur
     if (now > pk_cert_not_after(leaf)) {
         format_time(pk_cert_not_after(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_EXPIRED,
-                          "peer certificate has expired: not after %s, now %s: `%s'", when, at,
+                          "peer certificate has expired: not after %s, now %s: '%s'", when, at,
                           pk_quote(q, sizeof(q), uri, strlen(uri)));
     }
     if (now < pk_cert_not_before(leaf)) {
         format_time(pk_cert_not_before(leaf), when, sizeof(when));
         return pk_err_set(err, PK_E_NOTYETVALID,
-                          "peer certificate is not yet valid: not before %s, now %s: `%s'", when,
+                          "peer certificate is not yet valid: not before %s, now %s: '%s'", when,
                           at, pk_quote(q, sizeof(q), uri, strlen(uri)));
     }
     return 0;
@@ -419,14 +419,14 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
      * certificates or CRLs; without this any workload could mint IDs for others. */
     if (pk_cert_is_ca(leaf)) {
         return pk_err_set(err, PK_E_INVALID,
-                          "peer certificate is a CA certificate (BasicConstraints CA:TRUE): `%s'",
+                          "peer certificate is a CA certificate (BasicConstraints CA:TRUE): '%s'",
                           pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
     unsigned signs = pk_cert_has_key_usage(leaf)
                              ? pk_cert_key_usage(leaf) & (PK_KU_KEY_CERT_SIGN | PK_KU_CRL_SIGN)
                              : 0;
     if (signs != 0) {
-        return pk_err_set(err, PK_E_INVALID, "peer certificate has key usage %s: `%s'",
+        return pk_err_set(err, PK_E_INVALID, "peer certificate has key usage %s: '%s'",
                           signs == PK_KU_CRL_SIGN        ? "cRLSign"
                           : signs == PK_KU_KEY_CERT_SIGN ? "keyCertSign"
                                                          : "keyCertSign and cRLSign",
@@ -437,13 +437,13 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
     if (pk_cert_has_key_usage(leaf) && (pk_cert_key_usage(leaf) & PK_KU_DIGITAL_SIGNATURE) == 0) {
         return pk_err_set(err, PK_E_INVALID,
                           "peer certificate's key usage lacks digitalSignature, which signing "
-                          "the TLS handshake needs: `%s'",
+                          "the TLS handshake needs: '%s'",
                           pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
     /* The key types Sentry issues (P-256; Ed25519 from 1.18) and nothing weaker or odder. */
     if (pk_cert_key_type(leaf) != PK_KEY_P256 && pk_cert_key_type(leaf) != PK_KEY_ED25519) {
         return pk_err_set(err, PK_E_UNSUPPORTED,
-                          "peer certificate has a key of type %s, not P-256 or Ed25519: `%s'",
+                          "peer certificate has a key of type %s, not P-256 or Ed25519: '%s'",
                           pk_key_type_name(pk_cert_key_type(leaf)),
                           pk_quote(q, sizeof(q), id.uri, strlen(id.uri)));
     }
@@ -473,7 +473,7 @@ static int check_purpose(const struct pk_policy *p, const struct pk_cert *leaf,
         return 0;
     }
     return pk_err_set(
-            err, PK_E_INVALID, "peer certificate's extended key usage does not include %s: `%s'",
+            err, PK_E_INVALID, "peer certificate's extended key usage does not include %s: '%s'",
             server ? "serverAuth" : "clientAuth", pk_quote(q, sizeof(q), id->uri, strlen(id->uri)));
 }
 
@@ -489,15 +489,17 @@ int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, si
     if (r != 0) {
         return r;
     }
+    /* A valid SPIFFE ID from a verified chain: who the peer is, whether or not it may talk to
+     * us, so that a refusal is logged with the peer it refused. */
+    if (peer_id != NULL && peer_id_len > 0) {
+        snprintf(peer_id, peer_id_len, "%s", id.uri);
+    }
     r = check_purpose(p, leaf, &id, err);
     if (r != 0) {
         return r;
     }
     if (!pk_policy_allows(p, &id, err)) {
         return PK_E_DENIED;
-    }
-    if (peer_id != NULL && peer_id_len > 0) {
-        snprintf(peer_id, peer_id_len, "%s", id.uri);
     }
     return 0;
 }

@@ -77,9 +77,10 @@ int pk_peer_check(const struct pk_cert *leaf, time_t now, struct pk_spiffe_id *i
                   struct pk_err *err) PK_MUST_USE;
 
 /* Both: the pk_conn_authorize_fn for a listener (ctx is the struct pk_policy), at time(NULL).
- * On success the ID is written to peer_id (may be NULL), cut to peer_id_len - 1 bytes if longer
- * (it is for logs; the decision used the whole ID); on failure peer_id is untouched and the
- * code is pk_peer_check's or PK_E_DENIED. */
+ * Once the leaf passes pk_peer_check its ID is written to peer_id (may be NULL), cut to
+ * peer_id_len - 1 bytes if longer (it is for logs; the decision used the whole ID), also when
+ * the purpose or the rules then refuse the peer; when pk_peer_check fails, peer_id is untouched.
+ * On failure the code is pk_peer_check's or PK_E_DENIED. */
 int pk_policy_authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, size_t peer_id_len,
                         struct pk_err *err);
 

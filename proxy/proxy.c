@@ -254,6 +254,10 @@ void pk_proxy_set_change_hook(struct pk_proxy *px, void (*fn)(void *ctx), void *
     px->hook_ctx = ctx;
 }
 
+const double pk_handshake_bucket_le[PK_HANDSHAKE_BUCKETS] = {
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
+};
+
 size_t pk_proxy_listener_count(const struct pk_proxy *px)
 {
     return px->n_listeners;
@@ -265,9 +269,14 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
     const struct lsock *s = l->sock;
     uint64_t closed[PK_PROXY_CLOSE_REASONS];
     unsigned want = s->is_unix ? 1 : px->n_workers;
+    uint64_t bytes_in = 0, bytes_out = 0;
 
     for (size_t k = 0; k < PK_PROXY_CLOSE_REASONS; k++) {
         closed[k] = atomic_load(&l->closed[k]);
+    }
+    for (unsigned wi = 0; wi < l->n_bytes; wi++) {
+        bytes_in += atomic_load_explicit(&l->bytes[wi].in, memory_order_relaxed);
+        bytes_out += atomic_load_explicit(&l->bytes[wi].out, memory_order_relaxed);
     }
     *out = (struct pk_listener_stats){
             .name = l->cfg.name,
@@ -281,8 +290,8 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
             .active = atomic_load(&l->active),
             .total = atomic_load(&l->total),
             .handshaking = atomic_load(&l->handshaking),
-            .bytes_in = atomic_load(&l->bytes_in),
-            .bytes_out = atomic_load(&l->bytes_out),
+            .bytes_in = bytes_in,
+            .bytes_out = bytes_out,
             .handshake_failed = closed[PK_CLOSE_HANDSHAKE_FAILED],
             .denied = closed[PK_CLOSE_DENIED],
             .connect_failed = closed[PK_CLOSE_CONNECT_FAILED],
@@ -292,6 +301,15 @@ void pk_proxy_listener_stats(const struct pk_proxy *px, size_t i, struct pk_list
             .port = s->port,
     };
     memcpy(out->closed, closed, sizeof(closed));
+    for (unsigned wi = 0; wi < l->n_bytes; wi++) {
+        uint64_t cumulative = 0;
+        for (size_t b = 0; b <= PK_HANDSHAKE_BUCKETS; b++) {
+            cumulative += atomic_load_explicit(&l->hist[wi].bucket[b], memory_order_relaxed);
+            out->handshake_le[b] += cumulative;
+        }
+        out->handshake_seconds_sum +=
+                (double)atomic_load_explicit(&l->hist[wi].sum_ns, memory_order_relaxed) / 1e9;
+    }
 }
 
 void pk_proxy_free(struct pk_proxy *px, double shutdown_timeout)

@@ -46,6 +46,11 @@ struct pk_proxy_options {
     const char *namespace_; /* our namespace: allow_app_id APP means NAMESPACE/APP */
 };
 
+/* Upper bounds, in seconds, of the handshake-duration histogram's buckets (then +Inf): from
+ * accept to streaming (TLS handshake, authorization and the connection to the target). */
+#define PK_HANDSHAKE_BUCKETS 12
+extern const double pk_handshake_bucket_le[PK_HANDSHAKE_BUCKETS];
+
 struct pk_listener_stats {
     const char *name;   /* borrowed: valid until the next pk_proxy_update or pk_proxy_free */
     const char *listen; /* the listen address as configured; borrowed likewise */
@@ -66,7 +71,11 @@ struct pk_listener_stats {
     uint64_t plaintext;   /* permissive inbound: clients that spoke plaintext */
     uint64_t tls;         /* permissive inbound: clients that began with a ClientHello */
     uint64_t closed[PK_PROXY_CLOSE_REASONS]; /* connections ended, by enum pk_conn_close_reason */
-    uint16_t port;                           /* bound TCP port (useful with port 0), 0 for unix */
+    /* mTLS connections that reached streaming, by handshake duration: cumulative counts per
+     * bound of pk_handshake_bucket_le, then the total (the +Inf bucket), and the sum. */
+    uint64_t handshake_le[PK_HANDSHAKE_BUCKETS + 1];
+    double handshake_seconds_sum;
+    uint16_t port; /* bound TCP port (useful with port 0), 0 for unix */
 };
 
 /* Create listening sockets for every listener in cfg (borrowed during the call: the proxy keeps

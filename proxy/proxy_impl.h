@@ -93,7 +93,10 @@ struct listener {
     struct lwatch *watch;                /* per worker */
     unsigned n_watch;
     _Atomic unsigned accepting; /* workers whose watchers are on */
-    _Atomic uint64_t active, total, handshaking, bytes_in, bytes_out;
+    _Atomic uint64_t active, total, handshaking;
+    struct pk_live_bytes *bytes; /* per worker, added to as bytes are relayed */
+    struct handshake_hist *hist; /* per worker: handshake durations */
+    unsigned n_bytes;            /* workers: the length of bytes and hist */
     _Atomic uint64_t closed[PK_PROXY_CLOSE_REASONS];
     _Atomic uint64_t passthrough;    /* transparent: connections let through in plaintext */
     _Atomic uint64_t plaintext, tls; /* permissive inbound: what the first bytes were */
@@ -117,6 +120,13 @@ enum proxied_kind {
     PC_SNIFF, /* permissive inbound: waiting for the first bytes to tell TLS from plaintext */
 };
 
+/* One worker's handshake durations for one listener: written by that worker only (relaxed), on
+ * cache lines of its own; summed when read. */
+struct handshake_hist {
+    alignas(64) _Atomic uint64_t bucket[PK_HANDSHAKE_BUCKETS + 1]; /* not cumulative; last +Inf */
+    _Atomic uint64_t sum_ns;
+};
+
 struct proxied {
     struct proxied *prev, *next;
     struct worker *w;
@@ -135,6 +145,7 @@ struct proxied {
     struct sockaddr_storage dst; /* transparent: the original destination */
     bool transparent;            /* dst is set and decides the policy */
     bool established;            /* no longer counted as a handshake in progress */
+    ev_tstamp accepted_at;       /* ev_time() at accept, for the handshake duration */
 };
 
 struct worker {

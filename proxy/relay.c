@@ -56,6 +56,7 @@ struct pk_relay {
     void (*established)(void *);
     void *ctx;
     struct pk_conn_summary sum;
+    struct pk_live_bytes *live_bytes; /* NULL = none */
 };
 
 static void relay_fail(struct pk_relay *r, enum pk_conn_close_reason reason, const char *fmt, ...)
@@ -111,7 +112,8 @@ static const char *side_name(const struct pk_relay *r, int fd)
 }
 
 /* Move bytes of one direction from src to dst. Returns true when something moved. */
-static bool pump_dir(struct pk_relay *r, struct dir *d, int src, int dst, uint64_t *count)
+static bool pump_dir(struct pk_relay *r, struct dir *d, int src, int dst, uint64_t *count,
+                     _Atomic uint64_t *live)
 {
     bool moved = false;
     ssize_t n;
@@ -137,6 +139,9 @@ static bool pump_dir(struct pk_relay *r, struct dir *d, int src, int dst, uint64
             d->off += (size_t)n;
             d->len -= (size_t)n;
             *count += (uint64_t)n;
+            if (live != NULL) {
+                atomic_fetch_add_explicit(live, (uint64_t)n, memory_order_relaxed);
+            }
             moved = true;
         } else if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
             relay_fail(r, PK_CLOSE_RESET, "writing to %s: %s", side_name(r, dst), strerror(errno));
@@ -170,9 +175,11 @@ static void pump(struct pk_relay *r)
 
     /* Bounded, so one busy relay cannot hold its worker; level-triggered watchers resume it. */
     for (int round = 0; moved && round < 16 && !r->finishing; round++) {
-        moved = pump_dir(r, &r->a2b, r->a, r->b, &r->sum.bytes_in);
+        moved = pump_dir(r, &r->a2b, r->a, r->b, &r->sum.bytes_in,
+                         r->live_bytes != NULL ? &r->live_bytes->in : NULL);
         if (!r->finishing) {
-            moved |= pump_dir(r, &r->b2a, r->b, r->a, &r->sum.bytes_out);
+            moved |= pump_dir(r, &r->b2a, r->b, r->a, &r->sum.bytes_out,
+                              r->live_bytes != NULL ? &r->live_bytes->out : NULL);
         }
     }
     if (r->finishing) {
@@ -342,6 +349,7 @@ int pk_relay_start(struct ev_loop *loop, const struct pk_relay_params *p, struct
         r->limits.buffer_size = DEFAULT_BUFFER_SIZE;
     }
     r->closed = p->closed;
+    r->live_bytes = p->live_bytes;
     r->established = p->established;
     r->ctx = p->ctx;
     r->sum.listener = p->listener;

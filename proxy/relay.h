@@ -29,7 +29,8 @@ struct pk_relay_params {
     uint32_t mark; /* SO_MARK for the target socket; 0 = none */
     /* Copied; NULL = defaults. handshake_timeout is not used; buffer_size 0 = 16 KiB. */
     const struct pk_conn_limits *limits;
-    const char *listener; /* borrowed: must outlive the relay */
+    const char *listener;             /* borrowed: must outlive the relay */
+    struct pk_live_bytes *live_bytes; /* optional, borrowed; as in struct pk_conn_params */
     /* Called once when the relay has ended and released everything, the relay already gone;
      * never from within pk_relay_start. Required. */
     void (*closed)(void *ctx, const struct pk_conn_summary *summary);

@@ -69,7 +69,7 @@ int pk_ca_profile_parse(const char *name, enum pk_ca_profile *out, struct pk_err
             return 0;
         }
     }
-    return pk_err_set(err, PK_E_INVALID, "profile `%.60s' is not openssl, step or sentry", name);
+    return pk_err_set(err, PK_E_INVALID, "profile '%.60s' is not openssl, step or sentry", name);
 }
 
 /* The template of a root (issuer_o NULL) or an issuer (issuer_o: the sentry issuer's O). */

@@ -55,3 +55,20 @@ out:
     pk_cert_free(leaf);
     return r;
 }
+
+double pk_sentry_server_cert_renew_in(time_t now, time_t not_after)
+{
+    double window = difftime(not_after, now);
+    double next = window * PK_SENTRY_RENEW_FRACTION;
+
+    if (window <= 0) {
+        return PK_SENTRY_RENEW_RETRY;
+    }
+    if (next < PK_SENTRY_RENEW_FLOOR) {
+        next = window - 1 > PK_SENTRY_RENEW_FLOOR ? PK_SENTRY_RENEW_FLOOR : window - 1;
+        if (next < 1.0) {
+            next = 1.0;
+        }
+    }
+    return next;
+}

@@ -30,4 +30,20 @@ int pk_sentry_issue_workload(const struct pk_sentry_creds *creds,
                              int64_t ttl_seconds, int64_t skew_seconds,
                              struct pk_sentry_issued *out, struct pk_err *err) PK_MUST_USE;
 
+/* Sentry renews its own serving certificate before half of what is left of it has gone. */
+#define PK_SENTRY_RENEW_FRACTION 0.5
+/* ... but not sooner than this after the last issue while the certificate lasts longer. */
+#define PK_SENTRY_RENEW_FLOOR 5.0
+/* When nothing of the certificate is left (the issuer expires now), try again this soon. */
+#define PK_SENTRY_RENEW_RETRY 10.0
+
+/* Seconds from now until Sentry should re-issue the serving certificate that was issued at now
+ * and expires at not_after. NotBefore plays no part: it lies allowedClockSkew in the past for
+ * the sake of clients with slow clocks, and counting it as validity once made a TTL shorter than
+ * twice the skew renew every second. The window that counts is now .. not_after (the TTL, or
+ * less when the issuer expires first): PK_SENTRY_RENEW_FRACTION of it; at least
+ * PK_SENTRY_RENEW_FLOOR, or, for a certificate that does not last that long, one second before
+ * it expires (and at least one second); PK_SENTRY_RENEW_RETRY when the window is empty. */
+double pk_sentry_server_cert_renew_in(time_t now, time_t not_after);
+
 #endif

@@ -295,7 +295,7 @@ int pk_sentry_check_app_id(struct pk_slice id, struct pk_err *err)
         }
         const char *reason = byte_reason(c);
         return pk_err_set(err, PK_E_INVALID,
-                          "app id `%s': %s (an app id is a SPIFFE path segment: A-Z, a-z, 0-9, "
+                          "app id '%s': %s (an app id is a SPIFFE path segment: A-Z, a-z, 0-9, "
                           "'-' and '_')",
                           pk_sentry_quote(q, sizeof(q), id),
                           reason != NULL ? reason : "character not allowed");
@@ -313,7 +313,7 @@ int pk_sentry_check_namespace(struct pk_slice ns, const char *what, struct pk_er
         return pk_err_set(err, PK_E_INVALID, "%s is required", what);
     }
     if (ns.len > PK_SENTRY_NAMESPACE_MAX) {
-        return pk_err_set(err, PK_E_INVALID, "%s `%s' is %zu bytes long (%s)", what,
+        return pk_err_set(err, PK_E_INVALID, "%s '%s' is %zu bytes long (%s)", what,
                           pk_sentry_quote(q, sizeof(q), ns), ns.len, rule);
     }
     for (size_t i = 0; i < ns.len; i++) {
@@ -327,11 +327,11 @@ int pk_sentry_check_namespace(struct pk_slice ns, const char *what, struct pk_er
                              ? "upper case is not allowed"
                              : (c == '.' ? "'.' is not allowed" : "character not allowed");
         }
-        return pk_err_set(err, PK_E_INVALID, "%s `%s': %s (%s)", what,
+        return pk_err_set(err, PK_E_INVALID, "%s '%s': %s (%s)", what,
                           pk_sentry_quote(q, sizeof(q), ns), reason, rule);
     }
     if (ns.ptr[0] == '-' || ns.ptr[ns.len - 1] == '-') {
-        return pk_err_set(err, PK_E_INVALID, "%s `%s': starts or ends with '-' (%s)", what,
+        return pk_err_set(err, PK_E_INVALID, "%s '%s': starts or ends with '-' (%s)", what,
                           pk_sentry_quote(q, sizeof(q), ns), rule);
     }
     return 0;
@@ -350,7 +350,7 @@ int pk_sentry_trust_domains_add(struct pk_sentry_trust_domains *list, const char
     }
     if (td[0] == '.' || td[len - 1] == '.' || strstr(td, "..") != NULL) {
         return pk_err_set(err, PK_E_INVALID,
-                          "%s: trust domain `%s' has an empty label (a leading, trailing or "
+                          "%s: trust domain '%s' has an empty label (a leading, trailing or "
                           "doubled '.')",
                           what, pk_sentry_quote(q, sizeof(q), pk_slice_make(td, len)));
     }
@@ -385,11 +385,11 @@ int pk_sentry_trust_domains_add_list(struct pk_sentry_trust_domains *list, const
             len--;
         }
         if (len == 0) {
-            return pk_err_set(err, PK_E_INVALID, "%s: empty trust domain in `%s'", what,
+            return pk_err_set(err, PK_E_INVALID, "%s: empty trust domain in '%s'", what,
                               pk_sentry_quote(q, sizeof(q), pk_slice_make(csv, strlen(csv))));
         }
         if (len > PK_SPIFFE_MAX_TD_LEN) {
-            return pk_err_set(err, PK_E_INVALID, "%s: trust domain `%s' is longer than %d bytes",
+            return pk_err_set(err, PK_E_INVALID, "%s: trust domain '%s' is longer than %d bytes",
                               what, pk_sentry_quote(q, sizeof(q), pk_slice_make(p, len)),
                               PK_SPIFFE_MAX_TD_LEN);
         }
@@ -449,11 +449,11 @@ int pk_sentry_check_trust_domain(struct pk_slice td, const struct pk_sentry_trus
                            strlen(PK_SENTRY_DEFAULT_REQUEST_TRUST_DOMAIN));
     }
     if (td.len > PK_SPIFFE_MAX_TD_LEN) {
-        return pk_err_set(err, PK_E_INVALID, "trust domain `%s' is longer than %d bytes",
+        return pk_err_set(err, PK_E_INVALID, "trust domain '%s' is longer than %d bytes",
                           pk_sentry_quote(q, sizeof(q), td), PK_SPIFFE_MAX_TD_LEN);
     }
     if (memchr(td.ptr, '\0', td.len) != NULL) {
-        return pk_err_set(err, PK_E_INVALID, "trust domain `%s': a NUL byte is not allowed",
+        return pk_err_set(err, PK_E_INVALID, "trust domain '%s': a NUL byte is not allowed",
                           pk_sentry_quote(q, sizeof(q), td));
     }
     memcpy(name, td.ptr, td.len);
@@ -464,7 +464,7 @@ int pk_sentry_check_trust_domain(struct pk_slice td, const struct pk_sentry_trus
     }
     if (!pk_sentry_trust_domains_contains(allowed, td)) {
         return pk_err_set(err, PK_E_DENIED,
-                          "trust domain `%s' is not one this Sentry signs for (allowed: %s; "
+                          "trust domain '%s' is not one this Sentry signs for (allowed: %s; "
                           "add trust domains with --allowed-trust-domains)",
                           pk_sentry_quote(q, sizeof(q), td),
                           pk_sentry_trust_domains_format(allowed, list, sizeof(list)));

@@ -19,6 +19,8 @@
 #include "common/grpc.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/procmetrics.h"
+#include "common/signame.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
 #include "net/filewatch.h"
@@ -69,7 +71,7 @@ static int renew_server_cert(struct sentry *s, struct pk_err *err)
     struct pk_sentry_issued issued = {0};
     struct pk_buf spki, key_der;
     time_t now = time(NULL);
-    double life, next;
+    double next;
     int r;
 
     pk_buf_init(&spki, 4096);
@@ -107,12 +109,7 @@ static int renew_server_cert(struct sentry *s, struct pk_err *err)
     }
     pk_rpc_server_set_tls(s->rpc, tls);
     s->server_cert_not_after = issued.not_after;
-    /* Renew at half the certificate's life, as Dapr's Sentry does. */
-    life = difftime(issued.not_after, issued.not_before);
-    next = difftime(issued.not_before, now) + life / 2;
-    if (next < 1.0) {
-        next = 1.0;
-    }
+    next = pk_sentry_server_cert_renew_in(now, issued.not_after);
     ev_timer_stop(s->loop, &s->renew_timer);
     ev_timer_set(&s->renew_timer, next, 0.0);
     ev_timer_start(s->loop, &s->renew_timer);
@@ -196,10 +193,12 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
 {
     struct sentry *s = w->data;
     if (w->signum == SIGHUP) {
+        PK_LOG_INFO("reloading signal=SIGHUP dir=%s", s->opts->credentials_dir);
         reload_creds(s, "SIGHUP");
         return;
     }
-    PK_LOG_INFO("stopping signal=%d", w->signum);
+    char name[16];
+    PK_LOG_INFO("stopping signal=%s", pk_signal_name(w->signum, name, sizeof(name)));
     s->serving = false;
     ev_break(loop, EVBREAK_ALL);
 }
@@ -253,12 +252,13 @@ static int metrics_handler(void *ctx, const struct pk_http1_request *req,
     r |= metric(out, "dapr_sentry_issuercert_expiry_timestamp", "gauge",
                 "Expiry of the issuer certificate, in Unix seconds.", "",
                 (double)creds->issuer_not_after);
-    r |= metric(out, "picket_sentry_root_cert_expiry_timestamp", "gauge",
+    r |= metric(out, "picket_sentry_root_cert_expiry_timestamp_seconds", "gauge",
                 "Earliest expiry among the trust anchors (ca.crt), in Unix seconds.", "",
                 (double)creds->roots_not_after);
-    r |= metric(out, "picket_sentry_server_cert_expiry_timestamp", "gauge",
+    r |= metric(out, "picket_sentry_server_cert_expiry_timestamp_seconds", "gauge",
                 "Expiry of Sentry's own serving certificate, in Unix seconds.", "",
                 (double)s->server_cert_not_after);
+    r |= pk_process_metrics(out);
     return r != 0 ? PK_E_TOOBIG : 0;
 }
 
@@ -363,10 +363,12 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
     }
     if (r != 0) {
         pk_err_prefix(&err, r, "--trust-domain/NAMESPACE");
+        status = PK_EXIT_CONFIG;
         goto out;
     }
     r = load_config(&s, &jwks, &err);
     if (r != 0) {
+        status = PK_EXIT_CONFIG;
         goto out;
     }
     if (pk_sentry_creds_paths_init(&s.paths, opts->credentials_dir, opts->ca_filename,

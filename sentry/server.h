@@ -38,8 +38,9 @@ struct pk_sentry_options {
     double reload_delay; /* seconds of quiet after a file change before reloading */
 };
 
-/* Run until SIGTERM or SIGINT. Returns the process exit status: 0 after a clean stop, 1 when
- * start-up failed (the reason has been logged). */
+/* Run until SIGTERM or SIGINT. Returns the process exit status: 0 after a clean stop,
+ * PK_EXIT_CONFIG (2) when a flag value or the --config file is wrong, 1 when start-up failed
+ * otherwise (credentials, sockets); the reason has been logged. */
 int pk_sentry_run(const struct pk_sentry_options *opts);
 
 #endif

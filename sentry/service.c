@@ -199,13 +199,13 @@ static int control_plane_check(const struct pk_sentry_service *svc,
         return 0;
     case PK_SENTRY_ID_SENTRY:
         snprintf(message, message_len,
-                 "invalid request: app id `%s' is Sentry's own identity, which is never issued "
+                 "invalid request: app id '%s' is Sentry's own identity, which is never issued "
                  "to a request",
                  id);
         return PK_E_DENIED;
     case PK_SENTRY_ID_LOOKALIKE:
         snprintf(message, message_len,
-                 "invalid request: app id `%s' in Sentry's namespace `%s' is a control-plane "
+                 "invalid request: app id '%s' in Sentry's namespace '%s' is a control-plane "
                  "id in another case; control-plane ids are lower case",
                  id, svc->namespace_);
         return PK_E_DENIED;
@@ -214,7 +214,7 @@ static int control_plane_check(const struct pk_sentry_service *svc,
             return 0;
         }
         snprintf(message, message_len,
-                 "invalid request: app id `%s' in Sentry's namespace `%s' is a control-plane "
+                 "invalid request: app id '%s' in Sentry's namespace '%s' is a control-plane "
                  "identity, which the INSECURE validator does not authenticate; use a JWKS token "
                  "for it, or start picket sentry with --allow-insecure-control-plane-ids for a "
                  "self-hosted control plane",
@@ -368,7 +368,8 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     /* 7. Sign. */
     if (pk_sentry_issue_workload(svc->creds, pub, spiffe_id, now, svc->ttl_seconds,
                                  svc->skew_seconds, &issued, &err) != 0) {
-        PK_LOG_ERR("sign failed spiffe_id=%s error=\"%s\"", spiffe_id, err.msg);
+        PK_LOG_EVENT(PK_LOG_LEVEL_ERROR, "sign failed", PK_LF_STR("spiffe_id", spiffe_id),
+                     PK_LF_STR("error", err.msg));
         *status = PK_GRPC_INTERNAL;
         snprintf(message, message_len, "failed to sign certificate");
         goto fail;
@@ -380,9 +381,10 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     }
     svc->success++;
     *status = PK_GRPC_OK;
-    PK_LOG_INFO("signed spiffe_id=%s serial=%s not_after=%lld validator=%s", spiffe_id,
-                issued.serial_hex, (long long)issued.not_after,
-                validator == VALIDATOR_JWKS ? "jwks" : "insecure");
+    PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "signed", PK_LF_STR("spiffe_id", spiffe_id),
+                 PK_LF_STR("serial", issued.serial_hex),
+                 PK_LF_INT("not_after", (long long)issued.not_after),
+                 PK_LF_STR("validator", validator == VALIDATOR_JWKS ? "jwks" : "insecure"));
     goto out;
 
 fail:

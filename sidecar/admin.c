@@ -13,6 +13,7 @@
 #include "common/grpc.h"
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/procmetrics.h"
 #include "common/x509.h"
 #include "net/http_server.h"
 #include "proxy/proxy.h"
@@ -253,6 +254,7 @@ enum listener_family {
     LF_BYTES,
     LF_PASSTHROUGH,
     LF_PERMISSIVE,
+    LF_HANDSHAKE_DURATION,
 };
 
 static int listener_family(struct pk_buf *out, enum listener_family f, const char *name,
@@ -262,6 +264,21 @@ static int listener_family(struct pk_buf *out, enum listener_family f, const cha
     int r = 0;
 
     switch (f) {
+    case LF_HANDSHAKE_DURATION:
+        for (size_t b = 0; b < PK_HANDSHAKE_BUCKETS; b++) {
+            r |= pk_buf_printf(out, "%s_bucket{listener=\"%s\",kind=\"%s\",le=\"%g\"} %llu\n", name,
+                               s->name, kind, pk_handshake_bucket_le[b],
+                               (unsigned long long)s->handshake_le[b]);
+        }
+        r |= pk_buf_printf(out,
+                           "%s_bucket{listener=\"%s\",kind=\"%s\",le=\"+Inf\"} %llu\n"
+                           "%s_sum{listener=\"%s\",kind=\"%s\"} %.9g\n"
+                           "%s_count{listener=\"%s\",kind=\"%s\"} %llu\n",
+                           name, s->name, kind,
+                           (unsigned long long)s->handshake_le[PK_HANDSHAKE_BUCKETS], name, s->name,
+                           kind, s->handshake_seconds_sum, name, s->name, kind,
+                           (unsigned long long)s->handshake_le[PK_HANDSHAKE_BUCKETS]);
+        return r;
     case LF_UP:
         return pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %d\n", name, s->name, kind,
                              s->up ? 1 : 0);
@@ -282,32 +299,33 @@ static int listener_family(struct pk_buf *out, enum listener_family f, const cha
                   {"denied", s->closed[PK_CLOSE_DENIED]},
                   {"timeout", s->closed[PK_CLOSE_HANDSHAKE_TIMEOUT]}};
         for (size_t k = 0; k < PK_ARRAY_LEN(rs); k++) {
-            r |= pk_buf_printf(out, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", name, s->name,
-                               rs[k].reason, (unsigned long long)rs[k].v);
+            r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\",reason=\"%s\"} %llu\n", name,
+                               s->name, kind, rs[k].reason, (unsigned long long)rs[k].v);
         }
         return r;
     }
     case LF_CLOSED:
         for (int k = 0; k < PK_PROXY_CLOSE_REASONS; k++) {
-            r |= pk_buf_printf(out, "%s{listener=\"%s\",reason=\"%s\"} %llu\n", name, s->name,
+            r |= pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\",reason=\"%s\"} %llu\n", name,
+                               s->name, kind,
                                pk_conn_close_reason_name((enum pk_conn_close_reason)k),
                                (unsigned long long)s->closed[k]);
         }
         return r;
     case LF_BYTES:
         return pk_buf_printf(out,
-                             "%s{listener=\"%s\",direction=\"in\"} %llu\n"
-                             "%s{listener=\"%s\",direction=\"out\"} %llu\n",
-                             name, s->name, (unsigned long long)s->bytes_in, name, s->name,
-                             (unsigned long long)s->bytes_out);
+                             "%s{listener=\"%s\",kind=\"%s\",direction=\"in\"} %llu\n"
+                             "%s{listener=\"%s\",kind=\"%s\",direction=\"out\"} %llu\n",
+                             name, s->name, kind, (unsigned long long)s->bytes_in, name, s->name,
+                             kind, (unsigned long long)s->bytes_out);
     case LF_PASSTHROUGH:
-        return pk_buf_printf(out, "%s{listener=\"%s\"} %llu\n", name, s->name,
+        return pk_buf_printf(out, "%s{listener=\"%s\",kind=\"%s\"} %llu\n", name, s->name, kind,
                              (unsigned long long)s->passthrough);
     case LF_PERMISSIVE:
         return pk_buf_printf(out,
-                             "%s{listener=\"%s\",protocol=\"tls\"} %llu\n"
-                             "%s{listener=\"%s\",protocol=\"plaintext\"} %llu\n",
-                             name, s->name, (unsigned long long)s->tls, name, s->name,
+                             "%s{listener=\"%s\",kind=\"%s\",protocol=\"tls\"} %llu\n"
+                             "%s{listener=\"%s\",kind=\"%s\",protocol=\"plaintext\"} %llu\n",
+                             name, s->name, kind, (unsigned long long)s->tls, name, s->name, kind,
                              (unsigned long long)s->plaintext);
     }
     return 0;
@@ -338,18 +356,25 @@ static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
             {LF_PERMISSIVE, "picket_listener_permissive_total", "counter",
              "Permissive inbound listeners: connections by what they began with, tls or "
              "plaintext."},
+            {LF_HANDSHAKE_DURATION, "picket_listener_handshake_duration_seconds", "histogram",
+             "mTLS connections that reached streaming, by the time from accept to streaming "
+             "(TLS handshake, authorization, connecting the target)."},
     };
     size_t n = pk_proxy_listener_count(px);
+    /* Every family from one read of each listener, so the families agree with each other. */
+    struct pk_listener_stats *snap = pk_xcalloc(n > 0 ? n : 1, sizeof(*snap));
     int r = 0;
 
+    for (size_t i = 0; i < n; i++) {
+        pk_proxy_listener_stats(px, i, &snap[i]);
+    }
     for (size_t f = 0; f < PK_ARRAY_LEN(fam); f++) {
         r |= metric_head(out, fam[f].name, fam[f].type, fam[f].help);
         for (size_t i = 0; i < n; i++) {
-            struct pk_listener_stats s;
-            pk_proxy_listener_stats(px, i, &s);
-            r |= listener_family(out, fam[f].f, fam[f].name, &s);
+            r |= listener_family(out, fam[f].f, fam[f].name, &snap[i]);
         }
     }
+    free(snap);
     return r;
 }
 
@@ -495,6 +520,7 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
         r |= metric(out, "picket_static_identity_refused_total", "counter",
                     "Static certificate updates refused by the checks.", (double)st.static_refused);
     }
+    r |= pk_process_metrics(out);
     return r != 0 ? PK_E_TOOBIG : 0;
 }
 

@@ -315,15 +315,15 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
             fl->help = true;
             return 0;
         case ':':
-            return pk_err_set(err, PK_E_INVALID, "flag `%s' needs a value", flag_name(name, arg));
+            return pk_err_set(err, PK_E_INVALID, "flag '%s' needs a value", flag_name(name, arg));
         default:
-            return pk_err_set(err, PK_E_INVALID, "unknown flag `%s'", flag_name(name, arg));
+            return pk_err_set(err, PK_E_INVALID, "unknown flag '%s'", flag_name(name, arg));
         }
     }
     if (optind < argc) {
         char q[QUOTE_LEN];
         return pk_err_set(err, PK_E_INVALID,
-                          "unexpected argument `%s' (picket run takes only flags)",
+                          "unexpected argument '%s' (picket run takes only flags)",
                           pk_quote(q, sizeof(q), argv[optind], strlen(argv[optind])));
     }
     return 0;
@@ -393,7 +393,7 @@ static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_
         if (config_parse_mode(v, &cfg->agent.mode) != 0) {
             char q[QUOTE_LEN];
             return pk_err_set(err, PK_E_INVALID,
-                              "PICKET_MODE: `%s' is not auto, standalone or "
+                              "PICKET_MODE: '%s' is not auto, standalone or "
                               "kubernetes",
                               pk_quote(q, sizeof(q), v, strlen(v)));
         }
@@ -470,14 +470,14 @@ static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, st
     }
     if (fl->mode != NULL && config_parse_mode(fl->mode, &cfg->agent.mode) != 0) {
         char q[QUOTE_LEN];
-        return pk_err_set(err, PK_E_INVALID, "--mode: `%s' is not auto, standalone or kubernetes",
+        return pk_err_set(err, PK_E_INVALID, "--mode: '%s' is not auto, standalone or kubernetes",
                           pk_quote(q, sizeof(q), fl->mode, strlen(fl->mode)));
     }
     if (fl->enable_mtls_given) {
         char q[QUOTE_LEN];
         bool on = true;
         if (fl->enable_mtls != NULL && config_parse_bool(fl->enable_mtls, true, &on) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "--enable-mtls: `%s' is not a boolean",
+            return pk_err_set(err, PK_E_INVALID, "--enable-mtls: '%s' is not a boolean",
                               pk_quote(q, sizeof(q), fl->enable_mtls, strlen(fl->enable_mtls)));
         }
         if (!on) {
@@ -491,7 +491,7 @@ static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, st
         char q[QUOTE_LEN];
         if (pk_log_level_parse(fl->log_level, &level) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "--log-level: `%s' is not debug, info, warn or error",
+                              "--log-level: '%s' is not debug, info, warn or error",
                               pk_quote(q, sizeof(q), fl->log_level, strlen(fl->log_level)));
         }
         cfg->log_level = (int)level;
@@ -500,7 +500,7 @@ static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, st
         char q[QUOTE_LEN];
         bool json = true;
         if (fl->log_json != NULL && config_parse_bool(fl->log_json, true, &json) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "--log-as-json: `%s' is not a boolean",
+            return pk_err_set(err, PK_E_INVALID, "--log-as-json: '%s' is not a boolean",
                               pk_quote(q, sizeof(q), fl->log_json, strlen(fl->log_json)));
         }
         cfg->log_json = json;

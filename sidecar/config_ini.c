@@ -126,7 +126,7 @@ static int begin_listener(struct parser *ps, const char *name, size_t len, const
 
     for (size_t i = 0; i < len; i++) {
         if (!is_name_char(name[i])) {
-            fail(ps, "[%s]: bad NAME: it must be 1 to %d of the letters, digits, `_', `.' and `-'",
+            fail(ps, "[%s]: bad NAME: it must be 1 to %d of the letters, digits, '_', '.' and '-'",
                  pk_quote(q, sizeof(q), shown, strlen(shown)), PK_SIDECAR_CONFIG_MAX_NAME);
             return PK_E_INVALID;
         }
@@ -234,7 +234,7 @@ static int check_line(struct parser *ps, const char *s, size_t len)
         size_t close = find_chars_or_comment(s, start + 1, end, "]");
         size_t after = close + 1;
         if (close == end || s[close] != ']') {
-            fail(ps, "section header without a closing `]'");
+            fail(ps, "section header without a closing ']'");
             return PK_E_INVALID;
         }
         while (after < end && config_is_blank(s[after])) {
@@ -248,7 +248,7 @@ static int check_line(struct parser *ps, const char *s, size_t len)
     }
     size_t eq = find_chars_or_comment(s, start, end, "=:");
     if (eq == end || (s[eq] != '=' && s[eq] != ':')) {
-        fail(ps, "expected `key = value', a [section] or a comment");
+        fail(ps, "expected 'key = value', a [section] or a comment");
         return PK_E_INVALID;
     }
     ps->key_in_section = true;
@@ -549,7 +549,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
         /* The firewall redirects TCP to a port of this host: a unix socket cannot take it. */
         if (strncmp(lc->listen, "unix:", 5) == 0) {
             fail_at(ps, key_line(lines, "listen"),
-                    "[%s %s] listen: `%s': a transparent listener takes redirected TCP "
+                    "[%s %s] listen: '%s': a transparent listener takes redirected TCP "
                     "connections, so it needs an IP address and port",
                     kind, lc->name, pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)));
             return PK_E_INVALID;
@@ -581,7 +581,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
         if (lc->n_intercept_port > 0 && config_is_loopback(lc->listen)) {
             fail_at(ps, key_line(lines, "intercept_port"),
                     "[%s %s] intercept_port: the firewall redirects incoming connections to this "
-                    "host's own address, but listen is `%s'; listen on 0.0.0.0:PORT or [::]:PORT",
+                    "host's own address, but listen is '%s'; listen on 0.0.0.0:PORT or [::]:PORT",
                     kind, lc->name, pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)));
             return PK_E_INVALID;
         }
@@ -617,7 +617,7 @@ static int check_listener(struct parser *ps, const struct pk_listener_config *lc
      * identity. */
     if (!lc->allow_non_loopback && !config_is_loopback(lc->listen)) {
         fail_at(ps, key_line(lines, "listen"),
-                "[%s %s] listen: `%s' is not a loopback address, so other hosts could connect "
+                "[%s %s] listen: '%s' is not a loopback address, so other hosts could connect "
                 "with this app's identity; set allow_non_loopback = true if that is intended",
                 kind, lc->name, pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)));
         return PK_E_INVALID;
@@ -705,7 +705,7 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
             const struct pk_listener_config *earlier = &ps->scratch->listeners[j];
             if (pk_addr_overlaps(&earlier->listen_addr, &lc->listen_addr)) {
                 fail_at(ps, line,
-                        "[%s %s] listen: `%s' takes the connections of [%s %s] listen `%s' (line "
+                        "[%s %s] listen: '%s' takes the connections of [%s %s] listen '%s' (line "
                         "%d): give each listener its own address",
                         pk_listener_kind_name(lc->kind), lc->name,
                         pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)),
@@ -723,15 +723,15 @@ static int check_listen_overlaps(struct parser *ps, const struct pk_sidecar_conf
             }
             if (admin_seen != NULL && admin_seen->line > line) {
                 fail_at(ps, admin_seen->line,
-                        "[admin] listen: `%s' is the address of [%s %s] listen `%s' (line %d): "
+                        "[admin] listen: '%s' is the address of [%s %s] listen '%s' (line %d): "
                         "give the admin endpoint another address",
                         pk_quote(q, sizeof(q), admin_text, strlen(admin_text)),
                         pk_listener_kind_name(lc->kind), lc->name,
                         pk_quote(q2, sizeof(q2), lc->listen, strlen(lc->listen)), line);
             } else {
                 fail_at(ps, line,
-                        "[%s %s] listen: `%s' is the admin endpoint's address ([admin] listen "
-                        "`%s', %s): give the listener another address",
+                        "[%s %s] listen: '%s' is the admin endpoint's address ([admin] listen "
+                        "'%s', %s): give the listener another address",
                         pk_listener_kind_name(lc->kind), lc->name,
                         pk_quote(q, sizeof(q), lc->listen, strlen(lc->listen)),
                         pk_quote(q2, sizeof(q2), admin_text, strlen(admin_text)), where);

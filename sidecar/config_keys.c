@@ -98,7 +98,8 @@ const struct key config_log_keys[] = {
         KEY("level", K_LOG_LEVEL, log_level, 0, 0, NULL, .arg = "LEVEL",
             .doc = "debug, info, warn or error (--log-level)"),
         KEY("json", K_BOOL, log_json, 0, 0, NULL, .arg = "BOOL",
-            .doc = "log JSON objects instead of key=value lines (--log-as-json)"),
+            .doc = "log JSON objects, one key per field, instead of logfmt lines "
+                   "(--log-as-json)"),
 };
 
 const struct key config_proxy_keys[] = {
@@ -425,7 +426,7 @@ static int check_app_id(const char *text, struct pk_err *err)
         return pk_spiffe_check_segment(text, "app id", err);
     }
     if (strchr(slash + 1, '/') != NULL) {
-        return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got `%s'",
+        return pk_err_set(err, PK_E_INVALID, "expected APP or NAMESPACE/APP, got '%s'",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
     ns = pk_xstrndup(text, (size_t)(slash - text));
@@ -446,7 +447,7 @@ static int check_spiffe_pattern(const char *text, struct pk_err *err)
 
     if (strncmp(text, "spiffe://", 9) != 0 || text[9] == '\0') {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s' is not a SPIFFE ID: it must start with spiffe:// and a trust "
+                          "'%s' is not a SPIFFE ID: it must start with spiffe:// and a trust "
                           "domain",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
@@ -468,20 +469,20 @@ static int check_servers(const char *text, struct pk_err *err)
         char q[QUOTE_LEN];
         if (len == 0 || len >= sizeof(one)) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a comma-separated list of IP:PORT or [IPV6]:PORT",
+                              "'%s' is not a comma-separated list of IP:PORT or [IPV6]:PORT",
                               pk_quote(q, sizeof(q), text, strlen(text)));
         }
         memcpy(one, p, len);
         one[len] = '\0';
         if (strncmp(one, "unix:", 5) == 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': a DNS server is IP:PORT, not a unix socket",
+            return pk_err_set(err, PK_E_INVALID, "'%s': a DNS server is IP:PORT, not a unix socket",
                               pk_quote(q, sizeof(q), one, len));
         }
         if (pk_addr_parse(one, 0, &addr, err) != 0) {
             return PK_E_INVALID;
         }
         if (addr.kind != PK_ADDR_INET || strncmp(one, "localhost", 9) == 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s': a DNS server must be an IP address",
+            return pk_err_set(err, PK_E_INVALID, "'%s': a DNS server must be an IP address",
                               pk_quote(q, sizeof(q), one, len));
         }
         if (p[len] == '\0') {
@@ -501,17 +502,17 @@ static int check_server_name(const char *text, struct pk_err *err)
         unsigned char c = (unsigned char)text[i];
         if (!isalnum(c) && c != '-' && c != '.' && c != '_') {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a host name (letters, digits, `-', `_' and `.')",
+                              "'%s' is not a host name (letters, digits, '-', '_' and '.')",
                               pk_quote(q, sizeof(q), text, strlen(text)));
         }
     }
     if (len > MAX_DNS_NAME) {
-        return pk_err_set(err, PK_E_INVALID, "`%s' is longer than a host name can be (%d bytes)",
+        return pk_err_set(err, PK_E_INVALID, "'%s' is longer than a host name can be (%d bytes)",
                           pk_quote(q, sizeof(q), text, strlen(text)), MAX_DNS_NAME);
     }
     if (inet_pton(AF_INET, text, &a4) == 1) {
         return pk_err_set(err, PK_E_INVALID,
-                          "`%s': SNI cannot carry an IP address (RFC 6066 §3); leave server_name "
+                          "'%s': SNI cannot carry an IP address (RFC 6066 §3); leave server_name "
                           "out",
                           pk_quote(q, sizeof(q), text, strlen(text)));
     }
@@ -600,7 +601,7 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
         char q[QUOTE_LEN];
         if (strlen(value) > QUOTE_LEN || strpbrk(value, " \t") != NULL) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a port (1 to 65535) or a range such as 8000-8099",
+                              "'%s' is not a port (1 to 65535) or a range such as 8000-8099",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         snprintf(text, sizeof(text), "0.0.0.0/0 %s", value);
@@ -657,14 +658,14 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_BOOL:
         if (config_parse_bool(value, false, &flag) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
+                              "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(bool *)field = flag;
         return 0;
     case K_FRACTION:
         if (parse_decimal(value, &d) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not a decimal fraction such as 0.5",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not a decimal fraction such as 0.5",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         if (d < k->min || d > k->max) {
@@ -689,7 +690,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_COUNT:
     case K_SIZE:
         if (parse_count(value, (long)k->min, (long)k->max, &n) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not a whole number from %ld to %ld",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not a whole number from %ld to %ld",
                               pk_quote(q, sizeof(q), value, strlen(value)), (long)k->min,
                               (long)k->max);
         }
@@ -702,7 +703,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_SIGNAL:
         if (parse_signal(value, &i) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a signal name (HUP, INT, QUIT, USR1, USR2, TERM, "
+                              "'%s' is not a signal name (HUP, INT, QUIT, USR1, USR2, TERM, "
                               "ALRM, CONT or WINCH, with or without SIG)",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
@@ -711,7 +712,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_LOG_LEVEL: {
         enum pk_log_level level;
         if (pk_log_level_parse(value, &level) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not debug, info, warn or error",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not debug, info, warn or error",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(int *)field = (int)level;
@@ -719,7 +720,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     }
     case K_MODE:
         if (config_parse_mode(value, &i) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not auto, standalone or kubernetes",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not auto, standalone or kubernetes",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         *(int *)field = i;
@@ -730,14 +731,14 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
         } else if (strcmp(value, "passthrough") == 0) {
             *(enum pk_unmapped_policy *)field = PK_UNMAPPED_PASSTHROUGH;
         } else {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not deny or passthrough",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not deny or passthrough",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
         return 0;
     case K_MARK:
         if (parse_mark(value, &n) != 0) {
             return pk_err_set(err, PK_E_INVALID,
-                              "`%s' is not a firewall mark: a number from 0 to 4294967295, "
+                              "'%s' is not a firewall mark: a number from 0 to 4294967295, "
                               "decimal or 0x hex",
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
@@ -746,7 +747,7 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_OWNER:
         /* (uid_t)-1 means "no change" to the kernel: not a real owner. */
         if (parse_count(value, 0, 4294967294L, &n) != 0) {
-            return pk_err_set(err, PK_E_INVALID, "`%s' is not a numeric %s from 0 to 4294967294",
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not a numeric %s from 0 to 4294967294",
                               pk_quote(q, sizeof(q), value, strlen(value)), k->what);
         }
         *(long *)field = n;

@@ -98,7 +98,7 @@ static int on_scalar(struct walk *w, const yaml_event_t *ev)
         if (strcmp(value, "Configuration") != 0) {
             char q[QUOTE_LEN];
             return pk_err_set(w->err, PK_E_INVALID,
-                              "%s:%zu:%zu: kind is `%s', not Configuration (" WHERE_PICKET_INI ")",
+                              "%s:%zu:%zu: kind is '%s', not Configuration (" WHERE_PICKET_INI ")",
                               w->name, ev->start_mark.line + 1, ev->start_mark.column + 1,
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
@@ -125,7 +125,7 @@ static int on_scalar(struct walk *w, const yaml_event_t *ev)
         } else {
             char q[QUOTE_LEN];
             return pk_err_set(w->err, PK_E_INVALID,
-                              "%s:%zu:%zu: spec.mtls.enabled: `%s' is not true or false", w->name,
+                              "%s:%zu:%zu: spec.mtls.enabled: '%s' is not true or false", w->name,
                               ev->start_mark.line + 1, ev->start_mark.column + 1,
                               pk_quote(q, sizeof(q), value, strlen(value)));
         }
@@ -225,7 +225,7 @@ int pk_daprd_config_parse(const uint8_t *yaml, size_t len, const char *name,
     yaml_parser_delete(&parser);
     if (r == 0 && !w.kind_ok) {
         r = pk_err_set(err, PK_E_INVALID,
-                       "%s: no `kind: Configuration': this is not a Dapr Configuration "
+                       "%s: no 'kind: Configuration': this is not a Dapr Configuration "
                        "(" WHERE_PICKET_INI ")",
                        name);
     }

@@ -15,7 +15,7 @@ import grpc_h2  # noqa: E402
 import sentry_pb  # noqa: E402
 from harness import Proc, free_port, picket_bin, wait_for  # noqa: E402
 
-INSTALLED = re.compile(r"identity installed reason=(\S+) spiffe_id=(\S+) serial=(\S+)")
+INSTALLED = re.compile(r'identity installed" reason=(\S+) spiffe_id=(\S+) serial=(\S+)')
 
 SECRET_MARKERS = (b"PRIVATE KEY", b"BEGIN CERTIFICATE REQUEST")
 SANITIZER_MARKERS = (b"ERROR: AddressSanitizer", b"ERROR: LeakSanitizer", b"runtime error:")

@@ -8,7 +8,7 @@ from harness import Proc, wait_for
 
 
 def localize_ini(text, replacements, switch_on=False):
-    """text with each `key = value' line whose exact text is a key of replacements replaced by
+    """text with each 'key = value' line whose exact text is a key of replacements replaced by
     its value; with switch_on, lines starting with `#' are switched on first. Every replaced
     line must exist, so a test notices when the shipped file changes under it."""
     out, seen = [], set()

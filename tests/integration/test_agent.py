@@ -79,9 +79,9 @@ def test_sentry_outage_backoff_expiry_and_recovery(start_sentry, start_agent, tm
     sentry.proc.stop()
     # While Sentry is away the agent keeps its identity and backs off: waits grow to the cap.
     mark = len(agent.proc.output())
-    agent.proc.wait_log(r"identity fetch failed attempt=5 ", timeout=20, start=mark)
+    agent.proc.wait_log(r"identity fetch failed\" attempt=5 ", timeout=20, start=mark)
     assert agent.ready(), "not ready before the identity expired"
-    waits = [float(w) for w in re.findall(r"identity fetch failed attempt=\d+ .*?retry_in=([\d.]+)s",
+    waits = [float(w) for w in re.findall(r"identity fetch failed\" attempt=\d+ .*?retry_in=([\d.]+)s",
                                           agent.proc.output()[mark:])]
     assert waits[0] <= 0.2 and max(waits) <= 1.6
     assert any(w > 0.8 for w in waits[3:]), waits
@@ -182,7 +182,7 @@ def test_anchor_file_change_applies_without_restart(start_sentry, start_agent, t
     tmp = tmp_path / "anchors.tmp"
     tmp.write_bytes(old + pki.cert_pem(new_root))
     os.rename(tmp, anchors)
-    agent.proc.wait_log(r"identity installed reason=trust-anchors", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=trust-anchors", timeout=10, start=mark)
     st = agent.status()
     assert len(st["trust_anchors"]) == 2
     metrics = http_get(agent.admin_port, "/metrics")[1]
@@ -225,7 +225,7 @@ def test_static_identity_from_files_swapped_underneath(start_agent, tmp_path):
     # The matching key arrives: the new identity is installed after its checks.
     mark = len(agent.proc.output())
     (tmp_path / "key.pem").write_bytes(key2)
-    agent.proc.wait_log(r"identity installed reason=static-files", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=static-files", timeout=10, start=mark)
     assert agent.status()["identity"]["serial"] != first["serial"]
 
 
@@ -362,7 +362,7 @@ def test_rogue_sentry_answer_is_rejected_and_old_identity_kept(py_sentry, start_
     assert re.search(r"picket_sentry_responses_rejected_total [1-9]", metrics)
     # Sentry behaves again: the next retry installs a good identity.
     py.mode = "normal"
-    agent.proc.wait_log(r"identity installed reason=renewal", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=10, start=mark)
     assert agent.status()["identity"]["serial"] != serial
 
 
@@ -385,7 +385,7 @@ def test_wall_clock_jump_forward_renews_once_without_a_loop(start_sentry, start_
     assert len(agent.installed()) == 1
     mark = len(agent.proc.output())
     offset.write_text("+40m\n")
-    agent.proc.wait_log(r"identity installed reason=renewal", timeout=15, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=15, start=mark)
     agent.proc.wait_log(r"clock skew", timeout=5, start=mark)
     time.sleep(6)  # more than one wake-up of the agent's clock check
     assert len(agent.installed()) == 2, agent.proc.output()[mark:]
@@ -410,7 +410,7 @@ def test_adopting_sentrys_trust_chain_is_optional(start_sentry, start_agent, tmp
     sections["sentry"]["adopt_trust_chain"] = "true" if adopt else "false"
     agent = start_agent(sections)
     subjects = sorted(a["subject"] for a in agent.status()["trust_anchors"])
-    identity_anchors = int(re.search(r"identity installed .* anchors=(\d+)",
+    identity_anchors = int(re.search(r"identity installed\" .* anchors=(\d+)",
                                      agent.proc.output()).group(1))
     assert identity_anchors == (2 if adopt else 1)
     assert subjects == (["O=localhost", "O=next-root.test"] if adopt else ["O=localhost"])
@@ -443,7 +443,7 @@ def test_root_rotation_new_anchors_adopted_after_renewing_against_them(start_sen
     tmp.write_bytes(pki.cert_pem(root))
     os.rename(tmp, anchors)
     agent.proc.wait_log(r"renewing against them before adopting", timeout=15, start=mark)
-    agent.proc.wait_log(r"identity installed reason=renewal", timeout=15, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=renewal", timeout=15, start=mark)
     st = agent.status()
     assert st["identity"]["serial"] != old_serial
     assert [a["subject"] for a in st["trust_anchors"]] == ["O=localhost-2"]

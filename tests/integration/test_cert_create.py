@@ -116,7 +116,7 @@ def test_openssl_profile_equals_the_guides_openssl_recipe(tmp_path):
     ref.mkdir()
     mine.mkdir()
     ref_root, ref_issuer = openssl_recipe(ref)
-    root, issuer = create_pair(mine)
+    root, issuer = create_pair(mine, "--trust-domain", "cluster.local")
     assert profile_of(root) == profile_of(ref_root)
     assert profile_of(issuer) == profile_of(ref_issuer)
     # Spelled out, so a change on both sides would still be caught.
@@ -140,7 +140,7 @@ def test_openssl_profile_equals_the_guides_openssl_recipe(tmp_path):
 def test_step_profile(tmp_path):
     """`step certificate create cluster.local ... --profile root-ca | intermediate-ca`: CN only,
     keyCertSign + cRLSign, path length 1 for the root and 0 for the issuer, no EKU or SAN."""
-    root, issuer = create_pair(tmp_path, "--profile", "step")
+    root, issuer = create_pair(tmp_path, "--profile", "step", "--trust-domain", "cluster.local")
     for cert, path_len in ((root, 1), (issuer, 0)):
         p = profile_of(cert)
         assert p["subject"] == "CN=cluster.local"
@@ -298,7 +298,7 @@ def test_validity_and_bad_flags(tmp_path):
     for flags, msg in ((["--validity", "10x"], "--validity"),
                        (["--validity", "30s"], "between 1m and 876000h"),
                        (["--key-type", "rsa"], "not ecdsa (P-256) or ed25519"),
-                       (["--profile", "cfssl"], "`cfssl' is not openssl, step or sentry"),
+                       (["--profile", "cfssl"], "'cfssl' is not openssl, step or sentry"),
                        (["--trust-domain", "Bad Name"], "trust domain"),
                        (["--bogus"], "unknown flag"),
                        (["stray"], "unexpected argument")):
@@ -358,3 +358,15 @@ def test_inspect_errors_name_the_file(tmp_path):
         res = picket_cert("inspect", *args, cwd=tmp_path, check=False)
         assert res.returncode == code, (args, res.stdout, res.stderr)
         assert msg in res.stderr, (args, res.stderr)
+
+
+def test_default_trust_domain_is_picket_sentrys(tmp_path):
+    """picket cert and picket sentry default to one trust domain (localhost, Dapr's Sentry
+    default): a sentry-profile pair made with defaults names the identity a default Sentry has."""
+    sentry_help = run([picket_bin(), "sentry", "--help"]).stdout
+    m = re.search(r"--trust-domain\s+\S+\s+.*?\(default (\S+?)\)", sentry_help, re.S)
+    assert m, sentry_help
+    root, issuer = create_pair(tmp_path, "--profile", "sentry")
+    assert m.group(1) == "localhost"
+    assert root.subject.rfc4514_string() == f"O={m.group(1)}"
+    assert f"spiffe://{m.group(1)}/ns/" in issuer.subject.rfc4514_string()

@@ -54,7 +54,7 @@ def test_bad_spiffe_pattern_is_refused_before_binding(tmp_path):
         tmp_path, head(tmp_path) + inbound("web", f"127.0.0.1:{port}",
                                            "allow_spiffe_id = spiffe://x/**\n"))
     assert_refused(res, binds, f"{ini}:11: [inbound web] allow_spiffe_id:",
-                   "`*' must stand for a whole path segment")
+                   "'*' must stand for a whole path segment")
 
 
 @pytest.mark.parametrize("first,second", [
@@ -68,14 +68,14 @@ def test_two_listeners_on_one_address_are_refused_before_binding(tmp_path, first
     a = first.format(p=port, d=tmp_path)
     b = second.format(p=port, d=tmp_path)
     ini, res, binds = run_traced(tmp_path, head(tmp_path) + inbound("a", a) + inbound("b", b))
-    assert_refused(res, binds, f"{ini}:12: [inbound b] listen: `{b}' takes the connections of "
-                   f"[inbound a] listen `{a}' (line 9)")
+    assert_refused(res, binds, f"{ini}:12: [inbound b] listen: '{b}' takes the connections of "
+                   f"[inbound a] listen '{a}' (line 9)")
 
 
 def test_listener_on_the_admin_address_is_refused_before_binding(tmp_path):
     port = free_port()
     ini, res, binds = run_traced(
         tmp_path, head(tmp_path, admin=f"127.0.0.1:{port}") + inbound("web", f"0.0.0.0:{port}"))
-    assert_refused(res, binds, f"{ini}:9: [inbound web] listen: `0.0.0.0:{port}' is the admin "
-                   f"endpoint's address ([admin] listen `127.0.0.1:{port}', line 7)")
+    assert_refused(res, binds, f"{ini}:9: [inbound web] listen: '0.0.0.0:{port}' is the admin "
+                   f"endpoint's address ([admin] listen '127.0.0.1:{port}', line 7)")
     assert "Address already in use" not in res.stderr

@@ -164,7 +164,7 @@ def test_export_refuses_a_directory_others_can_write(start_sentry, start_agent, 
     export.mkdir()
     os.chmod(export, 0o777)
     agent = start_agent(sentry_sections(sentry, export_dir=export))
-    agent.proc.wait_log(r"export failed dir=\S+ error=\"[^\"]*writable by group or others")
+    agent.proc.wait_log(r"export failed\" dir=\S+ error=\"[^\"]*writable by group or others")
     assert os.listdir(export) == []
 
 

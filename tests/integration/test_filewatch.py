@@ -91,7 +91,7 @@ def test_sentry_ignores_a_log_file_beside_its_credentials(start_sentry, tmp_path
             (creds / (name + ".new")).write_bytes(data)
             os.chmod(creds / (name + ".new"), 0o600)
             os.rename(creds / (name + ".new"), creds / name)
-        sentry.proc.wait_log(r"credentials reloaded trigger=file-change", timeout=10)
+        sentry.proc.wait_log(r"credentials reloaded\" trigger=file-change", timeout=10)
         hold(2, lambda: sentry.proc.output().count(FILE_CHANGE) == 1)
 
 
@@ -112,7 +112,7 @@ def test_sentry_kubernetes_swap_reloads_an_identical_one_does_not(start_sentry, 
     publish_version(vol, "..2026_01_01_00_00_00.3",
                     {**files, "issuer.crt": pki.cert_pem(new_issuer),
                      "issuer.key": pki.key_pem(new_key)})
-    sentry.proc.wait_log(r"credentials reloaded trigger=file-change", timeout=10)
+    sentry.proc.wait_log(r"credentials reloaded\" trigger=file-change", timeout=10)
     hold(2, lambda: sentry.proc.output().count(FILE_CHANGE) == 1)
 
 
@@ -201,5 +201,5 @@ def test_anchors_kubernetes_swap_applies(start_sentry, start_agent, tmp_path):
     new_root, _ = pki.make_root(name="new.test")
     mark = len(agent.proc.output())
     publish_version(vol, "..2026_01_01_00_00_00.2", {"ca.crt": old + pki.cert_pem(new_root)})
-    agent.proc.wait_log(r"identity installed reason=trust-anchors", timeout=10, start=mark)
+    agent.proc.wait_log(r"identity installed\" reason=trust-anchors", timeout=10, start=mark)
     wait_for(lambda: len(agent.status()["trust_anchors"]) == 2, 10, what="two anchors")

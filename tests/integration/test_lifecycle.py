@@ -195,7 +195,7 @@ def test_bad_notify_socket_is_a_startup_error(start_sentry, tmp_path):
     res = run([picket_bin(), "run", "-c", ini], env={**os.environ, "NOTIFY_SOCKET": "relative"},
               timeout=10)
     assert res.returncode == 2
-    assert "NOTIFY_SOCKET: `relative' is neither an absolute path nor an @abstract name" in res.stderr
+    assert "NOTIFY_SOCKET: 'relative' is neither an absolute path nor an @abstract name" in res.stderr
 
 
 def test_sighup_adds_changes_and_removes_listeners_keeping_connections(start_sentry, start_agent,
@@ -222,7 +222,7 @@ def test_sighup_adds_changes_and_removes_listeners_keeping_connections(start_sen
     rewrite(agent, new)
     mark = len(agent.proc.output())
     agent.proc.signal(signal.SIGHUP)
-    agent.proc.wait_log(r"configuration reloaded listeners=3 added=1 removed=1 changed=1",
+    agent.proc.wait_log(r"configuration reloaded\" listeners=3 added=1 removed=1 changed=1",
                         start=mark)
     # Ready again only with every listener accepting, the new one included.
     wait_for(agent.ready, 10, what="ready after the reload")
@@ -239,7 +239,7 @@ def test_sighup_adds_changes_and_removes_listeners_keeping_connections(start_sen
     wait_for(lambda: refused(gone_port), 5, what="removed listener's port to refuse")
     kept.close()
     on_gone.close()
-    assert re.search(r"listener retired kind=outbound name=gone", agent.proc.output()[mark:])
+    assert re.search(r"listener retired\" kind=outbound name=gone", agent.proc.output()[mark:])
 
 
 def test_sighup_with_broken_configs_keeps_the_running_one(start_sentry, start_agent, tmp_path):
@@ -273,7 +273,7 @@ def test_sighup_with_broken_configs_keeps_the_running_one(start_sentry, start_ag
         agent.ini.write_text(text)
         mark = len(agent.proc.output())
         agent.proc.signal(signal.SIGHUP)
-        line = agent.proc.wait_log(r"reload refused, keeping the running configuration .*",
+        line = agent.proc.wait_log(r"reload refused, keeping the running configuration\" .*",
                                    start=mark).group(0)
         assert re.search(why, line), line
         assert agent.proc.alive() and agent.ready()
@@ -286,7 +286,7 @@ def test_sighup_with_broken_configs_keeps_the_running_one(start_sentry, start_ag
     agent.ini.write_text(good)
     mark = len(agent.proc.output())
     agent.proc.signal(signal.SIGHUP)
-    agent.proc.wait_log(r"configuration reloaded listeners=2 added=0 removed=0 changed=0",
+    agent.proc.wait_log(r"configuration reloaded\" listeners=2 added=0 removed=0 changed=0",
                         start=mark)
 
 
@@ -300,7 +300,7 @@ def test_sighup_adds_the_first_listener_to_a_sidecar_without_any(start_sentry, s
     sections.update(loop_listeners(app.port, in_port, out_port))
     rewrite(agent, sections)
     agent.proc.signal(signal.SIGHUP)
-    agent.proc.wait_log(r"configuration reloaded listeners=2 added=2")
+    agent.proc.wait_log(r"configuration reloaded\" listeners=2 added=2")
     wait_for(lambda: port_open(out_port) and agent.ready(), 10, what="new listeners")
     connect_echo(out_port).close()
 
@@ -320,7 +320,7 @@ def test_sigterm_drains_open_connections_until_they_finish(start_sentry, start_a
     agent, out_port = drain_setup(start_sentry, start_agent, "20s")
     conns = [connect_echo(out_port) for _ in range(3)]
     agent.proc.signal(signal.SIGTERM)
-    agent.proc.wait_log(r"draining connections count=[1-9]\d* timeout=20.000s")
+    agent.proc.wait_log(r"draining connections\" count=[1-9]\d* timeout=20.000s")
     # No new connections once draining...
     wait_for(lambda: refused(out_port), 5, what="listener closed")
     # ...while the open ones still work both ways.
@@ -370,9 +370,9 @@ def test_sighup_policy_change_closes_connections_it_no_longer_allows(start_sentr
     rewrite(agent, new)
     mark = len(agent.proc.output())
     agent.proc.signal(signal.SIGHUP)
-    agent.proc.wait_log(r"configuration reloaded listeners=2 added=0 removed=0 changed=1",
+    agent.proc.wait_log(r"configuration reloaded\" listeners=2 added=0 removed=0 changed=1",
                         start=mark)
-    agent.proc.wait_log(r"connection closed listener=in .*reason=untrusted", start=mark)
+    agent.proc.wait_log(r"connection closed\" listener=in .*reason=untrusted", start=mark)
     conn.settimeout(5)
     try:
         assert conn.recv(100) == b""
@@ -388,4 +388,4 @@ def test_sighup_policy_change_closes_connections_it_no_longer_allows(start_sentr
     except (ConnectionResetError, BrokenPipeError):
         pass
     s.close()
-    agent.proc.wait_log(r"connection closed listener=in .*reason=denied", start=mark)
+    agent.proc.wait_log(r"connection closed\" listener=in .*reason=denied", start=mark)

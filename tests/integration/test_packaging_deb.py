@@ -140,12 +140,16 @@ def test_man_pages_render_and_cover_every_flag_and_key(unpacked):
     # Roff writes a hyphen in an option as \-.
     text1 = page1.replace("\\-", "-")
     for cmd in (["run"], ["sentry"], ["cert", "fetch"], ["cert", "create-root"],
-                ["cert", "create-issuer"], ["cert", "inspect"]):
+                ["cert", "create-issuer"], ["cert", "inspect"], ["status"], ["demo"]):
         flags = flags_of(*cmd) - {"--help", "--flag"}
         assert flags, cmd
         missing = sorted(f for f in flags if f not in text1)
         assert not missing, f"picket.1 lacks {missing} of picket {' '.join(cmd)}"
     # Every section and key `picket run --help' lists is in picket.ini(5).
+    # Every subcommand has its section.
+    for section in ("PICKET RUN", "PICKET SENTRY", "PICKET CERT", "PICKET IPTABLES",
+                    "PICKET STATUS", "PICKET DEMO"):
+        assert re.search(rf'^\.SH "{section}"', page1, flags=re.M), f"picket.1 lacks {section}"
     help_text = run([picket_bin(), "run", "--help"]).stdout
     keys = set(re.findall(r"^  ([a-z_0-9]+) = ", help_text, flags=re.M))
     sections = set(re.findall(r"^\[([a-z]+)(?: NAME)?\]", help_text, flags=re.M))
@@ -189,3 +193,75 @@ def test_example_config_starts_picket_run(unpacked, tmp_path, start_sentry, swit
     if switch_on:
         assert port_open(inbound) and port_open(outbound)
     proc.stop()
+
+
+def maintainer_env(root, script):
+    # What dpkg sets for a maintainer script; DPKG_ROOT makes deb-systemd-helper work on the
+    # unpacked tree instead of this machine.
+    return {**os.environ, "DPKG_ROOT": str(root), "DPKG_MAINTSCRIPT_PACKAGE": "picket",
+            "DPKG_MAINTSCRIPT_NAME": script}
+
+
+@pytest.mark.skipif(shutil.which("deb-systemd-helper") is None or shutil.which("systemctl") is None,
+                    reason="deb-systemd-helper (init-system-helpers) and systemctl are needed")
+def test_purge_removes_enablement_links_and_keeps_the_ca(deb, tmp_path):
+    """Install (the package's postinst), an administrator's `systemctl enable`, then remove and
+    purge with the package's own scripts, all through the real deb-systemd-helper on a throwaway
+    root: no enablement link survives the purge, and the CA's directory is left alone."""
+    root = tmp_path / "root"
+    subprocess.run(["dpkg", "-x", deb, root], check=True)
+    ctl = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "-e", deb, ctl], check=True)
+    for script in ("postinst", "prerm", "postrm"):
+        assert (ctl / script).exists(), f"the package has no {script}"
+    ca_dir = root / "var/lib/picket-sentry"
+    ca_dir.mkdir(parents=True)
+    (ca_dir / "issuer.key").write_text("kept")
+
+    def script(name, *args):
+        res = subprocess.run(["sh", "-e", ctl / name, *args], env=maintainer_env(root, name),
+                             capture_output=True, text=True)
+        assert res.returncode == 0, f"{name} {args}: {res.stdout}{res.stderr}"
+
+    script("postinst", "configure")
+    res = subprocess.run(["systemctl", f"--root={root}", "enable", "picket.service",
+                          "picket-sentry.service"], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    wants = root / "etc/systemd/system/multi-user.target.wants"
+    assert sorted(os.listdir(wants)) == ["picket-sentry.service", "picket.service"]
+    script("prerm", "remove")
+    script("postrm", "remove")
+    script("postrm", "purge")
+    left = [os.path.join(d, f) for d, _, fs in os.walk(root / "etc/systemd") for f in fs]
+    assert left == [], left
+    assert (ca_dir / "issuer.key").read_text() == "kept"
+
+
+def test_maintainer_scripts_stop_on_removal_and_restart_on_upgrade(deb, tmp_path):
+    """The service is stopped before its binary goes away, and an upgrade restarts what ran, the
+    way dh_installsystemd's scripts do it (guarded for systems not booted with systemd)."""
+    ctl = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "-e", deb, ctl], check=True)
+    prerm = (ctl / "prerm").read_text()
+    postinst = (ctl / "postinst").read_text()
+    for name in ("prerm", "postinst", "postrm"):
+        assert subprocess.run(["sh", "-n", ctl / name]).returncode == 0
+    assert re.search(r'"\$1" = "remove".*\n\s*deb-systemd-invoke stop '
+                     r"'picket.service' 'picket-sentry.service'", prerm), prerm
+    assert "deb-systemd-invoke try-restart 'picket.service' 'picket-sentry.service'" in postinst
+
+
+def test_open_file_limit_covers_the_shipped_listeners(unpacked):
+    """picket.service cannot raise RLIMIT_NOFILE itself (@resources is filtered), so the unit
+    must: two descriptors per connection for every listener of the shipped picket.ini switched
+    on, at its max_connections (the default picket run --help states), plus room for the rest."""
+    with open(os.path.join(unpacked, "lib/systemd/system/picket.service")) as f:
+        limits = re.findall(r"^LimitNOFILE=(\d+)$", f.read(), re.M)
+    assert limits, "picket.service sets no LimitNOFILE"
+    help_text = run([os.path.join(unpacked, "usr/bin/picket"), "run", "--help"]).stdout
+    m = re.search(r"max_connections = N.*?\(default (\d+)\)", help_text, re.S)
+    assert m, help_text
+    with open(os.path.join(unpacked, "etc/picket/picket.ini")) as f:
+        listeners = re.findall(r"^#?\[(?:inbound|outbound|transparent) ", f.read(), re.M)
+    assert listeners
+    assert int(limits[-1]) >= 2 * len(listeners) * int(m.group(1)) + 1024

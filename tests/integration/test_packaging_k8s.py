@@ -5,6 +5,7 @@ requires, and agreement with picket itself (probe paths and ports, the admin por
 Dapr's credential and token layout); the picket.ini they carry runs a real `picket run`, and
 `picket sentry` runs with their flags. The image's file system (what the Dockerfile copies onto
 its distroless base) is assembled with the same script and run in a chroot as user 65532."""
+import json
 import os
 import re
 import shutil
@@ -38,7 +39,7 @@ def one(docs, kind, name=None):
 
 
 def default_admin_port():
-    """The admin endpoint's default port, as `picket run --help' states it."""
+    """The admin endpoint's default port, as 'picket run --help' states it."""
     m = re.search(r"\(default 127\.0\.0\.1:(\d+)\)", run([picket_bin(), "run", "--help"]).stdout)
     assert m
     return int(m.group(1))
@@ -206,7 +207,9 @@ def test_sidecar_ini_starts_picket_run(tmp_path, start_sentry):
     (tmp_path / "picket.ini").write_text(text)
     proc = run_until_ready(os.path.abspath(picket_bin()), tmp_path / "picket.ini", admin,
                            tmp_path / "run.log")
-    assert "spiffe_id=spiffe://public/ns/default/myapp" in proc.output()
+    # The manifest logs JSON, as Dapr's sidecars do: each line an object, the identity a key.
+    lines = [json.loads(ln) for ln in proc.output().splitlines() if ln.strip()]
+    assert any(o.get("spiffe_id") == "spiffe://public/ns/default/myapp" for o in lines)
     assert port_open(inbound)
     proc.stop()
 

@@ -115,3 +115,20 @@ def test_unit_verifies(unit):
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
     unexpected = [ln for ln in lines if "Command /usr/bin/picket is not executable" not in ln]
     assert not unexpected, "\n".join(unexpected)
+
+
+# The ports an app (8080), Prometheus (9090) and Istio's sidecar (15000-15090) use on one VM.
+TAKEN = {8080, 9090} | set(range(15000, 15091))
+
+
+def test_packaged_ports_do_not_collide():
+    """The packaged units and picket.ini listen on none of the ports the app, Prometheus or
+    Istio use; picket-sentry.service moves Sentry's healthz and metrics off Dapr's 8080/9090."""
+    with open(os.path.join(UNITS, "picket-sentry.service")) as f:
+        [start] = [ln for ln in f if ln.startswith("ExecStart=")]
+    flags = dict(re.findall(r"--(healthz-port|metrics-port|port)[= ](\d+)", start))
+    assert set(flags) == {"healthz-port", "metrics-port"}, start
+    assert not {int(v) for v in flags.values()} & TAKEN, flags
+    with open(os.path.join(REPO, "packaging", "picket.ini")) as f:
+        listens = re.findall(r"^#?listen = \S+:(\d+)$", f.read(), re.M)
+    assert listens and not {int(p) for p in listens} & TAKEN, listens

@@ -326,11 +326,11 @@ def test_trust_anchor_change_closes_only_peers_that_no_longer_chain(pki_env, sta
     tmp = tmp_path / "anchors.tmp"
     tmp.write_bytes(ours)
     tmp.rename(anchors)
-    agent.proc.wait_log(r"identity installed reason=trust-anchors", timeout=15, start=mark)
-    agent.proc.wait_log(r"connections re-checked worker=0 checked=2 closed=1", timeout=10,
+    agent.proc.wait_log(r"identity installed\" reason=trust-anchors", timeout=15, start=mark)
+    agent.proc.wait_log(r"connections re-checked\" worker=0 checked=2 closed=1", timeout=10,
                         start=mark)
-    agent.proc.wait_log(r"connection closed .*peer_id=\"spiffe://example.test/ns/default/"
-                        r"foreign\".*reason=untrusted detail=\"peer no longer chains to the "
+    agent.proc.wait_log(r"connection closed\" .*peer_id=spiffe://example.test/ns/default/"
+                        r"foreign.*reason=untrusted detail=\"peer no longer chains to the "
                         r"trust anchors", timeout=10, start=mark)
     # The closed stream ends with close_notify (a clean EOF), the other still echoes.
     foreign.settimeout(5)
@@ -541,7 +541,7 @@ def test_tls_protocol_surface(pki_env, start_agent):
     out = _s_client(port12, cert, key, pki_env.ca, "-tls1_2", quiet=False,
                     lines=(b"one\n", b"R\n", b"two\n"))
     assert b"echo:one" in out and b"echo:two" not in out, out[-400:]
-    agent12.proc.wait_log(r"connection closed listener=web .*reason=tls_error", timeout=5,
+    agent12.proc.wait_log(r"connection closed\" listener=web .*reason=tls_error", timeout=5,
                           start=mark)
     assert agent12.proc.alive()
     with app12.lock:

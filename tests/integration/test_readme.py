@@ -45,6 +45,6 @@ def test_metrics_section_names_every_family(start_sentry, start_agent):
     served = families(http_get(agent.admin_port, "/metrics")[1]) | families(sentry.metrics()[1])
     text = readme()
     metrics = text[text.index("## Metrics"):text.index("## Rotating a root")]
-    documented = set(re.findall(r"`((?:picket|dapr)_[a-z_]+)`", metrics))
+    documented = set(re.findall(r"`((?:picket|dapr|process)_[a-z_]+)`", metrics))
     missing = served - documented
     assert not missing, f"README's Metrics section lacks {sorted(missing)}"

@@ -372,7 +372,7 @@ def test_healthz_and_dapr_metrics(start_sentry):
         [issuer] = pki.certs_from_pem(f.read())
     assert values["dapr_sentry_issuercert_expiry_timestamp"] == issuer.not_valid_after.replace(
         tzinfo=datetime.timezone.utc).timestamp()
-    assert "picket_sentry_root_cert_expiry_timestamp" in values
+    assert "picket_sentry_root_cert_expiry_timestamp_seconds" in values
 
 
 def b64url(data):
@@ -507,3 +507,28 @@ def test_builtin_client_names_the_trust_domain_trap(start_sentry, tmp_path):
                "--trust-anchors-file", sentry.ca_file, "--app-id", "demo",
                "--control-plane-trust-domain", "cluster.local"], timeout=20)
     assert res.returncode == 0, res.stderr
+
+
+def test_short_ttl_renews_its_own_certificate_at_half_its_life(start_sentry, tmp_path):
+    # A TTL far below the default 15 min skew: NotBefore lies 15 min back, which must not count
+    # as validity already spent. The serving certificate is renewed every 5 s (half of 10 s),
+    # not every second.
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("apiVersion: dapr.io/v1alpha1\nkind: Configuration\nmetadata:\n"
+                   "  name: daprsystem\n  namespace: default\nspec:\n  mtls:\n"
+                   "    enabled: true\n    workloadCertTTL: \"10s\"\n")
+    started = time.monotonic()
+    sentry = start_sentry(f"--config={cfg}")
+
+    def issues():
+        return sentry.proc.output().count("server certificate issued")
+
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        # One issue at start, one every 5 s since, and one to spare for a slow start.
+        allowed = 2 + int((time.monotonic() - started) / 5)
+        assert issues() <= allowed, sentry.proc.output()
+        time.sleep(0.2)
+    wait_for(lambda: issues() >= 2, timeout=10, what="the first renewal")
+    assert "next_renewal_in=5s" in sentry.proc.output()
+    assert sentry.sign().status == OK

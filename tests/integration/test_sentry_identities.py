@@ -91,23 +91,23 @@ INSECURE_TABLE = [
      "OK, same ID"),
     # 2. trust domains
     ("foreign trust domain", dict(trust_domain=b"evil.test"), PD,
-     "trust domain `evil.test' " + NOT_SIGNED, "OK, spiffe://evil.test/..."),
-    ("localhost", dict(trust_domain=b"localhost"), PD, "`localhost' " + NOT_SIGNED,
+     "trust domain 'evil.test' " + NOT_SIGNED, "OK, spiffe://evil.test/..."),
+    ("localhost", dict(trust_domain=b"localhost"), PD, "'localhost' " + NOT_SIGNED,
      "OK, spiffe://localhost/..."),
-    ("trailing dot", dict(trust_domain=b"example.test."), PD, "`example.test.' " + NOT_SIGNED,
+    ("trailing dot", dict(trust_domain=b"example.test."), PD, "'example.test.' " + NOT_SIGNED,
      "OK, spiffe://example.test./..."),
     ("leading dot", dict(trust_domain=b".example.test"), PD, NOT_SIGNED, "OK"),
     ("suffix of ours", dict(trust_domain=b"test"), PD, NOT_SIGNED, "OK"),
     ("upper case", dict(trust_domain=b"Example.test"), PD, "must be lower case",
      "PERMISSION_DENIED (go-spiffe)"),
     ("NUL in trust domain", dict(trust_domain=b"public\0evil.test"), PD,
-     "trust domain `public\\x00evil.test': a NUL byte is not allowed",
+     "trust domain 'public\\x00evil.test': a NUL byte is not allowed",
      "PERMISSION_DENIED (go-spiffe)"),
     ("port in trust domain", dict(trust_domain=b"example.test:443"), PD, "a port is not allowed",
      "PERMISSION_DENIED (go-spiffe)"),
     # 1. Sentry's own identity and the control plane
     ("Sentry's ID", dict(app_id=b"dapr-sentry", namespace=NS.encode(), trust_domain=TD.encode()),
-     PD, "app id `dapr-sentry' " + OWN, "OK: spiffe://example.test/ns/dapr-system/dapr-sentry"),
+     PD, "app id 'dapr-sentry' " + OWN, "OK: spiffe://example.test/ns/dapr-system/dapr-sentry"),
     ("Sentry's ID, public", dict(app_id=b"dapr-sentry", namespace=NS.encode()), PD, OWN, "OK"),
     ("Sentry's ID, other namespace", dict(app_id=b"dapr-sentry"), PD, OWN, "OK"),
     ("Sentry's ID, upper case", dict(app_id=b"DAPR-SENTRY", namespace=NS.encode()), PD, OWN,
@@ -123,7 +123,7 @@ INSECURE_TABLE = [
     ("Sentry's ID, namespace with NUL", dict(app_id=b"dapr-sentry", namespace=b"dapr-system\0x"),
      PD, "a NUL byte is not allowed", "INTERNAL"),
     ("placement", dict(app_id=b"dapr-placement", namespace=NS.encode(), trust_domain=TD.encode()),
-     PD, "app id `dapr-placement' in Sentry's namespace `dapr-system' " + CONTROL_PLANE, "OK"),
+     PD, "app id 'dapr-placement' in Sentry's namespace 'dapr-system' " + CONTROL_PLANE, "OK"),
     ("scheduler", dict(app_id=b"dapr-scheduler", namespace=NS.encode()), PD, CONTROL_PLANE, "OK"),
     ("operator", dict(app_id=b"dapr-operator", namespace=NS.encode()), PD, CONTROL_PLANE, "OK"),
     ("injector", dict(app_id=b"dapr-injector", namespace=NS.encode()), PD, CONTROL_PLANE, "OK"),
@@ -133,9 +133,9 @@ INSECURE_TABLE = [
      "spiffe://public/ns/default/dapr-placement", "OK, same ID (not the control plane's)"),
     # 3. strings cut at a NUL byte, and the other characters a SPIFFE ID cannot hold
     ("NUL in app id", dict(app_id=b"a\0b"), PD,
-     "app id `a\\x00b': a NUL byte is not allowed", "INTERNAL (failed to sign certificate)"),
+     "app id 'a\\x00b': a NUL byte is not allowed", "INTERNAL (failed to sign certificate)"),
     ("NUL in namespace", dict(namespace=b"default\0evil"), PD,
-     "namespace `default\\x00evil': a NUL byte is not allowed", "INTERNAL"),
+     "namespace 'default\\x00evil': a NUL byte is not allowed", "INTERNAL"),
     ("NUL-only app id", dict(app_id=b"\0"), PD, "a NUL byte is not allowed", "INTERNAL"),
     ("app id of 65", dict(app_id=b"a" * 65), PD, "app ID must be 64 characters or less",
      "PERMISSION_DENIED, same text"),
@@ -177,7 +177,7 @@ SELF_HOSTED_TABLE = [
      "in another case", "OK"),
     ("foreign trust domain all the same", dict(app_id=b"dapr-placement", namespace=NS.encode(),
                                                trust_domain=b"evil.test"), PD,
-     "`evil.test' is not one this Sentry signs for (allowed: example.test, public; add trust "
+     "'evil.test' is not one this Sentry signs for (allowed: example.test, public; add trust "
      "domains with --allowed-trust-domains)", "OK"),
 ]
 
@@ -213,7 +213,7 @@ def test_jwks_validator_follows_the_same_rules(start_sentry, tmp_path):
               token=token(f"spiffe://{TD}/ns/{NS}/dapr-sentry")), PD, OWN, "OK"),
         ("foreign trust domain with a token for it",
          dict(trust_domain=b"evil.test", token=token("spiffe://evil.test/ns/default/myapp")), PD,
-         "`evil.test' is not one this Sentry signs for", "OK"),
+         "'evil.test' is not one this Sentry signs for", "OK"),
         ("token cut at a NUL",
          dict(token=token("spiffe://public/ns/default/myapp") + b"\0anything"), PD,
          "signature", "PERMISSION_DENIED"),
@@ -237,11 +237,11 @@ def test_repeated_allowed_trust_domains_flags_add_up(start_sentry):
     (["--allowed-trust-domains", "a.test,,b.test"], {}, "--allowed-trust-domains: empty trust "
      "domain"),
     (["--allowed-trust-domains", "evil.test."], {}, "--allowed-trust-domains: trust domain "
-     "`evil.test.' has an empty label"),
-    (["--trust-domain", "example.test."], {}, "--trust-domain: trust domain `example.test.' has "
+     "'evil.test.' has an empty label"),
+    (["--trust-domain", "example.test."], {}, "--trust-domain: trust domain 'example.test.' has "
      "an empty label"),
     (["--allow-insecure-control-plane-ids=maybe"], {}, "--allow-insecure-control-plane-ids"),
-    ([], {"NAMESPACE": "Dapr-System"}, "namespace `Dapr-System': upper case is not allowed"),
+    ([], {"NAMESPACE": "Dapr-System"}, "namespace 'Dapr-System': upper case is not allowed"),
     ([], {"NAMESPACE": "n" * 64}, "is 64 bytes long"),
 ])
 def test_bad_settings_are_refused_at_start(tmp_path, flags, env, text):

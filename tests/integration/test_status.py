@@ -110,7 +110,7 @@ def test_not_ready_exits_1_with_the_reason(start_sentry, start_agent):
     (["--admin", "nonsense"], 2, "expected HOST:PORT"),
     (["--admin", "127.0.0.1:1", "-c", "x.ini"], 2, "not both"),
     (["--timeout", "soon"], 2, "--timeout"),
-    (["extra"], 2, "unexpected argument `extra'"),
+    (["extra"], 2, "unexpected argument 'extra'"),
     (["-c", "/nonexistent/picket.ini"], 2, "/nonexistent/picket.ini"),
 ])
 def test_exit_codes_for_usage_and_unreachable(args, code, words):

@@ -31,7 +31,7 @@ def _skip_reason():
         return "transparent-mode tests need root (network namespaces and iptables)"
     for tool in ("ip", "iptables", "ip6tables", "iptables-save", "tcpdump", "curl"):
         if shutil.which(tool) is None:
-            return f"transparent-mode tests need `{tool}' (scripts/install-deps --test)"
+            return f"transparent-mode tests need '{tool}' (scripts/install-deps --test)"
     probe = f"pkprobe{os.getpid()}"
     r = run(["ip", "netns", "add", probe])
     if r.returncode != 0:
@@ -231,7 +231,7 @@ class Capture:
         self.proc.wait_log(r"listening on a0", timeout=10)
 
     def stop(self, fins):
-        """End the capture once `fins' flows (directions of connections) have been seen to
+        """End the capture once 'fins' flows (directions of connections) have been seen to
         finish, so no packet of theirs is still on its way to the file; return the streams."""
         wait_for(lambda: len(streams(self.file.read_bytes(), finished=True)) >= fins, 10,
                  what=f"{fins} finished flows in the capture")
@@ -328,15 +328,13 @@ def test_transparent_mtls_end_to_end_ipv4_and_ipv6(net):
     assert len(peers) == 6 and all(p in ("::ffff:127.0.0.1", "::1", "127.0.0.1") for p in peers), \
         peers
     # One redirected connection per request on A, one mTLS connection per request on B: no loop.
-    assert metric(net.a, "picket_listener_connections_total", listener="out4",
-                  kind="transparent") == 3
-    assert metric(net.a, "picket_listener_connections_total", listener="out6",
-                  kind="transparent") == 3
+    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent") == 3
+    assert metric(net.a, "picket_listener_connections_total", listener="out6", kind="transparent") == 3
     assert metric(net.b, "picket_listener_connections_total", listener="in4", kind="inbound") == 3
     assert metric(net.b, "picket_listener_connections_total", listener="in6", kind="inbound") == 3
     # A's connection to Sentry (10.77.0.2, inside the intercepted block) kept working because
     # picket marks it: the certificate came from B's Sentry.
-    assert re.search(r"identity installed .*spiffe_id=spiffe://example.test/ns/default/client",
+    assert re.search(r"identity installed\" .*spiffe_id=spiffe://example.test/ns/default/client",
                      pa.output())
 
 
@@ -346,7 +344,7 @@ def test_plaintext_to_the_app_port_is_refused_without_permissive(net):
     # A client on A that carries picket's mark skips A's redirect and speaks plain HTTP to B.
     r = ns_run(net.a, "python3", "-c", PLAIN_CLIENT, B_IP, str(APP_PORT), check=False)
     assert "HTTP/1" not in r.stdout, r.stdout
-    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4",
+    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4", kind="inbound",
                             reason="tls") == 1, 10, what="B refuses the plaintext client")
     assert client_peers(app) == []
 
@@ -377,7 +375,7 @@ def test_wrong_identity_is_refused_both_ways(net):
     start_pair(net, a_map=[f"{B_IP}/32 {APP_PORT} app=billing"])
     code, _ = ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")
     assert code is None
-    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4",
+    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
                   reason="denied") == 1
     assert client_peers(app) == []
 
@@ -387,7 +385,7 @@ def test_inbound_refuses_a_client_it_does_not_allow(net):
     start_pair(net, b_inbound={"allow_app_id": "billing"})
     code, _ = ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")
     assert code is None
-    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4",
+    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4", kind="inbound",
                             reason="denied") == 1, 10, what="B denies the client")
     assert client_peers(app) == []
 
@@ -397,9 +395,9 @@ def test_unmapped_destination_is_denied_by_default(net):
     start_pair(net)
     code, err = ns_curl(net.a, f"http://{B_IP}:{OTHER_PORT}/hello.txt")
     assert code is None, err
-    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4",
+    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
                   reason="denied") == 1
-    assert metric(net.a, "picket_listener_passthrough_total", listener="out4") == 0
+    assert metric(net.a, "picket_listener_passthrough_total", listener="out4", kind="transparent") == 0
     assert client_peers(other) == []
 
 
@@ -412,13 +410,12 @@ def test_unmapped_destination_passes_through_when_configured(net):
     flows = cap.stop(fins=2)
     # Plaintext on the wire, as asked: the same capture that shows only TLS above sees it.
     assert any(b"GET /hello.txt HTTP/1.1" in d for d in flows.values()), flows
-    assert metric(net.a, "picket_listener_passthrough_total", listener="out4") == 1
-    assert re.search(rf"passthrough without TLS listener=out4 .*destination={B_IP}:{OTHER_PORT}",
+    assert metric(net.a, "picket_listener_passthrough_total", listener="out4", kind="transparent") == 1
+    assert re.search(rf"passthrough without TLS\" listener=out4 .*destination={B_IP}:{OTHER_PORT}",
                      pa.output())
     # It went out from picket (host A's address), redirected once: no loop.
     assert client_peers(other) == ["::ffff:" + A_IP]
-    assert metric(net.a, "picket_listener_connections_total", listener="out4",
-                  kind="transparent") == 1
+    assert metric(net.a, "picket_listener_connections_total", listener="out4", kind="transparent") == 1
 
 
 def test_direct_connection_to_the_transparent_listener_is_refused(net):
@@ -426,7 +423,7 @@ def test_direct_connection_to_the_transparent_listener_is_refused(net):
     r = ns_run(net.a, "curl", "-sS", "-m", "5", "http://127.0.0.1:15001/", check=False)
     assert r.returncode != 0
     wait_for(lambda: "instead of being redirected" in pa.output(), 10, what="refusal logged")
-    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4",
+    assert metric(net.a, "picket_listener_handshake_failures_total", listener="out4", kind="transparent",
                   reason="denied") == 1
 
 
@@ -436,8 +433,8 @@ def test_permissive_inbound_counts_plaintext_and_tls(net):
     assert ns_curl(net.a, f"http://{B_IP}:{APP_PORT}/hello.txt")[0] == 200
     r = ns_run(net.a, "python3", "-c", PLAIN_CLIENT, B_IP, str(APP_PORT))
     assert r.stdout.startswith("HTTP/1.0 200"), r.stdout
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4", protocol="tls") == 1
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4",
+    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound", protocol="tls") == 1
+    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound",
                   protocol="plaintext") == 1
     assert all(p in ("::ffff:127.0.0.1", "127.0.0.1") for p in client_peers(app))
     assert len(client_peers(app)) == 2
@@ -469,10 +466,10 @@ def test_permissive_waits_out_a_partial_client_hello(net):
     # the kernel does for a socket closed with unread bytes).
     assert 0.8 <= float(waited) < 5, r.stdout
     assert got.strip() == "b''" or "Connection reset" in got, r.stdout
-    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4",
+    wait_for(lambda: metric(net.b, "picket_listener_handshake_failures_total", listener="in4", kind="inbound",
                             reason="timeout") == 1, 10, what="timeout counted")
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4", protocol="tls") == 0
-    assert metric(net.b, "picket_listener_permissive_total", listener="in4",
+    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound", protocol="tls") == 0
+    assert metric(net.b, "picket_listener_permissive_total", listener="in4", kind="inbound",
                   protocol="plaintext") == 0
     assert client_peers(app) == []
 
@@ -504,8 +501,8 @@ def test_reload_that_remaps_a_destination_closes_its_live_connections(net):
     pa.signal(signal.SIGHUP)
     client.wait_log(r"ended after", timeout=10)
     # (The counters start afresh with the changed listener; the close line tells.)
-    pa.wait_log(r"connection closed listener=out4 .*reason=untrusted detail=\"peer no longer "
-                r"allowed: .*not the expected peer `spiffe://example.test/ns/default/billing'",
+    pa.wait_log(r"connection closed\" listener=out4 .*reason=untrusted detail=\"peer no longer "
+                r"allowed: .*not the expected peer 'spiffe://example.test/ns/default/billing'",
                 timeout=10)
     # A destination the new map no longer covers at all ends the same way.
     client = net.spawn(net.a, "holder2", ["python3", "-c", HOLD_OPEN, B_IP, APP_PORT])

@@ -24,7 +24,7 @@
 static void assert_contains(const char *text, const char *part)
 {
     if (strstr(text, part) == NULL) {
-        fail_msg("`%s' does not contain `%s'", text, part);
+        fail_msg("'%s' does not contain '%s'", text, part);
     }
 }
 
@@ -83,31 +83,31 @@ static void parse_bad(void **state)
     (void)state;
     static const struct bad cases[] = {
             {"127.0.0.1", 0,
-             "expected HOST:PORT, [V6]:PORT or unix:/PATH: `127.0.0.1' is not HOST:PORT"},
-            {":8443", 0, "`:8443' is not HOST:PORT"},
-            {"nocolon", PK_ADDR_NAMES, "`nocolon' is not HOST:PORT"},
-            {"::1:8443", 0, "`::1:8443': put an IPv6 address in brackets"},
-            {"[::1:8443", 0, "`[::1:8443': bad [IPv6] host"},
+             "expected HOST:PORT, [V6]:PORT or unix:/PATH: '127.0.0.1' is not HOST:PORT"},
+            {":8443", 0, "':8443' is not HOST:PORT"},
+            {"nocolon", PK_ADDR_NAMES, "'nocolon' is not HOST:PORT"},
+            {"::1:8443", 0, "'::1:8443': put an IPv6 address in brackets"},
+            {"[::1:8443", 0, "'[::1:8443': bad [IPv6] host"},
             {"[::1]]:8443", 0, "bad [IPv6] host"},
-            {"a b:80", PK_ADDR_NAMES, "`a b:80': the host has a blank or control byte"},
-            {"127.0.0.1:0", 0, "`127.0.0.1:0': the port is not a number from 1 to 65535"},
+            {"a b:80", PK_ADDR_NAMES, "'a b:80': the host has a blank or control byte"},
+            {"127.0.0.1:0", 0, "'127.0.0.1:0': the port is not a number from 1 to 65535"},
             {"127.0.0.1:65536", PK_ADDR_PORT_ZERO, "the port is not a number from 0 to 65535"},
             {"127.0.0.1:http", 0, "the port is not a number"},
             {"127.0.0.1:+80", 0, "the port is not a number"},
             {"127.0.0.1:", 0, "the port is not a number"},
             {"example.com:443", 0,
-             "`example.com:443': the host must be a numeric IPv4 address, [IPv6] or localhost "
+             "'example.com:443': the host must be a numeric IPv4 address, [IPv6] or localhost "
              "(names are not resolved)"},
             {"127.1:80", 0, "the host must be a numeric IPv4 address"},
             {"LOCALHOST:80", 0, "the host must be"},
-            {"[127.0.0.1]:80", 0, "`[127.0.0.1]:80': not an IPv6 address in brackets"},
+            {"[127.0.0.1]:80", 0, "'[127.0.0.1]:80': not an IPv6 address in brackets"},
             {"[fe80::1%eth0]:80", 0, "not an IPv6 address in brackets"},
             {"[name]:80", PK_ADDR_NAMES, "not an IPv6 address in brackets"},
-            {"unix:run/app.sock", 0, "`unix:run/app.sock': a unix socket path must be absolute"},
+            {"unix:run/app.sock", 0, "'unix:run/app.sock': a unix socket path must be absolute"},
             {"unix:", 0, "a unix socket path must be absolute"},
-            {"unix:", PK_ADDR_UNIX_RELATIVE, "`unix:': a unix socket path must not be empty"},
+            {"unix:", PK_ADDR_UNIX_RELATIVE, "'unix:': a unix socket path must not be empty"},
             {"unix:/x", PK_ADDR_NAMES, "the port is not a number"},
-            {"bad\x01host:80", PK_ADDR_NAMES, "`bad\\x01host:80'"},
+            {"bad\x01host:80", PK_ADDR_NAMES, "'bad\\x01host:80'"},
     };
 
     for (size_t i = 0; i < PK_ARRAY_LEN(cases); i++) {

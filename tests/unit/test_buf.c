@@ -84,9 +84,9 @@ static void err_messages(void **state)
 {
     struct pk_err e;
     pk_err_clear(&e);
-    assert_int_equal(pk_err_set(&e, PK_E_INVALID, "bad `%s'", "x"), PK_E_INVALID);
+    assert_int_equal(pk_err_set(&e, PK_E_INVALID, "bad '%s'", "x"), PK_E_INVALID);
     assert_int_equal(pk_err_prefix(&e, PK_E_INVALID, "file %s", "a.crt"), PK_E_INVALID);
-    assert_string_equal(e.msg, "file a.crt: bad `x'");
+    assert_string_equal(e.msg, "file a.crt: bad 'x'");
     pk_err_clear(&e);
     pk_err_prefix(&e, PK_E_EXPIRED, "issuer.crt");
     assert_string_equal(e.msg, "issuer.crt: expired");

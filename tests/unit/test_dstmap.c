@@ -49,7 +49,7 @@ static void test_dst_good(void **state)
 
         pk_err_clear(&err);
         if (pk_dst_parse(cases[i].text, &d, &err) != 0) {
-            fail_msg("case %zu `%s': %s", i, cases[i].text, err.msg);
+            fail_msg("case %zu '%s': %s", i, cases[i].text, err.msg);
         }
         assert_string_equal(pk_dst_format_cidr(&d, cidr), cases[i].cidr);
         assert_string_equal(pk_dst_format_ports(&d, ports), cases[i].ports);
@@ -95,10 +95,10 @@ static void test_dst_bad(void **state)
 
         pk_err_clear(&err);
         if (pk_dst_parse(cases[i].text, &d, &err) != PK_E_INVALID) {
-            fail_msg("case %zu `%s' was accepted", i, cases[i].text);
+            fail_msg("case %zu '%s' was accepted", i, cases[i].text);
         }
         if (strstr(err.msg, cases[i].frag) == NULL) {
-            fail_msg("case %zu `%s': message `%s' lacks `%s'", i, cases[i].text, err.msg,
+            fail_msg("case %zu '%s': message '%s' lacks '%s'", i, cases[i].text, err.msg,
                      cases[i].frag);
         }
     }
@@ -140,7 +140,7 @@ static void test_rule_parse(void **state)
 
         pk_err_clear(&err);
         if (pk_dst_rule_parse(good[i].text, &r, &err) != 0) {
-            fail_msg("good %zu `%s': %s", i, good[i].text, err.msg);
+            fail_msg("good %zu '%s': %s", i, good[i].text, err.msg);
         }
         assert_int_equal(r.action, good[i].action);
         if (good[i].arg == NULL) {
@@ -157,10 +157,10 @@ static void test_rule_parse(void **state)
 
         pk_err_clear(&err);
         if (pk_dst_rule_parse(bad[i].text, &r, &err) != PK_E_INVALID) {
-            fail_msg("bad %zu `%s' was accepted", i, bad[i].text);
+            fail_msg("bad %zu '%s' was accepted", i, bad[i].text);
         }
         if (strstr(err.msg, bad[i].frag) == NULL) {
-            fail_msg("bad %zu `%s': message `%s' lacks `%s'", i, bad[i].text, err.msg, bad[i].frag);
+            fail_msg("bad %zu '%s': message '%s' lacks '%s'", i, bad[i].text, err.msg, bad[i].frag);
         }
     }
 }

@@ -248,13 +248,13 @@ static void round_trip(void **state)
 static void trailers_only_error(void **state)
 {
     struct handler_state hs = {.reply_status = PK_GRPC_PERMISSION_DENIED,
-                               .reply_message = "token for app `a' cannot request `b' (100%)"};
+                               .reply_message = "token for app 'a' cannot request 'b' (100%)"};
     struct pk_h2_server *s = make_server(&hs, 1024, 8);
     struct pk_h2_client *c = make_client(ECHO_PATH, "x", 1, 1024);
     const struct pk_h2_result *res = run_pair(&hs, c, s, 16384, "trailers_only");
 
     assert_int_equal(res->status, PK_GRPC_PERMISSION_DENIED);
-    assert_string_equal(res->message, "token for app `a' cannot request `b' (100%)");
+    assert_string_equal(res->message, "token for app 'a' cannot request 'b' (100%)");
     assert_int_equal(res->response.len, 0);
     assert_int_equal(pk_h2_server_calls(s), 1);
     assert_int_equal(pk_h2_server_calls_ok(s), 0);

@@ -167,7 +167,7 @@ static void refuse_share(unsigned group, const uint8_t *key, size_t len, size_t 
     assert_true(at + step >= wire.len);
     assert_int_equal(g.alert, want_alert);
     if (strstr(g.why, why) == NULL) {
-        fail_msg("reason `%s' lacks `%s'", g.why, why);
+        fail_msg("reason '%s' lacks '%s'", g.why, why);
     }
     pk_hello_guard_alert(&g, rec);
     const uint8_t want[] = {21, 3, 3, 0, 2, 2, want_alert};

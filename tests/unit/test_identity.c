@@ -164,7 +164,7 @@ static void expect_refused(struct leaf *l, const struct pk_certs *anchors, time_
     int r = leaf_identity(l, anchors, now, &id, &err);
 
     if (r != code || strstr(err.msg, frag) == NULL) {
-        fail_msg("expected %d (%s) with `%s', got %d: %s", code, pk_err_str(code), frag, r,
+        fail_msg("expected %d (%s) with '%s', got %d: %s", code, pk_err_str(code), frag, r,
                  err.msg);
     }
     assert_null(id);

@@ -118,7 +118,7 @@ static void expect_refused(char **env, const char *words)
     assert_int_equal(pk_notify_open(env, &n, &err), PK_E_INVALID);
     assert_null(n);
     if (strstr(err.msg, words) == NULL) {
-        fail_msg("message `%s' lacks `%s'", err.msg, words);
+        fail_msg("message '%s' lacks '%s'", err.msg, words);
     }
 }
 
@@ -132,7 +132,7 @@ static void test_bad_addresses(void **state)
     char *bare_at[] = {"NOTIFY_SOCKET=@", NULL};
     char *too_long[] = {long_path, NULL};
 
-    expect_refused(relative, "NOTIFY_SOCKET: `run/notify'");
+    expect_refused(relative, "NOTIFY_SOCKET: 'run/notify'");
     expect_refused(vsock, "neither an absolute path nor an @abstract name");
     expect_refused(bare_at, "abstract name of 1 to");
     expect_refused(too_long, "longer than");
@@ -162,9 +162,9 @@ static void test_watchdog(void **state)
     assert_int_equal(pk_notify_open(theirs, &n, &err), 0);
     assert_true(pk_notify_watchdog_interval(n) == 0);
     n = pk_notify_free(n);
-    expect_refused(zero, "WATCHDOG_USEC: `0'");
-    expect_refused(junk, "WATCHDOG_USEC: `5s' is not a positive number");
-    expect_refused(bad_pid, "WATCHDOG_PID: `x1'");
+    expect_refused(zero, "WATCHDOG_USEC: '0'");
+    expect_refused(junk, "WATCHDOG_USEC: '5s' is not a positive number");
+    expect_refused(bad_pid, "WATCHDOG_PID: 'x1'");
 }
 
 /* Nobody listening: the send fails with the address named, and nothing blocks. */

@@ -127,7 +127,7 @@ static void malformed_blocks(void **state)
         size_t off = 0;
         int r = next(bad_cases[i].text, &off, &b, &err);
         if (r != bad_cases[i].code || strstr(err.msg, bad_cases[i].frag) == NULL) {
-            fail_msg("bad case %zu: got %d `%s', want %d with `%s'", i, r, err.msg,
+            fail_msg("bad case %zu: got %d '%s', want %d with '%s'", i, r, err.msg,
                      bad_cases[i].code, bad_cases[i].frag);
         }
         assert_null(b.der);

@@ -507,7 +507,7 @@ static int authorize(void *ctx, const struct pk_cert *leaf, char *peer_id, size_
         usleep(10000);
     }
     if (a->expect != NULL && strcmp(uri, a->expect) != 0) {
-        return pk_err_set(err, PK_E_DENIED, "peer `%s' is not `%s'", uri, a->expect);
+        return pk_err_set(err, PK_E_DENIED, "peer '%s' is not '%s'", uri, a->expect);
     }
     snprintf(peer_id, len, "%s", uri);
     return 0;
@@ -1111,7 +1111,7 @@ static void denied_case(struct pk_tls_ctx *client_ctx, const char *expect,
     if (reason == PK_CLOSE_DENIED) {
         assert_int_equal(a.calls, 1);
         assert_string_equal(a.seen, FRONTEND);
-        assert_non_null(strstr(r.sum.detail, "is not `" BACKEND "'"));
+        assert_non_null(strstr(r.sum.detail, "is not '" BACKEND "'"));
         assert_string_equal(r.sum.peer_id, "");
     } else {
         assert_int_equal(a.calls, 0);
@@ -1439,7 +1439,7 @@ static void outbound_case(bool deny)
     assert_string_equal(a.seen, BACKEND);
     if (deny) {
         expect_reason(&r, PK_CLOSE_DENIED);
-        assert_non_null(strstr(r.sum.detail, "is not `" OTHER "'"));
+        assert_non_null(strstr(r.sum.detail, "is not '" OTHER "'"));
         assert_false(r.sum.streamed);
         assert_int_equal(t.app_bytes, 0); /* not one app byte reached the server */
         assert_true(t.got_close_notify);

@@ -87,10 +87,10 @@ static const struct allow_case allow_cases[] = {
         {NONE, "spiffe://example.test/some/other/path", ALLOW, NULL},
         {NONE, "spiffe://example.test", ALLOW, NULL},
         {NONE, "spiffe://other.test/ns/default/frontend", DENY,
-         "allowed are peers of our own trust domain `example.test'"},
+         "allowed are peers of our own trust domain 'example.test'"},
         /* Trust-domain lookalikes (A02 L3-L5). */
         {NONE, "spiffe://example.test.evil/ns/default/frontend", DENY,
-         "peer `spiffe://example.test.evil/ns/default/frontend' is not allowed"},
+         "peer 'spiffe://example.test.evil/ns/default/frontend' is not allowed"},
         {NONE, "spiffe://evilexample.test/ns/default/frontend", DENY, NULL},
         {NONE, "spiffe://EXAMPLE.test/ns/default/frontend", BAD_ID, "lower case"},
         {NONE, "spiffe://Example.Test/ns/default/frontend", BAD_ID, "lower case"},
@@ -102,7 +102,7 @@ static const struct allow_case allow_cases[] = {
         /* allow_trust_domain: our own is no longer implied once a rule exists. */
         {{TDR("other.test")}, "spiffe://other.test/ns/default/frontend", ALLOW, NULL},
         {{TDR("other.test")}, "spiffe://other.test/anything", ALLOW, NULL},
-        {{TDR("other.test")}, FRONTEND, DENY, "allowed are trust domain `other.test'"},
+        {{TDR("other.test")}, FRONTEND, DENY, "allowed are trust domain 'other.test'"},
         {{TDR("other.test")}, "spiffe://other.test.evil/ns/default/frontend", DENY, NULL},
         {{TDR("other.test")}, "spiffe://sub.other.test/ns/default/frontend", DENY, NULL},
         {{TDR("other.test")}, "spiffe://evilother.test/ns/default/frontend", DENY, NULL},
@@ -111,7 +111,7 @@ static const struct allow_case allow_cases[] = {
         {{NSR("prod")},
          "spiffe://other.test/ns/prod/app",
          DENY,
-         "allowed are namespace `prod' of `example.test'"},
+         "allowed are namespace 'prod' of 'example.test'"},
         {{NSR("prod")}, "spiffe://example.test/ns/default/app", DENY, NULL},
         {{NSR("prod")}, "spiffe://example.test/ns/prod", DENY, NULL},
         {{NSR("prod")}, "spiffe://example.test/ns/prod/app/extra", DENY, NULL},
@@ -124,19 +124,19 @@ static const struct allow_case allow_cases[] = {
         {{APP("frontend")},
          "spiffe://example.test/ns/prod/frontend",
          DENY,
-         "allowed are app id `default/frontend' of `example.test'"},
+         "allowed are app id 'default/frontend' of 'example.test'"},
         {{APP("frontend")}, "spiffe://other.test/ns/default/frontend", DENY, NULL},
         {{APP("frontend")}, "spiffe://example.test/ns/default/frontend2", DENY, NULL},
         {{APP("frontend")}, "spiffe://example.test/ns/default/frontend/x", DENY, NULL},
         {{APP("prod/backend")}, "spiffe://example.test/ns/prod/backend", ALLOW, NULL},
-        {{APP("prod/backend")}, BACKEND, DENY, "app id `prod/backend'"},
+        {{APP("prod/backend")}, BACKEND, DENY, "app id 'prod/backend'"},
         {{APP("prod/backend")}, "spiffe://other.test/ns/prod/backend", DENY, NULL},
         /* allow_spiffe_id, exact. */
         {{SID("spiffe://other.test/ns/x/y")}, "spiffe://other.test/ns/x/y", ALLOW, NULL},
         {{SID("spiffe://other.test/ns/x/y")},
          "spiffe://other.test/ns/x/y/z",
          DENY,
-         "allowed are SPIFFE ID `spiffe://other.test/ns/x/y'"},
+         "allowed are SPIFFE ID 'spiffe://other.test/ns/x/y'"},
         {{SID("spiffe://other.test/ns/x/y")}, "spiffe://other.test/ns/x", DENY, NULL},
         {{SID("spiffe://other.test/ns/x/y")}, "spiffe://other.test/ns/x/Y", DENY, NULL},
         {{SID("spiffe://other.test")}, "spiffe://other.test", ALLOW, NULL},
@@ -190,8 +190,8 @@ static const struct allow_case allow_cases[] = {
         {{TDR("other.test"), NSR("prod"), APP("web")},
          FRONTEND,
          DENY,
-         "peer `" FRONTEND "' is not allowed: allowed are trust domain `other.test'; namespace "
-         "`prod' of `example.test'; app id `default/web' of `example.test'"},
+         "peer '" FRONTEND "' is not allowed: allowed are trust domain 'other.test'; namespace "
+         "'prod' of 'example.test'; app id 'default/web' of 'example.test'"},
         {{TDR("other.test"), NSR("prod"), APP("web")}, "spiffe://third.test/ns/prod/x", DENY, NULL},
         {{APP("frontend"), SID("spiffe://third.test/ns/*/api")}, FRONTEND, ALLOW, NULL},
         {{APP("frontend"), SID("spiffe://third.test/ns/*/api")},
@@ -201,13 +201,13 @@ static const struct allow_case allow_cases[] = {
         {{APP("frontend"), SID("spiffe://third.test/ns/*/api")},
          "spiffe://third.test/ns/q/web",
          DENY,
-         "; SPIFFE ID `spiffe://third.test/ns/*/api'"},
+         "; SPIFFE ID 'spiffe://third.test/ns/*/api'"},
         /* expect_spiffe_id: that very ID and nothing else. */
         {{EXP(BACKEND)}, BACKEND, ALLOW, NULL},
         {{EXP(BACKEND)},
          BACKEND "2",
          DENY,
-         "peer `" BACKEND "2' is not the expected peer `" BACKEND "'"},
+         "peer '" BACKEND "2' is not the expected peer '" BACKEND "'"},
         {{EXP(BACKEND)}, "spiffe://example.test/ns/default", DENY, NULL},
         {{EXP(BACKEND)}, "spiffe://other.test/ns/default/backend", DENY, NULL},
         {{EXP(BACKEND)}, FRONTEND, DENY, NULL},
@@ -258,7 +258,7 @@ static void allow_table(void **state)
         r = pk_spiffe_parse(c->peer, strlen(c->peer), &id, &err);
         if (c->want == BAD_ID) {
             if (r != PK_E_INVALID || strstr(err.msg, c->frag) == NULL) {
-                fail_msg("case %zu (%s): expected the ID refused with `%s', got %d: %s", i, what,
+                fail_msg("case %zu (%s): expected the ID refused with '%s', got %d: %s", i, what,
                          c->frag, r, err.msg);
             }
             pk_policy_free(p);
@@ -280,7 +280,7 @@ static void allow_table(void **state)
             /* Every deny names the peer. */
             assert_non_null(strstr(err.msg, c->peer));
             if (c->frag != NULL && strstr(err.msg, c->frag) == NULL) {
-                fail_msg("case %zu (%s): message lacks `%s': %s", i, what, c->frag, err.msg);
+                fail_msg("case %zu (%s): message lacks '%s': %s", i, what, c->frag, err.msg);
             }
             /* A NULL err is fine and changes nothing. */
             assert_false(pk_policy_allows(p, &id, NULL));
@@ -311,12 +311,12 @@ static const struct refuse_case refuse_cases[] = {
         {PK_ALLOW_NAMESPACE, "*", "allow_namespace: namespace: a path segment may only"},
         {PK_ALLOW_NAMESPACE, "pr*d", "path segment may only"},
         {PK_ALLOW_NAMESPACE, "a/b", "path segment may only"},
-        {PK_ALLOW_NAMESPACE, "..", "`.' or `..'"},
+        {PK_ALLOW_NAMESPACE, "..", "'.' or '..'"},
         {PK_ALLOW_NAMESPACE, "a b", "path segment may only"},
         {PK_ALLOW_APP_ID, "", "allow_app_id: empty value"},
         {PK_ALLOW_APP_ID, "a/b/c", "expected APP or NAMESPACE/APP"},
-        {PK_ALLOW_APP_ID, "/app", "allow_app_id: `/app' has an empty namespace"},
-        {PK_ALLOW_APP_ID, "ns/", "`ns/' has an empty app id"},
+        {PK_ALLOW_APP_ID, "/app", "allow_app_id: '/app' has an empty namespace"},
+        {PK_ALLOW_APP_ID, "ns/", "'ns/' has an empty app id"},
         {PK_ALLOW_APP_ID, "/", "has an empty namespace"},
         {PK_ALLOW_APP_ID, "fr*nt", "app id: a path segment may only"},
         {PK_ALLOW_APP_ID, "*", "app id: a path segment may only"},
@@ -333,7 +333,7 @@ static const struct refuse_case refuse_cases[] = {
         {PK_ALLOW_SPIFFE_ID, "spiffe://example.test/ns//*", "empty path segment"},
         {PK_ALLOW_SPIFFE_ID, "spiffe://example.test/ns/a/b/", "trailing slash"},
         {PK_ALLOW_SPIFFE_ID, "spiffe://example.test/ns/*/a b", "path segment may only"},
-        {PK_ALLOW_SPIFFE_ID, "spiffe://example.test/../*", "`.' or `..'"},
+        {PK_ALLOW_SPIFFE_ID, "spiffe://example.test/../*", "'.' or '..'"},
         {PK_ALLOW_SPIFFE_ID, "http://example.test/ns/*/b", "does not start with"},
         {PK_ALLOW_SPIFFE_ID, "example.test/ns/a/b", "does not start with"},
         {PK_ALLOW_SPIFFE_ID, "spiffe://Example.test/ns/*/b", "lower case"},
@@ -360,7 +360,7 @@ static void refuse_table(void **state)
         int r = pk_policy_add(p, c->kind, c->value, &err);
 
         if (r != PK_E_INVALID || strstr(err.msg, c->frag) == NULL) {
-            fail_msg("case %zu (%d `%s'): expected PK_E_INVALID with `%s', got %d: %s", i,
+            fail_msg("case %zu (%d '%s'): expected PK_E_INVALID with '%s', got %d: %s", i,
                      (int)c->kind, c->value != NULL ? c->value : "(null)", c->frag, r, err.msg);
         }
         /* A refused rule leaves the policy as it was: here, the default. */
@@ -530,7 +530,7 @@ static void expect_check_refused(const struct pk_cert *cert, time_t now, int cod
     memset(&id, 0x5a, sizeof(id));
     r = pk_peer_check(cert, now, &id, &err);
     if (r != code || strstr(err.msg, frag) == NULL) {
-        fail_msg("expected %d (%s) with `%s', got %d: %s", code, pk_err_str(code), frag, r,
+        fail_msg("expected %d (%s) with '%s', got %d: %s", code, pk_err_str(code), frag, r,
                  err.msg);
     }
     assert_int_equal((unsigned char)id.uri[0], 0x5a);
@@ -666,7 +666,7 @@ static void refuse_two_uris(void **state)
 
     assert_int_equal(pk_cert_uri_count(cert), 2);
     expect_check_refused(cert, time(NULL), PK_E_INVALID,
-                         "peer certificate has 2 URI SANs (`" FRONTEND "', `" BACKEND "')");
+                         "peer certificate has 2 URI SANs ('" FRONTEND "', '" BACKEND "')");
     pk_cert_free(cert);
 }
 
@@ -909,13 +909,14 @@ static void authorize(void **state)
     assert_string_equal(small, "spiffe://");
     assert_int_equal(pk_policy_authorize(p, good, NULL, 0, &err), 0);
 
-    /* Denied by the rules: PK_E_DENIED, and peer_id untouched. */
+    /* Denied by the rules: PK_E_DENIED, and peer_id names the peer refused (for the log). */
     assert_int_equal(pk_policy_add(other, PK_ALLOW_APP_ID, "backend", &err), 0);
     memset(peer_id, 0, sizeof(peer_id));
     assert_int_equal(pk_policy_authorize(other, good, peer_id, sizeof(peer_id), &err), PK_E_DENIED);
-    assert_non_null(strstr(err.msg, "peer `" FRONTEND "' is not allowed: allowed are app id "
-                                    "`default/backend' of `example.test'"));
-    assert_string_equal(peer_id, "");
+    assert_non_null(strstr(err.msg, "peer '" FRONTEND "' is not allowed: allowed are app id "
+                                    "'default/backend' of 'example.test'"));
+    assert_string_equal(peer_id, FRONTEND);
+    memset(peer_id, 0, sizeof(peer_id));
 
     /* Refused by the leaf check before the rules are consulted. */
     t.is_ca = true;

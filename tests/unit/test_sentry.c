@@ -357,6 +357,73 @@ static void sign_table(void **state)
     pk_sentry_service_free(svc);
 }
 
+/* Sentry's own certificate is renewed at half of what is really left of it, whatever the TTL and
+ * skew: issued for real over a table of pairs (the skew moves NotBefore back, never the
+ * schedule), and never sooner than the floor unless the certificate ends first. */
+static void server_cert_renewal_schedule(void **state)
+{
+    static const struct {
+        int64_t ttl, skew;
+        double want; /* seconds until renewal */
+    } table[] = {
+            {25, 900, 12.5}, /* the seeds' short TTL under the default 15 min skew */
+            {25, 0, 12.5},
+            {60, 15 * 60, 30},
+            {3600, 15 * 60, 1800},
+            {86400, 15 * 60, 43200},
+            {86400, 86400, 43200},
+            {30, 7 * 86400, 15},
+            {10, 900, 5}, /* half would be below the floor */
+            {8, 900, 5},
+            {6, 900, 5}, /* floor, still before expiry */
+            {4, 900, 3}, /* ends before the floor: one second before it does */
+            {2, 900, 1},
+            {1, 900, 1},
+            {1, 0, 1},
+    };
+    struct fixture *f = *state;
+    struct pk_key *key = NULL;
+    struct pk_pubkey *pub = fresh_pubkey(PK_KEY_P256, &key);
+    time_t now = time(NULL);
+    struct pk_err err;
+
+    for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+        struct pk_sentry_issued issued;
+        double next;
+
+        assert_int_equal(pk_sentry_issue_workload(f->creds, pub,
+                                                  "spiffe://public/ns/default/dapr-sentry", now,
+                                                  table[i].ttl, table[i].skew, &issued, &err),
+                         0);
+        next = pk_sentry_server_cert_renew_in(now, issued.not_after);
+        print_message("ttl=%llds skew=%llds renew_in=%.1fs\n", (long long)table[i].ttl,
+                      (long long)table[i].skew, next);
+        assert_true(next == table[i].want);
+        assert_true(next >= 1.0);
+        if (table[i].ttl > 1) {
+            assert_true(now + next < (double)issued.not_after);
+        }
+        pk_buf_free(&issued.chain_pem);
+    }
+
+    /* Capped by the issuer (which lives a year): half of what the issuer leaves. */
+    {
+        struct pk_sentry_issued issued;
+        assert_int_equal(pk_sentry_issue_workload(f->creds, pub,
+                                                  "spiffe://public/ns/default/dapr-sentry", now,
+                                                  10L * 365 * 24 * 3600, 900, &issued, &err),
+                         0);
+        assert_true(pk_sentry_server_cert_renew_in(now, issued.not_after) ==
+                    difftime(f->creds->issuer_not_after, now) / 2);
+        pk_buf_free(&issued.chain_pem);
+    }
+    /* Nothing left (the issuer expires now, or the clock jumped): a retry, not a loop. */
+    assert_true(pk_sentry_server_cert_renew_in(now, now) == PK_SENTRY_RENEW_RETRY);
+    assert_true(pk_sentry_server_cert_renew_in(now, now - 3600) == PK_SENTRY_RENEW_RETRY);
+    pk_pubkey_free(pub);
+    pk_key_free(key);
+}
+
 /* Append one length-delimited protobuf field (tag < 16, len < 128) of len bytes. */
 static void put_field(struct pk_buf *out, uint8_t field, const void *bytes, size_t len)
 {
@@ -424,14 +491,14 @@ static void sign_refuses_identities_it_must_not_issue(void **state)
             {L("app"), L("shop"), L("extra.test"), false, PK_GRPC_OK,
              "spiffe://extra.test/ns/shop/app"},
             {L("a\0b"), L("default"), L(""), false, PK_GRPC_PERMISSION_DENIED,
-             "app id `a\\x00b': a NUL byte is not allowed"},
+             "app id 'a\\x00b': a NUL byte is not allowed"},
             {L("app\0"), L("default"), L(""), false, PK_GRPC_PERMISSION_DENIED, "a NUL byte"},
             {L("app"), L("default\0x"), L(""), false, PK_GRPC_PERMISSION_DENIED,
-             "namespace `default\\x00x': a NUL byte"},
+             "namespace 'default\\x00x': a NUL byte"},
             {L("app"), L("default"), L("example.test\0evil"), false, PK_GRPC_PERMISSION_DENIED,
              "a NUL byte"},
             {L("app"), L("default"), L("evil.test"), false, PK_GRPC_PERMISSION_DENIED,
-             "trust domain `evil.test' is not one this Sentry signs for (allowed: example.test, "
+             "trust domain 'evil.test' is not one this Sentry signs for (allowed: example.test, "
              "public, extra.test"},
             {L("app"), L("default"), L("example.test."), false, PK_GRPC_PERMISSION_DENIED,
              "not one this Sentry signs for"},
@@ -535,6 +602,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(garbage_and_missing_files_are_refused, setup, teardown),
             cmocka_unit_test_setup_teardown(issuer_as_anchor_is_refused, setup, teardown),
             cmocka_unit_test_setup_teardown(workload_profile, setup, teardown),
+            cmocka_unit_test_setup_teardown(server_cert_renewal_schedule, setup, teardown),
             cmocka_unit_test_setup_teardown(sign_table, setup, teardown),
             cmocka_unit_test_setup_teardown(sign_refuses_identities_it_must_not_issue, setup,
                                             teardown),

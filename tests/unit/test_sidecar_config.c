@@ -965,7 +965,7 @@ static void test_mode_layers_and_detection(void **state)
     assert_int_equal(cfg->agent.mode, PK_AGENT_MODE_STANDALONE);
     pk_sidecar_config_free(cfg);
     assert_int_equal(load(NULL, base_env, bad, &cfg, &err), PK_E_INVALID);
-    assert_contains(err.msg, "--mode: `pod' is not auto, standalone or kubernetes");
+    assert_contains(err.msg, "--mode: 'pod' is not auto, standalone or kubernetes");
 }
 
 /* daprd's Configuration YAML: what is read, what is refused and where. */
@@ -987,9 +987,9 @@ static void test_daprd_config_yaml(void **state)
             {"kind: Configuration\nspec:\n  mtls:\n    enabled: \"true\"\n",
              "c.yaml:4:14: spec.mtls.enabled: a quoted value", NULL},
             {"kind: Configuration\nspec:\n  mtls:\n    enabled: maybe\n",
-             "`maybe' is not true or false", NULL},
-            {"kind: Component\n", "c.yaml:1:7: kind is `Component', not Configuration", NULL},
-            {"spec: {}\n", "c.yaml: no `kind: Configuration'", NULL},
+             "'maybe' is not true or false", NULL},
+            {"kind: Component\n", "c.yaml:1:7: kind is 'Component', not Configuration", NULL},
+            {"spec: {}\n", "c.yaml: no 'kind: Configuration'", NULL},
             {"[agent]\napp_id = a\n", "-c or --config-file", NULL},
             {"- a\n", "c.yaml:1:1: the file is a list", NULL},
             {"kind: Configuration\n---\nkind: Configuration\n", "more than one YAML document",
@@ -1208,27 +1208,27 @@ static const struct load_error load_errors[] = {
          PK_E_INVALID,
          {"DAPR_CONTROLPLANE_TRUST_DOMAIN: "}},
         /* flags */
-        {NULL, {"DAPR_TRUST_ANCHORS=pem"}, {"--bogus"}, PK_E_INVALID, {"unknown flag `--bogus'"}},
+        {NULL, {"DAPR_TRUST_ANCHORS=pem"}, {"--bogus"}, PK_E_INVALID, {"unknown flag '--bogus'"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "-bogus=1"},
          PK_E_INVALID,
-         {"unknown flag `-bogus'"}},
+         {"unknown flag '-bogus'"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--sentry-address", "h:1", "--app-id"},
          PK_E_INVALID,
-         {"flag `--app-id' needs a value"}},
+         {"flag '--app-id' needs a value"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "extra"},
          PK_E_INVALID,
-         {"unexpected argument `extra'"}},
+         {"unexpected argument 'extra'"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "--sentry-address", "h:1", "--", "x"},
          PK_E_INVALID,
-         {"unexpected argument `x'"}},
+         {"unexpected argument 'x'"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a/b", "--sentry-address", "h:1"},
@@ -1238,22 +1238,22 @@ static const struct load_error load_errors[] = {
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "--sentry-address", "nocolon"},
          PK_E_INVALID,
-         {"--sentry-address: `nocolon' is not HOST:PORT"}},
+         {"--sentry-address: 'nocolon' is not HOST:PORT"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "--sentry-address", "h:1", "--log-level", "loud"},
          PK_E_INVALID,
-         {"--log-level: `loud' is not debug, info, warn or error"}},
+         {"--log-level: 'loud' is not debug, info, warn or error"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "--sentry-address", "h:1", "--log-as-json=maybe"},
          PK_E_INVALID,
-         {"--log-as-json: `maybe' is not a boolean"}},
+         {"--log-as-json: 'maybe' is not a boolean"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "--sentry-address", "h:1", "--log-as-json="},
          PK_E_INVALID,
-         {"--log-as-json: `' is not a boolean"}},
+         {"--log-as-json: '' is not a boolean"}},
         {NULL,
          {"DAPR_TRUST_ANCHORS=pem"},
          {"--app-id", "a", "--sentry-address", "h:1", "--control-plane-namespace", ""},
@@ -1325,17 +1325,17 @@ static const struct ini_error ini_errors[] = {
         {"[transparent]\nlisten = :8443\n",
          "t.ini:1: [transparent]: section [transparent] needs a name, as in [transparent NAME]"},
         {"[agent x]\n", "t.ini:1: [agent x]: section [agent] takes no name"},
-        {"[agent\n", "t.ini:1: section header without a closing `]'"},
+        {"[agent\n", "t.ini:1: section header without a closing ']'"},
         {"[agent] junk\n", "t.ini:1: unexpected text after the section header"},
         {"[abcdefghijabcdefghijabcdefghijabcdefghijabcdefghijXYZ]\n",
          "t.ini:1: [abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi...]: section name is "
          "longer than 49 bytes"},
         {"app_id = a\n", "t.ini:1: app_id: key outside a section"},
-        {"[agent]\napp_id\n", "t.ini:2: expected `key = value'"},
+        {"[agent]\napp_id\n", "t.ini:2: expected 'key = value'"},
         {"[agent]\napp_id = a\n  namespace = b\n", "t.ini:3: indented line"},
         {"[agent]\nallow_tls12 = maybe\n",
-         "t.ini:2: [agent] allow_tls12: `maybe' is not a boolean"},
-        {"[log]\njson = 2\n", "t.ini:2: [log] json: `2' is not a boolean"},
+         "t.ini:2: [agent] allow_tls12: 'maybe' is not a boolean"},
+        {"[log]\njson = 2\n", "t.ini:2: [log] json: '2' is not a boolean"},
         {"[agent]\nretry_max = 5 minutes\n", "t.ini:2: [agent] retry_max: invalid duration"},
         {"[agent]\nrequest_timeout = 0s\n", "t.ini:2: [agent] request_timeout: 0s is out of range"},
         {"[agent]\nretry_initial = -1s\n", "t.ini:2: [agent] retry_initial: -1s is out of range"},
@@ -1343,8 +1343,8 @@ static const struct ini_error ini_errors[] = {
          "t.ini:3: [agent] retry_max: retry_max 2s is less than retry_initial 5s"},
         {"[agent]\nrenew_at = 1.5\n", "t.ini:2: [agent] renew_at: 1.5 is out of range"},
         {"[agent]\nrenew_at = 0\n", "t.ini:2: [agent] renew_at: 0 is out of range"},
-        {"[agent]\nrenew_at = nan\n", "t.ini:2: [agent] renew_at: `nan' is not a decimal"},
-        {"[agent]\nrenew_at = 1e-1\n", "t.ini:2: [agent] renew_at: `1e-1' is not a decimal"},
+        {"[agent]\nrenew_at = nan\n", "t.ini:2: [agent] renew_at: 'nan' is not a decimal"},
+        {"[agent]\nrenew_at = 1e-1\n", "t.ini:2: [agent] renew_at: '1e-1' is not a decimal"},
         {"[agent]\nrenew_jitter = 0.3\n", "t.ini:2: [agent] renew_jitter: 0.3 is out of range"},
         {"[agent]\nrenew_jitter = 0.1\n\nrenew_at = 0.9\n",
          "t.ini:4: [agent] renew_at: renew_at 0.9 +/- renew_jitter 0.1 leaves the lifetime"},
@@ -1358,30 +1358,30 @@ static const struct ini_error ini_errors[] = {
         {"[agent]\nnamespace = ..\n", "t.ini:2: [agent] namespace: "},
         {"[agent]\ntrust_domain = Example.org\n", "t.ini:2: [agent] trust_domain: "},
         {"[agent]\ninitial_attempts = -1\n",
-         "t.ini:2: [agent] initial_attempts: `-1' is not a whole number"},
+         "t.ini:2: [agent] initial_attempts: '-1' is not a whole number"},
         {"[agent]\ninitial_attempts = 3x\n",
-         "t.ini:2: [agent] initial_attempts: `3x' is not a whole number"},
-        {"[agent]\nexport_signal = FOO\n", "t.ini:2: [agent] export_signal: `FOO' is not a signal"},
+         "t.ini:2: [agent] initial_attempts: '3x' is not a whole number"},
+        {"[agent]\nexport_signal = FOO\n", "t.ini:2: [agent] export_signal: 'FOO' is not a signal"},
         {"[agent]\nexport_dir =\n", "t.ini:2: [agent] export_dir: empty value"},
         {"[agent]\nexport_command = true\n",
          "t.ini:2: [agent] export_command: export_command runs after an export, but export_dir"},
         {"[agent]\nexport_dir = /d\nexport_signal = USR1\n",
          "t.ini:3: [agent] export_signal: export_signal needs export_pid_file"},
-        {"[sentry]\naddress = nocolon\n", "t.ini:2: [sentry] address: `nocolon' is not HOST:PORT"},
-        {"[sentry]\naddress = ::1:50001\n", "t.ini:2: [sentry] address: `::1:50001': put an IPv6"},
-        {"[sentry]\naddress = host:0\n", "t.ini:2: [sentry] address: `host:0': the port"},
-        {"[sentry]\naddress = host:http\n", "t.ini:2: [sentry] address: `host:http': the port"},
+        {"[sentry]\naddress = nocolon\n", "t.ini:2: [sentry] address: 'nocolon' is not HOST:PORT"},
+        {"[sentry]\naddress = ::1:50001\n", "t.ini:2: [sentry] address: '::1:50001': put an IPv6"},
+        {"[sentry]\naddress = host:0\n", "t.ini:2: [sentry] address: 'host:0': the port"},
+        {"[sentry]\naddress = host:http\n", "t.ini:2: [sentry] address: 'host:http': the port"},
         {"[sentry]\ncontrol_plane_namespace = a b\n", "t.ini:2: [sentry] control_plane_namespace"},
-        {"[sentry]\nadopt_trust_chain = y\n", "t.ini:2: [sentry] adopt_trust_chain: `y' is not"},
+        {"[sentry]\nadopt_trust_chain = y\n", "t.ini:2: [sentry] adopt_trust_chain: 'y' is not"},
         {"[admin]\nlisten = 127.0.0.1:99999\n", "t.ini:2: [admin] listen: expected HOST:PORT"},
-        {"[admin]\nlisten = unix:\n", "t.ini:2: [admin] listen: `unix:': a unix socket path"},
-        {"[log]\nlevel = loud\n", "t.ini:2: [log] level: `loud' is not debug, info, warn or error"},
+        {"[admin]\nlisten = unix:\n", "t.ini:2: [admin] listen: 'unix:': a unix socket path"},
+        {"[log]\nlevel = loud\n", "t.ini:2: [log] level: 'loud' is not debug, info, warn or error"},
         {"[log]\nlevel = info\nlevel = debug\n", "t.ini:3: [log] level: given twice"},
         {"[agent]\napp_id = \x01\n", "t.ini:2: [agent] app_id: "},
         /* [proxy] */
-        {"[proxy]\nworkers = 257\n", "t.ini:2: [proxy] workers: `257' is not a whole number from "
+        {"[proxy]\nworkers = 257\n", "t.ini:2: [proxy] workers: '257' is not a whole number from "
                                      "0 to 256"},
-        {"[proxy]\nworkers = -1\n", "t.ini:2: [proxy] workers: `-1' is not a whole number"},
+        {"[proxy]\nworkers = -1\n", "t.ini:2: [proxy] workers: '-1' is not a whole number"},
         {"[proxy]\nshutdown_timeout = 1d\n", "t.ini:2: [proxy] shutdown_timeout: invalid duration"},
         {"[proxy]\nshutdown_timeout = 25h\n", "t.ini:2: [proxy] shutdown_timeout: 25h is out of "
                                               "range"},
@@ -1394,7 +1394,7 @@ static const struct ini_error ini_errors[] = {
         {"[inbound]\n", "t.ini:1: [inbound]: section [inbound] needs a name, as in [inbound NAME]"},
         {"[outbound ]\n", "t.ini:1: [outbound ]: section [outbound] needs a name"},
         {"[inbound we/b]\n", "t.ini:1: [inbound we/b]: bad NAME: it must be 1 to 48 of the "
-                             "letters, digits, `_', `.' and `-'"},
+                             "letters, digits, '_', '.' and '-'"},
         {"[inbound a b]\n", "t.ini:1: [inbound a b]: bad NAME"},
         {"[outbound caf\xc3\xa9]\n", "t.ini:1: [outbound caf\\xc3\\xa9]: bad NAME"},
         {"[inbound abcdefghijabcdefghijabcdefghijabcdefghijabcdefghi]\n",
@@ -1448,25 +1448,25 @@ static const struct ini_error ini_errors[] = {
         {"[outbound api]\nserver_name =\n", "t.ini:2: [outbound api] server_name: empty value"},
         {"[outbound api]\nexpect_namespace =\n", "t.ini:2: [outbound api] expect_namespace: empty "
                                                  "value"},
-        {"[inbound web]\nproxy_protocol =\n", "t.ini:2: [inbound web] proxy_protocol: `' is not a "
+        {"[inbound web]\nproxy_protocol =\n", "t.ini:2: [inbound web] proxy_protocol: '' is not a "
                                               "boolean"},
-        {"[inbound web]\nmax_connections =\n", "t.ini:2: [inbound web] max_connections: `' is not "
+        {"[inbound web]\nmax_connections =\n", "t.ini:2: [inbound web] max_connections: '' is not "
                                                "a whole number"},
         {"[inbound web]\nidle_timeout =\n", "t.ini:2: [inbound web] idle_timeout: "},
         /* addresses */
         {"[inbound web]\nlisten = example.com:443\n",
-         "t.ini:2: [inbound web] listen: `example.com:443': the host must be a numeric IPv4 "
+         "t.ini:2: [inbound web] listen: 'example.com:443': the host must be a numeric IPv4 "
          "address, [IPv6] or localhost (names are not resolved)"},
-        {"[inbound web]\ntarget = 256.0.0.1:80\n", "t.ini:2: [inbound web] target: `256.0.0.1:80': "
+        {"[inbound web]\ntarget = 256.0.0.1:80\n", "t.ini:2: [inbound web] target: '256.0.0.1:80': "
                                                    "the host must be a numeric IPv4"},
-        {"[inbound web]\ntarget = 127.1:80\n", "t.ini:2: [inbound web] target: `127.1:80': the "
+        {"[inbound web]\ntarget = 127.1:80\n", "t.ini:2: [inbound web] target: '127.1:80': the "
                                                "host must be"},
         {"[inbound web]\ntarget = peer .svc:80\n", "t.ini:2: [inbound web] target: "},
         {"[outbound web]\ntarget = peer.svc:0\n", "t.ini:2: [outbound web] target: "},
         /* [dns] */
         {"[dns]\nservers = dns.example:53\n",
-         "t.ini:2: [dns] servers: `dns.example:53': the host must be"},
-        {"[dns]\nservers = 127.0.0.1:53,\n", "t.ini:2: [dns] servers: `127.0.0.1:53,' is not a "
+         "t.ini:2: [dns] servers: 'dns.example:53': the host must be"},
+        {"[dns]\nservers = 127.0.0.1:53,\n", "t.ini:2: [dns] servers: '127.0.0.1:53,' is not a "
                                              "comma-separated list"},
         {"[dns]\nservers = unix:/run/dns\n", "not a unix socket"},
         {"[dns]\nservers = localhost:53\n", "a DNS server must be an IP address"},
@@ -1474,46 +1474,46 @@ static const struct ini_error ini_errors[] = {
                                                  "ttl_min"},
         {"[dns]\nttl_min = 0s\n", "t.ini:2: [dns] ttl_min: "},
         {"[inbound web]\nlisten = LOCALHOST:80\n", "t.ini:2: [inbound web] listen: "
-                                                   "`LOCALHOST:80': the host must be"},
+                                                   "'LOCALHOST:80': the host must be"},
         {"[inbound web]\nlisten = 127.0.0.1:0\n",
          "t.ini:2: [inbound web] listen: expected HOST:PORT, [V6]:PORT or unix:/PATH: "
-         "`127.0.0.1:0': the port is not a number from 1 to 65535"},
+         "'127.0.0.1:0': the port is not a number from 1 to 65535"},
         {"[inbound web]\nlisten = 127.0.0.1:65536\n", "t.ini:2: [inbound web] listen: expected "
                                                       "HOST:PORT"},
         {"[inbound web]\nlisten = 127.0.0.1\n", "t.ini:2: [inbound web] listen: expected "
-                                                "HOST:PORT, [V6]:PORT or unix:/PATH: `127.0.0.1' "
+                                                "HOST:PORT, [V6]:PORT or unix:/PATH: '127.0.0.1' "
                                                 "is not HOST:PORT"},
         {"[inbound web]\nlisten = :8443\n", "t.ini:2: [inbound web] listen: expected HOST:PORT"},
         {"[inbound web]\nlisten = ::1:8443\n", "t.ini:2: [inbound web] listen: expected "
-                                               "HOST:PORT, [V6]:PORT or unix:/PATH: `::1:8443': "
+                                               "HOST:PORT, [V6]:PORT or unix:/PATH: '::1:8443': "
                                                "put an IPv6 address in brackets"},
         {"[inbound web]\nlisten = [fe80::1%eth0]:8443\n", "t.ini:2: [inbound web] listen: "
-                                                          "`[fe80::1%eth0]:8443': not an IPv6 "
+                                                          "'[fe80::1%eth0]:8443': not an IPv6 "
                                                           "address in brackets"},
         {"[inbound web]\nlisten = [127.0.0.1]:8443\n", "t.ini:2: [inbound web] listen: "
-                                                       "`[127.0.0.1]:8443': not an IPv6"},
+                                                       "'[127.0.0.1]:8443': not an IPv6"},
         {"[inbound web]\nlisten = [::1:8443\n", "t.ini:2: [inbound web] listen: expected "
                                                 "HOST:PORT"},
         {"[inbound web]\ntarget = unix:run/app.sock\n",
-         "t.ini:2: [inbound web] target: `unix:run/app.sock': a unix socket path must be "
+         "t.ini:2: [inbound web] target: 'unix:run/app.sock': a unix socket path must be "
          "absolute, as in unix:/run/app.sock"},
-        {"[inbound web]\ntarget = unix:\n", "t.ini:2: [inbound web] target: `unix:': a unix "
+        {"[inbound web]\ntarget = unix:\n", "t.ini:2: [inbound web] target: 'unix:': a unix "
                                             "socket path must be absolute"},
         {"[inbound web]\ntarget = unix:/"
          "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
          "aaaaaaaaaaaaaaaaaaaa\n",
-         "t.ini:2: [inbound web] target: `unix:/aaa"},
+         "t.ini:2: [inbound web] target: 'unix:/aaa"},
         /* outbound listen must be loopback unless allowed */
         {"[outbound api]\nlisten = 0.0.0.0:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
-         "t.ini:2: [outbound api] listen: `0.0.0.0:9000' is not a loopback address, so other "
+         "t.ini:2: [outbound api] listen: '0.0.0.0:9000' is not a loopback address, so other "
          "hosts could connect with this app's identity; set allow_non_loopback = true"},
         {"[outbound api]\nallow_non_loopback = false\nexpect_app_id = api\ntarget = "
          "10.0.0.1:443\nlisten = [::]:9000\n",
-         "t.ini:5: [outbound api] listen: `[::]:9000' is not a loopback address"},
+         "t.ini:5: [outbound api] listen: '[::]:9000' is not a loopback address"},
         {"[outbound api]\nlisten = 128.0.0.1:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
-         "t.ini:2: [outbound api] listen: `128.0.0.1:9000' is not a loopback"},
+         "t.ini:2: [outbound api] listen: '128.0.0.1:9000' is not a loopback"},
         {"[outbound api]\nlisten = [::2]:9000\ntarget = 10.0.0.1:443\nexpect_app_id = api\n",
-         "t.ini:2: [outbound api] listen: `[::2]:9000' is not a loopback"},
+         "t.ini:2: [outbound api] listen: '[::2]:9000' is not a loopback"},
         /* the server's identity */
         {"[outbound api]\nlisten = 127.0.0.1:9000\ntarget = 10.0.0.1:443\nexpect_app_id = "
          "api\nexpect_spiffe_id = spiffe://td/ns/default/api\n",
@@ -1538,10 +1538,10 @@ static const struct ini_error ini_errors[] = {
         {"[outbound api]\nexpect_app_id = a/b\n", "t.ini:2: [outbound api] expect_app_id: "},
         {"[outbound api]\nexpect_namespace = ..\n", "t.ini:2: [outbound api] expect_namespace: "},
         {"[outbound api]\nserver_name = 10.0.0.1\n",
-         "t.ini:2: [outbound api] server_name: `10.0.0.1': SNI cannot carry an IP address"},
+         "t.ini:2: [outbound api] server_name: '10.0.0.1': SNI cannot carry an IP address"},
         {"[outbound api]\nserver_name = api service\n",
-         "t.ini:2: [outbound api] server_name: `api service' is not a host name"},
-        {"[outbound api]\nserver_name = [::1]\n", "t.ini:2: [outbound api] server_name: `[::1]' "
+         "t.ini:2: [outbound api] server_name: 'api service' is not a host name"},
+        {"[outbound api]\nserver_name = [::1]\n", "t.ini:2: [outbound api] server_name: '[::1]' "
                                                   "is not a host name"},
         /* authorization values */
         {"[inbound web]\nallow_trust_domain = Example.org\n",
@@ -1551,17 +1551,17 @@ static const struct ini_error ini_errors[] = {
         {"[inbound web]\nallow_namespace = a/b\n", "t.ini:2: [inbound web] allow_namespace: "},
         {"[inbound web]\nallow_app_id = ns/app/x\n", "t.ini:2: [inbound web] allow_app_id: "
                                                      "expected APP or NAMESPACE/APP, got "
-                                                     "`ns/app/x'"},
+                                                     "'ns/app/x'"},
         {"[inbound web]\nallow_app_id = /app\n", "t.ini:2: [inbound web] allow_app_id: "},
         {"[inbound web]\nallow_app_id = ns/\n", "t.ini:2: [inbound web] allow_app_id: "},
         {"[inbound web]\nallow_app_id = ../app\n", "t.ini:2: [inbound web] allow_app_id: "},
         {"[inbound web]\nallow_spiffe_id = example.org/ns/a/b\n",
-         "t.ini:2: [inbound web] allow_spiffe_id: `example.org/ns/a/b' is not a SPIFFE ID: it "
+         "t.ini:2: [inbound web] allow_spiffe_id: 'example.org/ns/a/b' is not a SPIFFE ID: it "
          "must start with spiffe://"},
         {"[inbound web]\nallow_spiffe_id = spiffe://\n", "t.ini:2: [inbound web] allow_spiffe_id: "
-                                                         "`spiffe://' is not a SPIFFE ID"},
+                                                         "'spiffe://' is not a SPIFFE ID"},
         {"[inbound web]\nallow_spiffe_id = SPIFFE://td/x\n",
-         "t.ini:2: [inbound web] allow_spiffe_id: `SPIFFE://td/x' is not a SPIFFE ID"},
+         "t.ini:2: [inbound web] allow_spiffe_id: 'SPIFFE://td/x' is not a SPIFFE ID"},
         /* required keys, reported at the section's line */
         {"[agent]\napp_id = a\n\n[inbound web]\ntarget = 127.0.0.1:8080\n",
          "t.ini:4: [inbound web] listen: missing: a listener needs listen (where to accept) and "
@@ -1572,18 +1572,18 @@ static const struct ini_error ini_errors[] = {
         {"[inbound web]\n", "t.ini:1: [inbound web] listen: missing"},
         /* numbers and durations */
         {"[inbound web]\nmax_connections = 0\n",
-         "t.ini:2: [inbound web] max_connections: `0' is not a whole number from 1 to 1000000"},
+         "t.ini:2: [inbound web] max_connections: '0' is not a whole number from 1 to 1000000"},
         {"[inbound web]\nmax_connections = 1000001\n", "t.ini:2: [inbound web] max_connections: "
-                                                       "`1000001' is not a whole number"},
+                                                       "'1000001' is not a whole number"},
         {"[outbound api]\nmax_handshakes = 100001\n",
-         "t.ini:2: [outbound api] max_handshakes: `100001' is not a whole number from 1 to 100000"},
-        {"[outbound api]\nmax_handshakes = 1e3\n", "t.ini:2: [outbound api] max_handshakes: `1e3' "
+         "t.ini:2: [outbound api] max_handshakes: '100001' is not a whole number from 1 to 100000"},
+        {"[outbound api]\nmax_handshakes = 1e3\n", "t.ini:2: [outbound api] max_handshakes: '1e3' "
                                                    "is not a whole number"},
         {"[inbound web]\nbuffer_size = 1023\n",
-         "t.ini:2: [inbound web] buffer_size: `1023' is not a whole number from 1024 to 1048576"},
-        {"[inbound web]\nbuffer_size = 1048577\n", "t.ini:2: [inbound web] buffer_size: `1048577' "
+         "t.ini:2: [inbound web] buffer_size: '1023' is not a whole number from 1024 to 1048576"},
+        {"[inbound web]\nbuffer_size = 1048577\n", "t.ini:2: [inbound web] buffer_size: '1048577' "
                                                    "is not a whole number"},
-        {"[inbound web]\nbuffer_size = 16k\n", "t.ini:2: [inbound web] buffer_size: `16k' is not "
+        {"[inbound web]\nbuffer_size = 16k\n", "t.ini:2: [inbound web] buffer_size: '16k' is not "
                                                "a whole number"},
         {"[inbound web]\nconnect_timeout = 0s\n", "t.ini:2: [inbound web] connect_timeout: 0s is "
                                                   "out of range: it must be from 1ms to 24h0m0s"},
@@ -1594,9 +1594,9 @@ static const struct ini_error ini_errors[] = {
         {"[outbound api]\nmax_lifetime = 25h\n", "t.ini:2: [outbound api] max_lifetime: 25h is "
                                                  "out of range: it must be from 0s to 24h0m0s"},
         {"[inbound web]\nproxy_protocol = maybe\n", "t.ini:2: [inbound web] proxy_protocol: "
-                                                    "`maybe' is not a boolean"},
+                                                    "'maybe' is not a boolean"},
         {"[outbound api]\nallow_non_loopback = 2\n", "t.ini:2: [outbound api] allow_non_loopback: "
-                                                     "`2' is not a boolean"},
+                                                     "'2' is not a boolean"},
         /* a bad key after good listeners still changes nothing */
         {"[inbound a]\nlisten = 127.0.0.1:1\ntarget = 127.0.0.1:2\n[agent]\nbogus = 1\n",
          "t.ini:5: [agent] bogus: unknown key"},
@@ -1607,13 +1607,13 @@ static const struct ini_error ini_errors[] = {
         {"[transparent out]\nlisten = 127.0.0.1:15001\nunmapped = passthrough\n",
          "t.ini:1: [transparent out]: nothing to intercept"},
         {"[transparent out]\nlisten = 127.0.0.1:15001\nmap = 10.0.0.1/8 any\n",
-         "t.ini:3: [transparent out] map: `10.0.0.1/8': bits are set past the /8 prefix"},
+         "t.ini:3: [transparent out] map: '10.0.0.1/8': bits are set past the /8 prefix"},
         {"[transparent out]\nlisten = 127.0.0.1:15001\nmap = 10.0.0.0/8 8080 allow\n",
-         "t.ini:3: [transparent out] map: `allow' is not an action"},
+         "t.ini:3: [transparent out] map: 'allow' is not an action"},
         {"[transparent out]\nlisten = 127.0.0.1:15001\nintercept = 10.0.0.0/8 http\n",
-         "t.ini:3: [transparent out] intercept: `http' is not a port"},
+         "t.ini:3: [transparent out] intercept: 'http' is not a port"},
         {"[transparent out]\nlisten = 127.0.0.1:15001\nunmapped = allow\n",
-         "t.ini:3: [transparent out] unmapped: `allow' is not deny or passthrough"},
+         "t.ini:3: [transparent out] unmapped: 'allow' is not deny or passthrough"},
         {"[transparent out]\ntarget = 10.0.0.1:80\n",
          "t.ini:2: [transparent out] target: not valid in a transparent section (only [inbound "
          "NAME] or [outbound NAME] has it)"},
@@ -1621,30 +1621,30 @@ static const struct ini_error ini_errors[] = {
          "t.ini:1: [transparent out] listen: missing: a listener needs listen (where to "
          "accept)"},
         {"[transparent out]\nlisten = unix:/run/x.sock\nmap = 10.0.0.0/8 any\n",
-         "t.ini:2: [transparent out] listen: `unix:/run/x.sock': a transparent listener takes "
+         "t.ini:2: [transparent out] listen: 'unix:/run/x.sock': a transparent listener takes "
          "redirected TCP connections"},
         {"[proxy]\nmark = 1\n[transparent out]\nlisten = 0.0.0.0:15001\nmap = 10.0.0.0/8 any\n",
-         "t.ini:4: [transparent out] listen: `0.0.0.0:15001' is not a loopback address"},
+         "t.ini:4: [transparent out] listen: '0.0.0.0:15001' is not a loopback address"},
         {"[transparent out]\nlisten = 127.0.0.1:15001\nmap = 10.0.0.0/8 any\n",
          "t.ini:1: [transparent out]: picket's own connections would be redirected back to it: "
          "set [proxy] mark"},
-        {"[proxy]\nmark = 0x1ffffffff\n", "t.ini:2: [proxy] mark: `0x1ffffffff' is not a "
+        {"[proxy]\nmark = 0x1ffffffff\n", "t.ini:2: [proxy] mark: '0x1ffffffff' is not a "
                                           "firewall mark"},
-        {"[proxy]\nmark = 0x\n", "t.ini:2: [proxy] mark: `0x' is not a firewall mark"},
-        {"[proxy]\nmark = -1\n", "t.ini:2: [proxy] mark: `-1' is not a firewall mark"},
+        {"[proxy]\nmark = 0x\n", "t.ini:2: [proxy] mark: '0x' is not a firewall mark"},
+        {"[proxy]\nmark = -1\n", "t.ini:2: [proxy] mark: '-1' is not a firewall mark"},
         {"[iptables]\nexclude_uid = root\n",
-         "t.ini:2: [iptables] exclude_uid: `root' is not a numeric uid from 0 to 4294967294"},
+         "t.ini:2: [iptables] exclude_uid: 'root' is not a numeric uid from 0 to 4294967294"},
         {"[iptables]\nexclude_gid = 4294967295\n",
-         "t.ini:2: [iptables] exclude_gid: `4294967295' is not a numeric gid"},
+         "t.ini:2: [iptables] exclude_gid: '4294967295' is not a numeric gid"},
         {"[inbound in]\nlisten = 127.0.0.1:15006\ntarget = 127.0.0.1:80\nintercept_port = 80\n",
          "t.ini:4: [inbound in] intercept_port: the firewall redirects incoming connections to "
          "this host's own address"},
         {"[inbound in]\nintercept_port = 80 81\n",
-         "t.ini:2: [inbound in] intercept_port: `80 81' is not a port"},
-        {"[inbound in]\nintercept_port = 0\n", "t.ini:2: [inbound in] intercept_port: `0' is "
+         "t.ini:2: [inbound in] intercept_port: '80 81' is not a port"},
+        {"[inbound in]\nintercept_port = 0\n", "t.ini:2: [inbound in] intercept_port: '0' is "
                                                "not a port"},
         {"[inbound in]\npermissive = maybe\n",
-         "t.ini:2: [inbound in] permissive: `maybe' is not a boolean"},
+         "t.ini:2: [inbound in] permissive: 'maybe' is not a boolean"},
         {"[outbound o]\npermissive = true\n",
          "t.ini:2: [outbound o] permissive: not valid in an outbound section (only [inbound "
          "NAME] has it)"},
@@ -1687,41 +1687,41 @@ static const struct {
     const char *want;
 } load_time_errors[] = {
         {"[inbound web]\nallow_spiffe_id = spiffe://x/**\n",
-         "t.ini:2: [inbound web] allow_spiffe_id: `*' must stand for a whole path segment, not "
-         "part of one (`**'): `spiffe://x/**'"},
+         "t.ini:2: [inbound web] allow_spiffe_id: '*' must stand for a whole path segment, not "
+         "part of one ('**'): 'spiffe://x/**'"},
         {"[inbound web]\nallow_spiffe_id = spiffe://x/ns/a*\n",
-         "t.ini:2: [inbound web] allow_spiffe_id: `*' must stand for a whole path segment"},
+         "t.ini:2: [inbound web] allow_spiffe_id: '*' must stand for a whole path segment"},
         {"[inbound web]\nallow_spiffe_id = spiffe://*.x/ns/a\n",
-         "t.ini:2: [inbound web] allow_spiffe_id: `*' is not allowed in the trust domain"},
+         "t.ini:2: [inbound web] allow_spiffe_id: '*' is not allowed in the trust domain"},
         {"[inbound web]\nallow_spiffe_id = spiffe://x/ns//a\n",
          "t.ini:2: [inbound web] allow_spiffe_id: "},
         {"[inbound web]\nallow_spiffe_id = spiffe://x/ns/*/a b\n",
-         "t.ini:2: [inbound web] allow_spiffe_id: pattern `spiffe://x/ns/*/a b'"},
+         "t.ini:2: [inbound web] allow_spiffe_id: pattern 'spiffe://x/ns/*/a b'"},
         {IN_A "127.0.0.1:8443" IN_B "127.0.0.1:8443\n",
-         "t.ini:6: [inbound b] listen: `127.0.0.1:8443' takes the connections of [inbound a] "
-         "listen `127.0.0.1:8443' (line 3): give each listener its own address"},
+         "t.ini:6: [inbound b] listen: '127.0.0.1:8443' takes the connections of [inbound a] "
+         "listen '127.0.0.1:8443' (line 3): give each listener its own address"},
         {IN_A "localhost:8443" IN_B "127.0.0.1:8443\n",
-         "t.ini:6: [inbound b] listen: `127.0.0.1:8443' takes the connections of [inbound a] "
-         "listen `localhost:8443' (line 3)"},
+         "t.ini:6: [inbound b] listen: '127.0.0.1:8443' takes the connections of [inbound a] "
+         "listen 'localhost:8443' (line 3)"},
         {IN_A "0.0.0.0:8443" IN_B "10.0.0.1:8443\n",
-         "t.ini:6: [inbound b] listen: `10.0.0.1:8443' takes the connections of [inbound a] "
-         "listen `0.0.0.0:8443' (line 3)"},
+         "t.ini:6: [inbound b] listen: '10.0.0.1:8443' takes the connections of [inbound a] "
+         "listen '0.0.0.0:8443' (line 3)"},
         {IN_A "[::1]:8443" IN_B "[::]:8443\n",
-         "t.ini:6: [inbound b] listen: `[::]:8443' takes the connections of [inbound a] listen "
-         "`[::1]:8443' (line 3)"},
+         "t.ini:6: [inbound b] listen: '[::]:8443' takes the connections of [inbound a] listen "
+         "'[::1]:8443' (line 3)"},
         {"[inbound a]\ntarget = 127.0.0.1:9\nlisten = unix:/run/a.sock\n[outbound b]\n"
          "expect_app_id = x\ntarget = 127.0.0.1:9\nlisten = unix:/run/a.sock\n",
-         "t.ini:7: [outbound b] listen: `unix:/run/a.sock' takes the connections of [inbound a] "
-         "listen `unix:/run/a.sock' (line 3)"},
+         "t.ini:7: [outbound b] listen: 'unix:/run/a.sock' takes the connections of [inbound a] "
+         "listen 'unix:/run/a.sock' (line 3)"},
         {"[admin]\nlisten = 127.0.0.1:7000\n" IN_A "0.0.0.0:7000\n",
-         "t.ini:5: [inbound a] listen: `0.0.0.0:7000' is the admin endpoint's address ([admin] "
-         "listen `127.0.0.1:7000', line 2): give the listener another address"},
+         "t.ini:5: [inbound a] listen: '0.0.0.0:7000' is the admin endpoint's address ([admin] "
+         "listen '127.0.0.1:7000', line 2): give the listener another address"},
         {IN_A "127.0.0.1:7000\n[admin]\nlisten = localhost:7000\n",
-         "t.ini:5: [admin] listen: `localhost:7000' is the address of [inbound a] listen "
-         "`127.0.0.1:7000' (line 3): give the admin endpoint another address"},
+         "t.ini:5: [admin] listen: 'localhost:7000' is the address of [inbound a] listen "
+         "'127.0.0.1:7000' (line 3): give the admin endpoint another address"},
         {IN_A "127.0.0.1:9901\n",
-         "t.ini:3: [inbound a] listen: `127.0.0.1:9901' is the admin endpoint's address ([admin] "
-         "listen `127.0.0.1:9901', its default)"},
+         "t.ini:3: [inbound a] listen: '127.0.0.1:9901' is the admin endpoint's address ([admin] "
+         "listen '127.0.0.1:9901', its default)"},
 };
 
 static void test_load_time_errors(void **state)

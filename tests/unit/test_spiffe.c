@@ -67,8 +67,8 @@ static const struct parse_case parse_cases[] = {
         {"spiffe://example.org/ns/a/", false, NULL, NULL, NULL, NULL, "trailing slash"},
         {"spiffe://example.org//ns", false, NULL, NULL, NULL, NULL, "empty path segment"},
         {"spiffe://example.org/ns//a", false, NULL, NULL, NULL, NULL, "empty path segment"},
-        {"spiffe://example.org/./a", false, NULL, NULL, NULL, NULL, "`.' or `..'"},
-        {"spiffe://example.org/ns/..", false, NULL, NULL, NULL, NULL, "`.' or `..'"},
+        {"spiffe://example.org/./a", false, NULL, NULL, NULL, NULL, "'.' or '..'"},
+        {"spiffe://example.org/ns/..", false, NULL, NULL, NULL, NULL, "'.' or '..'"},
         {"spiffe://example.org/ns/a%20b", false, NULL, NULL, NULL, NULL, "percent"},
         {"spiffe://example.org/ns/a?b", false, NULL, NULL, NULL, NULL, "query"},
         {"spiffe://example.org/ns/a#b", false, NULL, NULL, NULL, NULL, "fragment"},
@@ -88,7 +88,7 @@ static void parse_table(void **state)
         int r = pk_spiffe_parse(c->input, strlen(c->input), &id, &err);
         if (c->valid) {
             if (r != 0) {
-                fail_msg("case %zu `%s' should be valid: %s", i, c->input, err.msg);
+                fail_msg("case %zu '%s' should be valid: %s", i, c->input, err.msg);
             }
             assert_string_equal(id.uri, c->input);
             assert_string_equal(id.trust_domain, c->td);
@@ -100,17 +100,17 @@ static void parse_table(void **state)
             }
         } else {
             if (r != PK_E_INVALID) {
-                fail_msg("case %zu `%s' should be invalid, got %d", i, c->input, r);
+                fail_msg("case %zu '%s' should be invalid, got %d", i, c->input, r);
             }
             if (strstr(err.msg, c->err_frag) == NULL) {
-                fail_msg("case %zu `%s': message `%s' lacks `%s'", i, c->input, err.msg,
+                fail_msg("case %zu '%s': message '%s' lacks '%s'", i, c->input, err.msg,
                          c->err_frag);
             }
             /* Messages quote the input. */
             char head[16];
-            snprintf(head, sizeof(head), "`%.12s", c->input);
+            snprintf(head, sizeof(head), "'%.12s", c->input);
             if (c->input[0] != '\0' && strstr(err.msg, head) == NULL) {
-                fail_msg("case %zu: message `%s' does not quote the input", i, err.msg);
+                fail_msg("case %zu: message '%s' does not quote the input", i, err.msg);
             }
         }
     }
@@ -159,7 +159,7 @@ static void check_helpers(void **state)
     assert_int_equal(pk_spiffe_check_trust_domain("example.org", &err), 0);
     assert_int_equal(pk_spiffe_check_trust_domain("", &err), PK_E_INVALID);
     assert_int_equal(pk_spiffe_check_trust_domain("Example.org", &err), PK_E_INVALID);
-    assert_non_null(strstr(err.msg, "`Example.org'"));
+    assert_non_null(strstr(err.msg, "'Example.org'"));
     assert_int_equal(pk_spiffe_check_trust_domain("td:80", &err), PK_E_INVALID);
 
     assert_int_equal(pk_spiffe_check_segment("dapr-system", "namespace", &err), 0);
@@ -169,7 +169,7 @@ static void check_helpers(void **state)
     assert_int_equal(pk_spiffe_check_segment("..", "app id", &err), PK_E_INVALID);
     assert_int_equal(pk_spiffe_check_segment("a/b", "app id", &err), PK_E_INVALID);
     assert_non_null(strstr(err.msg, "app id"));
-    assert_non_null(strstr(err.msg, "`a/b'"));
+    assert_non_null(strstr(err.msg, "'a/b'"));
 }
 
 static void format_workload(void **state)
@@ -239,7 +239,7 @@ static void match_table(void **state)
         struct pk_spiffe_id id;
         assert_int_equal(pk_spiffe_parse(c->id, strlen(c->id), &id, NULL), 0);
         if (pk_spiffe_match(&id, c->pattern) != c->match) {
-            fail_msg("match case %zu: `%s' against `%s' should be %s", i, c->id, c->pattern,
+            fail_msg("match case %zu: '%s' against '%s' should be %s", i, c->id, c->pattern,
                      c->match ? "true" : "false");
         }
     }
