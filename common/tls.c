@@ -15,6 +15,7 @@
 
 #include "log.h"
 #include "mem.h"
+#include "sigmemo.h"
 #include "x509.h"
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
@@ -22,6 +23,10 @@
 #endif
 
 #define TLS_CTX_MAGIC 0x544c5343u /* "TLSC" */
+
+/* The most certificates a peer's chain may hold. wolfSSL keeps at most MAX_CHAIN_DEPTH + 1 of
+ * them (10 in both builds) in the store verify_cb sees; more is refused, not truncated. */
+#define PEER_CHAIN_MAX 16
 
 /* ALPN protocol names are 1..255 bytes (RFC 7301 §3.1). */
 #define ALPN_MAX 255
@@ -36,6 +41,9 @@ struct pk_tls_ctx {
      * are not verified. They are deliberately not loaded into wolfSSL's certificate manager
      * (see verify_cb). */
     struct pk_certs anchors;
+    /* Signatures above a leaf that verify_cb has found valid on accepted chains, shared by every
+     * thread using this context and gone with it (and so with these anchors). */
+    struct pk_sigmemo *sigmemo;
     /* The verify callback's context for sessions that record nothing (shared, read-only). */
     struct pk_tls_peer_chain no_record;
 };
@@ -200,29 +208,31 @@ static void keep_peer_chain(struct pk_tls_peer_chain *chain, const WOLFSSL_X509_
     }
 }
 
-/* Verify what the peer sent, leaf first, against anchors now. 0 or pk_x509_verify_chain's
- * code, PK_E_INVALID for a certificate that does not parse. */
-static int verify_peer_chain(const struct pk_certs *anchors, const WOLFSSL_X509_STORE_CTX *store,
+/* Verify what the peer sent, leaf first, against ctx's anchors now. 0 or
+ * pk_x509_verify_peer_chain's code, PK_E_INVALID for a certificate that does not parse. */
+static int verify_peer_chain(const struct pk_tls_ctx *ctx, const WOLFSSL_X509_STORE_CTX *store,
                              struct pk_err *err)
 {
-    struct pk_certs sent = {NULL, 0};
+    struct pk_cert *sent[PEER_CHAIN_MAX] = {NULL};
+    size_t n_sent = 0;
     int r = 0;
 
+    if (store->totalCerts > (int)PK_ARRAY_LEN(sent)) {
+        return pk_err_set(err, PK_E_INVALID, "peer sent %d certificates", store->totalCerts);
+    }
     for (int i = 0; r == 0 && i < store->totalCerts; i++) {
-        struct pk_cert *cert = NULL;
         r = pk_cert_parse_der(store->certs[i].buffer, store->certs[i].length,
-                              i == 0 ? "peer leaf certificate" : "peer chain certificate", &cert,
-                              err);
-        if (r == 0) {
-            r = pk_certs_push_copy(&sent, cert);
-            pk_cert_free(cert);
-        }
+                              i == 0 ? "peer leaf certificate" : "peer chain certificate",
+                              &sent[n_sent], err);
+        n_sent += r == 0;
     }
     if (r == 0) {
-        struct pk_certs above = {sent.v + 1, sent.n - 1};
-        r = pk_x509_verify_chain(sent.v[0], &above, anchors, err);
+        struct pk_certs above = {sent + 1, n_sent - 1};
+        r = pk_x509_verify_peer_chain(sent[0], &above, &ctx->anchors, ctx->sigmemo, err);
     }
-    pk_certs_clear(&sent);
+    for (size_t i = 0; i < n_sent; i++) {
+        pk_cert_free(sent[i]);
+    }
     return r;
 }
 
@@ -249,7 +259,9 @@ static bool issuer_not_found(int error)
  * peer sends fails there with ASN_NO_SIGNER_E, and a CA that fails is never added (with
  * WOLFSSL_ALT_CERT_CHAINS, which both builds have, it is skipped; without, its error stands).
  * This callback then decides at the leaf (error_depth 0), on exactly the certificates this peer
- * sent, with pk_x509_verify_chain against the context's anchors at this moment: signatures,
+ * sent, with pk_x509_verify_peer_chain against the context's anchors at this moment (each
+ * signature checked once, signatures above the leaf remembered in the context's memo; nothing
+ * else a peer sent outlives its connection): signatures,
  * validity of every certificate including the anchor, CA flags, key usage, path length and
  * name constraints. wolfSSL's own leaf checks (key usage, extended key usage, key size) report
  * other errors, which stand. Intermediates are passed (1) because the decision needs the
@@ -278,7 +290,7 @@ static int verify_cb(int preverify, WOLFSSL_X509_STORE_CTX *store)
     if (store->certs == NULL || store->totalCerts <= 0) {
         return 0;
     }
-    int r = verify_peer_chain(&chain->_ctx->anchors, store, &err);
+    int r = verify_peer_chain(chain->_ctx, store, &err);
     if (r != 0) {
         PK_LOG_DEBUG("TLS peer chain refused error=\"%s\"", err.msg);
         return 0;
@@ -412,7 +424,8 @@ out:
 }
 
 static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg,
-                            struct pk_certs *anchors, struct pk_err *err)
+                            struct pk_certs *anchors, struct pk_sigmemo **sigmemo,
+                            struct pk_err *err)
 {
     int r;
 
@@ -439,6 +452,7 @@ static int load_credentials(WOLFSSL_CTX *wctx, const struct pk_tls_config *cfg,
         if (r != 0) {
             return r;
         }
+        *sigmemo = pk_sigmemo_new();
         int mode = WOLFSSL_VERIFY_PEER;
         if (cfg->require_peer_cert) {
             mode |= WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT;
@@ -485,7 +499,7 @@ int pk_tls_ctx_new(const struct pk_tls_config *cfg, struct pk_tls_ctx **out, str
     }
     ctx->no_record._ctx = ctx;
     wolfSSL_CTX_SetCertCbCtx(ctx->wctx, &ctx->no_record);
-    rc = load_credentials(ctx->wctx, cfg, &ctx->anchors, err);
+    rc = load_credentials(ctx->wctx, cfg, &ctx->anchors, &ctx->sigmemo, err);
     if (rc != 0) {
         goto out;
     }
@@ -523,6 +537,7 @@ void pk_tls_ctx_unref(struct pk_tls_ctx *ctx)
     }
     free(ctx->alpn);
     pk_certs_clear(&ctx->anchors);
+    pk_sigmemo_free(ctx->sigmemo);
     ctx->magic = 0;
     free(ctx);
 }

@@ -22,9 +22,11 @@
  *   - no host name check ever: peers are identified by SPIFFE ID, which the caller checks on the
  *     leaf returned by pk_tls_peer_leaf_der();
  *   - each peer's chain is decided on what that peer sent plus the configured anchors, at the
- *     moment of the handshake (pk_x509_verify_chain): nothing a peer sends is remembered by the
- *     context, so it cannot complete a later peer's chain nor outlive its own validity. Anchors
- *     must be CA certificates (pk_cert_check_anchor).
+ *     moment of the handshake (pk_x509_verify_peer_chain): nothing a peer sends is remembered by
+ *     the context, so it cannot complete a later peer's chain nor outlive its own validity; the
+ *     context only memoises which signatures above a leaf verified (common/sigmemo), on chains
+ *     it accepted, and still checks every date and flag on every handshake. Anchors must be CA
+ *     certificates (pk_cert_check_anchor).
  * Certificates may be ECDSA P-256 or Ed25519, in the Dapr Sentry profile (empty subject, one
  * critical URI SAN, no BasicConstraints in the leaf). */
 #ifndef PK_TLS_H

@@ -26,6 +26,18 @@
  * when it verifies a child). The first failure found decides the error and names the
  * certificate.
  *
+ * The handshake's verifier (pk_x509_verify_peer_chain) does without the certificate manager,
+ * which costs a signature check per certificate on top of our walk's. It builds the path leaf
+ * upwards, matching issuers the way the manager's lookup does (ParseCertRelative in 5.5.4: the
+ * issuer name, and the AKID against the issuer's key identifier, which wolfSSL takes from the
+ * SKID extension or computes from the key; both are read from wolfSSL's DecodedCert at parse
+ * time), applies the walk's checks to each candidate before its signature, and verifies each
+ * signature once with wolfCrypt. What the manager evaluates and the walk does not, name
+ * constraints of the DNS, e-mail and directory name forms, is left to pk_x509_verify_chain for
+ * the rare path through a constrained CA. A memo (sigmemo.h) may answer for signatures above
+ * the leaf; it learns them only from chains accepted whole, so what a peer sent is remembered
+ * only as "these bytes were signed by those bytes", and only if an anchor vouches for them.
+ *
  * Issuance drives wolfSSL's Cert (wc_InitCert, wc_MakeCert_ex, wc_SignCert_ex). wolfSSL 5.5.4
  * honours raw validity times (beforeDate/afterDate, tag and length included), raw GeneralNames
  * (altNames, with altNamesCrit for a critical SAN), keyUsage (always critical), extKeyUsage,
@@ -60,6 +72,7 @@
 
 #include "mem.h"
 #include "pem.h"
+#include "sigmemo.h"
 
 #define CERT_MAX_EXTENSIONS 64
 #define NAME_STR_MAX        (16 * 1024)
@@ -122,6 +135,14 @@ struct pk_cert {
     bool has_eku;
     unsigned eku;
     enum pk_key_type key_type;
+    /* wolfSSL's view of the key identifiers, with which its certificate manager finds an issuer:
+     * the authority key identifier (when present), and the subject's own identifier, from its
+     * extension or else computed from the public key. Both KEYID_SIZE bytes, hashed by wolfSSL
+     * when the extension holds another length. */
+    bool has_akid;
+    bool has_skid_ext;
+    uint8_t akid[KEYID_SIZE];
+    uint8_t keyid[KEYID_SIZE];
 };
 
 static struct pk_slice cert_part(const struct pk_cert *cert, struct span s)
@@ -666,6 +687,10 @@ static int cert_decode(struct pk_cert *cert, struct pk_err *err)
     cert->path_len = cert->is_ca && dc.pathLengthSet ? (int)dc.pathLength : -1;
     cert->has_ku = dc.extKeyUsageSet;
     cert->ku = dc.extKeyUsageSet ? ku_from_wolf(dc.extKeyUsage) : 0;
+    cert->has_akid = dc.extAuthKeyIdSet;
+    cert->has_skid_ext = dc.extSubjKeyIdSet;
+    memcpy(cert->akid, dc.extAuthKeyId, sizeof(cert->akid));
+    memcpy(cert->keyid, dc.extSubjKeyId, sizeof(cert->keyid));
     if (dc.keyOID == ECDSAk && dc.pkCurveOID == ECC_SECP256R1_OID) {
         cert->key_type = PK_KEY_P256;
     } else if (dc.keyOID == ED25519k) {
@@ -881,6 +906,14 @@ void pk_cert_fingerprint(const struct pk_cert *cert, char out[65])
     out[64] = '\0';
 }
 
+/* Signatures this thread has verified with pk_cert_signed_by; see pk_x509__signature_checks. */
+static _Thread_local unsigned long signature_checks;
+
+unsigned long pk_x509__signature_checks(void)
+{
+    return signature_checks;
+}
+
 bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer)
 {
     struct pk_pubkey *pub = NULL;
@@ -895,6 +928,7 @@ bool pk_cert_signed_by(const struct pk_cert *cert, const struct pk_cert *issuer)
     if (pk_pubkey_from_spki(issuer->der + issuer->spki.off, issuer->spki.len, &pub, NULL) != 0) {
         return false;
     }
+    signature_checks++;
     ok = pk_pubkey_verify(pub, cert->sig_alg, tbs.ptr, tbs.len, sig.ptr, sig.len) == 0;
     pk_pubkey_free(pub);
     return ok;
@@ -1147,6 +1181,31 @@ static int wolf_error(int wc, const struct pk_cert *cert, const char *who, struc
     }
 }
 
+/* What is asked of every issuer on a path, at the current time: valid now, a CA, allowed to sign
+ * certificates when it has a key usage, and a path length constraint (if any) that allows the
+ * n_inter intermediates below it. */
+static int check_issuer(const struct pk_cert *ca, const char *who, size_t n_inter, time_t now,
+                        struct pk_err *err)
+{
+    int r = check_dates(ca, who, now, err);
+
+    if (r != 0) {
+        return r;
+    }
+    if (!ca->is_ca) {
+        return pk_err_set(err, PK_E_UNTRUSTED, "%s is not a CA certificate", who);
+    }
+    if (ca->has_ku && !(ca->ku & PK_KU_KEY_CERT_SIGN)) {
+        return pk_err_set(err, PK_E_UNTRUSTED, "%s may not sign certificates (key usage)", who);
+    }
+    if (ca->path_len >= 0 && n_inter > (size_t)ca->path_len) {
+        return pk_err_set(err, PK_E_UNTRUSTED,
+                          "%s allows %d intermediate(s) below it, the chain has %zu", who,
+                          ca->path_len, n_inter);
+    }
+    return 0;
+}
+
 /* What became of each candidate issuer while loading the certificate manager. */
 struct chain_state {
     const struct pk_certs *inter;
@@ -1185,19 +1244,7 @@ static int path_check(const struct chain_state *st, const struct pk_cert *cert, 
             }
             found = true;
             describe(ca, pass == 0 ? "root" : "intermediate", i + 1, who, sizeof(who));
-            r = check_dates(ca, who, now, &sub);
-            if (r == 0 && !ca->is_ca) {
-                r = pk_err_set(&sub, PK_E_UNTRUSTED, "%s is not a CA certificate", who);
-            }
-            if (r == 0 && ca->has_ku && !(ca->ku & PK_KU_KEY_CERT_SIGN)) {
-                r = pk_err_set(&sub, PK_E_UNTRUSTED, "%s may not sign certificates (key usage)",
-                               who);
-            }
-            if (r == 0 && ca->path_len >= 0 && n_inter > (size_t)ca->path_len) {
-                r = pk_err_set(&sub, PK_E_UNTRUSTED,
-                               "%s allows %d intermediate(s) below it, the chain has %zu", who,
-                               ca->path_len, n_inter);
-            }
+            r = check_issuer(ca, who, n_inter, now, &sub);
             if (r == 0 && pass == 1) {
                 r = path_check(st, ca, depth + 1, n_inter + 1, now, &sub);
             }
@@ -1336,6 +1383,168 @@ out:
     free(st.inter_err);
     free(st.root_ok);
     free(st.root_err);
+    return r;
+}
+
+/* ---- the handshake's chain verifier ---- */
+
+/* Whether wolfSSL's certificate manager would pick issuer as cert's signer (ParseCertRelative
+ * in 5.5.4): the issuer's subject is cert's issuer name (we compare the DER, wolfSSL its hash),
+ * and when cert has an authority key identifier, the issuer's key identifier is that AKID, or
+ * else cert's own subject key identifier (wolfSSL's second lookup). */
+static bool issuer_candidate(const struct pk_cert *cert, const struct pk_cert *issuer)
+{
+    if (!slices_equal(pk_cert_issuer_der(cert), pk_cert_subject_der(issuer))) {
+        return false;
+    }
+    if (!cert->has_akid) {
+        return true;
+    }
+    return memcmp(cert->akid, issuer->keyid, KEYID_SIZE) == 0 ||
+           (cert->has_skid_ext && memcmp(cert->keyid, issuer->keyid, KEYID_SIZE) == 0);
+}
+
+/* cert's signature by issuer, once: from memo when it is there, else verified. *learned is set
+ * when a verification succeeded that the caller may memoise into *key (memoisable says whether
+ * this link may be remembered at all). */
+static bool signature_ok(const struct pk_cert *cert, const struct pk_cert *issuer,
+                         struct pk_sigmemo *memo, bool memoisable, struct pk_sigmemo_key *key,
+                         bool *learned)
+{
+    *learned = false;
+    if (memo == NULL || !memoisable) {
+        return pk_cert_signed_by(cert, issuer);
+    }
+    pk_sigmemo_key_of(cert->der, cert->der_len, issuer->der, issuer->der_len, key);
+    if (pk_sigmemo_contains(memo, key)) {
+        return true;
+    }
+    if (!pk_cert_signed_by(cert, issuer)) {
+        return false;
+    }
+    *learned = true;
+    return true;
+}
+
+int pk_x509_verify_peer_chain(const struct pk_cert *leaf, const struct pk_certs *intermediates,
+                              const struct pk_certs *anchors, struct pk_sigmemo *memo,
+                              struct pk_err *err)
+{
+    static const struct pk_certs none = {NULL, 0};
+    struct pk_sigmemo_key learned[CHAIN_MAX_DEPTH + 1];
+    size_t n_learned = 0;
+    const struct pk_cert *cur = leaf;
+    const struct pk_cert *anchor = NULL;
+    bool constrained = false;
+    uint64_t used = 0; /* bit i: intermediates->v[i] is on the path */
+    size_t depth = 0;  /* intermediates on the path so far */
+    /* wolfSSL counts a leaf that is a CA against its issuers' path length constraints (its
+     * maxPathLen check in ParseCertRelative); so does this, to refuse what it refuses. */
+    const size_t below_leaf = leaf->is_ca ? 1 : 0;
+    char cur_who[320];
+    time_t now = time(NULL);
+    int r;
+
+    if (intermediates == NULL) {
+        intermediates = &none;
+    }
+    describe(leaf, "the leaf certificate", 0, cur_who, sizeof(cur_who));
+    if (anchors->n == 0) {
+        return pk_err_set(err, PK_E_UNTRUSTED, "%s: no trusted roots given", cur_who);
+    }
+    if (intermediates->n > 64) {
+        return pk_err_set(err, PK_E_UNTRUSTED, "%s: more than 64 intermediates", cur_who);
+    }
+    r = check_dates(leaf, cur_who, now, err);
+    if (r != 0) {
+        return r;
+    }
+    while (anchor == NULL) {
+        const struct pk_cert *next = NULL;
+        struct pk_err first_err = {{0}};
+        int first = 0;
+        bool found = false;
+
+        /* An anchor first, so a path never runs longer than it must; then what the peer sent.
+         * Each candidate's own checks come before its signature, so a certificate refused on
+         * its dates or flags costs no signature verification. */
+        for (size_t pass = 0; pass < 2 && anchor == NULL && next == NULL; pass++) {
+            const struct pk_certs *set = pass == 0 ? anchors : intermediates;
+            for (size_t i = 0; i < set->n; i++) {
+                const struct pk_cert *ca = set->v[i];
+                struct pk_err sub = {{0}};
+                char who[320];
+                bool fresh;
+                if ((pass == 1 && (used & (UINT64_C(1) << i)) != 0) || !issuer_candidate(cur, ca)) {
+                    continue;
+                }
+                if (pass == 1 && depth == CHAIN_MAX_DEPTH) {
+                    r = pk_err_set(err, PK_E_UNTRUSTED, "chain is longer than %d certificates",
+                                   CHAIN_MAX_DEPTH);
+                    goto out;
+                }
+                found = true;
+                describe(ca, pass == 0 ? "root" : "intermediate", i + 1, who, sizeof(who));
+                r = check_issuer(ca, who, depth + below_leaf, now, &sub);
+                /* Only links above the leaf are memoised: those certificates are CAs that an
+                 * anchor's path vouches for, so no peer can fill the memo with its own. */
+                if (r == 0 &&
+                    !signature_ok(cur, ca, memo, cur != leaf, &learned[n_learned], &fresh)) {
+                    r = pk_err_set(&sub, PK_E_UNTRUSTED,
+                                   "%s: signature does not verify with the key of its issuer "
+                                   "`%.200s'",
+                                   cur_who, cur->issuer_str);
+                }
+                if (r == 0) {
+                    n_learned += fresh;
+                    if (pass == 0) {
+                        anchor = ca;
+                    } else {
+                        used |= UINT64_C(1) << i;
+                        next = ca;
+                        snprintf(cur_who, sizeof(cur_who), "%s", who);
+                    }
+                    break;
+                }
+                if (first == 0) {
+                    first = r;
+                    first_err = sub;
+                }
+            }
+        }
+        if (anchor == NULL && next == NULL) {
+            if (!found) {
+                r = pk_err_set(err, PK_E_UNTRUSTED, "%s: no trusted issuer found", cur_who);
+            } else {
+                r = first;
+                if (err != NULL) {
+                    *err = first_err;
+                }
+            }
+            goto out;
+        }
+        if (next != NULL) {
+            constrained |= pk_cert_has_name_constraints(next);
+            cur = next;
+            depth++;
+        }
+    }
+    constrained |= pk_cert_has_name_constraints(anchor);
+    if (constrained) {
+        /* wolfSSL's certificate manager evaluates name constraints of the rfc822Name, dNSName
+         * and directoryName forms; this path does not, so a constrained chain is decided again
+         * by the full verifier, whose verdict stands. Rare, and only reachable with a chain an
+         * anchor vouches for. */
+        r = pk_x509_verify_chain(leaf, intermediates, anchors, err);
+        if (r != 0) {
+            goto out;
+        }
+    }
+    for (size_t i = 0; memo != NULL && i < n_learned; i++) {
+        pk_sigmemo_insert(memo, &learned[i]);
+    }
+    r = 0;
+out:
     return r;
 }
 

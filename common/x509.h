@@ -133,6 +133,31 @@ int pk_certs_to_pem(const struct pk_certs *certs, struct pk_buf *out) PK_MUST_US
 int pk_x509_verify_chain(const struct pk_cert *leaf, const struct pk_certs *intermediates,
                          const struct pk_certs *roots, struct pk_err *err) PK_MUST_USE;
 
+struct pk_sigmemo;
+
+/* The handshake's verifier: it refuses what pk_x509_verify_chain refuses on the same inputs, and
+ * accepts what it accepts but for a path that would need backtracking (below), each signature
+ * on the path checked once. The path is built from leaf upwards: at each step the
+ * issuer is an anchor if one fits, else one of intermediates (any order, each used once, NULL for
+ * none); a candidate fits when its subject is the certificate's issuer name (and its key
+ * identifier the authority key identifier, when there is one, as wolfSSL matches them), it is
+ * valid now, a CA, allowed keyCertSign when it has a key usage, its path length constraint
+ * allows the intermediates below it (and the leaf, when the leaf is a CA, as wolfSSL counts
+ * it), and then its key verifies the signature. The first candidate that fits is taken,
+ * without backtracking: among same-named candidates that all fit, a later one is never tried
+ * when the first leads nowhere. A path through a CA with name constraints
+ * is decided by pk_x509_verify_chain (wolfSSL evaluates the DNS, e-mail and directory name
+ * forms). memo (NULL for none; see sigmemo.h) supplies and, once the whole chain is accepted,
+ * learns the signatures of links above the leaf. Borrows everything; safe from any thread.
+ * PK_E_UNTRUSTED / PK_E_EXPIRED / PK_E_NOTYETVALID with err saying which certificate and why. */
+int pk_x509_verify_peer_chain(const struct pk_cert *leaf, const struct pk_certs *intermediates,
+                              const struct pk_certs *anchors, struct pk_sigmemo *memo,
+                              struct pk_err *err) PK_MUST_USE;
+
+/* For tests and benchmarks: how many signatures this thread has verified with
+ * pk_cert_signed_by (and so with both chain verifiers' own walks) since it started. */
+unsigned long pk_x509__signature_checks(void);
+
 /* What to put in a certificate that pk_cert_issue signs. */
 struct pk_cert_template {
     /* The subject, written in the order C, ST, L, O, OU, CN (as OpenSSL writes a conventional
