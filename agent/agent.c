@@ -2,7 +2,6 @@
 /* picket: the agent's state machine on libev. */
 #include "agent/agent.h"
 
-#include <ev.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,7 +29,10 @@
 #define ANCHORS_REFUSAL_REMIND 600.0
 
 struct pk_agent {
-    struct ev_loop *loop;
+    struct ev_loop *loop; /* for the file watches and the export command */
+    struct pk_clock *clock;
+    struct pk_clock *own_clock; /* the libev clock made for us, if no clock was given */
+    const struct pk_agent_sentry *sentry;
     const struct pk_agent_config *cfg;
     struct pk_identity_slot *slot;
     struct pk_agent_hooks hooks;
@@ -43,7 +45,7 @@ struct pk_agent {
     uint64_t seed; /* jitter seed (ID + process start) */
     uint64_t process_salt;
     double renew_at; /* wall clock */
-    double retry_at; /* monotonic (ev_now), 0 = no retry pending */
+    double retry_at; /* monotonic, 0 = no retry pending */
     unsigned failures;
     bool expired_logged;
     bool dead; /* gave up (fatal hook called): nothing more is started */
@@ -62,7 +64,7 @@ struct pk_agent {
     unsigned speculative_failures;
     double speculative_not_before; /* monotonic */
 
-    ev_timer tick;
+    struct pk_clock_timer *tick;
     struct pk_filewatch *anchors_watch;
     struct pk_filewatch *static_watch;
 
@@ -91,11 +93,20 @@ static bool static_mode(const struct pk_agent *a)
     return a->cfg->sentry_address == NULL || a->cfg->sentry_address[0] == '\0';
 }
 
-static double wall_now(void)
+static double wall_now(const struct pk_agent *a)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return pk_clock_wall(a->clock);
+}
+
+/* The wall clock in whole seconds, as certificate checks take it. */
+static time_t wall_seconds(const struct pk_agent *a)
+{
+    return (time_t)pk_clock_wall(a->clock);
+}
+
+static double mono_now(const struct pk_agent *a)
+{
+    return pk_clock_monotonic(a->clock);
 }
 
 /* ---- trust anchors ---------------------------------------------------------------------- */
@@ -230,6 +241,8 @@ static void export_identity(struct pk_agent *a, const struct pk_identity *id)
             .command = cfg->export_command,
             .pid_file = cfg->export_pid_file,
             .signal = cfg->export_signal,
+            .group_set = cfg->export_group >= 0,
+            .group = (gid_t)cfg->export_group,
     };
     struct pk_err err;
 
@@ -250,7 +263,11 @@ static void export_identity(struct pk_agent *a, const struct pk_identity *id)
 /* Clear what an export interrupted by a crash left behind (a key in an unfinished version). */
 static void export_prepare(const struct pk_agent *a)
 {
-    struct pk_export_opts opts = {.dir = a->cfg->export_dir};
+    struct pk_export_opts opts = {
+            .dir = a->cfg->export_dir,
+            .group_set = a->cfg->export_group >= 0,
+            .group = (gid_t)a->cfg->export_group,
+    };
     struct pk_err err;
 
     pk_err_clear(&err);
@@ -269,7 +286,7 @@ static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
         a->seed = pk_schedule_seed(pk_identity_spiffe_id(id), a->process_salt);
         a->renew_at = pk_schedule_renew_at(pk_identity_not_before(id), pk_identity_not_after(id),
                                            a->cfg->renew_fraction, a->cfg->renew_jitter, a->seed);
-        double now = wall_now();
+        double now = wall_now(a);
         if (a->renew_at <= now) {
             /* Renewal due the moment a certificate arrives: our clock is ahead of Sentry's
              * (or jumped). Scheduling by the certificate alone would renew in a loop, so take
@@ -317,7 +334,7 @@ static void fetch_failed(struct pk_agent *a, const char *why)
     }
     delay = pk_schedule_backoff(a->failures - 1, a->cfg->retry_initial, a->cfg->retry_max,
                                 a->process_salt ^ a->failures);
-    a->retry_at = ev_now(a->loop) + delay;
+    a->retry_at = mono_now(a) + delay;
     PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s",
                a->failures, why, delay,
                a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
@@ -354,7 +371,7 @@ static void refuse_anchors(struct pk_agent *a, const uint8_t digest[PK_REFUSAL_D
             .remind = ANCHORS_REFUSAL_REMIND,
             .seed = a->process_salt,
     };
-    double now = ev_now(a->loop);
+    double now = mono_now(a);
     enum pk_refusal_news news = pk_refusal_note(&a->anchors_refusal, &policy, digest, now);
 
     a->anchors_recheck_at = a->anchors_refusal.retry_at;
@@ -391,7 +408,7 @@ static void speculative_failed(struct pk_agent *a)
                                 a->process_salt ^ 0x5bec ^ a->speculative_failures);
 
     a->speculative_failures++;
-    a->speculative_not_before = ev_now(a->loop) + delay;
+    a->speculative_not_before = mono_now(a) + delay;
 }
 
 /* A renewal against the pending set failed (error says why). */
@@ -456,7 +473,7 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
                 .source = "sentry",
         };
         res->svid->key = NULL; /* taken by pk_identity_new */
-        r = pk_identity_new(&p, time(NULL), &id, &err);
+        r = pk_identity_new(&p, wall_seconds(a), &id, &err);
     }
     if (r != 0) {
         a->stats.responses_rejected++;
@@ -532,7 +549,7 @@ static void start_fetch(struct pk_agent *a)
     sc.token_len = token.len;
     PK_LOG_INFO("identity fetch started sentry=%s attempt=%u holding=%s", cfg->sentry_address,
                 a->failures + 1, a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
-    r = pk_sentry_fetch_start(a->loop, &sc, fetch_done, a, &a->fetch, &err);
+    r = a->sentry->start(a->loop, &sc, fetch_done, a, &a->fetch, &err);
     pk_buf_free(&token);
     if (r != 0) {
         if (a->fetch_uses_pending) {
@@ -577,7 +594,7 @@ static void retrust(struct pk_agent *a)
     struct pk_err err;
 
     pk_err_clear(&err);
-    if (pk_identity_with_anchors(a->current, anchors, time(NULL), &id, &err) != 0) {
+    if (pk_identity_with_anchors(a->current, anchors, wall_seconds(a), &id, &err) != 0) {
         /* Our own root expired (or nothing is valid any more): the identity stops working
          * anyway; keep it, say so once, and let renewal or an anchor update fix it. */
         a->trust_refused_at = pk_identity_trust_changes_at(a->current);
@@ -594,13 +611,13 @@ static void retrust(struct pk_agent *a)
 /* Decide what is due and arm the tick for the next thing (at most MAX_TICK away). */
 static void reschedule(struct pk_agent *a)
 {
-    double now = wall_now();
-    double mono = ev_now(a->loop);
+    double now = wall_now(a);
+    double mono = mono_now(a);
     double wait = MAX_TICK;
 
     update_state(a, now);
     if (a->dead) {
-        ev_timer_stop(a->loop, &a->tick);
+        a->clock->ops->timer_stop(a->tick);
         return;
     }
     if (a->anchors_recheck_at > 0 && a->anchors_recheck_at <= mono) {
@@ -651,16 +668,12 @@ static void reschedule(struct pk_agent *a)
     if (wait < 0.001) {
         wait = 0.001;
     }
-    ev_timer_stop(a->loop, &a->tick);
-    ev_timer_set(&a->tick, wait, 0.0);
-    ev_timer_start(a->loop, &a->tick);
+    a->clock->ops->timer_arm(a->tick, wait);
 }
 
-static void tick_cb(struct ev_loop *loop, ev_timer *w, int revents)
+static void tick_cb(void *ctx)
 {
-    (void)loop;
-    (void)revents;
-    reschedule(w->data);
+    reschedule(ctx);
 }
 
 /* ---- static identity ---------------------------------------------------------------------- */
@@ -709,7 +722,7 @@ static int load_static(struct pk_agent *a, const struct pk_certs *anchors, struc
                 .source = "static",
         };
         k = NULL; /* taken */
-        r = pk_identity_new(&p, time(NULL), out, err);
+        r = pk_identity_new(&p, wall_seconds(a), out, err);
         if (r != 0) {
             pk_err_prefix(err, r, "static identity (%s, %s)", cert_what, key_what);
         }
@@ -779,7 +792,7 @@ static void check_anchors(struct pk_agent *a)
         anchors_settled(a);
         goto out;
     }
-    if (pk_identity_with_anchors(a->current, &anchors, time(NULL), &id, &err) == 0) {
+    if (pk_identity_with_anchors(a->current, &anchors, wall_seconds(a), &id, &err) == 0) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
         log_anchors("trust anchor", &a->anchors);
@@ -794,12 +807,12 @@ static void check_anchors(struct pk_agent *a)
     /* Perhaps Sentry already issues under the new root: renew against the new set, and adopt
      * it only if that works -- but no sooner than an ordinary retry would call Sentry. */
     retry = pk_refusal_same(&a->anchors_refusal, digest);
-    if (ev_now(a->loop) < a->speculative_not_before) {
+    if (mono_now(a) < a->speculative_not_before) {
         a->anchors_recheck_at = a->speculative_not_before;
         if (!retry) {
             PK_LOG_WARN("new trust anchors do not verify our current certificate; renewing "
                         "against them in %.1fs before adopting error=\"%s\"",
-                        a->speculative_not_before - ev_now(a->loop), err.msg);
+                        a->speculative_not_before - mono_now(a), err.msg);
         }
         goto out;
     }
@@ -837,31 +850,45 @@ static void anchors_changed(void *ctx)
 
 /* ---- life cycle --------------------------------------------------------------------------- */
 
+static const struct pk_agent_sentry real_sentry = {
+        .start = pk_sentry_fetch_start,
+        .cancel = pk_sentry_fetch_cancel,
+};
+
 int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
                  struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
                  struct pk_agent **out, struct pk_err *err)
+{
+    return pk_agent_new_with(loop, cfg, slot, hooks, NULL, out, err);
+}
+
+int pk_agent_new_with(struct ev_loop *loop, const struct pk_agent_config *cfg,
+                      struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
+                      const struct pk_agent_deps *deps, struct pk_agent **out, struct pk_err *err)
 {
     struct pk_agent *a = pk_xcalloc(1, sizeof(*a));
     uint8_t digest[PK_REFUSAL_DIGEST]; /* not needed at start: nothing is refused yet */
     struct pk_certs anchors = {0};
     struct pk_buf pem;
-    struct timespec ts;
     int r;
 
     a->loop = loop;
+    a->clock = deps != NULL ? deps->clock : NULL;
+    if (a->clock == NULL) {
+        a->own_clock = pk_clock_ev_new(loop);
+        a->clock = a->own_clock;
+    }
+    a->sentry = deps != NULL && deps->sentry != NULL ? deps->sentry : &real_sentry;
     a->cfg = cfg;
     a->slot = slot;
     if (hooks != NULL) {
         a->hooks = *hooks;
     }
-    clock_gettime(CLOCK_REALTIME, &ts);
-    a->process_salt =
-            ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 32);
+    a->process_salt = (uint64_t)(wall_now(a) * 1e9) ^ ((uint64_t)getpid() << 32);
     pk_buf_init(&a->anchors_pem, MAX_PEM_FILE);
     pk_buf_init(&a->pending_anchors_pem, MAX_PEM_FILE);
     pk_buf_init(&pem, MAX_PEM_FILE);
-    ev_timer_init(&a->tick, tick_cb, 0.0, 0.0);
-    a->tick.data = a;
+    a->tick = a->clock->ops->timer_new(a->clock, tick_cb, a);
     r = load_anchors(cfg, &anchors, &pem, digest, err);
     if (r != 0) {
         pk_err_prefix(err, r, "trust anchors");
@@ -928,10 +955,10 @@ void pk_agent_reload_files(struct pk_agent *a)
 void pk_agent_stats(const struct pk_agent *a, struct pk_agent_stats *out)
 {
     *out = a->stats;
-    update_state((struct pk_agent *)a, wall_now());
+    update_state((struct pk_agent *)a, wall_now(a));
     out->state = a->stats.state;
     out->ready = a->current != NULL && out->state != PK_AGENT_EXPIRED;
-    out->next_attempt_in = a->retry_at > 0 ? a->retry_at - ev_now(a->loop) : -1;
+    out->next_attempt_in = a->retry_at > 0 ? a->retry_at - mono_now(a) : -1;
     out->failures = a->failures;
     out->renew_at = static_mode(a) ? 0 : a->renew_at;
     if (a->current != NULL) {
@@ -952,10 +979,13 @@ void pk_agent_free(struct pk_agent *a)
     if (a == NULL) {
         return;
     }
-    pk_sentry_fetch_cancel(a->fetch);
+    a->sentry->cancel(a->fetch);
     pk_filewatch_stop(a->anchors_watch);
     pk_filewatch_stop(a->static_watch);
-    ev_timer_stop(a->loop, &a->tick);
+    if (a->tick != NULL) {
+        a->clock->ops->timer_free(a->tick);
+    }
+    pk_clock_ev_free(a->own_clock);
     pk_identity_unref(a->current);
     pk_certs_clear(&a->anchors);
     pk_certs_clear(&a->pending_anchors);

@@ -6,11 +6,11 @@
  * anchors come from DAPR_TRUST_ANCHORS, a watched file, or both.
  *
  * Timing: renewal at a jittered fraction of the lifetime (agent/schedule.h), capped exponential
- * backoff on failure, the current identity kept until it expires. Timers are monotonic (libev);
- * validity is judged on the wall clock, re-read at least every 5 seconds so that a jump of
- * the wall clock is noticed at once. A certificate that is due for renewal on arrival (our clock
- * ahead of Sentry's) is renewed at the configured fraction of what is left of its life, never
- * in a loop.
+ * backoff on failure, the current identity kept until it expires. All time comes from one
+ * pk_clock (agent/clock.h): delays are monotonic; validity is judged on the wall clock, re-read at
+ * least every 5 seconds so that a jump of the wall clock is noticed at once. A certificate that is
+ * due for renewal on arrival (our clock ahead of Sentry's) is renewed at the configured fraction of
+ * what is left of its life, never in a loop.
  *
  * Every new identity is built complete (common/identity.h: checks and an in-memory handshake)
  * before it is published into the slot; a failure never replaces a good identity.
@@ -22,7 +22,9 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "agent/clock.h"
 #include "agent/config.h"
+#include "agent/sentry_client.h"
 #include "common/compiler.h"
 #include "common/err.h"
 #include "common/grpc.h"
@@ -74,11 +76,34 @@ struct pk_agent_hooks {
     void *ctx;
 };
 
+/* How the agent asks Sentry: pk_sentry_fetch_start and pk_sentry_fetch_cancel, with their
+ * contract (agent/sentry_client.h), or a stand-in with the same contract. */
+struct pk_agent_sentry {
+    int (*start)(struct ev_loop *loop, const struct pk_sentry_client_config *cfg,
+                 pk_sentry_fetch_fn done, void *ctx, struct pk_sentry_fetch **out,
+                 struct pk_err *err);
+    void (*cancel)(struct pk_sentry_fetch *f);
+};
+
+/* What the state machine takes from outside; both borrowed, and must outlive the agent. NULL
+ * members (or deps) mean the real ones: libev's clock on the agent's loop, the Sentry client. */
+struct pk_agent_deps {
+    struct pk_clock *clock;
+    const struct pk_agent_sentry *sentry;
+};
+
 /* cfg and slot are borrowed and must outlive the agent. Loads the anchors (and, in static mode,
- * the identity); errors there are returned. Nothing is fetched before pk_agent_start. */
+ * the identity); errors there are returned. Nothing is fetched before pk_agent_start. The loop
+ * also serves the file watches and the export command. */
 int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
                  struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
                  struct pk_agent **out, struct pk_err *err) PK_MUST_USE;
+
+/* The same with deps (borrowed, may be NULL) in place of the real clock and Sentry client. */
+int pk_agent_new_with(struct ev_loop *loop, const struct pk_agent_config *cfg,
+                      struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
+                      const struct pk_agent_deps *deps, struct pk_agent **out, struct pk_err *err)
+        PK_MUST_USE;
 
 /* Start fetching and watching. */
 void pk_agent_start(struct pk_agent *agent);

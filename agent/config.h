@@ -41,6 +41,8 @@ struct pk_agent_config {
     char *key_pem;          /* env DAPR_CERT_KEY: PEM contents (replaces key_file); wiped on free */
     bool allow_tls12;       /* key allow_tls12; default false (TLS 1.3 only) */
     char *export_dir;       /* key export_dir; NULL = no export */
+    long export_group;      /* key export_group: the gid the exported files are given (name
+                             * resolved at load); -1 = none (owner-only files) */
     char *export_command;   /* key export_command: run with /bin/sh -c after each export */
     char *export_pid_file;  /* key export_pid_file: signal this pid after each export */
     int export_signal;      /* key export_signal: HUP, USR1, ... (with or without SIG); SIGHUP */

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <ev.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <signal.h>
 #include <spawn.h>
@@ -45,13 +46,15 @@ extern char **environ;
 
 struct export_file {
     const char *name;
-    mode_t mode;
+    mode_t mode;       /* owner-only export */
+    mode_t group_mode; /* export_group: the group reads the key; the certificates stay public
+                        * (the 0750 version directory keeps others out of all three anyway) */
 };
 
 static const struct export_file EXPORT_FILES[] = {
-        {"cert.pem", 0644},
-        {"key.pem", 0600},
-        {"bundle.pem", 0644},
+        {"cert.pem", 0644, 0644},
+        {"key.pem", 0600, 0640},
+        {"bundle.pem", 0644, 0644},
 };
 #define N_EXPORT_FILES (sizeof(EXPORT_FILES) / sizeof(EXPORT_FILES[0]))
 
@@ -164,14 +167,56 @@ static void remove_leftovers(int dfd, const char *dir, const char *keep)
     closedir(d);
 }
 
-/* Open (creating it 0700 when missing) the export directory. Refused when others may write to
- * it: whoever can rename entries there can hand readers a key of their choosing. */
-static int open_export_dir(const char *dir, int *dfd_out, mode_t *mode_out, struct pk_err *err)
+/* Replace the message of a failed fchown(what, group) with one that says how to fix it: the
+ * kernel refuses a group the process is not a member of (EPERM), and a user namespace such as
+ * systemd's PrivateUsers=yes does not map it at all (EINVAL). */
+static int group_error(const struct pk_export_opts *opts, const char *what, int e,
+                       struct pk_err *err)
 {
+    char buf[4096];
+    char gid_text[24];
+    struct group grp, *found = NULL;
+    const char *name;
+
+    snprintf(gid_text, sizeof(gid_text), "%lu", (unsigned long)opts->group);
+    name = getgrgid_r(opts->group, &grp, buf, sizeof(buf), &found) == 0 && found != NULL
+                   ? grp.gr_name
+                   : gid_text;
+    return pk_err_set(err, -e,
+                      "%s: cannot give it to export_group %s (gid %s): %s; picket (uid %lu) must "
+                      "be a member of that group: under systemd, add SupplementaryGroups=%s and "
+                      "PrivateUsers=no in a drop-in of the unit (see export-group.conf)",
+                      what, name, gid_text, strerror(e), (unsigned long)geteuid(), name);
+}
+
+/* Give the open directory dfd to the export group and open it to the group: group first, so
+ * the wider mode never applies to the group it had before. */
+static int give_dir_to_group(const struct pk_export_opts *opts, int dfd, const char *what,
+                             struct pk_err *err)
+{
+    if (fchown(dfd, (uid_t)-1, opts->group) != 0) {
+        return group_error(opts, what, errno, err);
+    }
+    if (fchmod(dfd, 0750) != 0) {
+        return pk_err_set(err, -errno, "%s: cannot set mode: %s", what, strerror(errno));
+    }
+    return 0;
+}
+
+/* Open (creating it when missing: 0700, or 0750 of export_group) the export directory. Refused
+ * when others may write to it: whoever can rename entries there can hand readers a key of their
+ * choosing. */
+static int open_export_dir(const struct pk_export_opts *opts, int *dfd_out, mode_t *mode_out,
+                           struct pk_err *err)
+{
+    const char *dir = opts->dir;
+    bool created;
     struct stat st;
     int dfd;
+    int r;
 
-    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+    created = mkdir(dir, 0700) == 0;
+    if (!created && errno != EEXIST) {
         return pk_err_set(err, -errno, "%s: cannot create export directory: %s", dir,
                           strerror(errno));
     }
@@ -179,6 +224,17 @@ static int open_export_dir(const char *dir, int *dfd_out, mode_t *mode_out, stru
     if (dfd < 0) {
         return pk_err_set(err, -errno, "%s: cannot open export directory: %s", dir,
                           strerror(errno));
+    }
+    /* A directory picket makes is the group's to enter; one that existed is left as it is
+     * (pk_export_prepare warns when the group cannot enter it). */
+    if (created && opts->group_set) {
+        r = give_dir_to_group(opts, dfd, dir, err);
+        if (r != 0) {
+            /* Removed, so the next attempt (once picket is a member) makes it again. */
+            close(dfd);
+            (void)rmdir(dir);
+            return r;
+        }
     }
     if (fstat(dfd, &st) != 0) {
         int e = errno;
@@ -199,15 +255,17 @@ static int open_export_dir(const char *dir, int *dfd_out, mode_t *mode_out, stru
 
 /* Make an empty version directory "..YYYY_MM_DD_HH_MM_SS.XXXXXX" with mode; its name into
  * name, an open descriptor into *vfd_out. */
-static int make_version(const char *dir, mode_t mode, char *name, size_t name_len, int *vfd_out,
-                        struct pk_err *err)
+static int make_version(const struct pk_export_opts *opts, mode_t mode, char *name, size_t name_len,
+                        int *vfd_out, struct pk_err *err)
 {
+    const char *dir = opts->dir;
     char path[PATH_MAX];
     char stamp[32];
     struct tm tm;
     time_t now = time(NULL);
     const char *base;
     int vfd;
+    int r = 0;
 
     gmtime_r(&now, &tm);
     strftime(stamp, sizeof(stamp), "%Y_%m_%d_%H_%M_%S", &tm);
@@ -228,16 +286,27 @@ static int make_version(const char *dir, mode_t mode, char *name, size_t name_le
         return pk_err_set(err, PK_E_TOOBIG, "%s: export path too long", dir);
     }
     vfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (vfd < 0 || fchmod(vfd, mode | 0700) != 0) {
-        int e = errno;
-        if (vfd >= 0) {
-            close(vfd);
-        }
-        rmdir(path);
-        return pk_err_set(err, -e, "%s: cannot open the version directory: %s", path, strerror(e));
+    if (vfd < 0) {
+        r = pk_err_set(err, -errno, "%s: cannot open the version directory: %s", path,
+                       strerror(errno));
+        goto fail;
+    }
+    if (opts->group_set) {
+        r = give_dir_to_group(opts, vfd, path, err);
+    } else if (fchmod(vfd, mode | 0700) != 0) {
+        r = pk_err_set(err, -errno, "%s: cannot set mode: %s", path, strerror(errno));
+    }
+    if (r != 0) {
+        goto fail;
     }
     *vfd_out = vfd;
     return 0;
+fail:
+    if (vfd >= 0) {
+        close(vfd);
+    }
+    rmdir(path);
+    return r;
 }
 
 /* Point name in dfd at target with one rename of a fresh link over it. */
@@ -302,15 +371,16 @@ static bool needs_migration(int dfd)
  * cert.pem and key.pem disagree: first a version holding (hard links to) what the names show
  * now, ..data swapped to it, then each name replaced by its link. The new pair follows with
  * the ordinary swap. version holds the version in force before, and receives the one after. */
-static int migrate(int dfd, const char *dir, mode_t dir_mode, char *version, size_t version_len,
-                   struct pk_err *err)
+static int migrate(int dfd, const struct pk_export_opts *opts, mode_t dir_mode, char *version,
+                   size_t version_len, struct pk_err *err)
 {
+    const char *dir = opts->dir;
     char made[NAME_MAX + 1];
     int vfd = -1;
     int r;
 
     PK_LOG_INFO("export: moving files written in place under %s dir=%s", DATA_LINK, dir);
-    r = make_version(dir, dir_mode, made, sizeof(made), &vfd, err);
+    r = make_version(opts, dir_mode, made, sizeof(made), &vfd, err);
     if (r != 0) {
         return r;
     }
@@ -358,6 +428,24 @@ fail:
     return r;
 }
 
+/* An export directory made before export_group was set (or by someone else) may keep the group
+ * out: said once at start, since changing a directory picket did not make is not picket's to do. */
+static void warn_unreachable(const struct pk_export_opts *opts, int dfd)
+{
+    struct stat st;
+    mode_t search;
+
+    if (!opts->group_set || fstat(dfd, &st) != 0) {
+        return;
+    }
+    search = st.st_gid == opts->group ? S_IXGRP : S_IXOTH;
+    if ((st.st_mode & search) == 0) {
+        PK_LOG_WARN("export: export_group cannot enter the export directory dir=%s gid=%lu "
+                    "mode=%04o; give it to the group with mode 0750 (chgrp, chmod)",
+                    opts->dir, (unsigned long)opts->group, (unsigned)(st.st_mode & 07777));
+    }
+}
+
 int pk_export_prepare(const struct pk_export_opts *opts, struct pk_err *err)
 {
     char version[NAME_MAX + 1];
@@ -365,10 +453,11 @@ int pk_export_prepare(const struct pk_export_opts *opts, struct pk_err *err)
     int dfd;
     int r;
 
-    r = open_export_dir(opts->dir, &dfd, &mode, err);
+    r = open_export_dir(opts, &dfd, &mode, err);
     if (r != 0) {
         return r;
     }
+    warn_unreachable(opts, dfd);
     r = current_version(dfd, opts->dir, version, sizeof(version), err);
     if (r == 0) {
         remove_leftovers(dfd, opts->dir, version);
@@ -389,7 +478,7 @@ int pk_export_write(const struct pk_export_opts *opts, const struct pk_identity 
     int r;
 
     pk_buf_init_secret(&key, MAX_PEM);
-    r = open_export_dir(opts->dir, &dfd, &dir_mode, err);
+    r = open_export_dir(opts, &dfd, &dir_mode, err);
     if (r != 0) {
         goto out;
     }
@@ -399,7 +488,7 @@ int pk_export_write(const struct pk_export_opts *opts, const struct pk_identity 
     }
     remove_leftovers(dfd, opts->dir, old);
     if (needs_migration(dfd)) {
-        r = migrate(dfd, opts->dir, dir_mode, old, sizeof(old), err);
+        r = migrate(dfd, opts, dir_mode, old, sizeof(old), err);
         if (r != 0) {
             goto out;
         }
@@ -409,7 +498,7 @@ int pk_export_write(const struct pk_export_opts *opts, const struct pk_identity 
         pk_err_set(err, r, "cannot encode the private key for export");
         goto out;
     }
-    r = make_version(opts->dir, dir_mode, made, sizeof(made), &vfd, err);
+    r = make_version(opts, dir_mode, made, sizeof(made), &vfd, err);
     if (r != 0) {
         made[0] = '\0';
         goto out;
@@ -423,8 +512,17 @@ int pk_export_write(const struct pk_export_opts *opts, const struct pk_identity 
         for (size_t i = 0; r == 0 && i < N_EXPORT_FILES; i++) {
             char what[PATH_MAX];
             snprintf(what, sizeof(what), "%s/%s/%s", opts->dir, made, EXPORT_FILES[i].name);
-            r = pk_fs_write_new_at(vfd, EXPORT_FILES[i].name, contents[i].ptr, contents[i].len,
-                                   EXPORT_FILES[i].mode, what, err);
+            if (opts->group_set) {
+                r = pk_fs_write_new_at_group(vfd, EXPORT_FILES[i].name, contents[i].ptr,
+                                             contents[i].len, EXPORT_FILES[i].group_mode,
+                                             opts->group, what, err);
+                if (r == -EPERM || r == -EINVAL) {
+                    r = group_error(opts, what, -r, err);
+                }
+            } else {
+                r = pk_fs_write_new_at(vfd, EXPORT_FILES[i].name, contents[i].ptr, contents[i].len,
+                                       EXPORT_FILES[i].mode, what, err);
+            }
         }
     }
     if (r == 0) {

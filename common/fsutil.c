@@ -179,15 +179,30 @@ fail:
 int pk_fs_write_new_at(int dfd, const char *name, const void *data, size_t len, mode_t mode,
                        const char *what, struct pk_err *err)
 {
+    return pk_fs_write_new_at_group(dfd, name, data, len, mode, (gid_t)-1, what, err);
+}
+
+int pk_fs_write_new_at_group(int dfd, const char *name, const void *data, size_t len, mode_t mode,
+                             gid_t gid, const char *what, struct pk_err *err)
+{
+    /* With a group to give, the file is born owner-only: until fchown it carries the
+     * creator's group, which must not read it. */
+    mode_t born = gid == (gid_t)-1 ? mode : (mode & 0700);
     int fd;
     int r;
 
     /* O_EXCL and O_NOFOLLOW: never write through something planted under the name. The file
-     * is born with mode (the umask can only narrow it); fchmod then sets exactly mode, which
-     * for a key (0600) never widens it beyond what it was born with. */
-    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+     * is born with at most mode (the umask can only narrow it); fchmod then sets exactly mode,
+     * which for a key (0600) never widens it beyond what it was born with, and for a key of a
+     * group (0640) widens it only once the group is the right one. */
+    fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, born);
     if (fd < 0) {
         return pk_err_set(err, -errno, "%s: cannot create: %s", what, strerror(errno));
+    }
+    if (gid != (gid_t)-1 && fchown(fd, (uid_t)-1, gid) != 0) {
+        r = pk_err_set(err, -errno, "%s: cannot give it group %lu: %s", what, (unsigned long)gid,
+                       strerror(errno));
+        goto fail;
     }
     if (fchmod(fd, mode) != 0) {
         r = pk_err_set(err, -errno, "%s: cannot set mode: %s", what, strerror(errno));

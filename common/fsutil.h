@@ -32,6 +32,13 @@ int pk_fs_write_atomic(const char *path, const void *data, size_t len, mode_t mo
 int pk_fs_write_new_at(int dfd, const char *name, const void *data, size_t len, mode_t mode,
                        const char *what, struct pk_err *err) PK_MUST_USE;
 
+/* pk_fs_write_new_at, the file given group gid ((gid_t)-1: left as created). It is born
+ * readable by its owner only and gets group, then mode, before the first byte is written: the
+ * group never reads through a wider mode set under another group. A failed fchown returns
+ * -errno (-EPERM: the process is not a member of gid). */
+int pk_fs_write_new_at_group(int dfd, const char *name, const void *data, size_t len, mode_t mode,
+                             gid_t gid, const char *what, struct pk_err *err) PK_MUST_USE;
+
 /* fsync the directory dfd, making the creations and renames in it durable. */
 int pk_fs_sync_dir(int dfd, const char *what, struct pk_err *err) PK_MUST_USE;
 

@@ -1299,8 +1299,8 @@ static int explain_no_signer(const struct chain_state *st, const struct pk_cert 
     return wolf_error(ASN_NO_SIGNER_E, leaf, leaf_who, err);
 }
 
-int pk_x509_verify_chain(const struct pk_cert *leaf, const struct pk_certs *intermediates,
-                         const struct pk_certs *roots, struct pk_err *err)
+static int verify_chain_once(const struct pk_cert *leaf, const struct pk_certs *intermediates,
+                             const struct pk_certs *roots, struct pk_err *err)
 {
     static const struct pk_certs none = {NULL, 0};
     WOLFSSL_CERT_MANAGER *cm = NULL;
@@ -1546,6 +1546,75 @@ int pk_x509_verify_peer_chain(const struct pk_cert *leaf, const struct pk_certs 
     r = 0;
 out:
     return r;
+}
+
+/* True when two of certs have the same subject name. */
+static bool repeated_subject(const struct pk_certs *certs)
+{
+    for (size_t i = 0; i < certs->n; i++) {
+        for (size_t j = i + 1; j < certs->n; j++) {
+            if (slices_equal(pk_cert_subject_der(certs->v[i]), pk_cert_subject_der(certs->v[j]))) {
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/* wolfSSL's certificate manager finds the issuer of a certificate that has no authority key
+ * identifier by subject name alone, and takes the first CA of that name it holds. When two roots
+ * share a subject (Dapr names every root of a trust domain O=<trust domain>, and its issuers
+ * carry no authority key identifier), it can take the other one and refuse a chain that the
+ * right one verifies. So roots with a repeated subject are split into sets in which no subject
+ * repeats, and the chain is accepted when it verifies against one set; otherwise the error is
+ * that of the first set. */
+int pk_x509_verify_chain(const struct pk_cert *leaf, const struct pk_certs *intermediates,
+                         const struct pk_certs *roots, struct pk_err *err)
+{
+    struct pk_err first_err = {{0}};
+    int first = 0;
+    bool *placed;
+    size_t n_placed = 0;
+
+    if (!repeated_subject(roots)) {
+        return verify_chain_once(leaf, intermediates, roots, err);
+    }
+    placed = pk_xcalloc(roots->n, sizeof(bool));
+    while (n_placed < roots->n) {
+        struct pk_certs set = {pk_xcalloc(roots->n, sizeof(struct pk_cert *)), 0};
+        struct pk_err set_err = {{0}};
+        int r;
+        for (size_t i = 0; i < roots->n; i++) {
+            bool clash = false;
+            if (placed[i]) {
+                continue;
+            }
+            for (size_t k = 0; k < set.n; k++) {
+                clash = clash || slices_equal(pk_cert_subject_der(set.v[k]),
+                                              pk_cert_subject_der(roots->v[i]));
+            }
+            if (!clash) {
+                set.v[set.n++] = roots->v[i]; /* borrowed */
+                placed[i] = true;
+                n_placed++;
+            }
+        }
+        r = verify_chain_once(leaf, intermediates, &set, &set_err);
+        free(set.v);
+        if (r == 0) {
+            free(placed);
+            return 0;
+        }
+        if (first == 0) {
+            first = r;
+            first_err = set_err;
+        }
+    }
+    free(placed);
+    if (err != NULL) {
+        *err = first_err;
+    }
+    return first;
 }
 
 /* ---- issuance ---- */

@@ -20,10 +20,10 @@
 #include <wolfssl/options.h>
 #include <wolfssl/ssl.h>
 
-#include "common/hello_guard.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/tls.h"
+#include "common/tlsio.h"
 
 #define STREAM_MAGIC          0x53544d53u /* "STMS" */
 #define STREAM_READ_CHUNK     16384
@@ -49,16 +49,11 @@ struct pk_tls_stream {
     void *ctx;
     enum stream_state state;
     struct pk_buf out;
-    int hs_want; /* WOLFSSL_ERROR_WANT_READ/WRITE while handshaking */
+    int hs_want; /* PK_TLSIO_WANT_READ/WRITE while handshaking */
     bool read_wants_write;
     bool write_wants_read;
     bool shutdown_wants_write;
-    bool peer_eof; /* recv() returned 0 */
-    int io_errno;  /* last hard socket error seen by the I/O callbacks */
-    /* The peer's cleartext flight (its hellos) is checked before wolfSSL reads it
-     * (common/hello_guard.h); NULL once that is over. */
-    struct pk_hello_guard *hello_guard;
-    char hello_refused[sizeof(((struct pk_hello_guard *)0)->why)]; /* "" unless refused */
+    struct pk_tlsio io;
     ev_tstamp last_activity;
     unsigned holds;
     bool doomed; /* pk_tls_stream_free was called during a callback */
@@ -79,9 +74,9 @@ static void stream_destroy(struct pk_tls_stream *st)
     if (st->fd >= 0) {
         close(st->fd);
     }
+    pk_tlsio_clear(&st->io);
     pk_buf_free(&st->out);
     free(st->alpn);
-    pk_hello_guard_destroy(&st->hello_guard);
     st->magic = 0;
     free(st);
 }
@@ -141,88 +136,14 @@ static bool stream_gone(const struct pk_tls_stream *st)
     return st->doomed || st->closed_called || st->fail_pending;
 }
 
-static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct pk_tls_stream *st = ctx;
-    ssize_t n;
-
-    if (st->hello_refused[0] != '\0') {
-        return WOLFSSL_CBIO_ERR_GENERAL;
-    }
-    n = recv(st->fd, buf, (size_t)sz, 0);
-    if (n > 0) {
-        st->last_activity = ev_now(st->loop);
-        if (pk_hello_guard_pass(&st->hello_guard, st->fd, buf, (size_t)n, st->hello_refused,
-                                sizeof(st->hello_refused)) == PK_HELLO_REFUSE) {
-            return WOLFSSL_CBIO_ERR_GENERAL;
-        }
-        return (int)n;
-    }
-    if (n == 0) {
-        st->peer_eof = true;
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    }
-    switch (errno) {
-    case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-    case EWOULDBLOCK:
-#endif
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    case EINTR:
-        return WOLFSSL_CBIO_ERR_ISR;
-    case ECONNRESET:
-        st->io_errno = errno;
-        return WOLFSSL_CBIO_ERR_CONN_RST;
-    default:
-        st->io_errno = errno;
-        return WOLFSSL_CBIO_ERR_GENERAL;
-    }
-}
-
-static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct pk_tls_stream *st = ctx;
-
-    if (st->hello_refused[0] != '\0') {
-        /* The guard's alert is the only answer: nothing of wolfSSL's follows it. */
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    }
-    ssize_t n = send(st->fd, buf, (size_t)sz, MSG_NOSIGNAL);
-
-    if (n >= 0) {
-        if (n > 0) {
-            st->last_activity = ev_now(st->loop);
-        }
-        return (int)n;
-    }
-    switch (errno) {
-    case EAGAIN:
-#if EWOULDBLOCK != EAGAIN
-    case EWOULDBLOCK:
-#endif
-        return WOLFSSL_CBIO_ERR_WANT_WRITE;
-    case EINTR:
-        return WOLFSSL_CBIO_ERR_ISR;
-    case EPIPE:
-        st->io_errno = errno;
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    case ECONNRESET:
-        st->io_errno = errno;
-        return WOLFSSL_CBIO_ERR_CONN_RST;
-    default:
-        st->io_errno = errno;
-        return WOLFSSL_CBIO_ERR_GENERAL;
-    }
-}
-
 /* Turn a failed wolfSSL call into the stream's final result. */
 static void stream_tls_error(struct pk_tls_stream *st, int ret, const char *what)
 {
-    int e = wolfSSL_get_error(st->ssl, ret);
-    char text[128];
+    enum pk_tlsio_outcome o = pk_tlsio_outcome(&st->io, st->ssl, ret);
+    char text[192];
     char msg[256];
 
-    if (st->peer_eof || e == WOLFSSL_ERROR_ZERO_RETURN) {
+    if (st->io.peer_eof || o == PK_TLSIO_CLOSE_NOTIFY) {
         if (st->state == ST_HANDSHAKE) {
             stream_set_fail(st, PK_E_EOF, "peer closed the connection during the TLS handshake");
         } else {
@@ -230,19 +151,15 @@ static void stream_tls_error(struct pk_tls_stream *st, int ret, const char *what
         }
         return;
     }
-    if (st->hello_refused[0] != '\0') {
-        snprintf(msg, sizeof(msg), "%s: refused before the handshake: %s", what, st->hello_refused);
+    if (pk_tlsio_refused(&st->io) != NULL) {
+        snprintf(msg, sizeof(msg), "%s: refused before the handshake: %s", what,
+                 pk_tlsio_refused(&st->io));
         stream_set_fail(st, PK_E_TLS, msg);
         return;
     }
-    if (st->io_errno != 0) {
-        snprintf(msg, sizeof(msg), "%s: %s", what, strerror(st->io_errno));
-        stream_set_fail(st, -st->io_errno, msg);
-        return;
-    }
-    pk_tls_strerror(e, text, sizeof(text));
-    snprintf(msg, sizeof(msg), "%s: wolfSSL error %d (%s)", what, e, text);
-    stream_set_fail(st, PK_E_TLS, msg);
+    snprintf(msg, sizeof(msg), "%s: %s", what,
+             pk_tlsio_error_text(&st->io, st->ssl, ret, text, sizeof(text)));
+    stream_set_fail(st, st->io.io_errno != 0 ? -st->io.io_errno : PK_E_TLS, msg);
 }
 
 static void stream_handshake(struct pk_tls_stream *st)
@@ -253,9 +170,9 @@ static void stream_handshake(struct pk_tls_stream *st)
     st->hs_want = 0;
     r = wolfSSL_negotiate(st->ssl);
     if (r != WOLFSSL_SUCCESS) {
-        int e = wolfSSL_get_error(st->ssl, r);
-        if (e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE) {
-            st->hs_want = e;
+        enum pk_tlsio_outcome o = pk_tlsio_outcome(&st->io, st->ssl, r);
+        if (o == PK_TLSIO_WANT_READ || o == PK_TLSIO_WANT_WRITE) {
+            st->hs_want = o;
             return;
         }
         stream_tls_error(st, r, "TLS handshake failed");
@@ -323,11 +240,11 @@ static void stream_flush(struct pk_tls_stream *st)
             pk_buf_consume(&st->out, (size_t)n);
             continue;
         }
-        int e = wolfSSL_get_error(st->ssl, n);
-        if (e == WOLFSSL_ERROR_WANT_WRITE) {
+        enum pk_tlsio_outcome o = pk_tlsio_outcome(&st->io, st->ssl, n);
+        if (o == PK_TLSIO_WANT_WRITE) {
             return;
         }
-        if (e == WOLFSSL_ERROR_WANT_READ) {
+        if (o == PK_TLSIO_WANT_READ) {
             st->write_wants_read = true;
             return;
         }
@@ -366,11 +283,11 @@ static void stream_read(struct pk_tls_stream *st)
             }
             continue;
         }
-        int e = wolfSSL_get_error(st->ssl, n);
-        if (e == WOLFSSL_ERROR_WANT_READ) {
+        enum pk_tlsio_outcome o = pk_tlsio_outcome(&st->io, st->ssl, n);
+        if (o == PK_TLSIO_WANT_READ) {
             return;
         }
-        if (e == WOLFSSL_ERROR_WANT_WRITE) {
+        if (o == PK_TLSIO_WANT_WRITE) {
             st->read_wants_write = true;
             return;
         }
@@ -383,22 +300,19 @@ static void stream_read(struct pk_tls_stream *st)
     }
 }
 
-/* FLUSHING: once all output is written, send close_notify and half-close. */
+/* FLUSHING: once all output is written, send close_notify (tlsio's rules: once, the rest
+ * when writable) and half-close. */
 static void stream_shutdown(struct pk_tls_stream *st)
 {
     if (st->out.len > 0) {
         return;
     }
     st->shutdown_wants_write = false;
-    int r = wolfSSL_shutdown(st->ssl);
-    if (r != WOLFSSL_SUCCESS && r != WOLFSSL_SHUTDOWN_NOT_DONE) {
-        int e = wolfSSL_get_error(st->ssl, r);
-        if (e == WOLFSSL_ERROR_WANT_WRITE) {
-            st->shutdown_wants_write = true;
-            return;
-        }
-        /* Peer already gone: nothing left to say. */
+    if (pk_tlsio_shutdown(&st->io, st->ssl) == PK_TLSIO_WANT_WRITE) {
+        st->shutdown_wants_write = true;
+        return;
     }
+    /* Sent, or the peer is gone already: nothing left to say either way. */
     shutdown(st->fd, SHUT_WR);
     st->state = ST_DRAINING;
 }
@@ -428,8 +342,8 @@ static void stream_update_watchers(struct pk_tls_stream *st)
 
     switch (st->state) {
     case ST_HANDSHAKE:
-        want_read = st->hs_want == WOLFSSL_ERROR_WANT_READ;
-        want_write = st->hs_want == WOLFSSL_ERROR_WANT_WRITE;
+        want_read = st->hs_want == PK_TLSIO_WANT_READ;
+        want_write = st->hs_want == PK_TLSIO_WANT_WRITE;
         break;
     case ST_OPEN:
         want_read = (!st->read_wants_write && pk_buf_space(&st->out) > 0) || st->write_wants_read;
@@ -492,6 +406,10 @@ static void stream_run(struct pk_tls_stream *st)
     }
     if (st->state == ST_DRAINING && !stream_gone(st)) {
         stream_drain(st);
+    }
+    if (st->io.progress) {
+        st->io.progress = false;
+        st->last_activity = ev_now(st->loop); /* the loop's time: the same all run long */
     }
     if (st->doomed || st->closed_called) {
         return;
@@ -575,13 +493,7 @@ int pk_tls_stream_new(struct ev_loop *loop, int fd, WOLFSSL *ssl,
     st->ctx = ctx;
     st->state = ST_HANDSHAKE;
     pk_buf_init(&st->out, st->cfg.out_max);
-    st->hello_guard =
-            pk_hello_guard_new(wolfSSL_GetSide(ssl) == WOLFSSL_SERVER_END ? PK_HELLO_PEER_CLIENT
-                                                                          : PK_HELLO_PEER_SERVER);
-    wolfSSL_SSLSetIORecv(ssl, io_recv);
-    wolfSSL_SSLSetIOSend(ssl, io_send);
-    wolfSSL_SetIOReadCtx(ssl, st);
-    wolfSSL_SetIOWriteCtx(ssl, st);
+    pk_tlsio_attach(&st->io, ssl, fd, false);
     ev_io_init(&st->rio, stream_io_cb, fd, EV_READ);
     ev_io_init(&st->wio, stream_io_cb, fd, EV_WRITE);
     ev_timer_init(&st->timer, stream_timer_cb, st->cfg.handshake_timeout, 0.);

@@ -47,12 +47,14 @@
 #include <wolfssl/ssl.h>
 
 #include "common/buf.h"
-#include "common/hello_guard.h"
 #include "common/log.h"
 #include "common/mem.h"
 #include "common/pem.h"
 #include "common/tls.h"
+#include "common/tlsio.h"
+#include "proxy/proxy_v2.h"
 #include "proxy/recheck.h"
+#include "proxy/ring.h"
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 
@@ -65,38 +67,13 @@
 /* Rounds of run() before yielding to the loop, so one busy connection cannot starve the
  * others of its worker; the rest continues from a zero timer. */
 #define RUN_ROUNDS 16
-/* A TLS 1.3 close_notify record is 24 bytes; room to keep one that the kernel refused. */
-#define TAIL_MAX 64
-/* Read-ahead on the TLS socket (see io_recv): enough for a whole client flight, or the next
- * record header and some of its body during bulk transfer. */
-#define READ_AHEAD 2048
 
-/* PROXY protocol v2 (haproxy doc/proxy-protocol.txt §2.2). */
-#define PP2_SIGNATURE       "\r\n\r\n\0\r\nQUIT\n"
-#define PP2_SIGNATURE_LEN   12
-#define PP2_VERSION_PROXY   0x21 /* version 2, command PROXY */
-#define PP2_FAM_UNSPEC      0x00
-#define PP2_FAM_TCP4        0x11
-#define PP2_FAM_TCP6        0x21
-#define PP2_TYPE_MIN_CUSTOM 0xE0
-#define PP2_HEADER_MAX      (16 + 36 + 3 + sizeof(((struct pk_conn_summary *)0)->peer_id))
+#define PP2_HEADER_MAX PK_PROXY_V2_HEADER_MAX(sizeof(((struct pk_conn_summary *)0)->peer_id))
 
 enum phase {
     PH_CONNECT,   /* TCP connect to the target (outbound first; inbound after authorization) */
     PH_HANDSHAKE, /* TLS handshake, then authorization */
     PH_STREAM,    /* copying both ways, half-closes included */
-};
-
-/* A bounded byte ring; never moves its bytes, so a wolfSSL_write retry sees the same ones.
- * Its memory exists only while it holds bytes: allocated by the first ring_wr, released by
- * ring_trim once drained, so an idle connection costs no buffers whatever passed through it
- * before. dirty bounds what was ever written since the allocation, the span to wipe. */
-struct ring {
-    uint8_t *p; /* NULL while released */
-    size_t cap;
-    size_t head;
-    size_t len;
-    size_t dirty;
 };
 
 struct side {
@@ -147,8 +124,8 @@ struct pk_conn {
     ev_tstamp last_activity;
     struct timespec started;
 
-    struct ring to_plain;
-    struct ring to_tls;
+    struct pk_ring to_plain;
+    struct pk_ring to_tls;
     size_t proxy_hdr_left; /* header bytes at the front of to_plain, not counted as payload */
 
     /* What each blocked operation waits for: 0, EV_READ or EV_WRITE. */
@@ -165,97 +142,19 @@ struct pk_conn {
     size_t tls_wr_pending; /* length given to a wolfSSL_write that must be repeated */
     bool tls_eof;          /* close_notify (or a bare FIN) received */
     bool tls_bare_fin;     /* ... and it was a FIN without close_notify */
-    bool tls_wr_shut;      /* our close_notify handed to wolfSSL */
+    bool tls_wr_shut;      /* no more writes: our close_notify is under way */
+    bool tls_sd_done;      /* ... and all of it is in the kernel (or the peer is gone) */
     bool plain_eof;
     bool plain_wr_shut;
     bool tls_broken; /* TLS or socket failure: no close_notify at teardown */
 
-    /* Set by the wolfSSL I/O callbacks. */
-    bool io_peer_eof;
-    int io_errno;
-    bool io_stash; /* during wolfSSL_shutdown: keep what the kernel refused in tail */
-    /* The peer's cleartext flight (its hellos) is checked before wolfSSL reads it; NULL once
-     * the check is over. */
-    struct pk_hello_guard *hello_guard;
-    bool hello_refused; /* the guard refused: hello_why says why */
-    char hello_why[sizeof(((struct pk_hello_guard *)0)->why)];
-    uint8_t tail[TAIL_MAX];
-    size_t tail_len;
-    /* Ciphertext received past what wolfSSL asked for; allocated on demand, released when
-     * empty (with the rings). */
-    uint8_t *ra;
-    size_t ra_off;
-    size_t ra_len;
+    struct pk_tlsio tlsio; /* the TLS side's socket I/O (common/tlsio) */
 
     unsigned holds;
     bool finishing;
     struct pk_conn_summary sum;
     struct pk_live_bytes *live_bytes; /* NULL = none */
 };
-
-/* ---- rings -------------------------------------------------------------------------------- */
-
-static uint8_t *ring_rd(const struct ring *r, size_t *n)
-{
-    if (r->len == 0) {
-        *n = 0;
-        return r->p; /* possibly NULL: released */
-    }
-    *n = PK_MIN(r->len, r->cap - r->head);
-    return r->p + r->head;
-}
-
-static uint8_t *ring_wr(struct ring *r, size_t *n)
-{
-    if (r->p == NULL) {
-        r->p = pk_xmalloc(r->cap);
-        r->head = r->len = r->dirty = 0;
-    }
-    if (r->len == 0) {
-        r->head = 0; /* the largest contiguous space; nothing can point into an empty ring */
-    }
-    size_t tail = (r->head + r->len) % r->cap;
-    if (r->len == r->cap) {
-        *n = 0;
-    } else if (tail >= r->head) {
-        *n = r->cap - tail;
-    } else {
-        *n = r->head - tail;
-    }
-    return r->p + tail;
-}
-
-static void ring_commit(struct ring *r, size_t n)
-{
-    size_t end = (r->head + r->len) % r->cap + n;
-    r->dirty = PK_MAX(r->dirty, end);
-    r->len += n;
-}
-
-static void ring_consume(struct ring *r, size_t n)
-{
-    r->head = (r->head + n) % r->cap;
-    r->len -= n;
-}
-
-/* Release the memory (keeping the capacity for the next ring_wr). The bytes are application
- * plaintext (decrypted, or on their way to be encrypted): wiped like any secret, but only the
- * span ever written, not the whole capacity at every close. */
-static void ring_release(struct ring *r)
-{
-    if (r->p != NULL) {
-        r->p = pk_free_secret(r->p, r->dirty);
-    }
-    r->len = r->head = r->dirty = 0;
-}
-
-/* Release a drained ring. */
-static void ring_trim(struct ring *r)
-{
-    if (r->len == 0) {
-        ring_release(r);
-    }
-}
 
 /* ---- names and formatting ----------------------------------------------------------------- */
 
@@ -343,24 +242,6 @@ static void side_stop(struct pk_conn *c, struct side *s)
     ev_io_stop(c->loop, &s->w);
 }
 
-/* Send what the kernel refused of our close_notify: 0 when nothing is left, PK_E_AGAIN when the
- * socket is full, else -errno. */
-static int tail_flush(struct pk_conn *c)
-{
-    while (c->tail_len > 0) {
-        ssize_t n = send(c->tls->fd, c->tail, c->tail_len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return errno == EAGAIN || errno == EWOULDBLOCK ? PK_E_AGAIN : -errno;
-        }
-        memmove(c->tail, c->tail + n, c->tail_len - (size_t)n);
-        c->tail_len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* A peer that finished its handshake hears close_notify when we end the conversation
  * ourselves (denied, timeouts, shutdown), not after an error or a reset: a close_notify there
  * would pass an aborted stream off as a complete one. One non-blocking attempt. */
@@ -381,10 +262,7 @@ static void teardown_close_notify(struct pk_conn *c)
     if (c->ssl == NULL || !c->hs_done || c->tls_broken) {
         return;
     }
-    if (!c->tls_wr_shut) {
-        (void)wolfSSL_shutdown(c->ssl);
-    }
-    (void)tail_flush(c);
+    (void)pk_tlsio_shutdown(&c->tlsio, c->ssl); /* or the rest of it */
 }
 
 static void conn_destroy(struct pk_conn *c)
@@ -418,10 +296,9 @@ static void conn_destroy(struct pk_conn *c)
     pk_addrset_unref(c->targets);
     pk_cert_free(c->peer_leaf);
     pk_tls_peer_chain_clear(&c->peer_chain);
-    pk_hello_guard_destroy(&c->hello_guard);
-    ring_release(&c->to_plain);
-    ring_release(&c->to_tls);
-    free(c->ra);
+    pk_ring_release(&c->to_plain);
+    pk_ring_release(&c->to_tls);
+    pk_tlsio_clear(&c->tlsio);
     free(c->sni);
     sum = c->sum;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -441,127 +318,14 @@ static void conn_release(struct pk_conn *c)
     }
 }
 
-/* ---- wolfSSL I/O callbacks ---------------------------------------------------------------- */
-
-/* Our own callbacks rather than wolfSSL's: Debian's 5.5.4 EmbedSend calls send() with
- * ssl->wflags, which nothing sets, so the flags are 0 (strace shows it) and writing to a peer
- * that went away raises SIGPIPE. They also tell a clean EOF from a reset, which wolfSSL's error
- * codes blur. */
-/*
- * wolfSSL asks for exactly what it needs next: a 5-byte record header, then the body. Each ask
- * going to the kernel would cost two recv() per record. So one recvmsg() fills wolfSSL's buffer
- * first and lets whatever else has arrived spill into a small read-ahead buffer, which serves
- * the next asks: a handshake flight or a small record costs one system call, and bulk records
- * find their header already here. Only ciphertext is held, and wolfSSL only hears WANT_READ
- * when the read-ahead is empty, so the run loop's rule (a TLS read that did not say WANT_READ
- * may have more) still holds.
- */
-/* Bytes about to go to wolfSSL pass the hello guard first (common/hello_guard.h): n, or an
- * I/O error once it refused, so that wolfSSL never reads what it refused. */
-static int hello_guard_check(struct pk_conn *c, const char *buf, int n)
+/* The socket event a blocked TLS operation waits for: EV_READ, EV_WRITE, or 0 when the outcome
+ * is not a wait. */
+static int want_events(enum pk_tlsio_outcome o)
 {
-    if (pk_hello_guard_pass(&c->hello_guard, c->tls->fd, buf, (size_t)n, c->hello_why,
-                            sizeof(c->hello_why)) == PK_HELLO_REFUSE) {
-        c->hello_refused = true;
-        return WOLFSSL_CBIO_ERR_GENERAL;
-    }
-    return n;
+    return o == PK_TLSIO_WANT_READ ? EV_READ : o == PK_TLSIO_WANT_WRITE ? EV_WRITE : 0;
 }
 
-static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct pk_conn *c = ctx;
-    ssize_t n;
-
-    (void)ssl;
-    if (c->hello_refused) {
-        return WOLFSSL_CBIO_ERR_GENERAL;
-    }
-    if (c->ra_len > 0) {
-        size_t take = PK_MIN((size_t)sz, c->ra_len);
-        memcpy(buf, c->ra + c->ra_off, take);
-        c->ra_off += take;
-        c->ra_len -= take;
-        return hello_guard_check(c, buf, (int)take);
-    }
-    if (c->ra == NULL) {
-        c->ra = pk_xmalloc(READ_AHEAD);
-    }
-    struct iovec iov[2] = {
-            {.iov_base = buf, .iov_len = (size_t)sz},
-            {.iov_base = c->ra, .iov_len = READ_AHEAD},
-    };
-    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
-    do {
-        n = recvmsg(c->tls->fd, &msg, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n > sz) {
-        c->ra_off = 0;
-        c->ra_len = (size_t)(n - sz);
-        return hello_guard_check(c, buf, sz);
-    }
-    if (n > 0) {
-        return hello_guard_check(c, buf, (int)n);
-    }
-    if (n == 0) {
-        c->io_peer_eof = true;
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    }
-    c->io_errno = errno;
-    return errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST : WOLFSSL_CBIO_ERR_GENERAL;
-}
-
-static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    struct pk_conn *c = ctx;
-
-    if (c->hello_refused) {
-        /* The guard's alert is the only answer: nothing of wolfSSL's follows it. */
-        return WOLFSSL_CBIO_ERR_CONN_CLOSE;
-    }
-    ssize_t n;
-
-    (void)ssl;
-    /* Whatever wolfSSL sends next must follow the stashed bytes. */
-    int t = c->tail_len > 0 ? tail_flush(c) : 0;
-    if (t < 0) {
-        c->io_errno = -t;
-        return WOLFSSL_CBIO_ERR_CONN_RST;
-    }
-    if (t == PK_E_AGAIN) {
-        if (c->io_stash && (size_t)sz <= TAIL_MAX - c->tail_len) {
-            memcpy(c->tail + c->tail_len, buf, (size_t)sz);
-            c->tail_len += (size_t)sz;
-            return sz;
-        }
-        return WOLFSSL_CBIO_ERR_WANT_WRITE;
-    }
-    do {
-        n = send(c->tls->fd, buf, (size_t)sz, MSG_NOSIGNAL);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        c->io_errno = errno;
-        return errno == EPIPE || errno == ECONNRESET ? WOLFSSL_CBIO_ERR_CONN_RST
-                                                     : WOLFSSL_CBIO_ERR_GENERAL;
-    }
-    if (n < 0) {
-        n = 0;
-    }
-    /* wolfSSL_shutdown would send a second close_notify if asked again after WANT_WRITE (it
-     * marks the alert sent only on success), and there is no public flush: keep the rest of
-     * the alert record ourselves and send it when the socket is writable. */
-    if (c->io_stash && (size_t)(sz - n) <= TAIL_MAX - c->tail_len) {
-        memcpy(c->tail + c->tail_len, buf + n, (size_t)(sz - n));
-        c->tail_len += (size_t)(sz - n);
-        return sz;
-    }
-    return n > 0 ? (int)n : WOLFSSL_CBIO_ERR_WANT_WRITE;
-}
-
-/* A WOLFSSL for the TLS side, speaking through the callbacks above. 0 or pk_tls_session_new's
+/* A WOLFSSL for the TLS side, speaking through common/tlsio. 0 or pk_tls_session_new's
  * error. */
 static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err *err)
 {
@@ -569,13 +333,9 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
     if (rc != 0) {
         return rc;
     }
-    wolfSSL_SSLSetIORecv(c->ssl, io_recv);
-    wolfSSL_SSLSetIOSend(c->ssl, io_send);
-    wolfSSL_SetIOReadCtx(c->ssl, c);
-    wolfSSL_SetIOWriteCtx(c->ssl, c);
+    /* Read-ahead: a handshake flight or a small record costs one recvmsg() (common/tlsio). */
+    pk_tlsio_attach(&c->tlsio, c->ssl, c->tls->fd, true);
     pk_tls_session_record_peer_chain(ctx, c->ssl, &c->peer_chain);
-    c->hello_guard = pk_hello_guard_new(pk_tls_ctx_is_server(ctx) ? PK_HELLO_PEER_CLIENT
-                                                                  : PK_HELLO_PEER_SERVER);
     return 0;
 }
 
@@ -583,27 +343,24 @@ static int tls_session(struct pk_conn *c, struct pk_tls_ctx *ctx, struct pk_err 
 static void tls_fail(struct pk_conn *c, int ret, enum pk_conn_close_reason tls_reason,
                      const char *what)
 {
-    int e = wolfSSL_get_error(c->ssl, ret);
-    char text[96];
+    enum pk_conn_close_reason socket_reason =
+            c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET;
+    char text[192];
 
     c->tls_broken = true;
-    if (c->hello_refused) {
+    if (pk_tlsio_refused(&c->tlsio) != NULL) {
         conn_fail(c, PK_CLOSE_HANDSHAKE_FAILED, "%s %s: refused before the handshake: %s", what,
-                  c->tls->name, c->hello_why);
+                  c->tls->name, pk_tlsio_refused(&c->tlsio));
         return;
     }
-    if (c->io_errno != 0) {
-        conn_fail(c, c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET,
-                  "%s %s: %s", what, c->tls->name, strerror(c->io_errno));
+    pk_tlsio_error_text(&c->tlsio, c->ssl, ret, text, sizeof(text));
+    if (c->tlsio.io_errno == 0 && c->tlsio.peer_eof) {
+        conn_fail(c, socket_reason, "%s %s: connection closed by the %s", what, c->tls->name,
+                  c->tls->name);
         return;
     }
-    if (c->io_peer_eof) {
-        conn_fail(c, c->phase == PH_HANDSHAKE ? PK_CLOSE_HANDSHAKE_FAILED : PK_CLOSE_RESET,
-                  "%s %s: connection closed by the %s", what, c->tls->name, c->tls->name);
-        return;
-    }
-    pk_tls_strerror(e, text, sizeof(text));
-    conn_fail(c, tls_reason, "%s %s: wolfSSL error %d (%s)", what, c->tls->name, e, text);
+    conn_fail(c, c->tlsio.io_errno != 0 ? socket_reason : tls_reason, "%s %s: %s", what,
+              c->tls->name, text);
 }
 
 /* ---- phases ------------------------------------------------------------------------------- */
@@ -806,80 +563,38 @@ static bool step_handshake(struct pk_conn *c)
     if (r == WOLFSSL_SUCCESS) {
         return handshake_done(c);
     }
-    int e = wolfSSL_get_error(c->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_READ) {
-        c->hs_want = EV_READ;
-        return false;
+    c->hs_want = want_events(pk_tlsio_outcome(&c->tlsio, c->ssl, r));
+    if (c->hs_want == 0) {
+        tls_fail(c, r, PK_CLOSE_HANDSHAKE_FAILED, "TLS handshake with");
     }
-    if (e == WOLFSSL_ERROR_WANT_WRITE) {
-        c->hs_want = EV_WRITE;
-        return false;
-    }
-    tls_fail(c, r, PK_CLOSE_HANDSHAKE_FAILED, "TLS handshake with");
     return false;
 }
 
-/* Append the PROXY v2 header for this connection to out (PP2_HEADER_MAX bytes). */
-static size_t proxy_v2_header(const struct pk_conn *c, uint8_t *out)
+/* The PROXY v2 header for this connection: the client's address and ours. */
+static size_t proxy_v2_header(const struct pk_conn *c, uint8_t out[PP2_HEADER_MAX])
 {
     struct sockaddr_storage local;
     socklen_t local_len = sizeof(local);
-    const struct sockaddr_storage *peer = &c->peer;
-    size_t id_len = strlen(c->sum.peer_id);
-    size_t n = PP2_SIGNATURE_LEN + 4;
-    uint8_t fam = PP2_FAM_UNSPEC;
 
-    memcpy(out, PP2_SIGNATURE, PP2_SIGNATURE_LEN);
-    out[12] = PP2_VERSION_PROXY;
     if (getsockname(c->acc.fd, (struct sockaddr *)&local, &local_len) != 0) {
         local.ss_family = AF_UNSPEC;
     }
-    if (peer->ss_family == AF_INET && local.ss_family == AF_INET) {
-        const struct sockaddr_in *s = (const struct sockaddr_in *)peer;
-        const struct sockaddr_in *d = (const struct sockaddr_in *)&local;
-        fam = PP2_FAM_TCP4;
-        memcpy(out + n, &s->sin_addr, 4);
-        memcpy(out + n + 4, &d->sin_addr, 4);
-        memcpy(out + n + 8, &s->sin_port, 2);
-        memcpy(out + n + 10, &d->sin_port, 2);
-        n += 12;
-    } else if (peer->ss_family == AF_INET6 && local.ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s = (const struct sockaddr_in6 *)peer;
-        const struct sockaddr_in6 *d = (const struct sockaddr_in6 *)&local;
-        fam = PP2_FAM_TCP6;
-        memcpy(out + n, &s->sin6_addr, 16);
-        memcpy(out + n + 16, &d->sin6_addr, 16);
-        memcpy(out + n + 32, &s->sin6_port, 2);
-        memcpy(out + n + 34, &d->sin6_port, 2);
-        n += 36;
-    }
-    /* Unix sockets (or mixed families) have no TCP addresses to tell: UNSPEC, and the
-     * receiver keeps the socket's own addresses, but still reads the TLVs. */
-    out[13] = fam;
-    out[n++] = PP2_TYPE_MIN_CUSTOM;
-    out[n++] = (uint8_t)(id_len >> 8);
-    out[n++] = (uint8_t)id_len;
-    memcpy(out + n, c->sum.peer_id, id_len);
-    n += id_len;
-    size_t body = n - (PP2_SIGNATURE_LEN + 4);
-    out[14] = (uint8_t)(body >> 8);
-    out[15] = (uint8_t)body;
-    return n;
+    return pk_proxy_v2_header(&c->peer, &local, c->sum.peer_id, out);
 }
 
 static void start_streaming(struct pk_conn *c)
 {
-    /* The rings get memory on their first byte (ring_wr): a connection that never
+    /* The rings get memory on their first byte (pk_ring_wr): a connection that never
      * authenticates, or sits idle, costs no buffers. */
     c->to_plain.cap = c->to_tls.cap = c->limits.buffer_size;
     if (c->dir == PK_CONN_INBOUND && c->proxy_protocol) {
         uint8_t hdr[PP2_HEADER_MAX];
         size_t n = proxy_v2_header(c, hdr);
         size_t space;
-        uint8_t *p = ring_wr(&c->to_plain, &space);
+        uint8_t *p = pk_ring_wr(&c->to_plain, &space);
         PK_ASSERT(space >= n);
         memcpy(p, hdr, n);
-        ring_commit(&c->to_plain, n);
+        pk_ring_commit(&c->to_plain, n);
         c->proxy_hdr_left = n;
     }
     set_nodelay(c->acc.fd);
@@ -922,30 +637,26 @@ static bool tls_read(struct pk_conn *c)
     if (c->finishing || c->tls_eof || c->tls_rd_want != 0) {
         return false;
     }
-    p = ring_wr(&c->to_plain, &space);
+    p = pk_ring_wr(&c->to_plain, &space);
     if (space == 0) {
         return false; /* backpressure; wolfSSL keeps the rest until there is room */
     }
     r = wolfSSL_read(c->ssl, p, (int)PK_MIN(space, (size_t)INT_MAX));
     if (r > 0) {
-        ring_commit(&c->to_plain, (size_t)r);
+        pk_ring_commit(&c->to_plain, (size_t)r);
         c->last_activity = ev_now(c->loop);
         return true;
     }
-    int e = wolfSSL_get_error(c->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_READ) {
-        c->tls_rd_want = EV_READ;
+    enum pk_tlsio_outcome o = pk_tlsio_outcome(&c->tlsio, c->ssl, r);
+    c->tls_rd_want = want_events(o);
+    if (c->tls_rd_want != 0) {
         return false;
     }
-    if (e == WOLFSSL_ERROR_WANT_WRITE) {
-        c->tls_rd_want = EV_WRITE;
-        return false;
-    }
-    if (e == WOLFSSL_ERROR_ZERO_RETURN || (c->io_peer_eof && c->io_errno == 0)) {
+    if (o == PK_TLSIO_CLOSE_NOTIFY || o == PK_TLSIO_FIN) {
         /* close_notify, or a bare FIN: both end this direction once it is drained (the
          * summary notes the FIN: the stream may have been truncated). */
         c->tls_eof = true;
-        c->tls_bare_fin = e != WOLFSSL_ERROR_ZERO_RETURN;
+        c->tls_bare_fin = o == PK_TLSIO_FIN;
         return true;
     }
     tls_fail(c, r, PK_CLOSE_TLS_ERROR, "TLS read from");
@@ -961,7 +672,7 @@ static bool tls_write(struct pk_conn *c)
     if (c->finishing || c->tls_wr_want != 0 || c->tls_wr_shut) {
         return false;
     }
-    p = ring_rd(&c->to_tls, &n);
+    p = pk_ring_rd(&c->to_tls, &n);
     if (c->tls_wr_pending > 0) {
         n = c->tls_wr_pending; /* wolfSSL wants exactly the same call again */
     }
@@ -972,14 +683,13 @@ static bool tls_write(struct pk_conn *c)
     r = wolfSSL_write(c->ssl, p, (int)n);
     if (r > 0) {
         c->tls_wr_pending = 0;
-        ring_consume(&c->to_tls, (size_t)r);
+        pk_ring_consume(&c->to_tls, (size_t)r);
         count_to(c, c->tls, (size_t)r);
         return true;
     }
-    int e = wolfSSL_get_error(c->ssl, r);
-    if (e == WOLFSSL_ERROR_WANT_WRITE || e == WOLFSSL_ERROR_WANT_READ) {
+    c->tls_wr_want = want_events(pk_tlsio_outcome(&c->tlsio, c->ssl, r));
+    if (c->tls_wr_want != 0) {
         c->tls_wr_pending = n;
-        c->tls_wr_want = e == WOLFSSL_ERROR_WANT_WRITE ? EV_WRITE : EV_READ;
         return false;
     }
     tls_fail(c, r, PK_CLOSE_TLS_ERROR, "TLS write to");
@@ -1000,13 +710,13 @@ static bool plain_read(struct pk_conn *c)
     if (c->finishing || c->plain_eof || c->plain_rd_want != 0) {
         return false;
     }
-    p = ring_wr(&c->to_tls, &space);
+    p = pk_ring_wr(&c->to_tls, &space);
     if (space == 0) {
         return false;
     }
     n = recv(c->plain->fd, p, space, 0);
     if (n > 0) {
-        ring_commit(&c->to_tls, (size_t)n);
+        pk_ring_commit(&c->to_tls, (size_t)n);
         c->last_activity = ev_now(c->loop);
         return true;
     }
@@ -1034,7 +744,7 @@ static bool plain_write(struct pk_conn *c)
     if (c->finishing || c->plain_wr_want != 0 || c->plain_wr_shut) {
         return false;
     }
-    p = ring_rd(&c->to_plain, &len);
+    p = pk_ring_rd(&c->to_plain, &len);
     if (len == 0) {
         return false;
     }
@@ -1043,7 +753,7 @@ static bool plain_write(struct pk_conn *c)
         size_t payload = (size_t)n;
         size_t hdr = PK_MIN(payload, c->proxy_hdr_left);
         c->proxy_hdr_left -= hdr;
-        ring_consume(&c->to_plain, (size_t)n);
+        pk_ring_consume(&c->to_plain, (size_t)n);
         count_to(c, c->plain, payload - hdr);
         return true;
     }
@@ -1058,6 +768,35 @@ static bool plain_write(struct pk_conn *c)
     return false;
 }
 
+/* The plain side ended and everything it sent is written: say close_notify, once (tlsio's
+ * rules), the rest of it when the socket is writable again. */
+static bool tls_close_notify(struct pk_conn *c)
+{
+    bool first = !c->tls_wr_shut;
+
+    if (!c->plain_eof || c->to_tls.len != 0 || c->tls_sd_done || c->tls_sd_want != 0) {
+        return false;
+    }
+    c->tls_wr_shut = true;
+    int r = pk_tlsio_shutdown(&c->tlsio, c->ssl);
+    if (r == 0 || (r == PK_TLSIO_FAILED && c->tls_eof)) {
+        /* Sent; or the peer is gone already (a bare FIN): nobody to tell. */
+        c->tls_sd_done = true;
+        return true;
+    }
+    if (r == PK_TLSIO_WANT_WRITE) {
+        c->tls_sd_want = EV_WRITE;
+        return first;
+    }
+    if (r == PK_TLSIO_FAILED) {
+        tls_fail(c, WOLFSSL_FATAL_ERROR, PK_CLOSE_TLS_ERROR, "sending close_notify to");
+        return false;
+    }
+    c->tls_broken = true;
+    conn_fail(c, PK_CLOSE_RESET, "sending close_notify to %s: %s", c->tls->name, strerror(-r));
+    return false;
+}
+
 /* Propagate EOFs once the buffer towards that side is drained. */
 static bool half_close(struct pk_conn *c)
 {
@@ -1066,41 +805,9 @@ static bool half_close(struct pk_conn *c)
     if (c->finishing) {
         return false;
     }
-    if (c->plain_eof && c->to_tls.len == 0 && !c->tls_wr_shut && c->tls_sd_want == 0) {
-        c->io_stash = true;
-        int r = wolfSSL_shutdown(c->ssl);
-        c->io_stash = false;
-        if (r == WOLFSSL_SUCCESS || r == WOLFSSL_SHUTDOWN_NOT_DONE) {
-            c->tls_wr_shut = true;
-            progress = true;
-        } else {
-            int e = wolfSSL_get_error(c->ssl, r);
-            if (e == WOLFSSL_ERROR_WANT_WRITE) {
-                c->tls_sd_want = EV_WRITE;
-            } else if (e == WOLFSSL_ERROR_WANT_READ) {
-                c->tls_sd_want = EV_READ;
-            } else if (c->tls_eof) {
-                /* The peer is gone already (a bare FIN): nobody to tell. */
-                c->tls_wr_shut = true;
-                progress = true;
-            } else {
-                tls_fail(c, r, PK_CLOSE_TLS_ERROR, "sending close_notify to");
-                return false;
-            }
-        }
-    }
-    if (c->tail_len > 0 && c->tls_sd_want == 0) {
-        int t = tail_flush(c);
-        if (t == 0) {
-            progress = true;
-        } else if (t == PK_E_AGAIN) {
-            c->tls_sd_want = EV_WRITE;
-        } else {
-            c->tls_broken = true;
-            conn_fail(c, PK_CLOSE_RESET, "sending close_notify to %s: %s", c->tls->name,
-                      strerror(-t));
-            return false;
-        }
+    progress |= tls_close_notify(c);
+    if (c->finishing) {
+        return false;
     }
     if (c->tls_eof && c->to_plain.len == 0 && !c->plain_wr_shut) {
         /* An error here (the target reset already) shows up on the next read. */
@@ -1108,7 +815,7 @@ static bool half_close(struct pk_conn *c)
         c->plain_wr_shut = true;
         progress = true;
     }
-    if (c->plain_eof && c->tls_wr_shut && c->tail_len == 0 && c->tls_eof && c->plain_wr_shut) {
+    if (c->plain_eof && c->tls_sd_done && c->tls_eof && c->plain_wr_shut) {
         conn_fail(c, PK_CLOSE_DONE, "%s",
                   c->tls_bare_fin ? "TLS peer closed without close_notify" : "");
         return false;
@@ -1198,12 +905,9 @@ static void conn_run(struct pk_conn *c)
         ev_timer_start(c->loop, &c->t_kick);
     } else {
         /* Waiting for the sockets now: drained buffers need not stay. */
-        ring_trim(&c->to_plain);
-        ring_trim(&c->to_tls);
-        if (c->ra_len == 0) {
-            free(c->ra);
-            c->ra = NULL;
-        }
+        pk_ring_trim(&c->to_plain);
+        pk_ring_trim(&c->to_tls);
+        pk_tlsio_trim(&c->tlsio);
     }
     update_watchers(c);
 }
@@ -1362,20 +1066,11 @@ static void apply_limits(struct pk_conn_limits *out, const struct pk_conn_limits
     }
 }
 
-int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct pk_conn **out,
-                  struct pk_err *err)
+/* A connection in its first phase's state, nothing started. */
+static struct pk_conn *conn_new(struct ev_loop *loop, const struct pk_conn_params *p)
 {
-    struct pk_conn *c = NULL;
-    int rc;
+    struct pk_conn *c = pk_xcalloc(1, sizeof(*c));
 
-    rc = check_params(p, err);
-    if (rc != 0) {
-        if (p->fd >= 0) {
-            close(p->fd);
-        }
-        return rc;
-    }
-    c = pk_xcalloc(1, sizeof(*c));
     c->magic = CONN_MAGIC;
     c->loop = loop;
     c->dir = p->dir;
@@ -1423,6 +1118,23 @@ int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct p
     ev_periodic_init(&c->t_expiry, expiry_cb, 0., 0., NULL);
     c->t_connect.data = c->t_handshake.data = c->t_idle.data = c;
     c->t_lifetime.data = c->t_kick.data = c->t_expiry.data = c;
+    return c;
+}
+
+int pk_conn_start(struct ev_loop *loop, const struct pk_conn_params *p, struct pk_conn **out,
+                  struct pk_err *err)
+{
+    struct pk_conn *c = NULL;
+    int rc;
+
+    rc = check_params(p, err);
+    if (rc != 0) {
+        if (p->fd >= 0) {
+            close(p->fd);
+        }
+        return rc;
+    }
+    c = conn_new(loop, p);
 
     /* The caller promised a non-blocking socket; make sure, as one blocking call would stall
      * every connection of the worker. */
@@ -1503,5 +1215,5 @@ size_t pk_conn_buffer_bytes(const struct pk_conn *c)
 {
     PK_ASSERT(c->magic == CONN_MAGIC);
     return (c->to_plain.p != NULL ? c->to_plain.cap : 0) +
-           (c->to_tls.p != NULL ? c->to_tls.cap : 0) + (c->ra != NULL ? READ_AHEAD : 0);
+           (c->to_tls.p != NULL ? c->to_tls.cap : 0) + pk_tlsio_buffer_bytes(&c->tlsio);
 }

@@ -72,6 +72,7 @@ struct pk_sidecar_config *pk_sidecar_config_new(void)
     cfg->agent.request_timeout = 10;
     cfg->agent.allow_tls12 = false;
     cfg->agent.export_signal = SIGHUP;
+    cfg->agent.export_group = -1;
     cfg->agent.control_plane_trust_domain = pk_xstrdup(DEFAULT_CP_TD);
     cfg->agent.control_plane_namespace = pk_xstrdup(DEFAULT_CP_NS);
     cfg->admin_listen = pk_xstrdup(DEFAULT_ADMIN_LISTEN);
@@ -106,6 +107,7 @@ static bool field_equal(const struct key *k, const void *a, const void *b)
     case K_COUNT:
     case K_MARK:
     case K_OWNER:
+    case K_GROUP:
         return *(const long *)x == *(const long *)y;
     case K_UNMAPPED:
         return *(const enum pk_unmapped_policy *)x == *(const enum pk_unmapped_policy *)y;

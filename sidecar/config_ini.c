@@ -508,6 +508,11 @@ static int check_file_rules(struct parser *ps, const struct pk_sidecar_config *i
                   "export_pid_file is signalled after an export, but export_dir is not set")) {
         return PK_E_INVALID;
     }
+    if (*dir == NULL && find_seen(ps, "export_group") != NULL &&
+        fail_pair(ps, "export_group", "export_dir",
+                  "export_group is the group of the exported files, but export_dir is not set")) {
+        return PK_E_INVALID;
+    }
     if (*pid_file == NULL && find_seen(ps, "export_signal") != NULL &&
         fail_pair(ps, "export_signal", "export_pid_file",
                   "export_signal needs export_pid_file (the process to signal)")) {

@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <ini.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -55,6 +56,9 @@ const struct key config_agent_keys[] = {
             .doc = "also accept TLS 1.2 (AEAD suites only); otherwise TLS 1.3 only"),
         KEY("export_dir", K_STRING, agent.export_dir, 0, 0, NULL, .arg = "DIR",
             .doc = "write cert.pem, key.pem (0600) and bundle.pem here after each renewal"),
+        KEY("export_group", K_GROUP, agent.export_group, 0, 0, NULL, .arg = "GROUP",
+            .doc = "give the exported files to this group (name or gid): key.pem 0640, version "
+                   "directories 0750; picket must be a member of it"),
         KEY("export_command", K_STRING, agent.export_command, 0, 0, NULL, .arg = "COMMAND",
             .doc = "run with /bin/sh -c after each export"),
         KEY("export_pid_file", K_STRING, agent.export_pid_file, 0, 0, NULL, .arg = "FILE",
@@ -331,6 +335,40 @@ static int parse_count(const char *text, long min, long max, long *out)
         return PK_E_INVALID;
     }
     *out = v;
+    return 0;
+}
+
+/* A group name, looked up when the file is read so that a typo is an error with its line, or a
+ * numeric gid (taken as it is: the group may exist only in a directory service). */
+static int parse_group(const char *text, long *out, struct pk_err *err)
+{
+    char q[QUOTE_LEN];
+    char buf[16384];
+    struct group grp, *found = NULL;
+    int r;
+
+    if (text[0] >= '0' && text[0] <= '9') {
+        /* (gid_t)-1 means "no change" to fchown: not a real group. */
+        if (parse_count(text, 0, 4294967294L, out) != 0) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "'%s' is not a group name or a gid from 0 to "
+                              "4294967294",
+                              pk_quote(q, sizeof(q), text, strlen(text)));
+        }
+        return 0;
+    }
+    r = getgrnam_r(text, &grp, buf, sizeof(buf), &found);
+    if (r != 0) {
+        return pk_err_set(err, -r, "cannot look up group '%s': %s",
+                          pk_quote(q, sizeof(q), text, strlen(text)), strerror(r));
+    }
+    if (found == NULL) {
+        return pk_err_set(err, PK_E_INVALID,
+                          "no group named '%s' on this system: create it (groupadd) or give a "
+                          "numeric gid",
+                          pk_quote(q, sizeof(q), text, strlen(text)));
+    }
+    *out = (long)grp.gr_gid;
     return 0;
 }
 
@@ -744,6 +782,8 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
         }
         *(long *)field = n;
         return 0;
+    case K_GROUP:
+        return parse_group(value, (long *)field, err);
     case K_OWNER:
         /* (uid_t)-1 means "no change" to the kernel: not a real owner. */
         if (parse_count(value, 0, 4294967294L, &n) != 0) {
@@ -780,6 +820,7 @@ void config_move_field(const struct key *k, void *to, void *from)
     case K_COUNT:
     case K_MARK:
     case K_OWNER:
+    case K_GROUP:
         memcpy(dst, src, sizeof(long));
         return;
     case K_UNMAPPED:

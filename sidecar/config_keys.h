@@ -54,6 +54,7 @@ enum key_type {
     K_UNMAPPED, /* deny or passthrough */
     K_MARK,     /* a 32-bit firewall mark, decimal or 0x hex; 0 = none */
     K_OWNER,    /* a uid or gid */
+    K_GROUP,    /* a group name (resolved at load) or numeric gid, stored as a long; -1 = none */
 };
 
 /* The key types whose field is a char * (the text as written, checked): one list for every

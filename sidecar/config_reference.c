@@ -123,6 +123,12 @@ static const char *default_text(const struct key *k, const void *base, char *buf
     case K_MARK:
         snprintf(buf, len, "%#lx", *(const long *)field);
         return buf;
+    case K_GROUP:
+        if (*(const long *)field < 0) {
+            return NULL; /* none */
+        }
+        snprintf(buf, len, "%ld", *(const long *)field);
+        return buf;
     case K_UNMAPPED:
         return *(const enum pk_unmapped_policy *)field == PK_UNMAPPED_PASSTHROUGH ? "passthrough"
                                                                                   : "deny";

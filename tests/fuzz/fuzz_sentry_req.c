@@ -61,6 +61,12 @@ static struct pk_sentry_service **services(void)
     return svc;
 }
 
+/* An empty field may have no bytes at all (ptr NULL), which memchr must not be given. */
+static bool has_nul(struct pk_slice s)
+{
+    return s.len > 0 && memchr(s.ptr, '\0', s.len) != NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct pk_sentry_service **svc = services();
@@ -81,9 +87,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             struct pk_sentry_request req;
             struct pk_err err;
             if (pk_sentry_request_decode(pk_slice_make(data, size), &req, &err) != 0 ||
-                memchr(req.id.ptr, '\0', req.id.len) != NULL ||
-                memchr(req.namespace_.ptr, '\0', req.namespace_.len) != NULL ||
-                memchr(req.trust_domain.ptr, '\0', req.trust_domain.len) != NULL ||
+                has_nul(req.id) || has_nul(req.namespace_) || has_nul(req.trust_domain) ||
                 pk_sentry_classify_id(req.id, req.namespace_, "dapr-system") ==
                         PK_SENTRY_ID_SENTRY) {
                 abort();

@@ -28,8 +28,13 @@ class Scribbler:
     def run(self):
         while not self.stop_event.is_set():
             if self.data is not None:
-                with open(self.path, "wb") as f:
+                # Written beside and renamed over, as careful tools do: an in-place rewrite can
+                # be read half-done (empty) by a loaded machine's reader, which is a refusal of
+                # its own and not what these tests count.
+                tmp = self.path.with_name(f".{self.path.name}.tmp")
+                with open(tmp, "wb") as f:
                     f.write(self.data(self.writes) if callable(self.data) else self.data)
+                os.replace(tmp, self.path)
             else:
                 with open(self.path, "a") as f:
                     f.write(f"ts={time.time()} level=info line={self.writes}\n")

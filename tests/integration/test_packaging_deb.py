@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from harness import REPO, free_port, picket_bin, port_open, run
+from harness import REPO, free_port, picket_bin, port_open, run, wait_for
 from packaging_util import localize_ini, run_until_ready
 
 BUILD = os.path.join(REPO, "packaging", "deb", "build")
@@ -33,6 +33,7 @@ FILES = {
     "usr/share/doc/picket/copyright": 0o644,
     "usr/share/doc/picket/changelog.Debian.gz": 0o644,
     "usr/share/doc/picket/examples/transparent.conf": 0o644,
+    "usr/share/doc/picket/examples/export-group.conf": 0o644,
     "usr/share/lintian/overrides/picket": 0o644,
 }
 
@@ -182,9 +183,13 @@ def test_example_config_starts_picket_run(unpacked, tmp_path, start_sentry, swit
         "trust_anchors_file = /etc/picket/ca.crt": f"trust_anchors_file = {sentry.ca_file}",
         "listen = 127.0.0.1:9901": f"listen = 127.0.0.1:{admin}",
     }
+    export = tmp_path / "export"
     if switch_on:
         replacements["listen = 0.0.0.0:8443"] = f"listen = 127.0.0.1:{inbound}"
         replacements["listen = 127.0.0.1:9000"] = f"listen = 127.0.0.1:{outbound}"
+        # A group this test's user is a member of stands for the app's.
+        replacements["export_dir = /run/picket/export"] = f"export_dir = {export}"
+        replacements["export_group = myapp"] = f"export_group = {os.getegid()}"
     ini = tmp_path / "picket.ini"
     ini.write_text(localize_ini(shipped, replacements, switch_on=switch_on))
     proc = run_until_ready(os.path.join(unpacked, "usr/bin/picket"), ini, admin,
@@ -192,6 +197,9 @@ def test_example_config_starts_picket_run(unpacked, tmp_path, start_sentry, swit
     assert "spiffe_id=spiffe://public/ns/default/myapp" in proc.output()
     if switch_on:
         assert port_open(inbound) and port_open(outbound)
+        wait_for(lambda: (export / "key.pem").exists(), 10, what="the export")
+        key = os.stat(export / "key.pem")
+        assert (stat.S_IMODE(key.st_mode), key.st_gid) == (0o640, os.getegid())
     proc.stop()
 
 

@@ -1,8 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 """packaging/systemd: the units are valid and hardened. `systemd-analyze security --offline=yes`
 (systemd 250+) rates each unit file without a running systemd; picket.service,
-picket-sentry.service and picket.service with the transparent-mode drop-in must each score an
-overall exposure of at most 2.0."""
+picket-sentry.service and picket.service with the transparent-mode or the export-group drop-in
+must each score an overall exposure of at most 2.0."""
 import os
 import re
 import shutil
@@ -71,6 +71,39 @@ def test_transparent_dropin_exposure_at_most_2(tmp_path):
     assert level <= MAX_EXPOSURE, report
 
 
+def test_export_group_dropin_exposure_at_most_2(tmp_path):
+    with open(os.path.join(UNITS, "picket-export-group.conf")) as f:
+        dropin = f.read()
+    root = install(tmp_path, "picket.service", dropins=[("export-group.conf", dropin)])
+    level, report = exposure(root, "picket.service")
+    # The drop-in really applies: the chown calls come back and the user namespace goes.
+    assert re.search(r"✗ SystemCallFilter=~@privileged", report), report
+    assert re.search(r"✗ PrivateUsers=", report), report
+    print(f"picket.service + export-group.conf: exposure {level}")
+    assert level <= MAX_EXPOSURE, report
+
+
+def test_export_group_dropin_serves_the_documented_layout():
+    """What export_group needs of the unit: picket in the group, fchown allowed after the
+    @privileged denial, no user namespace hiding the group, and a runtime directory the app's
+    user can enter (the state directory of DynamicUser= is root's alone)."""
+    with open(os.path.join(UNITS, "picket-export-group.conf")) as f:
+        settings = dict(ln.strip().split("=", 1) for ln in f
+                        if "=" in ln and not ln.startswith("#"))
+    assert settings == {"SupplementaryGroups": "myapp", "PrivateUsers": "no",
+                        "SystemCallFilter": "@chown", "RuntimeDirectoryMode": "0711"}
+    with open(os.path.join(UNITS, "picket.service")) as f:
+        unit = f.read()
+    assert "RuntimeDirectory=picket\n" in unit
+    res = subprocess.run(["systemd-analyze", "syscall-filter", "@chown"], capture_output=True,
+                         text=True)
+    assert re.search(r"^\s+fchown$", res.stdout, re.M), res.stdout
+    with open(os.path.join(REPO, "README.md")) as f:
+        readme = f.read()
+    assert "export_dir = /run/picket/export" in readme
+    assert "export_group = myapp" in readme
+
+
 def test_unhardened_unit_scores_high(tmp_path):
     """The measurement can fail: the same ExecStart without the hardening scores far above 2."""
     text = "[Service]\nType=notify\nExecStart=/usr/bin/picket run\n"
@@ -106,11 +139,20 @@ def test_unit_settings(unit):
         assert settings["StateDirectory"] == ["picket-sentry"]
 
 
-@pytest.mark.parametrize("unit", ["picket.service", "picket-sentry.service"])
-def test_unit_verifies(unit):
-    """`systemd-analyze verify` finds no unknown key or bad value. The one complaint allowed is
-    that /usr/bin/picket is not installed on this machine."""
-    res = subprocess.run(["systemd-analyze", "verify", "--man=no", os.path.join(UNITS, unit)],
+@pytest.mark.parametrize("unit,dropin", [("picket.service", None),
+                                         ("picket-sentry.service", None),
+                                         ("picket.service", "picket-export-group.conf")])
+def test_unit_verifies(tmp_path, unit, dropin):
+    """`systemd-analyze verify` finds no unknown key or bad value, in the unit and with a
+    drop-in. The one complaint allowed is that /usr/bin/picket is not installed here."""
+    path = os.path.join(UNITS, unit)
+    if dropin is not None:
+        with open(path) as f:
+            (tmp_path / unit).write_text(f.read())
+        (tmp_path / f"{unit}.d").mkdir()
+        shutil.copy(os.path.join(UNITS, dropin), tmp_path / f"{unit}.d" / dropin)
+        path = str(tmp_path / unit)
+    res = subprocess.run(["systemd-analyze", "verify", "--man=no", path],
                          capture_output=True, text=True)
     lines = [ln for ln in (res.stdout + res.stderr).splitlines() if ln.strip()]
     unexpected = [ln for ln in lines if "Command /usr/bin/picket is not executable" not in ln]

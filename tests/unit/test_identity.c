@@ -419,6 +419,120 @@ static void contexts_interoperate(void **state)
     pk_identity_unref(back);
 }
 
+/* Two roots with the same subject and different keys, each with an issuer that has no
+ * authority key identifier, as Dapr's bundle generator makes them (every root of a trust domain
+ * is O=<trust domain>). wolfSSL finds such an issuer's root by name alone and takes one of the
+ * two for both chains; an identity under either root must still verify, and handshake with one
+ * under the other, when the anchors hold both. */
+static void same_subject_roots(void **state)
+{
+    struct pki a, b;
+    struct pk_certs anchors = {NULL, 0};
+    struct pk_identity *ids[2] = {NULL, NULL};
+    const char *uris[2] = {FRONTEND, BACKEND};
+    struct pki *sets[2] = {&a, &b};
+
+    (void)state;
+    for (int i = 0; i < 2; i++) {
+        time_t now = time(NULL);
+        struct pk_cert_template rt = {
+                .subject_o = TD,
+                .not_before = now - 900,
+                .not_after = now + 365 * 86400,
+                .is_ca = true,
+                .path_len = -1,
+                .key_usage = PK_KU_DIGITAL_SIGNATURE | PK_KU_KEY_CERT_SIGN,
+                .subject_key_id = false, /* so the issuer gets no authority key identifier */
+        };
+        struct pk_cert_template it = rt;
+        struct pki *p = sets[i];
+        it.subject_o = ISSUER_O;
+        memset(p, 0, sizeof(*p));
+        p->type = PK_KEY_ED25519;
+        assert_int_equal(pk_key_generate(p->type, &p->root_key, NULL), 0);
+        assert_int_equal(pk_key_generate(p->type, &p->iss_key, NULL), 0);
+        p->root = issue(&rt, p->root_key, NULL, p->root_key);
+        p->iss = issue(&it, p->iss_key, p->root, p->root_key);
+        assert_int_equal(pk_cert_skid(p->root).len, 0);
+        assert_int_equal(pk_certs_push_copy(&anchors, p->root), 0);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct pk_cert_template t = leaf_tmpl(uris[i]);
+        struct pk_err err = {{0}};
+        struct leaf l;
+        leaf_make(&l, sets[i], &t);
+        int r = leaf_identity(&l, &anchors, time(NULL), &ids[i], &err);
+        if (r != 0) {
+            fail_msg("identity under root %d of two with the same subject: %d %s", i + 1, r,
+                     err.msg);
+        }
+        leaf_free(&l);
+    }
+    /* Each side verifies the other's chain, which leads to the other root. */
+    {
+        struct pk_err err = {{0}};
+        WOLFSSL *c = NULL;
+        WOLFSSL *s = NULL;
+        bool c_done = false;
+        bool s_done = false;
+        int sv[2];
+        assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+        for (int i = 0; i < 2; i++) {
+            assert_int_equal(fcntl(sv[i], F_SETFL, fcntl(sv[i], F_GETFL) | O_NONBLOCK), 0);
+        }
+        assert_int_equal(pk_tls_session_new(pk_identity_client_tls(ids[0]), sv[0], NULL, &c, &err),
+                         0);
+        assert_int_equal(pk_tls_session_new(pk_identity_server_tls(ids[1]), sv[1], NULL, &s, &err),
+                         0);
+        for (int round = 0; round < 100 && !(c_done && s_done); round++) {
+            if (!c_done) {
+                int r = wolfSSL_connect(c);
+                c_done = r == WOLFSSL_SUCCESS;
+                if (!c_done) {
+                    int e = wolfSSL_get_error(c, r);
+                    assert_true(e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE);
+                }
+            }
+            if (!s_done) {
+                int r = wolfSSL_accept(s);
+                s_done = r == WOLFSSL_SUCCESS;
+                if (!s_done) {
+                    int e = wolfSSL_get_error(s, r);
+                    assert_true(e == WOLFSSL_ERROR_WANT_READ || e == WOLFSSL_ERROR_WANT_WRITE);
+                }
+            }
+        }
+        assert_true(c_done && s_done);
+        wolfSSL_free(c);
+        wolfSSL_free(s);
+        close(sv[0]);
+        close(sv[1]);
+    }
+    /* A root of that subject that signed neither chain still gives no way in. */
+    {
+        struct pki other;
+        struct pk_certs only_other = {NULL, 0};
+        struct pk_err err = {{0}};
+        struct pk_cert_template t = leaf_tmpl(FRONTEND);
+        struct pk_identity *id = NULL;
+        struct leaf l;
+        pki_make(&other, PK_KEY_ED25519, TD);
+        assert_int_equal(pk_certs_push_copy(&only_other, other.root), 0);
+        assert_int_equal(pk_certs_push_copy(&only_other, b.root), 0);
+        leaf_make(&l, &a, &t);
+        assert_int_not_equal(leaf_identity(&l, &only_other, time(NULL), &id, &err), 0);
+        assert_null(id);
+        leaf_free(&l);
+        pk_certs_clear(&only_other);
+        pki_free(&other);
+    }
+    for (int i = 0; i < 2; i++) {
+        pk_identity_unref(ids[i]);
+        pki_free(sets[i]);
+    }
+    pk_certs_clear(&anchors);
+}
+
 /* ---- refusals ---- */
 
 static void refuse_bad_params(void **state)
@@ -822,6 +936,7 @@ int main(void)
             cmocka_unit_test(good_ed25519),
             cmocka_unit_test(chain_not_after),
             cmocka_unit_test(contexts_interoperate),
+            cmocka_unit_test(same_subject_roots),
             cmocka_unit_test(refuse_bad_params),
             cmocka_unit_test(refuse_no_uri),
             cmocka_unit_test(refuse_two_uris),

@@ -1367,6 +1367,13 @@ static const struct ini_error ini_errors[] = {
          "t.ini:2: [agent] export_command: export_command runs after an export, but export_dir"},
         {"[agent]\nexport_dir = /d\nexport_signal = USR1\n",
          "t.ini:3: [agent] export_signal: export_signal needs export_pid_file"},
+        {"[agent]\nexport_dir = /d\nexport_group = pk-no-such-group\n",
+         "t.ini:3: [agent] export_group: no group named 'pk-no-such-group' on this system"},
+        {"[agent]\nexport_dir = /d\nexport_group = 4294967295\n",
+         "t.ini:3: [agent] export_group: '4294967295' is not a group name or a gid"},
+        {"[agent]\nexport_group = root\n",
+         "t.ini:2: [agent] export_group: export_group is the group of the exported files, but "
+         "export_dir is not set"},
         {"[sentry]\naddress = nocolon\n", "t.ini:2: [sentry] address: 'nocolon' is not HOST:PORT"},
         {"[sentry]\naddress = ::1:50001\n", "t.ini:2: [sentry] address: '::1:50001': put an IPv6"},
         {"[sentry]\naddress = host:0\n", "t.ini:2: [sentry] address: 'host:0': the port"},

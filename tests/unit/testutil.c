@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include "testutil.h"
 
+#include <errno.h>
+#include <fcntl.h>
+
 /* cmocka.h needs the standard headers before it. */
 /* clang-format off */
 #include <setjmp.h>
@@ -99,6 +102,29 @@ struct pk_cert *issue(const struct pk_cert_template *t, const struct pk_key *sub
     }
     pk_pubkey_free(pub);
     return cert;
+}
+
+void set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_true(fl >= 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+bool drain_nonblocking(int fd, struct pk_buf *out)
+{
+    uint8_t chunk[4096];
+    for (;;) {
+        ssize_t n = recv(fd, chunk, sizeof(chunk), 0);
+        if (n == 0) {
+            return true;
+        }
+        if (n < 0) {
+            assert_int_equal(errno, EAGAIN);
+            return false;
+        }
+        assert_int_equal(pk_buf_append(out, chunk, (size_t)n), 0);
+    }
 }
 
 struct pk_identity *workload_identity(struct pk_sentry_creds *creds, const char *spiffe_id,

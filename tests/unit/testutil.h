@@ -5,6 +5,7 @@
 #ifndef PK_TESTS_TESTUTIL_H
 #define PK_TESTS_TESTUTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <wolfssl/options.h>
@@ -34,6 +35,11 @@ int sh_status(const char *fmt, ...) PK_PRINTF(1, 2);
 /* Write or read the file tmpdir/name (read: up to 1 MiB into a new out). */
 void write_file(const char *name, const void *data, size_t len);
 void slurp(const char *name, struct pk_buf *out);
+
+/* Make fd non-blocking; the test fails if it cannot. */
+void set_nonblocking(int fd);
+/* Append everything readable now on the non-blocking socket fd to out; true at EOF. */
+bool drain_nonblocking(int fd, struct pk_buf *out);
 
 /* The public half of key (free with pk_pubkey_free). */
 struct pk_pubkey *pub_of(const struct pk_key *key);
