@@ -9,6 +9,7 @@
 #include "cmd/commands.h"
 #include "cmd/flags.h"
 #include "common/log.h"
+#include "kube/client.h"
 #include "sentry/server.h"
 
 static void usage(FILE *out)
@@ -51,7 +52,22 @@ static void usage(FILE *out)
             "  --enable-metrics[=BOOL]          serve Prometheus /metrics (default true)\n"
             "  --metrics-port N                 /metrics port (default 9090)\n"
             "  --metrics-listen-address ADDR    (default: all interfaces)\n"
-            "  --mode standalone                Kubernetes mode is not supported\n"
+            "  --mode standalone|kubernetes     kubernetes: the KUBERNETES validator (TokenReview "
+            "and\n"
+            "                                   the pod, through the API server at\n"
+            "                                   KUBERNETES_SERVICE_HOST:KUBERNETES_SERVICE_PORT) "
+            "is\n"
+            "                                   enabled and the default (default standalone)\n"
+            "  --kube-token-file FILE           bearer token for the API server, re-read per "
+            "request\n"
+            "                                   (default " PK_KUBE_DEFAULT_TOKEN_PATH ")\n"
+            "  --kube-ca-file FILE              CA of the API server (default\n"
+            "                                   " PK_KUBE_DEFAULT_CA_PATH ")\n"
+            "  --kube-tls-server-name NAME      DNS name the API server's certificate must carry\n"
+            "                                   (default " PK_KUBE_DEFAULT_SERVER_NAME ")\n"
+            "  --kube-client-certificate-file FILE, --kube-client-key-file FILE\n"
+            "                                   a client certificate for the API server "
+            "(optional)\n"
             "  --key-type ecdsa|ed25519         key type of a generated root and issuer "
             "(default ecdsa, P-256)\n"
             "  --log-level LEVEL                debug, info, warn, error (default info)\n"
@@ -83,6 +99,11 @@ enum {
     OPT_METRICS_PORT,
     OPT_METRICS_LISTEN,
     OPT_MODE,
+    OPT_KUBE_TOKEN,
+    OPT_KUBE_CA,
+    OPT_KUBE_SERVER_NAME,
+    OPT_KUBE_CLIENT_CERT,
+    OPT_KUBE_CLIENT_KEY,
     OPT_KEY_TYPE,
     OPT_LOG_LEVEL,
     OPT_LOG_JSON,
@@ -109,6 +130,11 @@ int pk_cmd_sentry(int argc, char **argv)
             {"metrics-port", required_argument, NULL, OPT_METRICS_PORT},
             {"metrics-listen-address", required_argument, NULL, OPT_METRICS_LISTEN},
             {"mode", required_argument, NULL, OPT_MODE},
+            {"kube-token-file", required_argument, NULL, OPT_KUBE_TOKEN},
+            {"kube-ca-file", required_argument, NULL, OPT_KUBE_CA},
+            {"kube-tls-server-name", required_argument, NULL, OPT_KUBE_SERVER_NAME},
+            {"kube-client-certificate-file", required_argument, NULL, OPT_KUBE_CLIENT_CERT},
+            {"kube-client-key-file", required_argument, NULL, OPT_KUBE_CLIENT_KEY},
             {"key-type", required_argument, NULL, OPT_KEY_TYPE},
             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
             {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
@@ -132,6 +158,11 @@ int pk_cmd_sentry(int argc, char **argv)
             .metrics_port = 9090,
             .key_type = PK_KEY_P256,
             .reload_delay = 1.0,
+            .kube_host = getenv("KUBERNETES_SERVICE_HOST"),
+            .kube_port = getenv("KUBERNETES_SERVICE_PORT"),
+            .kube_token_file = PK_KUBE_DEFAULT_TOKEN_PATH,
+            .kube_ca_file = PK_KUBE_DEFAULT_CA_PATH,
+            .kube_tls_server_name = PK_KUBE_DEFAULT_SERVER_NAME,
     };
     struct pk_sentry_trust_domains allowed = {0};
     /* Every --allowed-trust-domains given adds to the list; a repeat never drops the earlier. */
@@ -211,14 +242,30 @@ int pk_cmd_sentry(int argc, char **argv)
             opts.metrics_address = optarg;
             break;
         case OPT_MODE:
-            if (strcmp(optarg, "standalone") != 0) {
-                fprintf(stderr,
-                        "picket sentry: --mode %s is not supported: picket sentry runs in "
-                        "standalone mode (credentials from files; in Kubernetes mount the "
-                        "dapr-trust-bundle Secret as files)\n",
+            if (strcmp(optarg, "standalone") == 0) {
+                opts.kubernetes = false;
+            } else if (strcmp(optarg, "kubernetes") == 0) {
+                opts.kubernetes = true;
+            } else {
+                fprintf(stderr, "picket sentry: --mode: `%s' is not standalone or kubernetes\n",
                         optarg);
                 return 2;
             }
+            break;
+        case OPT_KUBE_TOKEN:
+            opts.kube_token_file = optarg;
+            break;
+        case OPT_KUBE_CA:
+            opts.kube_ca_file = optarg;
+            break;
+        case OPT_KUBE_SERVER_NAME:
+            opts.kube_tls_server_name = optarg;
+            break;
+        case OPT_KUBE_CLIENT_CERT:
+            opts.kube_client_cert_file = optarg;
+            break;
+        case OPT_KUBE_CLIENT_KEY:
+            opts.kube_client_key_file = optarg;
             break;
         case OPT_KEY_TYPE:
             if (pk_flag_key_type("--key-type", optarg, &opts.key_type) != 0) {

@@ -199,7 +199,7 @@ static ssize_t server_read_response(nghttp2_session *ses, int32_t id, uint8_t *b
 
 /* Queue the response. status != OK (or no body) gives a trailers-only response. */
 static void server_answer(struct h2_sstream *st, int http_status, int grpc_status,
-                          const char *message, const struct pk_buf *body)
+                          const char *message, const struct pk_slice *body)
 {
     nghttp2_nv nv[4];
     size_t n = 0;
@@ -225,7 +225,7 @@ static void server_answer(struct h2_sstream *st, int http_status, int grpc_statu
     nv[n++] = make_nv("content-type", "application/grpc");
     if (grpc_status == 0 && body != NULL) {
         pk_buf_init(&st->response, body->len + PK_GRPC_FRAME_HEADER_LEN);
-        r = pk_grpc_frame_encode(&st->response, pk_buf_slice(body));
+        r = pk_grpc_frame_encode(&st->response, *body);
         PK_ASSERT(r == 0);
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = server_read_response};
         r = nghttp2_submit_response(st->s->ses, st->id, nv, n, &prd);
@@ -350,17 +350,44 @@ static void server_request_done(struct h2_sstream *st)
             .timeout_ns = timeout_ns,
             .headers = st->headers,
             .n_headers = st->n_headers,
+            .stream_id = st->id,
     };
     memset(&reply, 0, sizeof(reply));
     reply.status = PK_GRPC_UNKNOWN;
     pk_buf_init(&reply.body, s->cfg.max_message);
     s->cfg.handle(s->cfg.ctx, st->route, &req, &reply);
-    reply.message[sizeof(reply.message) - 1] = '\0';
-    if (reply.status < 0 || reply.status > PK_GRPC_UNAUTHENTICATED) {
-        reply.status = PK_GRPC_UNKNOWN;
+    if (!reply.defer) {
+        struct pk_slice body = pk_buf_slice(&reply.body);
+        reply.message[sizeof(reply.message) - 1] = '\0';
+        if (reply.status < 0 || reply.status > PK_GRPC_UNAUTHENTICATED) {
+            reply.status = PK_GRPC_UNKNOWN;
+        }
+        server_answer(st, 200, reply.status, reply.message, &body);
     }
-    server_answer(st, 200, reply.status, reply.message, &reply.body);
     pk_buf_free(&reply.body);
+}
+
+int pk_h2_server_answer(struct pk_h2_server *s, int32_t stream_id, int status, const char *message,
+                        struct pk_slice body)
+{
+    struct h2_sstream *st = nghttp2_session_get_stream_user_data(s->ses, stream_id);
+    char text[512];
+
+    /* Only a stream whose request is complete and whose handler deferred is waiting here; any
+     * other (reset, answered, still receiving) is not ours to answer. */
+    if (st == NULL || st->answered || !st->remote_closed || st->route == NULL) {
+        return PK_E_NOTFOUND;
+    }
+    if (status < 0 || status > PK_GRPC_UNAUTHENTICATED) {
+        status = PK_GRPC_UNKNOWN;
+    }
+    if (body.len > s->cfg.max_message) {
+        status = PK_GRPC_RESOURCE_EXHAUSTED;
+        message = "response message larger than the limit";
+    }
+    snprintf(text, sizeof(text), "%s", message != NULL ? message : "");
+    server_answer(st, 200, status, text, &body);
+    return 0;
 }
 
 static int server_on_begin_headers(nghttp2_session *ses, const nghttp2_frame *frame,

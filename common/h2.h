@@ -46,6 +46,7 @@ struct pk_h2_request {
     uint64_t timeout_ns;                /* from grpc-timeout; 0 = none sent */
     const struct pk_h2_header *headers; /* every non-pseudo request header, in order */
     size_t n_headers;
+    int32_t stream_id; /* names the call to pk_h2_server_answer when the reply is deferred */
 };
 
 /* What a handler fills in. body is initialised empty with the session's max_message as cap and
@@ -56,6 +57,10 @@ struct pk_h2_reply {
     int status;
     char message[512];
     struct pk_buf body;
+    /* Set by a handler that answers later through pk_h2_server_answer (status, message and body
+     * are then ignored). The stream stays open, unanswered, until then or until the client
+     * resets it. */
+    bool defer;
 };
 
 struct pk_h2_server_config {
@@ -102,6 +107,14 @@ bool pk_h2_server_idle(const struct pk_h2_server *s);
 
 /* Queue a graceful GOAWAY (NO_ERROR): streams already started finish, new ones are refused. */
 void pk_h2_server_shutdown(struct pk_h2_server *s);
+
+/* Answer a call whose handler deferred its reply: the call is named by the stream_id its request
+ * carried. body (borrowed) is sent only with PK_GRPC_OK; message (may be empty) becomes
+ * grpc-message. 0, or PK_E_NOTFOUND when that stream is gone (the client reset it or the
+ * connection is ending) or was already answered: nothing is sent then. The caller flushes
+ * pk_h2_server_send output afterwards. */
+int pk_h2_server_answer(struct pk_h2_server *s, int32_t stream_id, int status, const char *message,
+                        struct pk_slice body) PK_MUST_USE;
 
 /* Calls answered so far (any status) and of those, answered with PK_GRPC_OK. */
 uint64_t pk_h2_server_calls(const struct pk_h2_server *s);

@@ -104,6 +104,7 @@ static void conn_handle(void *ctx, const void *method, const struct pk_h2_reques
             .timeout_ns = hreq->timeout_ns,
             .metadata = hreq->headers,
             .n_metadata = hreq->n_headers,
+            .call = {.conn_id = c->id, .stream_id = hreq->stream_id},
     };
     struct pk_rpc_reply reply;
 
@@ -111,6 +112,13 @@ static void conn_handle(void *ctx, const void *method, const struct pk_h2_reques
     reply.status = PK_GRPC_UNKNOWN;
     reply.body = hreply->body; /* moved in, moved back below */
     m->fn(m->ctx, &req, &reply);
+    if (reply.defer) {
+        hreply->defer = true;
+        hreply->body = reply.body;
+        PK_LOG_DEBUG("grpc call deferred conn=%llu peer=%s path=%s stream=%d",
+                     (unsigned long long)c->id, c->peer, hreq->path, (int)hreq->stream_id);
+        return;
+    }
     c->s->stats.calls++;
     if (reply.status == PK_GRPC_OK) {
         c->s->stats.calls_ok++;
@@ -537,6 +545,36 @@ void pk_rpc_server_stop(struct pk_rpc_server *s)
 void pk_rpc_server_get_stats(const struct pk_rpc_server *s, struct pk_rpc_server_stats *out)
 {
     *out = s->stats;
+}
+
+int pk_rpc_server_answer(struct pk_rpc_server *s, struct pk_rpc_call call, int status,
+                         const char *message, struct pk_slice body)
+{
+    struct rpc_conn *c;
+    int r;
+
+    PK_ASSERT(s->magic == SERVER_MAGIC);
+    for (c = s->conns; c != NULL; c = c->next) {
+        if (c->id == call.conn_id) {
+            break;
+        }
+    }
+    if (c == NULL || c->h2 == NULL || pk_tls_stream_is_closed(c->st)) {
+        return PK_E_NOTFOUND;
+    }
+    r = pk_h2_server_answer(c->h2, call.stream_id, status, message, body);
+    if (r != 0) {
+        return r;
+    }
+    s->stats.calls++;
+    if (status == PK_GRPC_OK) {
+        s->stats.calls_ok++;
+    }
+    PK_LOG_DEBUG("grpc call answered conn=%llu peer=%s stream=%d status=%s",
+                 (unsigned long long)c->id, c->peer, (int)call.stream_id,
+                 pk_grpc_status_name(status));
+    pk_tls_stream_kick(c->st);
+    return 0;
 }
 
 struct pk_rpc_server *pk_rpc_server_free(struct pk_rpc_server *s)

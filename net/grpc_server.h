@@ -30,6 +30,14 @@
 struct ev_loop;
 struct pk_rpc_server;
 
+/* Names one call for a reply given later (pk_rpc_server_answer). A plain value: it stays safe to
+ * use after the call or its connection is gone (the answer is then dropped), because connection
+ * ids are never reused and HTTP/2 never reuses a stream id on a connection. */
+struct pk_rpc_call {
+    uint64_t conn_id;
+    int32_t stream_id;
+};
+
 /* One call as a handler sees it; everything is borrowed and valid only during the handler. */
 struct pk_rpc_request {
     const char *path;                    /* "/package.Service/Method" */
@@ -39,6 +47,7 @@ struct pk_rpc_request {
     uint64_t timeout_ns;                 /* the client's grpc-timeout, 0 = none */
     const struct pk_h2_header *metadata; /* request headers other than pseudo-headers */
     size_t n_metadata;
+    struct pk_rpc_call call; /* for a deferred reply */
 };
 
 /* The value of the first request header called name (lower case), or NULL. Borrowed. */
@@ -51,6 +60,11 @@ struct pk_rpc_reply {
     int status;
     char message[512];
     struct pk_buf body;
+    /* Set by a handler that answers later with pk_rpc_server_answer(req->call, ...), e.g. after
+     * asking another service on the same loop; status, message and body are then ignored. The
+     * call stays open until answered or reset by the client; the connection's idle timer keeps
+     * running, so the handler must answer (or give up) well within it. */
+    bool defer;
 };
 
 /* A method handler. ctx is what was given to pk_rpc_server_add_method. Must not free or stop the
@@ -103,6 +117,13 @@ uint16_t pk_rpc_server_port(const struct pk_rpc_server *s);
 /* Stop accepting and close the listening socket. Open connections get a GOAWAY: calls already
  * started finish, then the connections end. */
 void pk_rpc_server_stop(struct pk_rpc_server *s);
+
+/* Answer a call whose handler set reply->defer: status, message (NUL-terminated, may be empty)
+ * and body (borrowed; sent only with PK_GRPC_OK) as a handler would have filled them. 0, or
+ * PK_E_NOTFOUND when the call is gone (client reset, connection closed, already answered): the
+ * answer is dropped. Never from inside a handler for the same call. */
+int pk_rpc_server_answer(struct pk_rpc_server *s, struct pk_rpc_call call, int status,
+                         const char *message, struct pk_slice body) PK_MUST_USE;
 
 /* Counters, copied into out. */
 void pk_rpc_server_get_stats(const struct pk_rpc_server *s, struct pk_rpc_server_stats *out);

@@ -120,32 +120,42 @@ static int check_issuer_chain(const struct pk_sentry_creds_paths *paths, struct 
 int pk_sentry_creds_load(const struct pk_sentry_creds_paths *paths, struct pk_sentry_creds **out,
                          struct pk_err *err)
 {
-    struct pk_sentry_creds *creds = pk_xcalloc(1, sizeof(*creds));
     struct pk_buf ca_text, cert_text, key_text;
-    const struct pk_cert *top;
-    struct pk_certs intermediates = {0};
     int r;
 
     pk_buf_init(&ca_text, PK_SENTRY_CREDS_MAX_FILE);
     pk_buf_init(&cert_text, PK_SENTRY_CREDS_MAX_FILE);
     pk_buf_init_secret(&key_text, PK_SENTRY_CREDS_MAX_FILE);
+    r = pk_fs_read_file(paths->ca, PK_SENTRY_CREDS_MAX_FILE, &ca_text, err);
+    if (r == 0) {
+        r = pk_fs_read_file(paths->issuer_cert, PK_SENTRY_CREDS_MAX_FILE, &cert_text, err);
+    }
+    if (r == 0) {
+        r = pk_fs_read_file(paths->issuer_key, PK_SENTRY_CREDS_MAX_FILE, &key_text, err);
+    }
+    if (r == 0) {
+        r = pk_sentry_creds_parse(paths, pk_buf_slice(&ca_text), pk_buf_slice(&cert_text),
+                                  pk_buf_slice(&key_text), out, err);
+    }
+    pk_buf_free(&ca_text);
+    pk_buf_free(&cert_text);
+    pk_buf_free(&key_text);
+    return r;
+}
+
+int pk_sentry_creds_parse(const struct pk_sentry_creds_paths *paths, struct pk_slice ca_text,
+                          struct pk_slice cert_text, struct pk_slice key_text,
+                          struct pk_sentry_creds **out, struct pk_err *err)
+{
+    struct pk_sentry_creds *creds = pk_xcalloc(1, sizeof(*creds));
+    const struct pk_cert *top;
+    struct pk_certs intermediates = {0};
+    int r;
+
     pk_buf_init(&creds->roots_pem, PK_SENTRY_CREDS_MAX_FILE);
     pk_buf_init(&creds->chain_pem, PK_SENTRY_CREDS_MAX_FILE);
 
-    r = pk_fs_read_file(paths->ca, PK_SENTRY_CREDS_MAX_FILE, &ca_text, err);
-    if (r != 0) {
-        goto out;
-    }
-    r = pk_fs_read_file(paths->issuer_cert, PK_SENTRY_CREDS_MAX_FILE, &cert_text, err);
-    if (r != 0) {
-        goto out;
-    }
-    r = pk_fs_read_file(paths->issuer_key, PK_SENTRY_CREDS_MAX_FILE, &key_text, err);
-    if (r != 0) {
-        goto out;
-    }
-
-    r = pk_certs_parse_anchors_pem(ca_text.data, ca_text.len, paths->ca, &creds->roots, err);
+    r = pk_certs_parse_anchors_pem(ca_text.ptr, ca_text.len, paths->ca, &creds->roots, err);
     if (r != 0) {
         goto out;
     }
@@ -153,7 +163,7 @@ int pk_sentry_creds_load(const struct pk_sentry_creds_paths *paths, struct pk_se
     if (r != 0) {
         goto out;
     }
-    r = pk_certs_parse_pem(cert_text.data, cert_text.len, paths->issuer_cert, &creds->issuer_chain,
+    r = pk_certs_parse_pem(cert_text.ptr, cert_text.len, paths->issuer_cert, &creds->issuer_chain,
                            err);
     if (r != 0) {
         goto out;
@@ -162,7 +172,7 @@ int pk_sentry_creds_load(const struct pk_sentry_creds_paths *paths, struct pk_se
     if (r != 0) {
         goto out;
     }
-    r = pk_key_load_pem(key_text.data, key_text.len, paths->issuer_key, &creds->issuer_key, err);
+    r = pk_key_load_pem(key_text.ptr, key_text.len, paths->issuer_key, &creds->issuer_key, err);
     if (r != 0) {
         goto out;
     }
@@ -227,9 +237,6 @@ int pk_sentry_creds_load(const struct pk_sentry_creds_paths *paths, struct pk_se
     r = 0;
 out:
     pk_certs_clear(&intermediates);
-    pk_buf_free(&ca_text);
-    pk_buf_free(&cert_text);
-    pk_buf_free(&key_text);
     pk_sentry_creds_free(creds);
     return r;
 }
@@ -237,6 +244,43 @@ out:
 int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
                              const struct pk_sentry_creds_gen *gen, struct pk_sentry_creds **out,
                              struct pk_err *err)
+{
+    struct pk_buf root_pem, issuer_pem, key_pem;
+    int r;
+
+    pk_buf_init(&root_pem, 64 * 1024);
+    pk_buf_init(&issuer_pem, 64 * 1024);
+    pk_buf_init_secret(&key_pem, 64 * 1024);
+    r = pk_sentry_creds_generate_pem(gen, &root_pem, &issuer_pem, &key_pem, err);
+    if (r != 0) {
+        goto out;
+    }
+    /* The key first: a crash between writes leaves a file missing, and the next start
+     * generates a complete new set. The root key is never written (as in Dapr). */
+    r = pk_fs_write_atomic(paths->issuer_key, key_pem.data, key_pem.len, 0600, err);
+    if (r == 0) {
+        r = pk_fs_write_atomic(paths->issuer_cert, issuer_pem.data, issuer_pem.len, 0600, err);
+    }
+    if (r == 0) {
+        r = pk_fs_write_atomic(paths->ca, root_pem.data, root_pem.len, 0600, err);
+    }
+    if (r != 0) {
+        goto out;
+    }
+    r = pk_sentry_creds_load(paths, out, err);
+    if (r != 0) {
+        pk_err_prefix(err, r, "the generated credentials failed validation");
+    }
+out:
+    pk_buf_free(&root_pem);
+    pk_buf_free(&issuer_pem);
+    pk_buf_free(&key_pem);
+    return r;
+}
+
+int pk_sentry_creds_generate_pem(const struct pk_sentry_creds_gen *gen, struct pk_buf *root_pem,
+                                 struct pk_buf *issuer_pem, struct pk_buf *key_pem,
+                                 struct pk_err *err)
 {
     struct pk_ca_request req = {
             .profile = PK_CA_PROFILE_SENTRY,
@@ -250,12 +294,7 @@ int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
     struct pk_pubkey *issuer_pub = NULL;
     struct pk_cert *root = NULL;
     struct pk_cert *issuer = NULL;
-    struct pk_buf root_pem, issuer_pem, key_pem;
     int r;
-
-    pk_buf_init(&root_pem, 64 * 1024);
-    pk_buf_init(&issuer_pem, 64 * 1024);
-    pk_buf_init_secret(&key_pem, 64 * 1024);
 
     r = pk_key_generate(gen->key_type, &root_key, err);
     if (r != 0) {
@@ -280,33 +319,17 @@ int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
         pk_err_prefix(err, r, "generating the issuer certificate");
         goto out;
     }
-    r = pk_pem_encode("CERTIFICATE", pk_cert_der(root).ptr, pk_cert_der(root).len, &root_pem);
+    r = pk_pem_encode("CERTIFICATE", pk_cert_der(root).ptr, pk_cert_der(root).len, root_pem);
     if (r == 0) {
         r = pk_pem_encode("CERTIFICATE", pk_cert_der(issuer).ptr, pk_cert_der(issuer).len,
-                          &issuer_pem);
+                          issuer_pem);
     }
     if (r == 0) {
-        r = pk_key_to_pem(issuer_key, &key_pem);
+        r = pk_key_to_pem(issuer_key, key_pem);
     }
     if (r != 0) {
         pk_err_set(err, r, "encoding the generated credentials: %s", pk_err_str(r));
         goto out;
-    }
-    /* The key first: a crash between writes leaves a file missing, and the next start
-     * generates a complete new set. The root key is never written (as in Dapr). */
-    r = pk_fs_write_atomic(paths->issuer_key, key_pem.data, key_pem.len, 0600, err);
-    if (r == 0) {
-        r = pk_fs_write_atomic(paths->issuer_cert, issuer_pem.data, issuer_pem.len, 0600, err);
-    }
-    if (r == 0) {
-        r = pk_fs_write_atomic(paths->ca, root_pem.data, root_pem.len, 0600, err);
-    }
-    if (r != 0) {
-        goto out;
-    }
-    r = pk_sentry_creds_load(paths, out, err);
-    if (r != 0) {
-        pk_err_prefix(err, r, "the generated credentials failed validation");
     }
 out:
     pk_key_free(root_key);
@@ -314,8 +337,5 @@ out:
     pk_pubkey_free(issuer_pub);
     pk_cert_free(root);
     pk_cert_free(issuer);
-    pk_buf_free(&root_pem);
-    pk_buf_free(&issuer_pem);
-    pk_buf_free(&key_pem);
     return r;
 }

@@ -56,6 +56,12 @@ int pk_sentry_creds_paths_init(struct pk_sentry_creds_paths *paths, const char *
 int pk_sentry_creds_load(const struct pk_sentry_creds_paths *paths, struct pk_sentry_creds **out,
                          struct pk_err *err) PK_MUST_USE;
 
+/* The checks of pk_sentry_creds_load on texts already in memory (borrowed): paths only name the
+ * three parts in messages (the Secret's keys in Kubernetes). */
+int pk_sentry_creds_parse(const struct pk_sentry_creds_paths *paths, struct pk_slice ca_text,
+                          struct pk_slice cert_text, struct pk_slice key_text,
+                          struct pk_sentry_creds **out, struct pk_err *err) PK_MUST_USE;
+
 struct pk_sentry_creds_gen {
     const char *trust_domain;  /* root subject O=<trust domain> */
     const char *namespace_;    /* issuer subject O=spiffe://<td>/ns/<namespace>/dapr-sentry */
@@ -71,6 +77,12 @@ struct pk_sentry_creds_gen {
 int pk_sentry_creds_generate(const struct pk_sentry_creds_paths *paths,
                              const struct pk_sentry_creds_gen *gen, struct pk_sentry_creds **out,
                              struct pk_err *err) PK_MUST_USE;
+
+/* Generate a new root and issuer like pk_sentry_creds_generate, into PEM buffers (appended;
+ * key_pem should be a secret buffer) instead of files. Validate them with pk_sentry_creds_parse. */
+int pk_sentry_creds_generate_pem(const struct pk_sentry_creds_gen *gen, struct pk_buf *root_pem,
+                                 struct pk_buf *issuer_pem, struct pk_buf *key_pem,
+                                 struct pk_err *err) PK_MUST_USE;
 
 /* True when any of the three files is missing (then Sentry generates a new set). */
 bool pk_sentry_creds_missing(const struct pk_sentry_creds_paths *paths);

@@ -23,6 +23,7 @@
 #include "common/signame.h"
 #include "common/spiffe.h"
 #include "common/tls.h"
+#include "kube/client.h"
 #include "net/filewatch.h"
 #include "net/grpc_server.h"
 #include "net/http_server.h"
@@ -30,6 +31,9 @@
 #include "sentry/creds.h"
 #include "sentry/issue.h"
 #include "sentry/jwks.h"
+#include "sentry/kube_store.h"
+#include "sentry/kube_validator.h"
+#include "sentry/request.h"
 #include "sentry/service.h"
 
 #define SIGN_METHOD "/dapr.proto.sentry.v1.CA/SignCertificate"
@@ -53,6 +57,21 @@ struct sentry {
     struct pk_filewatch *watch;
     ev_timer renew_timer;
     ev_signal sigterm, sigint, sighup;
+    struct pk_kube_client *kube_client;
+    struct pk_kube_validator *kube;
+    struct pending_sign *pending; /* calls waiting for the KUBERNETES validator */
+};
+
+/* A SignCertificate call waiting for the KUBERNETES validator. It keeps its own copy of the
+ * request (which holds the token: wiped on free) and names the gRPC call by value, so a caller
+ * that has gone away only makes the answer be dropped. */
+struct pending_sign {
+    struct sentry *s;
+    struct pending_sign *prev, *next;
+    struct pk_rpc_call call;
+    uint8_t *request;
+    size_t request_len;
+    struct pk_kube_check *check;
 };
 
 static int64_t seconds_of(int64_t ns)
@@ -203,11 +222,79 @@ static void signal_cb(struct ev_loop *loop, ev_signal *w, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+static void pending_free(struct pending_sign *p)
+{
+    struct sentry *s = p->s;
+
+    if (p->prev != NULL) {
+        p->prev->next = p->next;
+    } else {
+        s->pending = p->next;
+    }
+    if (p->next != NULL) {
+        p->next->prev = p->prev;
+    }
+    pk_kube_check_cancel(p->check);
+    pk_wipe(p->request, p->request_len);
+    free(p->request);
+    free(p);
+}
+
+static void kube_verdict(void *ctx, const struct pk_kube_verdict *verdict)
+{
+    struct pending_sign *p = ctx;
+    struct sentry *s = p->s;
+    struct pk_sentry_kube_outcome outcome = {
+            .allowed = verdict->allowed,
+            .unavailable = verdict->unavailable,
+            .control_plane = verdict->control_plane,
+            .trust_domain = verdict->trust_domain,
+            .message = verdict->message,
+    };
+    char message[512];
+    struct pk_buf body;
+    int status = PK_GRPC_UNKNOWN;
+
+    p->check = NULL; /* ends with this callback */
+    pk_buf_init(&body, PK_SENTRY_MAX_RESPONSE);
+    pk_sentry_service_sign_kube(s->svc, pk_slice_make(p->request, p->request_len), time(NULL),
+                                &outcome, &status, message, sizeof(message), &body);
+    if (pk_rpc_server_answer(s->rpc, p->call, status, message, pk_buf_slice(&body)) != 0) {
+        PK_LOG_INFO("sign answer dropped: the caller is gone status=%s",
+                    pk_grpc_status_name(status));
+    }
+    pk_buf_free(&body);
+    pending_free(p);
+}
+
 static void sign_handler(void *ctx, const struct pk_rpc_request *req, struct pk_rpc_reply *reply)
 {
     struct sentry *s = ctx;
-    pk_sentry_service_sign(s->svc, req->message, time(NULL), &reply->status, reply->message,
-                           sizeof(reply->message), &reply->body);
+    struct pk_sentry_request decoded;
+    struct pending_sign *p;
+    struct pk_err err;
+
+    if (pk_sentry_service_sign(s->svc, req->message, time(NULL), &reply->status, reply->message,
+                               sizeof(reply->message), &reply->body) != PK_E_AGAIN) {
+        return;
+    }
+    /* The KUBERNETES validator asks the API server: answer when it has. */
+    p = pk_xcalloc(1, sizeof(*p));
+    p->s = s;
+    p->call = req->call;
+    p->request = pk_xmemdup(req->message.ptr, req->message.len);
+    p->request_len = req->message.len;
+    p->next = s->pending;
+    if (s->pending != NULL) {
+        s->pending->prev = p;
+    }
+    s->pending = p;
+    /* Decoded once already by the service: this cannot fail. */
+    int r = pk_sentry_request_decode(pk_slice_make(p->request, p->request_len), &decoded, &err);
+    PK_ASSERT(r == 0);
+    reply->defer = true;
+    pk_kube_validator_check(s->kube, decoded.token, decoded.namespace_, decoded.id, kube_verdict, p,
+                            &p->check);
 }
 
 static int healthz_handler(void *ctx, const struct pk_http1_request *req,
@@ -301,6 +388,13 @@ out:
     return r;
 }
 
+/* The last component of a file name: the Secret's key for an --issuer-*-filename. */
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash != NULL ? slash + 1 : path;
+}
+
 static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out,
                                   struct pk_err *err)
 {
@@ -329,6 +423,56 @@ static int load_or_generate_creds(struct sentry *s, struct pk_sentry_creds **out
                     gen.trust_domain, pk_key_type_name(gen.key_type), s->opts->credentials_dir);
     }
     return r;
+}
+
+/* Kubernetes mode: the API client, and the credentials from the dapr-trust-bundle Secret
+ * (generated and stored there when it is empty). */
+static int start_kube_client(struct sentry *s, struct pk_sentry_creds **out, struct pk_err *err)
+{
+    const struct pk_sentry_options *opts = s->opts;
+    struct pk_kube_client_config kcfg = {
+            .host = opts->kube_host,
+            .port = opts->kube_port,
+            .ca_path = opts->kube_ca_file,
+            .token_path = opts->kube_token_file,
+            .server_name = opts->kube_tls_server_name,
+            .client_cert_path = opts->kube_client_cert_file,
+            .client_key_path = opts->kube_client_key_file,
+    };
+    struct pk_kube_store_names names = {
+            .ca = base_name(opts->ca_filename),
+            .cert = base_name(opts->cert_filename),
+            .key = base_name(opts->key_filename),
+            .ns = opts->namespace_,
+    };
+    struct pk_sentry_creds_gen gen = {
+            .trust_domain = opts->trust_domain,
+            .namespace_ = opts->namespace_,
+            .key_type = opts->key_type,
+            .now = time(NULL),
+            .skew_seconds = (long)s->skew_seconds,
+            .ttl_seconds = GENERATED_CA_TTL,
+    };
+    bool generated = false;
+    int r;
+
+    r = pk_kube_client_new(s->loop, &kcfg, &s->kube_client, err);
+    if (r != 0) {
+        return pk_err_prefix(err, r, "--mode kubernetes");
+    }
+    r = pk_kube_store_load_or_generate(s->kube_client, &names, &gen, out, &generated, err);
+    if (r != 0) {
+        return r;
+    }
+    if (generated) {
+        PK_LOG_INFO("generated a new root and issuer trust_domain=%s key_type=%s stored=\"Secret "
+                    "and ConfigMap %s/%s\"",
+                    gen.trust_domain, pk_key_type_name(gen.key_type), opts->namespace_,
+                    PK_KUBE_TRUST_BUNDLE);
+    } else {
+        PK_LOG_INFO("credentials read from Secret %s/%s", opts->namespace_, PK_KUBE_TRUST_BUNDLE);
+    }
+    return 0;
 }
 
 static int start_http(struct sentry *s, const char *address, uint16_t port,
@@ -376,7 +520,11 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
         r = pk_err_set(&err, PK_E_TOOBIG, "--issuer-credentials: path too long");
         goto out;
     }
-    r = load_or_generate_creds(&s, &creds, &err);
+    if (opts->kubernetes) {
+        r = start_kube_client(&s, &creds, &err);
+    } else {
+        r = load_or_generate_creds(&s, &creds, &err);
+    }
     if (r != 0) {
         goto out;
     }
@@ -388,6 +536,7 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
                 .skew_seconds = s.skew_seconds,
                 .allowed_trust_domains = opts->allowed_trust_domains,
                 .allow_insecure_control_plane_ids = opts->allow_insecure_control_plane_ids,
+                .kubernetes_validator = opts->kubernetes,
         };
         r = pk_sentry_service_new(&scfg, creds, jwks, &s.svc);
         if (r != 0) {
@@ -396,6 +545,22 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
         }
         creds = NULL;
         jwks = NULL;
+    }
+
+    if (opts->kubernetes) {
+        struct pk_kube_validator_config vcfg = {
+                .sentry_id = pk_sentry_service_id(s.svc),
+                .control_plane_ns = opts->namespace_,
+                .control_plane_td = opts->trust_domain,
+        };
+        r = pk_kube_validator_new(s.kube_client, &vcfg, &s.kube);
+        if (r != 0) {
+            pk_err_set(&err, r, "cannot create the Kubernetes validator");
+            goto out;
+        }
+        PK_LOG_INFO("kubernetes validator api_server=%s audiences=\"%s,%s\"",
+                    pk_kube_client_address(s.kube_client), PK_KUBE_LEGACY_AUDIENCE,
+                    pk_sentry_service_id(s.svc));
     }
 
     {
@@ -451,7 +616,7 @@ int pk_sentry_run(const struct pk_sentry_options *opts)
         }
     }
 
-    {
+    if (!opts->kubernetes) {
         const char *files[] = {s.paths.ca, s.paths.issuer_cert, s.paths.issuer_key};
         r = pk_filewatch_start(s.loop, files, PK_ARRAY_LEN(files), opts->reload_delay,
                                files_changed, &s, &s.watch, &err);
@@ -497,6 +662,11 @@ out:
     ev_timer_stop(s.loop, &s.renew_timer);
     pk_http_server_free(s.metrics);
     pk_http_server_free(s.healthz);
+    while (s.pending != NULL) {
+        pending_free(s.pending);
+    }
+    pk_kube_validator_free(s.kube);
+    pk_kube_client_free(s.kube_client);
     pk_rpc_server_free(s.rpc);
     pk_sentry_service_free(s.svc);
     pk_sentry_creds_free(creds);

@@ -36,6 +36,15 @@ struct pk_sentry_options {
     uint16_t metrics_port;                 /* --metrics-port */
     enum pk_key_type key_type;             /* --key-type: for generated credentials */
     double reload_delay; /* seconds of quiet after a file change before reloading */
+    /* --mode kubernetes: the KUBERNETES validator, through the API server below. */
+    bool kubernetes;
+    const char *kube_host;             /* env KUBERNETES_SERVICE_HOST */
+    const char *kube_port;             /* env KUBERNETES_SERVICE_PORT */
+    const char *kube_token_file;       /* --kube-token-file */
+    const char *kube_ca_file;          /* --kube-ca-file */
+    const char *kube_tls_server_name;  /* --kube-tls-server-name */
+    const char *kube_client_cert_file; /* --kube-client-certificate-file, or NULL */
+    const char *kube_client_key_file;  /* --kube-client-key-file, or NULL */
 };
 
 /* Run until SIGTERM or SIGINT. Returns the process exit status: 0 after a clean stop,

@@ -25,6 +25,8 @@ enum validator {
     VALIDATOR_INSECURE =
             DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__INSECURE,
     VALIDATOR_JWKS = DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__JWKS,
+    VALIDATOR_KUBERNETES =
+            DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__KUBERNETES,
 };
 
 struct pk_sentry_service {
@@ -33,6 +35,7 @@ struct pk_sentry_service {
     char id[PK_SPIFFE_MAX_LEN + 1];
     struct pk_sentry_trust_domains allowed_trust_domains;
     bool allow_insecure_control_plane_ids;
+    bool kubernetes;
     int64_t ttl_seconds;
     int64_t skew_seconds;
     struct pk_sentry_creds *creds;
@@ -73,6 +76,7 @@ int pk_sentry_service_new(const struct pk_sentry_service_config *cfg, struct pk_
     snprintf(svc->trust_domain, sizeof(svc->trust_domain), "%s", cfg->trust_domain);
     snprintf(svc->namespace_, sizeof(svc->namespace_), "%s", cfg->namespace_);
     svc->allow_insecure_control_plane_ids = cfg->allow_insecure_control_plane_ids;
+    svc->kubernetes = cfg->kubernetes_validator;
     svc->ttl_seconds = cfg->ttl_seconds;
     svc->skew_seconds = cfg->skew_seconds;
     svc->creds = creds;
@@ -152,7 +156,7 @@ static void add_problem(char *out, size_t out_len, const char *problem)
  * trust domains among them. On failure message holds "invalid request: ..." with every problem
  * found, and the result is non-zero. *td_out receives the trust domain to sign for. */
 static int common_checks(const struct pk_sentry_service *svc, const struct pk_sentry_request *req,
-                         struct pk_slice *td_out, char *message, size_t message_len)
+                         bool check_td, struct pk_slice *td_out, char *message, size_t message_len)
 {
     char problems[900] = "";
     struct pk_err err;
@@ -166,8 +170,8 @@ static int common_checks(const struct pk_sentry_service *svc, const struct pk_se
     if (pk_sentry_check_namespace(req->namespace_, "namespace", &err) != 0) {
         add_problem(problems, sizeof(problems), err.msg);
     }
-    if (pk_sentry_check_trust_domain(req->trust_domain, &svc->allowed_trust_domains, td_out,
-                                     &err) != 0) {
+    if (check_td && pk_sentry_check_trust_domain(req->trust_domain, &svc->allowed_trust_domains,
+                                                 td_out, &err) != 0) {
         add_problem(problems, sizeof(problems), err.msg);
     }
     if (problems[0] != '\0') {
@@ -179,17 +183,17 @@ static int common_checks(const struct pk_sentry_service *svc, const struct pk_se
 
 /* Whether a validator establishes who the caller is, so that it may be given a control-plane
  * identity. JWKS does: the token's subject must be exactly the SPIFFE ID requested. INSECURE
- * does not. A Kubernetes validator would, for a pod carrying the dapr.io/control-plane
- * annotation in Sentry's namespace (Dapr's rule), and belongs here when it is added. */
-static bool validator_authenticates(int validator)
+ * does not. KUBERNETES does for a pod carrying the dapr.io/control-plane annotation in Sentry's
+ * namespace (Dapr's rule), which kube_control_plane says. */
+static bool validator_authenticates(int validator, bool kube_control_plane)
 {
-    return validator == VALIDATOR_JWKS;
+    return validator == VALIDATOR_JWKS || (validator == VALIDATOR_KUBERNETES && kube_control_plane);
 }
 
 /* The control-plane rule. 0, or PK_E_DENIED with message saying why and what to do. */
 static int control_plane_check(const struct pk_sentry_service *svc,
-                               const struct pk_sentry_request *req, int validator, char *message,
-                               size_t message_len)
+                               const struct pk_sentry_request *req, int validator,
+                               bool kube_control_plane, char *message, size_t message_len)
 {
     char id[QUOTE_BUF];
 
@@ -210,8 +214,16 @@ static int control_plane_check(const struct pk_sentry_service *svc,
                  id, svc->namespace_);
         return PK_E_DENIED;
     case PK_SENTRY_ID_CONTROL_PLANE:
-        if (validator_authenticates(validator) || svc->allow_insecure_control_plane_ids) {
+        if (validator_authenticates(validator, kube_control_plane) ||
+            (validator == VALIDATOR_INSECURE && svc->allow_insecure_control_plane_ids)) {
             return 0;
+        }
+        if (validator == VALIDATOR_KUBERNETES) {
+            snprintf(message, message_len,
+                     "invalid request: app id '%s' in Sentry's namespace '%s' is a control-plane "
+                     "identity, which is issued only to a pod annotated dapr.io/control-plane",
+                     id, svc->namespace_);
+            return PK_E_DENIED;
         }
         snprintf(message, message_len,
                  "invalid request: app id '%s' in Sentry's namespace '%s' is a control-plane "
@@ -292,8 +304,9 @@ out:
     return r;
 }
 
-void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
-                            int *status, char *message, size_t message_len, struct pk_buf *response)
+static int sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
+                const struct pk_sentry_kube_outcome *kube, int *status, char *message,
+                size_t message_len, struct pk_buf *response)
 {
     struct pk_sentry_request req = {0};
     struct pk_pubkey *pub = NULL;
@@ -305,8 +318,11 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     char spiffe_id[PK_SPIFFE_MAX_LEN + 1];
     struct pk_err err;
     int validator;
+    int result = 0;
 
-    svc->received++;
+    if (kube == NULL) {
+        svc->received++; /* once per call: the second pass of a KUBERNETES call has kube */
+    }
     message[0] = '\0';
     pk_err_clear(&err);
 
@@ -320,15 +336,20 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
      *    validator is configured, as in self-hosted Dapr). */
     validator = (int)req.token_validator;
     if (validator == VALIDATOR_UNKNOWN) {
-        validator = svc->jwks == NULL ? VALIDATOR_INSECURE : VALIDATOR_UNKNOWN;
+        /* Kubernetes: KUBERNETES, as in Dapr's Sentry there; else INSECURE only when no token
+         * validator is configured. */
+        validator = svc->kubernetes     ? VALIDATOR_KUBERNETES
+                    : svc->jwks == NULL ? VALIDATOR_INSECURE
+                                        : VALIDATOR_UNKNOWN;
     }
     if (validator == VALIDATOR_UNKNOWN) {
         *status = PK_GRPC_INVALID_ARGUMENT;
         snprintf(message, message_len, "a validator name must be specified in this environment");
         goto fail;
     }
-    if (!((validator == VALIDATOR_INSECURE && svc->jwks == NULL) ||
-          (validator == VALIDATOR_JWKS && svc->jwks != NULL))) {
+    if (!((validator == VALIDATOR_INSECURE && svc->jwks == NULL && !svc->kubernetes) ||
+          (validator == VALIDATOR_JWKS && svc->jwks != NULL) ||
+          (validator == VALIDATOR_KUBERNETES && svc->kubernetes))) {
         *status = PK_GRPC_INVALID_ARGUMENT;
         snprintf(message, message_len, "the requested validator is not enabled");
         goto fail;
@@ -340,8 +361,33 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
         snprintf(message, message_len, "the request does not contain a token");
         goto fail;
     }
-    if (common_checks(svc, &req, &td, message, message_len) != 0 ||
-        control_plane_check(svc, &req, validator, message, message_len) != 0) {
+    if (common_checks(svc, &req, validator != VALIDATOR_KUBERNETES, &td, message, message_len) !=
+        0) {
+        goto fail;
+    }
+    if (validator == VALIDATOR_KUBERNETES) {
+        /* The trust domain is the validator's answer; the request's is ignored, as in Dapr. */
+        if (kube == NULL) {
+            result = PK_E_AGAIN;
+            goto out;
+        }
+        if (!kube->allowed) {
+            *status = kube->unavailable ? PK_GRPC_UNAVAILABLE : PK_GRPC_PERMISSION_DENIED;
+            snprintf(message, message_len, "%s", kube->message);
+            goto fail;
+        }
+        td = pk_slice_make(kube->trust_domain, strlen(kube->trust_domain));
+        if (!pk_sentry_trust_domains_contains(&svc->allowed_trust_domains, td)) {
+            char td_q[QUOTE_BUF];
+            snprintf(message, message_len,
+                     "invalid request: trust domain '%s' of the pod's Configuration is not one "
+                     "this Sentry signs for (--allowed-trust-domains)",
+                     pk_sentry_quote(td_q, sizeof(td_q), td));
+            goto fail;
+        }
+    }
+    if (control_plane_check(svc, &req, validator, kube != NULL && kube->control_plane, message,
+                            message_len) != 0) {
         goto fail;
     }
     copy_text(td_text, sizeof(td_text), td);
@@ -384,7 +430,9 @@ void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice reque
     PK_LOG_EVENT(PK_LOG_LEVEL_INFO, "signed", PK_LF_STR("spiffe_id", spiffe_id),
                  PK_LF_STR("serial", issued.serial_hex),
                  PK_LF_INT("not_after", (long long)issued.not_after),
-                 PK_LF_STR("validator", validator == VALIDATOR_JWKS ? "jwks" : "insecure"));
+                 PK_LF_STR("validator", validator == VALIDATOR_JWKS         ? "jwks"
+                                        : validator == VALIDATOR_KUBERNETES ? "kubernetes"
+                                                                            : "insecure"));
     goto out;
 
 fail:
@@ -401,4 +449,19 @@ fail:
 out:
     pk_buf_free(&issued.chain_pem);
     pk_pubkey_free(pub);
+    return result;
+}
+
+int pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
+                           int *status, char *message, size_t message_len, struct pk_buf *response)
+{
+    return sign(svc, request, now, NULL, status, message, message_len, response);
+}
+
+void pk_sentry_service_sign_kube(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
+                                 const struct pk_sentry_kube_outcome *outcome, int *status,
+                                 char *message, size_t message_len, struct pk_buf *response)
+{
+    int r = sign(svc, request, now, outcome, status, message, message_len, response);
+    PK_ASSERT(r == 0);
 }

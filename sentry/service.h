@@ -27,6 +27,8 @@ struct pk_jwks;
 
 /* The largest SignCertificateRequest accepted (a CSR plus a token fits in a few KiB). */
 #define PK_SENTRY_MAX_REQUEST (64u * 1024u)
+/* The largest SignCertificateResponse built (a chain and the roots). */
+#define PK_SENTRY_MAX_RESPONSE (1024u * 1024u)
 
 /* Counters, named after Dapr's Sentry metrics. */
 struct pk_sentry_metrics {
@@ -48,6 +50,8 @@ struct pk_sentry_service_config {
      * dapr-scheduler, dapr-operator and dapr-injector in Sentry's namespace (never
      * dapr-sentry). */
     bool allow_insecure_control_plane_ids;
+    /* Kubernetes mode: the KUBERNETES validator is enabled and the default, INSECURE is not. */
+    bool kubernetes_validator;
 };
 
 struct pk_sentry_service;
@@ -65,11 +69,28 @@ void pk_sentry_service_set_creds(struct pk_sentry_service *svc, struct pk_sentry
 const struct pk_sentry_creds *pk_sentry_service_creds(const struct pk_sentry_service *svc);
 
 /* Handle one SignCertificate call: request is the serialized SignCertificateRequest (borrowed).
- * On return *status is a gRPC status code; on OK the serialized SignCertificateResponse is
- * appended to response, otherwise message holds the status message. */
-void pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
-                            int *status, char *message, size_t message_len,
-                            struct pk_buf *response);
+ * Returns 0 when the call is decided: *status is a gRPC status code; on OK the serialized
+ * SignCertificateResponse is appended to response, otherwise message holds the status message.
+ * Returns PK_E_AGAIN (nothing written) when the request passed the checks that come first and
+ * now needs the KUBERNETES validator (only with kubernetes_validator): run it on the request's
+ * token, namespace and id, then finish with pk_sentry_service_sign_kube. */
+int pk_sentry_service_sign(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
+                           int *status, char *message, size_t message_len, struct pk_buf *response);
+
+/* What the KUBERNETES validator decided (sentry/kube_validator.h), borrowed. */
+struct pk_sentry_kube_outcome {
+    bool allowed;
+    bool unavailable;         /* refused for lack of capacity: UNAVAILABLE, not PERMISSION_DENIED */
+    bool control_plane;       /* a dapr.io/control-plane pod in Sentry's namespace */
+    const char *trust_domain; /* when allowed */
+    const char *message;      /* when refused */
+};
+
+/* Finish a call pk_sentry_service_sign answered PK_E_AGAIN, with the same request bytes and the
+ * validator's outcome; fills status, message and response as pk_sentry_service_sign does. */
+void pk_sentry_service_sign_kube(struct pk_sentry_service *svc, struct pk_slice request, time_t now,
+                                 const struct pk_sentry_kube_outcome *outcome, int *status,
+                                 char *message, size_t message_len, struct pk_buf *response);
 
 /* Sentry's own SPIFFE ID, spiffe://<td>/ns/<namespace>/dapr-sentry. */
 const char *pk_sentry_service_id(const struct pk_sentry_service *svc);

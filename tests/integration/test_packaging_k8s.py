@@ -90,31 +90,34 @@ def ini_value(ini, key):
     return m.group(1)
 
 
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+
+
 def test_sentry_manifest():
     docs = load("sentry.yaml")
-    assert sorted(d["kind"] for d in docs) == ["ConfigMap", "Deployment", "Namespace",
-                                               "NetworkPolicy", "Secret", "Service"]
+    assert sorted(d["kind"] for d in docs) == ["ClusterRole", "ClusterRoleBinding", "ConfigMap",
+                                               "Deployment", "Namespace", "Role", "RoleBinding",
+                                               "Secret", "Service", "ServiceAccount"]
     ns = one(docs, "Namespace")["metadata"]["name"]
     for d in docs:
-        if d["kind"] != "Namespace":
+        if d["kind"] not in CLUSTER_SCOPED:
             assert d["metadata"]["namespace"] == ns, d["kind"]
-    # Dapr's dapr-trust-bundle layout, Secret and ConfigMap.
+    # Dapr's dapr-trust-bundle layout, Secret and ConfigMap, empty until the first start.
     secret = one(docs, "Secret", "dapr-trust-bundle")
-    assert sorted(secret["stringData"]) == ["ca.crt", "issuer.crt", "issuer.key"]
-    assert sorted(one(docs, "ConfigMap", "dapr-trust-bundle")["data"]) == ["ca.crt"]
+    assert secret["stringData"] == {"ca.crt": "", "issuer.crt": "", "issuer.key": ""}
+    assert one(docs, "ConfigMap", "dapr-trust-bundle")["data"] == {"ca.crt": ""}
     dep = one(docs, "Deployment", "dapr-sentry")
     check_deployment(dep)
     pod = dep["spec"]["template"]["spec"]
     c = pod["containers"][0]
     args = c["args"]
-    assert args[0] == "sentry"
-    creds_dir = flag(args, "issuer-credentials")
-    assert creds_dir == "/var/run/secrets/dapr.io/credentials"  # where Dapr's Helm chart mounts it
-    mount = next(m for m in c["volumeMounts"] if m["mountPath"] == creds_dir)
-    vol = next(v for v in pod["volumes"] if v["name"] == mount["name"])
-    assert vol["secret"]["secretName"] == "dapr-trust-bundle" and mount["readOnly"]
-    # Keys readable by the group the pod runs with, by nobody else.
-    assert vol["secret"]["defaultMode"] == 0o440 and pod["securityContext"]["fsGroup"] == 65532
+    assert args[0] == "sentry" and flag(args, "mode") == "kubernetes"
+    assert not any(a.startswith("--issuer-credentials") for a in args)  # read through the API
+    assert "volumes" not in pod and "volumeMounts" not in c  # no key on any file system
+    # The service account token picket sentry uses for the API server.
+    sa = one(docs, "ServiceAccount", "dapr-sentry")
+    assert pod["serviceAccountName"] == sa["metadata"]["name"]
+    assert pod["automountServiceAccountToken"] is True
     assert c["env"][0]["name"] == "NAMESPACE"
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     assert ports == {"grpc": int(flag(args, "port")), "healthz": int(flag(args, "healthz-port")),
@@ -125,8 +128,33 @@ def test_sentry_manifest():
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     grpc = next(p for p in svc["spec"]["ports"] if p["name"] == "grpc")
     assert grpc["port"] == 443 and grpc["targetPort"] == ports["grpc"]
-    pol = one(docs, "NetworkPolicy")
-    assert pol["spec"]["podSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
+
+
+def test_sentry_rbac_is_exactly_what_it_uses():
+    """TokenReview create, pods and Dapr Configurations get (cluster-wide: apps live in every
+    namespace), and get/update of the two dapr-trust-bundle objects in Sentry's namespace only;
+    each bound to Sentry's service account alone."""
+    docs = load("sentry.yaml")
+    ns = one(docs, "Namespace")["metadata"]["name"]
+    subject = [{"kind": "ServiceAccount", "name": "dapr-sentry", "namespace": ns}]
+    cluster = one(docs, "ClusterRole", "dapr-sentry")
+    assert cluster["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+         "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": ["dapr.io"], "resources": ["configurations"], "verbs": ["get"]},
+    ]
+    role = one(docs, "Role", "dapr-sentry")
+    assert role["metadata"]["namespace"] == ns
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets", "configmaps"],
+         "resourceNames": ["dapr-trust-bundle"], "verbs": ["get", "update"]},
+    ]
+    for kind, ref_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
+        b = one(docs, kind, "dapr-sentry")
+        assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": ref_kind,
+                                "name": "dapr-sentry"}
+        assert b["subjects"] == subject
 
 
 def test_sidecar_manifest():
@@ -179,9 +207,6 @@ def test_sidecar_manifest():
     assert host == f"dapr-sentry.{sentry_ns}.svc.cluster.local"
     svc_ports = one(sentry_docs, "Service", "dapr-sentry")["spec"]["ports"]
     assert int(port) in [p["port"] for p in svc_ports]
-    assert (dep["spec"]["template"]["metadata"]["labels"].items() >=
-            one(sentry_docs, "NetworkPolicy")["spec"]["ingress"][0]["from"][0]["podSelector"]
-            ["matchLabels"].items())
 
     # The Service reaches the inbound listener.
     inbound = int(re.search(r"^\[inbound \S+\]\nlisten = 0\.0\.0\.0:(\d+)", ini, re.M).group(1))
@@ -214,55 +239,18 @@ def test_sidecar_ini_starts_picket_run(tmp_path, start_sentry):
     proc.stop()
 
 
-def sentry_args_local(tmp_path, creds):
+def test_sentry_args_need_the_api_server(tmp_path):
+    """picket sentry with the manifest's flags, outside a cluster, stops at once and says what is
+    missing (the API server's address), without listening or writing anything."""
     dep = one(load("sentry.yaml"), "Deployment", "dapr-sentry")
     args = dep["spec"]["template"]["spec"]["containers"][0]["args"]
-    ports = {"port": free_port(), "healthz-port": free_port(), "metrics-port": free_port()}
-    out = []
-    for a in args:
-        name = a[2:].split("=", 1)[0] if a.startswith("--") else None
-        if name == "issuer-credentials":
-            a = f"--issuer-credentials={creds}"
-        elif name in ports:
-            a = f"--{name}={ports[name]}"
-        out.append(a)
-    out += ["--listen-address=127.0.0.1", "--healthz-listen-address=127.0.0.1",
-            "--metrics-listen-address=127.0.0.1"]
-    return out, ports
-
-
-def test_sentry_args_run_picket_sentry(tmp_path):
-    """picket sentry starts with the manifest's flags on credentials made by picket cert, and
-    refuses to start on the Secret's empty placeholders."""
-    from conftest import http_get
-    from harness import Proc, wait_for
-    creds = tmp_path / "creds"
-    creds.mkdir()
-    for cmd in ("create-root", "create-issuer"):
-        res = run([os.path.abspath(picket_bin()), "cert", cmd, "--trust-domain", "cluster.local"],
-                  cwd=creds)
-        assert res.returncode == 0, res.stderr
-    os.remove(creds / "ca.key")  # the cluster gets ca.crt, issuer.crt and issuer.key only
-    args, ports = sentry_args_local(tmp_path, creds)
-    proc = Proc([picket_bin(), *args], tmp_path / "sentry.log", env={"NAMESPACE": "dapr-system"})
-
-    def healthy():
-        if not proc.alive():
-            raise RuntimeError(proc.output())
-        return http_get(ports["healthz-port"], "/healthz")[0] == 200
-    wait_for(healthy, 20, what="picket sentry /healthz with the manifest's flags")
-    proc.stop()
-
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    for name in ("ca.crt", "issuer.crt", "issuer.key"):
-        (empty / name).write_text("")
-    args, _ = sentry_args_local(tmp_path, empty)
-    proc = Proc([picket_bin(), *args], tmp_path / "sentry-empty.log")
-    assert proc.wait_exit(20) != 0
-    assert "ca.crt" in proc.output()
-    assert sorted(os.listdir(empty)) == ["ca.crt", "issuer.crt", "issuer.key"]
-    assert all((empty / n).read_text() == "" for n in os.listdir(empty))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+    env["NAMESPACE"] = "dapr-system"
+    res = subprocess.run([picket_bin(), *args], env=env, capture_output=True, text=True,
+                         timeout=30, cwd=tmp_path)
+    assert res.returncode != 0
+    assert "KUBERNETES_SERVICE_HOST" in res.stderr, res.stderr
+    assert os.listdir(tmp_path) == []
 
 
 def test_dockerfile_shape():

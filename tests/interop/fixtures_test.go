@@ -239,10 +239,15 @@ type daprdOptions struct {
 	tokenFile      string
 	timeout        time.Duration
 	expectNoHandle bool
+	// Kubernetes mode: the token comes from DAPR_SENTRY_TOKEN_FILE with the KUBERNETES
+	// validator; Sentry is in cpNamespace and the request names requestNamespace.
+	kubernetes       bool
+	cpNamespace      string
+	requestNamespace string
 }
 
-// startDaprd runs security.New + Run exactly as daprd does in self-hosted mode with mTLS on,
-// and waits for its first certificate.
+// startDaprd runs security.New + Run exactly as daprd does in self-hosted mode (or, with
+// o.kubernetes, in Kubernetes mode) with mTLS on, and waits for its first certificate.
 func startDaprd(t *testing.T, o daprdOptions) (*daprd, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -254,6 +259,11 @@ func startDaprd(t *testing.T, o daprdOptions) (*daprd, error) {
 		MTLSEnabled:             true,
 		Mode:                    modes.StandaloneMode,
 		Healthz:                 healthz.New(),
+	}
+	if o.kubernetes {
+		opts.Mode = modes.KubernetesMode
+		opts.ControlPlaneNamespace = o.cpNamespace
+		opts.OverrideRequestNamespace = &o.requestNamespace
 	}
 	if o.anchorsFile != "" {
 		opts.TrustAnchorsFile = &o.anchorsFile
@@ -304,7 +314,9 @@ func startDaprd(t *testing.T, o daprdOptions) (*daprd, error) {
 		}
 		return &daprd{h: r.h, source: src}, nil
 	case err := <-runErr:
-		// daprd exits when its first fetch fails; so does this client.
+		// daprd exits when its first fetch fails; so does this client. The clean-up waits
+		// for the same result: hand it back.
+		runErr <- err
 		if err == nil {
 			err = errors.New("identity client stopped")
 		}

@@ -199,6 +199,8 @@ struct echo_state {
     int calls;
     char retry_md[32];
     char peer[64];
+    int deferred; /* calls whose reply was deferred */
+    struct pk_rpc_call call;
 };
 
 static void echo_handler(void *ctx, const struct pk_rpc_request *req, struct pk_rpc_reply *reply)
@@ -209,6 +211,12 @@ static void echo_handler(void *ctx, const struct pk_rpc_request *req, struct pk_
     es->calls++;
     snprintf(es->retry_md, sizeof(es->retry_md), "%s", md ? md : "");
     snprintf(es->peer, sizeof(es->peer), "%s", req->peer);
+    if (req->message.len >= 5 && memcmp(req->message.ptr, "later", 5) == 0) {
+        es->deferred++;
+        es->call = req->call;
+        reply->defer = true;
+        return;
+    }
     if (req->message.len >= 4 && memcmp(req->message.ptr, "fail", 4) == 0) {
         reply->status = PK_GRPC_PERMISSION_DENIED;
         snprintf(reply->message, sizeof(reply->message), "denied: 100%% sure\n");
@@ -388,6 +396,101 @@ static void unary_round_trip(void **state)
     assert_int_equal(stats.calls_ok, 1);
     assert_int_equal(stats.active, 0); /* both connections closed with close_notify */
     assert_int_equal(stats.handshake_failed, 0);
+
+    pk_rpc_server_free(s);
+    pk_tls_ctx_unref(stls);
+    pk_tls_ctx_unref(ctls);
+    ev_loop_destroy(loop);
+}
+
+struct late_answer {
+    ev_timer timer;
+    struct pk_rpc_server *s;
+    struct echo_state *es;
+    int rc;
+};
+
+static void late_answer_cb(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    struct late_answer *la = w->data;
+    static const char body[] = "answered later";
+
+    la->rc = pk_rpc_server_answer(la->s, la->es->call, PK_GRPC_OK, "",
+                                  pk_slice_make(body, sizeof(body) - 1));
+}
+
+/* A handler that defers: the client waits while the loop runs on, and the answer given later
+ * from a timer arrives; answering the same call twice, or a call on no connection, is refused. */
+static void deferred_reply(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct pk_tls_ctx *stls = server_ctx(&ec_a, false);
+    struct pk_tls_ctx *ctls = client_ctx(&ec_a.anchor, "h2");
+    struct echo_state es = {0};
+    struct call_out co = {0};
+    struct pk_rpc_server_stats stats;
+    struct pk_rpc_server *s = start_server(loop, stls, &es, 8, 5);
+    struct late_answer la = {.s = s, .es = &es, .rc = -1};
+    struct pk_rpc_call nowhere = {.conn_id = 999999, .stream_id = 1};
+
+    call_async(loop, pk_rpc_server_port(s), ctls, "later please", NULL, NULL, 5, &co);
+    run_for(loop, 0.3);
+    assert_false(co.done); /* the handler deferred: nothing is sent yet */
+    assert_int_equal(es.deferred, 1);
+
+    ev_timer_init(&la.timer, late_answer_cb, 0.05, 0);
+    la.timer.data = &la;
+    ev_timer_start(loop, &la.timer);
+    run_until(loop, &co.done, 10);
+    assert_int_equal(la.rc, 0);
+    assert_int_equal(co.status, PK_GRPC_OK);
+    assert_string_equal(co.response, "answered later");
+
+    assert_int_equal(pk_rpc_server_answer(s, es.call, PK_GRPC_OK, "", pk_slice_make("x", 1)),
+                     PK_E_NOTFOUND);
+    assert_int_equal(pk_rpc_server_answer(s, nowhere, PK_GRPC_OK, "", pk_slice_make("x", 1)),
+                     PK_E_NOTFOUND);
+    run_for(loop, 0.2);
+    pk_rpc_server_get_stats(s, &stats);
+    assert_int_equal(stats.calls, 1);
+    assert_int_equal(stats.calls_ok, 1);
+
+    pk_rpc_server_free(s);
+    pk_tls_ctx_unref(stls);
+    pk_tls_ctx_unref(ctls);
+    ev_loop_destroy(loop);
+}
+
+/* The client gives up (deadline) while its call is deferred: the late answer finds the call gone
+ * and is dropped. */
+static void deferred_reply_after_client_left(void **state)
+{
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    struct pk_tls_ctx *stls = server_ctx(&ec_a, false);
+    struct pk_tls_ctx *ctls = client_ctx(&ec_a.anchor, "h2");
+    struct echo_state es = {0};
+    struct call_out co = {0};
+    struct pk_rpc_server *s = start_server(loop, stls, &es, 8, 5);
+    struct pk_rpc_server_stats stats;
+    int r = 0;
+
+    call_async(loop, pk_rpc_server_port(s), ctls, "later, maybe", NULL, NULL, 0.3, &co);
+    run_until(loop, &co.done, 10);
+    assert_int_equal(co.status, PK_GRPC_DEADLINE_EXCEEDED);
+    assert_int_equal(es.deferred, 1);
+    /* The client's connection ends soon after its deadline. */
+    for (int i = 0; i < 200; i++) {
+        pk_rpc_server_get_stats(s, &stats);
+        if (stats.active == 0) {
+            break;
+        }
+        run_for(loop, 0.05);
+    }
+    assert_int_equal(stats.active, 0);
+    r = pk_rpc_server_answer(s, es.call, PK_GRPC_OK, "", pk_slice_make("x", 1));
+    assert_int_equal(r, PK_E_NOTFOUND);
+    pk_rpc_server_get_stats(s, &stats);
+    assert_int_equal(stats.calls_ok, 0);
 
     pk_rpc_server_free(s);
     pk_tls_ctx_unref(stls);
@@ -981,6 +1084,8 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
             cmocka_unit_test(unary_round_trip),
+            cmocka_unit_test(deferred_reply),
+            cmocka_unit_test(deferred_reply_after_client_left),
             cmocka_unit_test(ed25519_chain_and_unknown_method),
             cmocka_unit_test(verify_reject_sends_nothing),
             cmocka_unit_test(untrusted_server_is_unavailable),

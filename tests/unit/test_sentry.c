@@ -357,6 +357,158 @@ static void sign_table(void **state)
     pk_sentry_service_free(svc);
 }
 
+/* The KUBERNETES validator's outcome applied by the service: the first pass stops at "ask the
+ * API server" after the common checks, the second signs for the trust domain the validator
+ * found, and picket's own rules (allowed trust domains, control-plane ids, Sentry's id) still
+ * hold whatever the validator says. */
+static void sign_kubernetes_outcomes(void **state)
+{
+    struct fixture *f = *state;
+    struct pk_sentry_service_config cfg = {
+            .trust_domain = "example.test",
+            .namespace_ = "dapr-system",
+            .ttl_seconds = 3600,
+            .skew_seconds = 900,
+            .kubernetes_validator = true,
+    };
+    static const struct {
+        const char *id, *ns;
+        int validator;
+        int first; /* pk_sentry_service_sign's result */
+        int first_status;
+        struct pk_sentry_kube_outcome outcome;
+        int status;
+        const char *text; /* message part, or the SPIFFE ID issued */
+    } cases[] = {
+            {"app",
+             "default",
+             0,
+             PK_E_AGAIN,
+             0,
+             {.allowed = true, .trust_domain = "public"},
+             PK_GRPC_OK,
+             "spiffe://public/ns/default/app"},
+            {"app",
+             "default",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = true, .trust_domain = "example.test"},
+             PK_GRPC_OK,
+             "spiffe://example.test/ns/default/app"},
+            {"app", "default", 1, 0, PK_GRPC_INVALID_ARGUMENT, {0}, 0, "not enabled"},
+            {"", "default", 2, 0, PK_GRPC_PERMISSION_DENIED, {0}, 0, "cannot be empty"},
+            {"app",
+             "default",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = true, .trust_domain = "corp.example"},
+             PK_GRPC_PERMISSION_DENIED,
+             "not one this Sentry signs for"},
+            {"app",
+             "default",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = false, .message = "pod service account mismatch"},
+             PK_GRPC_PERMISSION_DENIED,
+             "pod service account mismatch"},
+            {"app",
+             "default",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = false, .unavailable = true, .message = "too many"},
+             PK_GRPC_UNAVAILABLE,
+             "too many"},
+            {"dapr-placement",
+             "dapr-system",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = true, .control_plane = true, .trust_domain = "example.test"},
+             PK_GRPC_OK,
+             "spiffe://example.test/ns/dapr-system/dapr-placement"},
+            {"dapr-placement",
+             "dapr-system",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = true, .trust_domain = "public"},
+             PK_GRPC_PERMISSION_DENIED,
+             "only to a pod annotated dapr.io/control-plane"},
+            {"dapr-sentry",
+             "dapr-system",
+             2,
+             PK_E_AGAIN,
+             0,
+             {.allowed = true, .control_plane = true, .trust_domain = "example.test"},
+             PK_GRPC_PERMISSION_DENIED,
+             "Sentry's own identity"},
+    };
+    struct pk_sentry_service *svc = NULL;
+    struct pk_sentry_metrics m;
+
+    assert_int_equal(pk_sentry_service_new(&cfg, f->creds, NULL, &svc), 0);
+    f->creds = NULL; /* taken */
+    for (size_t i = 0; i < PK_ARRAY_LEN(cases); i++) {
+        struct pk_buf req, resp;
+        char message[1024] = "";
+        int status = -1;
+        int r;
+
+        pk_buf_init(&req, 65536);
+        pk_buf_init(&resp, 1 << 20);
+        pack_request(&req, cases[i].id, cases[i].ns, "", cases[i].validator, NULL, true);
+        r = pk_sentry_service_sign(svc, pk_buf_slice(&req), time(NULL), &status, message,
+                                   sizeof(message), &resp);
+        if (r != cases[i].first) {
+            fail_msg("case %zu: first pass %d, want %d (%s)", i, r, cases[i].first, message);
+        }
+        if (r == 0) {
+            if (status != cases[i].first_status || strstr(message, cases[i].text) == NULL) {
+                fail_msg("case %zu: status %d \"%s\"", i, status, message);
+            }
+        } else {
+            assert_int_equal(resp.len, 0);
+            pk_sentry_service_sign_kube(svc, pk_buf_slice(&req), time(NULL), &cases[i].outcome,
+                                        &status, message, sizeof(message), &resp);
+            if (status != cases[i].status) {
+                fail_msg("case %zu: status %d \"%s\", want %d", i, status, message,
+                         cases[i].status);
+            }
+            if (status == PK_GRPC_OK) {
+                /* The URI SAN is in the leaf as is: find it in the response. */
+                Dapr__Proto__Sentry__V1__SignCertificateResponse *p =
+                        dapr__proto__sentry__v1__sign_certificate_response__unpack(NULL, resp.len,
+                                                                                   resp.data);
+                struct pk_pem_block blk = {0};
+                size_t off = 0;
+                struct pk_err err;
+                assert_non_null(p);
+                assert_int_equal(pk_pem_next(p->workload_certificate.data,
+                                             p->workload_certificate.len, &off, &blk, &err),
+                                 0);
+                if (memmem(blk.der, blk.der_len, cases[i].text, strlen(cases[i].text)) == NULL) {
+                    fail_msg("case %zu: the leaf does not name %s", i, cases[i].text);
+                }
+                pk_pem_block_clear(&blk);
+                dapr__proto__sentry__v1__sign_certificate_response__free_unpacked(p, NULL);
+            } else if (strstr(message, cases[i].text) == NULL) {
+                fail_msg("case %zu: message \"%s\" lacks \"%s\"", i, message, cases[i].text);
+            }
+        }
+        pk_buf_free(&req);
+        pk_buf_free(&resp);
+    }
+    pk_sentry_service_metrics(svc, &m);
+    assert_int_equal(m.sign_request_received, PK_ARRAY_LEN(cases)); /* once per call */
+    assert_int_equal(m.sign_success, 3);
+    assert_int_equal(m.sign_failure, PK_ARRAY_LEN(cases) - 3);
+    pk_sentry_service_free(svc);
+}
+
 /* Sentry's own certificate is renewed at half of what is really left of it, whatever the TTL and
  * skew: issued for real over a table of pairs (the skew moves NotBefore back, never the
  * schedule), and never sooner than the floor unless the certificate ends first. */
@@ -604,6 +756,7 @@ int main(void)
             cmocka_unit_test_setup_teardown(workload_profile, setup, teardown),
             cmocka_unit_test_setup_teardown(server_cert_renewal_schedule, setup, teardown),
             cmocka_unit_test_setup_teardown(sign_table, setup, teardown),
+            cmocka_unit_test_setup_teardown(sign_kubernetes_outcomes, setup, teardown),
             cmocka_unit_test_setup_teardown(sign_refuses_identities_it_must_not_issue, setup,
                                             teardown),
     };
