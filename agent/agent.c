@@ -12,6 +12,7 @@
 #include "agent/refusal.h"
 #include "agent/schedule.h"
 #include "agent/sentry_client.h"
+#include "agent/token.h"
 #include "common/fsutil.h"
 #include "common/key.h"
 #include "common/log.h"
@@ -26,12 +27,6 @@
 #define FILE_DEBOUNCE 0.2
 /* A trust anchors file refused for this long is logged again (once), as a reminder. */
 #define ANCHORS_REFUSAL_REMIND 600.0
-
-/* SignCertificateRequest.TokenValidator (proto/sentry.proto). */
-#define TOKEN_VALIDATOR_UNKNOWN                                                                    \
-    DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__UNKNOWN
-#define TOKEN_VALIDATOR_JWKS                                                                       \
-    DAPR__PROTO__SENTRY__V1__SIGN_CERTIFICATE_REQUEST__TOKEN_VALIDATOR__JWKS
 
 struct pk_agent {
     struct ev_loop *loop; /* for the file watches and the export command */
@@ -338,6 +333,7 @@ static void fetch_failed(struct pk_agent *a, const char *why)
     double delay;
     char hint[1200] = "";
 
+    snprintf(a->stats.last_error, sizeof(a->stats.last_error), "%s", why);
     a->failures++;
     if (a->current == NULL) {
         a->stats.initial_failures++;
@@ -523,6 +519,7 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
     a->failures = 0;
     a->retry_at = 0;
     a->anchors_changed = false;
+    a->stats.last_error[0] = '\0';
     publish(a, id, a->current == NULL ? "initial" : "renewal");
 out:
     pk_certs_clear(&anchors);
@@ -543,24 +540,36 @@ static void start_fetch(struct pk_agent *a)
             .app_id = cfg->request_id,
             .namespace_ = cfg->namespace_,
             .trust_domain = cfg->trust_domain,
-            .token_file = cfg->token_file,
-            .token_setting =
-                    cfg->token_file_from_env ? "DAPR_SENTRY_TOKEN_FILE" : "[sentry] token_file",
-            /* As daprd in self-hosted mode: JWKS with a token file, else Sentry's default. */
-            .token_validator =
-                    cfg->token_file != NULL ? TOKEN_VALIDATOR_JWKS : TOKEN_VALIDATOR_UNKNOWN,
+            /* As daprd: the token and its validator depend on the mode (agent/token.h). */
+            .token_validator = pk_token_validator(cfg),
             .anchors_pem = anchors->data,
             .anchors_pem_len = anchors->len,
             .timeout = cfg->request_timeout,
             .mark = (uint32_t)cfg->mark,
+            .resolved = cfg->sentry_slot,
     };
+    struct pk_buf token;
     struct pk_err err;
+    int r;
 
     pk_err_clear(&err);
     a->retry_at = 0;
+    /* Read here rather than in the client so that a token that cannot be read is counted on its
+     * own: it is the operator's to fix, not Sentry's. */
+    pk_buf_init_secret(&token, PK_TOKEN_MAX);
+    if (pk_token_read(cfg, &token, &err) != 0) {
+        pk_buf_free(&token);
+        a->stats.token_failures++;
+        fetch_failed(a, err.msg);
+        return;
+    }
+    sc.token = token.len > 0 ? token.data : NULL;
+    sc.token_len = token.len;
     PK_LOG_INFO("identity fetch started sentry=%s attempt=%u holding=%s", cfg->sentry_address,
                 a->failures + 1, a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
-    if (a->sentry->start(a->loop, &sc, fetch_done, a, &a->fetch, &err) != 0) {
+    r = a->sentry->start(a->loop, &sc, fetch_done, a, &a->fetch, &err);
+    pk_buf_free(&token);
+    if (r != 0) {
         if (a->fetch_uses_pending) {
             pending_refused(a, ": cannot renew against the new set", err.msg);
             return;

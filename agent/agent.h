@@ -63,6 +63,8 @@ struct pk_agent_stats {
     uint64_t anchors_updates;
     uint64_t anchors_refused;
     uint64_t static_refused;
+    uint64_t token_failures; /* fetches not started: the Sentry token could not be read */
+    char last_error[512];    /* why the last fetch failed; "" after a success or before any */
     size_t anchors;
 };
 

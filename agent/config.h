@@ -8,6 +8,17 @@
 
 #include <stdbool.h>
 
+struct pk_addrset_slot;
+
+/* Where the agent runs, as daprd's --mode: it decides which token goes to Sentry (agent/token.h).
+ */
+enum pk_agent_mode {
+    PK_AGENT_MODE_AUTO,       /* not given: sidecar/config resolves it before the agent sees it */
+    PK_AGENT_MODE_STANDALONE, /* self-hosted */
+    PK_AGENT_MODE_KUBERNETES, /* in a pod: the projected service-account token, validator
+                               * KUBERNETES */
+};
+
 struct pk_agent_config {
     /* [agent] */
     char *app_id;       /* key app_id; flag --app-id; env APP_ID */
@@ -52,6 +63,10 @@ struct pk_agent_config {
     char *token_file;                 /* key token_file; env DAPR_SENTRY_TOKEN_FILE */
     bool token_file_from_env;         /* token_file came from DAPR_SENTRY_TOKEN_FILE (for
                                        * messages, which name where it was set) */
+    int mode;          /* enum pk_agent_mode; key [agent] mode; flag --mode; env PICKET_MODE */
+    char *secrets_dir; /* env PICKET_TEST_SECRETS_DIR (tests only); NULL = /var/run/secrets */
+    struct pk_addrset_slot *sentry_slot; /* sentry_address is a DNS name: where picket run's
+                                          * resolver publishes its answers (borrowed) */
     bool adopt_sentry_anchors; /* key adopt_trust_chain: also trust the roots Sentry returns */
     /* [proxy] */
     long mark; /* key mark: SO_MARK set on every socket picket connects (proxy and Sentry

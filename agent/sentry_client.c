@@ -161,7 +161,13 @@ int pk_sentry_request_build(const struct pk_sentry_client_config *cfg, struct pk
 
     pk_buf_init(&csr, 16 * 1024);
     pk_buf_init_secret(&token, MAX_TOKEN);
-    if (cfg->token_file != NULL) {
+    if (cfg->token != NULL) {
+        r = pk_buf_append(&token, cfg->token, cfg->token_len);
+        if (r != 0) {
+            pk_err_set(err, r, "the Sentry token is longer than %u bytes", MAX_TOKEN);
+            goto out;
+        }
+    } else if (cfg->token_file != NULL) {
         /* Re-read on every request: projected tokens rotate underneath us. */
         r = read_token(cfg->token_file, cfg->token_setting, &token, err);
         if (r != 0) {
@@ -453,6 +459,9 @@ int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_co
         }
     }
     r = pk_sentry_request_build(&f->cfg, &f->key, &request, err);
+    /* The token was the caller's, for this call only. */
+    f->cfg.token = NULL;
+    f->cfg.token_len = 0;
     if (r != 0) {
         goto fail;
     }
@@ -467,6 +476,7 @@ int pk_sentry_fetch_start(struct ev_loop *loop, const struct pk_sentry_client_co
                 .verify_peer = pk_sentry_client_verify_server,
                 .verify_ctx = &f->cfg,
                 .mark = f->cfg.mark,
+                .resolved = f->cfg.resolved,
         };
         r = pk_rpc_call_start(loop, &copts, fetch_done, f, &f->call, err);
         if (r != 0) {

@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include "common/addrset.h"
 #include "common/buf.h"
 #include "common/compiler.h"
 #include "common/err.h"
@@ -33,11 +34,16 @@ struct pk_sentry_client_config {
     const char *token_file;                 /* re-read per request; NULL: no token */
     const char *token_setting;              /* where token_file was set, named by its errors
                                              * (a string literal; NULL: "token file") */
-    int token_validator;                    /* the SignCertificateRequest enum value to send */
-    const uint8_t *anchors_pem;             /* trust anchors (borrowed) */
+    const uint8_t *token;                   /* or the token itself (borrowed, secret; used
+                                             * only while pk_sentry_fetch_start runs) */
+    size_t token_len;
+    int token_validator;        /* the SignCertificateRequest enum value to send */
+    const uint8_t *anchors_pem; /* trust anchors (borrowed) */
     size_t anchors_pem_len;
-    double timeout; /* per attempt, seconds */
-    uint32_t mark;  /* SO_MARK of the connection to Sentry; 0 = none */
+    double timeout;                   /* per attempt, seconds */
+    uint32_t mark;                    /* SO_MARK of the connection to Sentry; 0 = none */
+    struct pk_addrset_slot *resolved; /* address is a DNS name: its answers (borrowed); NULL =
+                                       * getaddrinfo, which blocks */
 };
 
 /* A workload identity obtained from Sentry and checked. */

@@ -28,10 +28,12 @@
 
 #include "agent/agent.h"
 #include "cmd/commands.h"
+#include "common/addr.h"
 #include "common/identity.h"
 #include "common/log.h"
 #include "common/notify.h"
 #include "common/tls.h"
+#include "net/resolver.h"
 #include "proxy/proxy.h"
 #include "sidecar/admin.h"
 #include "sidecar/config.h"
@@ -51,7 +53,9 @@ struct run {
     struct pk_proxy *proxy;
     struct pk_admin *admin;
     struct pk_notify *notify;
+    struct pk_resolver *resolver; /* DNS names of targets and Sentry; outlives proxy and agent */
     int status;
+    bool agent_started;
     bool ready_sent;     /* READY=1 went out (the first time) */
     char last_line[600]; /* the last STATUS= sent */
     ev_signal sigterm, sigint, sighup;
@@ -149,6 +153,47 @@ static void watchdog_cb(struct ev_loop *loop, ev_timer *w, int revents)
     notify(w->data, "WATCHDOG=1");
 }
 
+/* Point cfg's DNS names (listener targets, Sentry's address) at the resolver's slots; their
+ * lookups start now, on this loop. A reload's new names join the running resolver (whose
+ * settings need a restart); names no longer used stay watched until exit. */
+static void attach_names(struct run *run, struct pk_sidecar_config *cfg)
+{
+    struct pk_addr addr;
+
+    for (size_t i = 0; i < cfg->n_listeners; i++) {
+        struct pk_listener_config *lc = &cfg->listeners[i];
+        if (lc->target != NULL && lc->target_addr.kind == PK_ADDR_NAME) {
+            lc->target_slot =
+                    pk_resolver_watch(run->resolver, lc->target_addr.host, lc->target_addr.port);
+        }
+    }
+    if (cfg->agent.sentry_address != NULL &&
+        pk_addr_parse(cfg->agent.sentry_address, PK_ADDR_NAMES, &addr, NULL) == 0 &&
+        addr.kind == PK_ADDR_NAME) {
+        cfg->agent.sentry_slot = pk_resolver_watch(run->resolver, addr.host, addr.port);
+    }
+}
+
+/* Start the agent once Sentry's address can be connected to: at once for an IP address, after
+ * the name's first lookup (answered or not) for a DNS name, so that the first request is not
+ * spent on a lookup still under way. */
+static void maybe_start_agent(struct run *run)
+{
+    const struct pk_addrset_slot *slot = run->cfg->agent.sentry_slot;
+
+    if (run->agent_started || (slot != NULL && !pk_resolver_settled(run->resolver, slot))) {
+        return;
+    }
+    run->agent_started = true;
+    pk_agent_start(run->agent);
+    update_readiness(run);
+}
+
+static void dns_settled_cb(void *ctx)
+{
+    maybe_start_agent(ctx);
+}
+
 /* Create and start the proxy for cfg's listeners, handing it the current identity if any. */
 static int start_proxy(struct run *run, const struct pk_sidecar_config *cfg, struct pk_err *err)
 {
@@ -219,6 +264,7 @@ static void reload(struct run *run)
         r = pk_err_set(&err, PK_E_INVALID, "these settings need a restart: %s", changed);
         goto refused;
     }
+    attach_names(run, next);
     if (run->proxy != NULL) {
         struct pk_proxy_options opts;
         pk_sidecar_proxy_options(next, &opts);
@@ -320,6 +366,19 @@ int pk_cmd_run(int argc, char **argv)
         fprintf(stderr, "picket run: %s\n", err.msg);
         goto out;
     }
+    {
+        struct pk_resolver_options ro = {
+                .servers = run.cfg->dns_servers,
+                .ttl_min = run.cfg->dns_ttl_min,
+                .ttl_max = run.cfg->dns_ttl_max,
+                .timeout = run.cfg->dns_timeout,
+        };
+        if (pk_resolver_new(run.loop, &ro, &run.resolver, &err) != 0) {
+            fprintf(stderr, "picket run: %s\n", err.msg);
+            goto out;
+        }
+        attach_names(&run, run.cfg);
+    }
     ev_async_init(&run.proxy_changed, proxy_changed_cb);
     run.proxy_changed.data = &run;
     ev_async_start(run.loop, &run.proxy_changed);
@@ -347,6 +406,7 @@ int pk_cmd_run(int argc, char **argv)
             goto out;
         }
     }
+    pk_admin_set_resolver(run.admin, run.resolver);
     if (run.proxy != NULL) {
         pk_admin_set_proxy(run.admin, run.proxy);
         if (pk_proxy_start(run.proxy, &err) != 0) {
@@ -376,7 +436,8 @@ int pk_cmd_run(int argc, char **argv)
                 run.cfg->agent.sentry_address != NULL ? "sentry" : "static",
                 run.notify != NULL ? pk_notify_address(run.notify) : "none", wd);
     run.status = 0;
-    pk_agent_start(run.agent);
+    pk_resolver_set_hook(run.resolver, dns_settled_cb, &run);
+    maybe_start_agent(&run);
     update_readiness(&run);
     ran = true;
     ev_run(run.loop, 0);
@@ -402,6 +463,7 @@ out:
     }
     pk_admin_free(run.admin);
     pk_agent_free(run.agent);
+    pk_resolver_free(run.resolver);
     pk_identity_slot_destroy(&run.slot);
     pk_sidecar_config_free(run.cfg);
     pk_notify_free(run.notify);

@@ -39,8 +39,9 @@ struct pk_rpc_call {
     char *address;
     char host[PK_ADDR_HOST_LEN]; /* as written, without brackets */
     char port[8];
-    bool host_is_name; /* not an IP literal: resolved, and sent as the TLS server name */
-    struct addrinfo *addrs;
+    bool host_is_name;         /* not an IP literal: resolved, and sent as the TLS server name */
+    struct addrinfo *addrs;    /* from getaddrinfo */
+    struct addrinfo *from_set; /* or made from a resolver's answer (one allocation) */
     struct addrinfo *next_addr;
     int fd;
     ev_io cio;
@@ -71,6 +72,7 @@ static void call_destroy(struct pk_rpc_call *call)
     if (call->addrs != NULL) {
         freeaddrinfo(call->addrs);
     }
+    free(call->from_set);
     pk_tls_ctx_unref(call->tls);
     free(call->address);
     call->magic = 0;
@@ -310,6 +312,39 @@ static void call_async_cb(struct ev_loop *loop, ev_timer *w, int revents)
 }
 
 /* Split "host:port" / "[v6]:port". */
+/* The addresses of a resolver's answer as an addrinfo chain, in one allocation (nodes, then the
+ * addresses they point to), so call_try_next walks them as it walks getaddrinfo's. */
+static struct addrinfo *addrinfo_from_set(const struct pk_addrset *set)
+{
+    struct addrinfo *ai = pk_xcalloc(1, set->n * (sizeof(*ai) + sizeof(set->addr[0])));
+    struct sockaddr_storage *sa = (struct sockaddr_storage *)(ai + set->n);
+
+    for (size_t i = 0; i < set->n; i++) {
+        memcpy(&sa[i], &set->addr[i], set->len[i]);
+        ai[i].ai_family = set->addr[i].ss_family;
+        ai[i].ai_socktype = SOCK_STREAM;
+        ai[i].ai_addr = (struct sockaddr *)&sa[i];
+        ai[i].ai_addrlen = set->len[i];
+        ai[i].ai_next = i + 1 < set->n ? &ai[i + 1] : NULL;
+    }
+    return ai;
+}
+
+/* getaddrinfo: blocks on DNS. Only for callers without a resolver (one-shot commands). */
+static void resolve_blocking(struct pk_rpc_call *call, const struct addrinfo *hints)
+{
+    int gr = getaddrinfo(call->host, call->port, hints, &call->addrs);
+
+    if (gr != 0) {
+        call->async_status = PK_GRPC_UNAVAILABLE;
+        snprintf(call->message, sizeof(call->message), "cannot resolve '%s': %s", call->host,
+                 gai_strerror(gr));
+    } else {
+        call->next_addr = call->addrs;
+        snprintf(call->message, sizeof(call->message), "no address for '%s'", call->host);
+    }
+}
+
 int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
                       pk_rpc_done_fn done, void *ctx, struct pk_rpc_call **out, struct pk_err *err)
 {
@@ -371,14 +406,19 @@ int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
         pk_err_prefix(err, rc, "gRPC call to '%s'", opts->address);
         goto out;
     }
-    int gr = getaddrinfo(call->host, call->port, &hints, &call->addrs);
-    if (gr != 0) {
-        call->async_status = PK_GRPC_UNAVAILABLE;
-        snprintf(call->message, sizeof(call->message), "cannot resolve '%s': %s", call->host,
-                 gai_strerror(gr));
+    if (call->host_is_name && opts->resolved != NULL) {
+        struct pk_addrset *set = pk_addrset_slot_get(opts->resolved);
+        if (set == NULL) {
+            call->async_status = PK_GRPC_UNAVAILABLE;
+            snprintf(call->message, sizeof(call->message), "cannot resolve '%s': no DNS answer yet",
+                     call->host);
+        } else {
+            call->from_set = addrinfo_from_set(set);
+            call->next_addr = call->from_set;
+            pk_addrset_unref(set);
+        }
     } else {
-        call->next_addr = call->addrs;
-        snprintf(call->message, sizeof(call->message), "no address for '%s'", call->host);
+        resolve_blocking(call, &hints);
     }
     /* Connecting starts from the loop, so done is never called from inside this function. */
     ev_timer_start(loop, &call->deadline);

@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/addrset.h"
 #include "common/buf.h"
 #include "common/compiler.h"
 #include "common/err.h"
@@ -49,6 +50,10 @@ struct pk_rpc_call_opts {
     /* SO_MARK for the connection (so a transparent-mode firewall lets picket's own traffic
      * pass); 0 = none. A mark that cannot be set fails the attempt like a refused connect. */
     uint32_t mark;
+    /* For a host that is a DNS name: the resolver's answers (net/resolver), used instead of a
+     * blocking getaddrinfo; the call fails with UNAVAILABLE while the slot is still empty. NULL:
+     * getaddrinfo (for one-shot commands, not for a server's loop). */
+    struct pk_addrset_slot *resolved;
 };
 
 /* The outcome handed to `done`; everything is borrowed and valid only during `done`. */
@@ -64,7 +69,8 @@ typedef void (*pk_rpc_done_fn)(void *ctx, const struct pk_rpc_result *res);
 
 /* Start a call. On 0, done will be called (or the call cancelled); *out (may be NULL) receives a
  * handle valid until done is called. Errors in the options are returned at once (PK_E_INVALID,
- * with err naming the option) and done is then never called. Blocks in getaddrinfo. */
+ * with err naming the option) and done is then never called. Blocks in getaddrinfo for a DNS
+ * name unless opts.resolved is given. */
 int pk_rpc_call_start(struct ev_loop *loop, const struct pk_rpc_call_opts *opts,
                       pk_rpc_done_fn done, void *ctx, struct pk_rpc_call **out, struct pk_err *err)
         PK_MUST_USE;

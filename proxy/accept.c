@@ -210,6 +210,43 @@ static void started(struct proxied *pc)
     }
 }
 
+/* The answer for l's DNS-named target as this worker holds it. The resolver publishes answers
+ * on the main loop into the target's slot; a worker keeps its own reference and looks at the
+ * slot's generation (one atomic load) for each connection, taking the slot's lock only when the
+ * answer changed. So the data path never locks and never waits for DNS, and a worker does not
+ * run a resolver of its own (one query per name, not one per worker). NULL before the first
+ * answer. */
+static struct pk_addrset *worker_addrs(struct listener *l, struct worker *w)
+{
+    struct lwatch *lw = &l->watch[w->index];
+    uint64_t generation = pk_addrset_slot_generation(l->target_slot);
+
+    if (generation != lw->addrs_generation || lw->addrs == NULL) {
+        pk_addrset_unref(lw->addrs);
+        lw->addrs = pk_addrset_slot_get(l->target_slot);
+        lw->addrs_generation = generation;
+    }
+    return lw->addrs;
+}
+
+/* For a DNS-named target: the set to connect to and the address to try first (connections take
+ * the addresses in turn). false, with pc finished, when the name has no answer yet. */
+static bool named_target(struct proxied *pc, struct pk_addrset **set, size_t *first)
+{
+    struct listener *l = pc->gen->listeners[pc->li];
+    struct lwatch *lw = &l->watch[pc->w->index];
+    char detail[300];
+
+    *set = worker_addrs(l, pc->w);
+    if (*set == NULL) {
+        snprintf(detail, sizeof(detail), "target %s: no DNS answer yet", l->cfg.target);
+        proxy_pc_finish(pc, PK_CLOSE_CONNECT_FAILED, detail);
+        return false;
+    }
+    *first = lw->next_addr++ % (*set)->n;
+    return true;
+}
+
 /* Hand pc's socket to a new pk_conn towards target, authorized by policy. */
 static void start_tls(struct proxied *pc, enum pk_conn_dir dir,
                       const struct sockaddr_storage *target, socklen_t target_len,
@@ -241,6 +278,10 @@ static void start_tls(struct proxied *pc, enum pk_conn_dir dir,
     };
     struct pk_err err;
 
+    if (l->target_slot != NULL && target == &l->target &&
+        !named_target(pc, &p.targets, &p.target_first)) {
+        return;
+    }
     pk_err_clear(&err);
     pc->fd = -1; /* pk_conn_start takes it, on failure too */
     pc->kind = PC_CONN;
@@ -272,6 +313,16 @@ static void start_relay(struct proxied *pc, const struct sockaddr_storage *targe
     };
     struct pk_err err;
 
+    /* A plaintext client of a permissive listener: the relay takes one address of the name. */
+    if (l->target_slot != NULL && target == &l->target) {
+        struct pk_addrset *set;
+        size_t first;
+        if (!named_target(pc, &set, &first)) {
+            return;
+        }
+        memcpy(&p.target, &set->addr[first], set->len[first]);
+        p.target_len = set->len[first];
+    }
     pk_err_clear(&err);
     pc->fd = -1;
     pc->kind = PC_RELAY;

@@ -98,6 +98,8 @@ struct pk_conn {
     WOLFSSL *ssl;                 /* on tls->fd once it exists */
     struct sockaddr_storage target;
     socklen_t target_len;
+    struct pk_addrset *targets; /* a DNS name's addresses, or NULL */
+    size_t target_first, target_attempt;
     char *sni;
     pk_conn_authorize_fn authorize;
     void *authorize_ctx;
@@ -291,6 +293,7 @@ static void conn_destroy(struct pk_conn *c)
     }
     /* After wolfSSL_free: the identity's reference keeps the WOLFSSL_CTX alive until then. */
     pk_identity_unref(c->identity);
+    pk_addrset_unref(c->targets);
     pk_cert_free(c->peer_leaf);
     pk_tls_peer_chain_clear(&c->peer_chain);
     pk_ring_release(&c->to_plain);
@@ -374,6 +377,32 @@ static void set_nodelay(int fd)
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
+/* Connecting to the current address failed (why): when the target is a DNS name with addresses
+ * not tried yet, drop this socket and make the next address current, so that the next step
+ * connects to it; false when there is none left. */
+static bool connect_next(struct pk_conn *c, const char *why)
+{
+    size_t i;
+
+    if (c->targets == NULL || c->target_attempt + 1 >= c->targets->n) {
+        return false;
+    }
+    PK_LOG_INFO("connect to an address of the target failed error=\"%s\"; trying the next one "
+                "(%zu of %zu)",
+                why, c->target_attempt + 2, c->targets->n);
+    side_stop(c, &c->tgt);
+    close(c->tgt.fd);
+    c->tgt.fd = -1;
+    ev_timer_stop(c->loop, &c->t_connect);
+    c->target_attempt++;
+    i = pk_addrset_pick(c->targets->n, c->target_first, c->target_attempt);
+    memcpy(&c->target, &c->targets->addr[i], c->targets->len[i]);
+    c->target_len = c->targets->len[i];
+    c->connect_started = false;
+    c->connect_want = 0;
+    return true;
+}
+
 /* Issue the non-blocking connect(). Returns true when something changed. */
 static bool connect_begin(struct pk_conn *c)
 {
@@ -403,6 +432,9 @@ static bool connect_begin(struct pk_conn *c)
         return true;
     }
     /* A unix listener with a full backlog says EAGAIN: unreachable, as TCP would time out. */
+    if (connect_next(c, strerror(errno))) {
+        return true;
+    }
     conn_fail(c, PK_CLOSE_CONNECT_FAILED, "connect to target: %s", strerror(errno));
     return false;
 }
@@ -416,6 +448,9 @@ static bool connect_finish(struct pk_conn *c)
         soerr = errno;
     }
     if (soerr != 0) {
+        if (connect_next(c, strerror(soerr))) {
+            return true;
+        }
         conn_fail(c, PK_CLOSE_CONNECT_FAILED, "connect to target: %s", strerror(soerr));
         return false;
     }
@@ -920,8 +955,11 @@ static void timer_cb(struct ev_loop *loop, ev_timer *w, int revents)
     PK_ASSERT(c != NULL && c->magic == CONN_MAGIC);
     conn_hold(c);
     if (w == &c->t_connect) {
-        conn_fail(c, PK_CLOSE_CONNECT_TIMEOUT, "no connection to the target within %gs",
-                  c->limits.connect_timeout);
+        /* With addresses of a DNS name left, conn_run below connects to the next one. */
+        if (!connect_next(c, "timed out")) {
+            conn_fail(c, PK_CLOSE_CONNECT_TIMEOUT, "no connection to the target within %gs",
+                      c->limits.connect_timeout);
+        }
     } else if (w == &c->t_handshake) {
         conn_fail(c, PK_CLOSE_HANDSHAKE_TIMEOUT, "no TLS handshake with the %s within %gs",
                   c->tls->name, c->limits.handshake_timeout);
@@ -983,6 +1021,9 @@ static int check_params(const struct pk_conn_params *p, struct pk_err *err)
     if (p->dir != PK_CONN_INBOUND && p->dir != PK_CONN_OUTBOUND) {
         return pk_err_set(err, PK_E_INVALID, "connection direction %d is unknown", (int)p->dir);
     }
+    if (p->targets != NULL) {
+        return p->targets->n > 0 ? 0 : pk_err_set(err, PK_E_INVALID, "no target address");
+    }
     sa_family_t fam = p->target.ss_family;
     if ((fam != AF_INET && fam != AF_INET6 && fam != AF_UNIX) || p->target_len == 0 ||
         p->target_len > sizeof(p->target)) {
@@ -1041,8 +1082,16 @@ static struct pk_conn *conn_new(struct ev_loop *loop, const struct pk_conn_param
     c->tls = p->dir == PK_CONN_INBOUND ? &c->acc : &c->tgt;
     c->plain = p->dir == PK_CONN_INBOUND ? &c->tgt : &c->acc;
     c->identity = pk_identity_ref(p->identity);
-    memcpy(&c->target, &p->target, p->target_len);
-    c->target_len = p->target_len;
+    if (p->targets != NULL) {
+        size_t i = pk_addrset_pick(p->targets->n, p->target_first, 0);
+        c->targets = pk_addrset_ref(p->targets);
+        c->target_first = p->target_first;
+        memcpy(&c->target, &p->targets->addr[i], p->targets->len[i]);
+        c->target_len = p->targets->len[i];
+    } else {
+        memcpy(&c->target, &p->target, p->target_len);
+        c->target_len = p->target_len;
+    }
     if (p->dir == PK_CONN_OUTBOUND && p->target_sni != NULL && p->target_sni[0] != '\0') {
         c->sni = pk_xstrdup(p->target_sni);
     }

@@ -32,6 +32,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "common/addrset.h"
 #include "common/compiler.h"
 #include "common/err.h"
 #include "common/identity.h"
@@ -106,6 +107,10 @@ struct pk_conn_params {
     socklen_t peer_len;             /* 0 when unknown */
     struct sockaddr_storage target; /* where to connect: AF_INET, AF_INET6 or AF_UNIX */
     socklen_t target_len;           /* the size of that address */
+    /* Or, for a target named by DNS: the name's addresses (a reference is taken) and the one to
+     * try first. When connecting to one fails or times out, the next is tried, each once. */
+    struct pk_addrset *targets;
+    size_t target_first;
     const char *target_sni;         /* outbound: SNI to send, or NULL */
     struct pk_identity *identity;   /* a reference is taken; server TLS context for
                                      * inbound, client for outbound */

@@ -48,6 +48,9 @@ void proxy_listener_unref(struct listener *l)
     }
     lsock_unref(l->sock);
     pk_listener_config_clear(&l->cfg); /* l->rules with it */
+    for (unsigned i = 0; i < l->n_watch; i++) {
+        pk_addrset_unref(l->watch[i].addrs);
+    }
     free(l->watch);
     free(l->bytes);
     free(l->hist);
@@ -203,7 +206,13 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
     int r = 0;
 
     /* A transparent listener's targets are the original destinations. */
-    if (lc->target != NULL) {
+    if (lc->target != NULL && lc->target_addr.kind == PK_ADDR_NAME) {
+        if (lc->target_slot == NULL) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "[%s %s] target %s: a DNS name, but nothing resolves it",
+                              pk_listener_kind_name(lc->kind), lc->name, lc->target);
+        }
+    } else if (lc->target != NULL) {
         if (lc->target_addr.sa_len == 0) {
             return pk_err_set(err, PK_E_INVALID, "[%s %s] target %s: the address was not parsed",
                               pk_listener_kind_name(lc->kind), lc->name, lc->target);
@@ -260,7 +269,10 @@ static int listener_new(const struct pk_listener_config *lc, const char *ns, uin
             .max_lifetime = lc->max_lifetime,
             .buffer_size = lc->buffer_size,
     };
+    l->target_slot =
+            lc->target != NULL && lc->target_addr.kind == PK_ADDR_NAME ? lc->target_slot : NULL;
     l->watch = pk_xcalloc(n_workers, sizeof(*l->watch));
+    l->n_watch = n_workers;
     l->bytes = aligned_alloc(alignof(struct pk_live_bytes), n_workers * sizeof(*l->bytes));
     if (l->bytes == NULL) {
         abort(); /* as pk_xcalloc does */

@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "common/addr.h"
+#include "common/addrset.h"
 #include "common/dstmap.h"
 #include "proxy/policy.h"
 
@@ -28,7 +29,10 @@ struct pk_listener_config {
                    * original destination is the target) */
     struct pk_addr listen_addr; /* listen, parsed: what the proxy binds */
     struct pk_addr target_addr; /* target, parsed: what the proxy connects to (sa_len 0 when
-                                 * there is no target) */
+                                 * there is no target, or it is a DNS name) */
+    struct pk_addrset_slot *target_slot; /* a DNS name's target: where its answers are published
+                                          * (borrowed; picket run's resolver owns it and outlives
+                                          * the proxy); NULL otherwise */
     /* inbound: authorization, each key repeatable (every line adds a rule; all rules are OR-ed);
      * values kept as written, checked here; no rule at all = peers of our own trust domain */
     char **allow_trust_domain; /* key allow_trust_domain: a trust domain */

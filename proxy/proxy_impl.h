@@ -69,7 +69,12 @@ struct lwatch {
     struct listener *l;
     size_t li; /* the listener's index in the worker's current generation */
     ev_io io;
-    ev_timer resume;          /* accepting paused */
+    ev_timer resume; /* accepting paused */
+    /* A DNS name's target: this worker's reference to the answer it last took from the slot,
+     * the slot's generation then, and a counter that spreads connections over the addresses. */
+    struct pk_addrset *addrs;
+    uint64_t addrs_generation;
+    size_t next_addr;
     bool on;                  /* watchers started */
     bool starved;             /* paused for lack of descriptors */
     ev_tstamp starved_logged; /* when that was last logged (0: never) */
@@ -85,7 +90,9 @@ struct listener {
     uint32_t mark;             /* SO_MARK for sockets to targets; 0 = none */
     struct pk_dst_rule *rules; /* transparent: the map lines, parsed (cfg's map_rules) */
     size_t n_rules;
-    struct lwatch *watch;       /* per worker */
+    struct pk_addrset_slot *target_slot; /* a DNS name's target (cfg's), or NULL */
+    struct lwatch *watch;                /* per worker */
+    unsigned n_watch;
     _Atomic unsigned accepting; /* workers whose watchers are on */
     _Atomic uint64_t active, total, handshaking;
     struct pk_live_bytes *bytes; /* per worker, added to as bytes are relayed */

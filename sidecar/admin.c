@@ -24,12 +24,20 @@
 struct pk_admin {
     struct pk_http_server *http;
     struct pk_agent *agent;
-    struct pk_proxy *proxy; /* NULL without listeners */
+    struct pk_proxy *proxy;       /* NULL without listeners */
+    struct pk_resolver *resolver; /* NULL: no DNS names */
     uint64_t reloads_ok;
     uint64_t reloads_refused;
     char last_reload_error[RELOAD_ERROR_LEN]; /* "" until a reload is refused */
     time_t last_reload_error_time;
 };
+
+void pk_admin_set_resolver(struct pk_admin *adm, struct pk_resolver *resolver)
+{
+    if (adm != NULL) {
+        adm->resolver = resolver;
+    }
+}
 
 void pk_admin_note_reload(struct pk_admin *adm, const char *error)
 {
@@ -157,6 +165,10 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
     set_int(rot, "initial_failures", (long long)st.initial_failures);
     set_int(rot, "responses_rejected", (long long)st.responses_rejected);
     set_int(rot, "consecutive_failures", st.failures);
+    set_int(rot, "token_failures", (long long)st.token_failures);
+    if (st.last_error[0] != '\0') {
+        json_object_set_new(rot, "last_error", json_string(st.last_error));
+    }
     if (st.next_attempt_in >= 0) {
         json_object_set_new(rot, "next_retry_in", json_real(st.next_attempt_in));
     }
@@ -217,6 +229,28 @@ static int status(void *ctx, const struct pk_http1_request *req, struct pk_http_
             json_array_append_new(ls, o);
         }
         json_object_set_new(root, "listeners", ls);
+    }
+    if (pk_resolver_count(adm->resolver) > 0) {
+        json_t *names = json_array();
+        for (size_t i = 0; i < pk_resolver_count(adm->resolver); i++) {
+            struct pk_resolver_stats ds;
+            json_t *o = json_object();
+            pk_resolver_stats(adm->resolver, i, &ds);
+            set_str(o, "name", ds.name);
+            set_str(o, "addresses", ds.addresses);
+            set_int(o, "answers", (long long)ds.answers);
+            set_int(o, "failures", (long long)ds.failures);
+            set_int(o, "changes", (long long)ds.changes);
+            if (ds.age >= 0) {
+                json_object_set_new(o, "age", json_real(ds.age));
+                json_object_set_new(o, "ttl", json_real(ds.ttl));
+            }
+            if (ds.last_error[0] != '\0') {
+                set_str(o, "last_error", ds.last_error);
+            }
+            json_array_append_new(names, o);
+        }
+        json_object_set_new(root, "dns", names);
     }
     text = json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS);
     json_decref(root);
@@ -375,6 +409,61 @@ static int listener_metrics(struct pk_buf *out, struct pk_proxy *px)
     return r;
 }
 
+/* A name as a Prometheus label value: backslash, quote and line feed escaped. */
+static void label_value(const char *text, char *out, size_t len)
+{
+    size_t o = 0;
+
+    for (const char *p = text; *p != '\0' && o + 3 < len; p++) {
+        if (*p == '\\' || *p == '"') {
+            out[o++] = '\\';
+            out[o++] = *p;
+        } else if (*p == '\n') {
+            out[o++] = '\\';
+            out[o++] = 'n';
+        } else {
+            out[o++] = *p;
+        }
+    }
+    out[o] = '\0';
+}
+
+static int dns_metrics(struct pk_buf *out, const struct pk_resolver *res)
+{
+    static const char *const families[][3] = {
+            {"picket_dns_answers_total", "counter", "Successful lookups of a DNS name."},
+            {"picket_dns_failures_total", "counter",
+             "Failed lookups of a DNS name (the last good answer stays in use)."},
+            {"picket_dns_answer_age_seconds", "gauge",
+             "Seconds since a DNS name's last good answer (absent before one)."},
+    };
+    size_t n = pk_resolver_count(res);
+    int r = 0;
+
+    if (n == 0) {
+        return 0;
+    }
+    for (size_t f = 0; f < PK_ARRAY_LEN(families); f++) {
+        r |= metric_head(out, families[f][0], families[f][1], families[f][2]);
+        for (size_t i = 0; i < n; i++) {
+            struct pk_resolver_stats ds;
+            char name[600];
+            pk_resolver_stats(res, i, &ds);
+            label_value(ds.name, name, sizeof(name));
+            if (f == 0) {
+                r |= pk_buf_printf(out, "%s{name=\"%s\"} %llu\n", families[f][0], name,
+                                   (unsigned long long)ds.answers);
+            } else if (f == 1) {
+                r |= pk_buf_printf(out, "%s{name=\"%s\"} %llu\n", families[f][0], name,
+                                   (unsigned long long)ds.failures);
+            } else if (ds.age >= 0) {
+                r |= pk_buf_printf(out, "%s{name=\"%s\"} %.3f\n", families[f][0], name, ds.age);
+            }
+        }
+    }
+    return r;
+}
+
 static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http_reply *reply)
 {
     (void)req;
@@ -428,6 +517,9 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
                        (unsigned long long)adm->reloads_refused);
     r |= metric(out, "picket_initial_fetch_failures_total", "counter",
                 "Failed attempts to obtain the first identity.", (double)st.initial_failures);
+    r |= metric(out, "picket_sentry_token_failures_total", "counter",
+                "Identity requests not sent because the Sentry token could not be read.",
+                (double)st.token_failures);
     r |= metric(out, "picket_sentry_responses_rejected_total", "counter",
                 "Sentry responses that failed picket's checks and were not installed.",
                 (double)st.responses_rejected);
@@ -460,6 +552,7 @@ static int metrics(void *ctx, const struct pk_http1_request *req, struct pk_http
     if (adm->proxy != NULL) {
         r |= listener_metrics(out, adm->proxy);
     }
+    r |= dns_metrics(out, adm->resolver);
     if (st.static_identity) {
         r |= metric(out, "picket_static_identity_refused_total", "counter",
                     "Static certificate updates refused by the checks.", (double)st.static_refused);

@@ -13,6 +13,7 @@
 #include "agent/agent.h"
 #include "common/compiler.h"
 #include "common/err.h"
+#include "net/resolver.h"
 
 struct ev_loop;
 struct pk_admin;
@@ -38,6 +39,9 @@ void pk_admin_set_proxy(struct pk_admin *admin, struct pk_proxy *proxy);
  * counts and the last refusal with its time, so `picket status` can say why the running
  * configuration is not the file's. NULL admin is fine. From the main thread. */
 void pk_admin_note_reload(struct pk_admin *admin, const char *error);
+/* Also report the DNS names resolver resolves (borrowed; must outlive the admin endpoint; NULL =
+ * none): "dns" in /status, picket_dns_* in /metrics. NULL admin is fine. */
+void pk_admin_set_resolver(struct pk_admin *admin, struct pk_resolver *resolver);
 
 /* The bound TCP port (0 for a unix socket). */
 unsigned pk_admin_port(const struct pk_admin *admin);

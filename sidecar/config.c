@@ -55,6 +55,7 @@
 #include "common/mem.h"
 #include "common/spiffe.h"
 #include "sidecar/config_keys.h"
+#include "sidecar/daprd_config.h"
 
 /* ---- the configuration ---- */
 
@@ -80,6 +81,9 @@ struct pk_sidecar_config *pk_sidecar_config_new(void)
     cfg->workers = 0;
     cfg->shutdown_timeout = 10;
     cfg->agent.mark = 0;
+    cfg->dns_ttl_min = 1;
+    cfg->dns_ttl_max = 300;
+    cfg->dns_timeout = 2;
     cfg->exclude_uid = -1;
     cfg->exclude_gid = -1;
     return cfg;
@@ -111,6 +115,7 @@ static bool field_equal(const struct key *k, const void *a, const void *b)
         return *(const size_t *)x == *(const size_t *)y;
     case K_SIGNAL:
     case K_LOG_LEVEL:
+    case K_MODE:
         return *(const int *)x == *(const int *)y;
     }
     PK_ASSERT(!"unknown key type");
@@ -172,7 +177,9 @@ void pk_sidecar_config_free(struct pk_sidecar_config *cfg)
     free(cfg->agent.control_plane_trust_domain);
     free(cfg->agent.control_plane_namespace);
     free(cfg->agent.token_file);
+    free(cfg->agent.secrets_dir);
     free(cfg->admin_listen);
+    free(cfg->dns_servers);
     free(cfg->config_file);
     for (size_t i = 0; i < cfg->n_listeners; i++) {
         pk_listener_config_clear(&cfg->listeners[i]);
@@ -197,7 +204,10 @@ void pk_sidecar_proxy_options(const struct pk_sidecar_config *cfg, struct pk_pro
 struct flags {
     /* Each borrowed from argv; NULL when the flag was not given. */
     const char *app_id, *sentry_address, *cp_trust_domain, *cp_namespace, *trust_domain;
-    const char *anchors_file, *config, *log_level;
+    const char *anchors_file, *config_file, *log_level;
+    const char *daprd_config; /* --config: daprd's Configuration */
+    const char *mode, *enable_mtls;
+    bool enable_mtls_given;
     const char *log_json; /* NULL for the bare flag */
     bool log_json_given, help, check;
 };
@@ -210,6 +220,10 @@ enum {
     OPT_TRUST_DOMAIN,
     OPT_ANCHORS_FILE,
     OPT_CONFIG,
+    OPT_CONFIG_FILE,
+    OPT_MODE,
+    OPT_ENABLE_MTLS,
+    OPT_JWT_AUDIENCES,
     OPT_LOG_LEVEL,
     OPT_LOG_JSON,
     OPT_HELP,
@@ -235,6 +249,10 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
             {"trust-domain", required_argument, NULL, OPT_TRUST_DOMAIN},
             {"trust-anchors-file", required_argument, NULL, OPT_ANCHORS_FILE},
             {"config", required_argument, NULL, OPT_CONFIG},
+            {"config-file", required_argument, NULL, OPT_CONFIG_FILE},
+            {"mode", required_argument, NULL, OPT_MODE},
+            {"enable-mtls", optional_argument, NULL, OPT_ENABLE_MTLS},
+            {"sentry-request-jwt-audiences", required_argument, NULL, OPT_JWT_AUDIENCES},
             {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
             {"log-as-json", optional_argument, NULL, OPT_LOG_JSON},
             {"help", no_argument, NULL, OPT_HELP},
@@ -271,8 +289,23 @@ static int parse_flags(int argc, char **argv, struct flags *fl, struct pk_err *e
             fl->anchors_file = optarg;
             break;
         case 'c':
+        case OPT_CONFIG_FILE:
+            fl->config_file = optarg;
+            break;
         case OPT_CONFIG:
-            fl->config = optarg;
+            fl->daprd_config = optarg;
+            break;
+        case OPT_MODE:
+            fl->mode = optarg;
+            break;
+        case OPT_ENABLE_MTLS:
+            fl->enable_mtls_given = true;
+            fl->enable_mtls = optarg;
+            break;
+        case OPT_JWT_AUDIENCES:
+            /* daprd asks Sentry for JWTs with these audiences; picket uses none. */
+            PK_LOG_WARN("--sentry-request-jwt-audiences is ignored: picket asks Sentry for no "
+                        "JWT");
             break;
         case OPT_LOG_LEVEL:
             fl->log_level = optarg;
@@ -356,6 +389,18 @@ static int apply_env(struct pk_sidecar_config *cfg, char *const *env, struct pk_
         }
         config_replace_string((char **)((char *)cfg + env_strings[i].offset), v);
     }
+    if ((v = pk_env_value(env, "PICKET_MODE")) != NULL) {
+        if (config_parse_mode(v, &cfg->agent.mode) != 0) {
+            char q[QUOTE_LEN];
+            return pk_err_set(err, PK_E_INVALID,
+                              "PICKET_MODE: '%s' is not auto, standalone or "
+                              "kubernetes",
+                              pk_quote(q, sizeof(q), v, strlen(v)));
+        }
+    }
+    if ((v = pk_env_value(env, "PICKET_TEST_SECRETS_DIR")) != NULL) {
+        config_replace_string(&cfg->agent.secrets_dir, v);
+    }
     /* daprd: a token file variable that is set must name a file (pkg/security/token). */
     if ((v = pk_env_get(env, "DAPR_SENTRY_TOKEN_FILE")) != NULL) {
         if (v[0] == '\0') {
@@ -423,6 +468,24 @@ static int apply_flags(struct pk_sidecar_config *cfg, const struct flags *fl, st
             return pk_err_set(err, PK_E_INVALID, "--trust-anchors-file: empty file name");
         }
         config_replace_string(&cfg->agent.trust_anchors_file, fl->anchors_file);
+    }
+    if (fl->mode != NULL && config_parse_mode(fl->mode, &cfg->agent.mode) != 0) {
+        char q[QUOTE_LEN];
+        return pk_err_set(err, PK_E_INVALID, "--mode: '%s' is not auto, standalone or kubernetes",
+                          pk_quote(q, sizeof(q), fl->mode, strlen(fl->mode)));
+    }
+    if (fl->enable_mtls_given) {
+        char q[QUOTE_LEN];
+        bool on = true;
+        if (fl->enable_mtls != NULL && config_parse_bool(fl->enable_mtls, true, &on) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "--enable-mtls: '%s' is not a boolean",
+                              pk_quote(q, sizeof(q), fl->enable_mtls, strlen(fl->enable_mtls)));
+        }
+        if (!on) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "--enable-mtls=false: picket is an mTLS proxy and cannot run "
+                              "without mTLS; drop the flag or run without picket");
+        }
     }
     if (fl->log_level != NULL) {
         enum pk_log_level level;
@@ -502,6 +565,49 @@ static int check_merged(struct pk_sidecar_config *cfg, struct pk_err *err)
     return 0;
 }
 
+/* Mode auto becomes kubernetes in a pod, standalone elsewhere. daprd itself defaults to
+ * standalone and relies on the injector's --mode kubernetes; picket is also started by hand-made
+ * pod specs, so it looks at the variable every pod has (the one Sentry before 1.15 used). */
+static void resolve_mode(struct pk_sidecar_config *cfg, char *const *env)
+{
+    if (cfg->agent.mode == PK_AGENT_MODE_AUTO) {
+        cfg->agent.mode = pk_env_value(env, "KUBERNETES_SERVICE_HOST") != NULL
+                                  ? PK_AGENT_MODE_KUBERNETES
+                                  : PK_AGENT_MODE_STANDALONE;
+    }
+}
+
+/* daprd's --config (sidecar/daprd_config.h): a file in standalone mode, a resource name in
+ * Kubernetes mode. */
+static int read_daprd_config(struct pk_sidecar_config *cfg, const char *path, struct pk_err *err)
+{
+    struct pk_daprd_config dc;
+    char q[QUOTE_LEN];
+    int r;
+
+    if (path == NULL) {
+        return 0;
+    }
+    if (cfg->agent.mode == PK_AGENT_MODE_KUBERNETES) {
+        PK_LOG_INFO("--config %s names a Configuration resource (Kubernetes mode); picket does "
+                    "not read resources and goes on without it",
+                    pk_quote(q, sizeof(q), path, strlen(path)));
+        return 0;
+    }
+    if (path[0] == '\0') {
+        return pk_err_set(err, PK_E_INVALID, "--config: empty file name");
+    }
+    r = pk_daprd_config_load(path, &dc, err);
+    if (r != 0) {
+        return pk_err_prefix(err, r == PK_E_NOTFOUND ? PK_E_NOTFOUND : PK_E_INVALID, "--config");
+    }
+    if (dc.ignored[0] != '\0') {
+        PK_LOG_INFO("--config %s: ignored, as they do not concern an mTLS proxy: %s",
+                    pk_quote(q, sizeof(q), path, strlen(path)), dc.ignored);
+    }
+    return 0;
+}
+
 static int read_config_file(struct pk_sidecar_config *cfg, const char *path, struct pk_err *err)
 {
     struct pk_buf text;
@@ -539,9 +645,9 @@ int pk_sidecar_config_load(int argc, char **argv, char *const *env, struct pk_si
     }
     cfg = pk_sidecar_config_new();
     cfg->check_only = fl.check;
-    if (fl.config != NULL) {
-        cfg->config_file = pk_xstrdup(fl.config);
-        r = read_config_file(cfg, fl.config, err);
+    if (fl.config_file != NULL) {
+        cfg->config_file = pk_xstrdup(fl.config_file);
+        r = read_config_file(cfg, fl.config_file, err);
         if (r != 0) {
             goto out;
         }
@@ -549,6 +655,10 @@ int pk_sidecar_config_load(int argc, char **argv, char *const *env, struct pk_si
     r = apply_env(cfg, env, err);
     if (r == 0) {
         r = apply_flags(cfg, &fl, err);
+    }
+    if (r == 0) {
+        resolve_mode(cfg, env);
+        r = read_daprd_config(cfg, fl.daprd_config, err);
     }
     if (r == 0) {
         r = check_merged(cfg, err);

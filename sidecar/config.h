@@ -70,6 +70,11 @@ struct pk_sidecar_config {
     long workers;            /* key workers: proxy threads; 0 = one per core (default); 0 to 256 */
     double shutdown_timeout; /* key shutdown_timeout: on exit, how long open connections may
                               * finish, seconds; default 10; 0 to 24h */
+    /* [dns] */
+    char *dns_servers;  /* key servers: "IP:PORT,..."; NULL = /etc/resolv.conf's */
+    double dns_ttl_min; /* key ttl_min: seconds; default 1 */
+    double dns_ttl_max; /* key ttl_max: seconds; default 300; >= ttl_min */
+    double dns_timeout; /* key timeout: seconds; default 2 */
     /* [iptables] */
     long exclude_uid; /* key exclude_uid: connections of this uid are not redirected; -1 = none */
     long exclude_gid; /* key exclude_gid: the same for a gid; -1 = none */

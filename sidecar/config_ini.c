@@ -444,6 +444,30 @@ static bool fail_pair(struct parser *ps, const char *a, const char *b, const cha
     return true;
 }
 
+/* [dns] ttl_max >= ttl_min, on the values the merge will produce; the error is at the later of
+ * the two lines. */
+static int check_dns_ttls(struct parser *ps, const struct pk_sidecar_config *into)
+{
+    const struct seen *lo = find_seen_in(ps, config_dns_keys, "ttl_min");
+    const struct seen *hi = find_seen_in(ps, config_dns_keys, "ttl_max");
+    double min = lo != NULL ? ps->scratch->dns_ttl_min : into->dns_ttl_min;
+    double max = hi != NULL ? ps->scratch->dns_ttl_max : into->dns_ttl_max;
+    const struct seen *at = lo;
+    char a[PK_DURATION_STR_LEN], b[PK_DURATION_STR_LEN];
+
+    if (max >= min || (lo == NULL && hi == NULL)) {
+        return 0;
+    }
+    if (at == NULL || (hi != NULL && hi->line > lo->line)) {
+        at = hi;
+    }
+    ps->line = at->line;
+    fail(ps, "[dns] %s: ttl_max %s is less than ttl_min %s", at->key->name,
+         pk_duration_format((int64_t)(max * 1e9), a, sizeof(a)),
+         pk_duration_format((int64_t)(min * 1e9), b, sizeof(b)));
+    return PK_E_INVALID;
+}
+
 /* Rules between keys of the file, checked on the values the merge will produce. */
 static int check_file_rules(struct parser *ps, const struct pk_sidecar_config *into)
 {
@@ -469,6 +493,9 @@ static int check_file_rules(struct parser *ps, const struct pk_sidecar_config *i
         fail_pair(ps, "retry_initial", "retry_max", "retry_max %s is less than retry_initial %s",
                   pk_duration_format((int64_t)(max * 1e9), a, sizeof(a)),
                   pk_duration_format((int64_t)(initial * 1e9), b, sizeof(b)))) {
+        return PK_E_INVALID;
+    }
+    if (check_dns_ttls(ps, into) != 0) {
         return PK_E_INVALID;
     }
     if (*dir == NULL && *command != NULL &&
@@ -701,7 +728,11 @@ static void parse_typed(struct pk_listener_config *lc)
     lc->intercept_dst = parse_dsts(lc->intercept, lc->n_intercept, pk_dst_parse);
     lc->exclude_dst = parse_dsts(lc->exclude, lc->n_exclude, pk_dst_parse);
     if (lc->target != NULL) {
+        /* Literal first, so "localhost" stays the loopback address it always was. */
         r = pk_addr_parse(lc->target, 0, &lc->target_addr, NULL);
+        if (r != 0) {
+            r = pk_addr_parse(lc->target, PK_ADDR_NAMES, &lc->target_addr, NULL);
+        }
         PK_ASSERT(r == 0);
     }
     if (lc->n_map > 0) {

@@ -67,6 +67,10 @@ const struct key config_agent_keys[] = {
             .doc = "run with /bin/sh -c after each export"),
         KEY("export_pid_file", K_STRING, agent.export_pid_file, 0, 0, NULL, .arg = "FILE",
             .doc = "send export_signal to the process in this pid file after each export"),
+        KEY("mode", K_MODE, agent.mode, 0, 0, NULL, .flags = KF_RESTART, .arg = "MODE",
+            .doc = "standalone, kubernetes or auto (kubernetes when KUBERNETES_SERVICE_HOST is "
+                   "set); kubernetes sends the pod's projected token with the KUBERNETES "
+                   "validator (--mode, PICKET_MODE)"),
         KEY("export_signal", K_SIGNAL, agent.export_signal, 0, 0, NULL, .arg = "SIGNAL",
             .doc = "the signal for export_pid_file: HUP, USR1, ... (with or without SIG)"),
 };
@@ -127,13 +131,31 @@ const struct key config_iptables_keys[] = {
             .doc = "`picket iptables`: never redirect this group's connections; -1: none"),
 };
 
+/* Seconds: a tenth of a second (a name asked ten times a second is already a lot) to a day. */
+const struct key config_dns_keys[] = {
+        KEY("servers", K_SERVERS, dns_servers, 0, 0, NULL, .flags = KF_RESTART,
+            .arg = "IP:PORT,...",
+            .doc = "ask these DNS servers instead of those of /etc/resolv.conf (IP:PORT or "
+                   "[IPV6]:PORT, comma-separated)"),
+        KEY("ttl_min", K_DURATION, dns_ttl_min, 0.1, DAY, NULL, .flags = KF_RESTART,
+            .arg = "DURATION",
+            .doc = "use an answer at least this long whatever its TTL (0 included), and ask "
+                   "again this long after a failed lookup"),
+        KEY("ttl_max", K_DURATION, dns_ttl_max, 0.1, DAY, NULL, .flags = KF_RESTART,
+            .arg = "DURATION", .doc = "ask again after at most this long whatever the TTL"),
+        KEY("timeout", K_DURATION, dns_timeout, 0.1, 60, NULL, .flags = KF_RESTART,
+            .arg = "DURATION",
+            .doc = "how long one query waits for the server before it is sent again (twice)"),
+};
+
 const struct key config_listener_keys[] = {
         LKEY("listen", K_SOCKET, listen, 0, 0, NULL, KF_ALL, .arg = "ADDRESS",
              .doc = "where to accept (required); outbound and transparent: loopback (or unix: "
                     "for outbound) unless allow_non_loopback"),
-        LKEY("target", K_SOCKET, target, 0, 0, NULL, KF_BOTH, .arg = "ADDRESS",
+        LKEY("target", K_TARGET, target, 0, 0, NULL, KF_BOTH, .arg = "ADDRESS",
              .doc = "where to connect (required): inbound, this app; outbound, the other app's "
-                    "inbound listener"),
+                    "inbound listener; may be HOST:PORT with a DNS name, resolved without "
+                    "blocking and kept fresh (see [dns]); each address is tried in turn"),
         LLIST("allow_trust_domain", K_TRUST_DOMAIN, allow_trust_domain, NULL, .arg = "TD",
               .doc = "let in any workload of trust domain TD (repeatable)"),
         LLIST("allow_namespace", K_SEGMENT, allow_namespace, "namespace", .arg = "NS",
@@ -208,6 +230,10 @@ const struct section_kind config_kinds[] = {
         {"proxy", false, config_proxy_keys, PK_ARRAY_LEN(config_proxy_keys), 0, "All listeners."},
         {"iptables", false, config_iptables_keys, PK_ARRAY_LEN(config_iptables_keys), 0,
          "Read by `picket iptables` only: whose connections the redirect rules leave alone."},
+        {"dns", false, config_dns_keys, PK_ARRAY_LEN(config_dns_keys), 0,
+         "How DNS names ([sentry] address, listener targets) are resolved: on the event loop, "
+         "never blocking; an answer is used for its TTL held between ttl_min and ttl_max, and a "
+         "failed lookup keeps the last good answer."},
         {"inbound", true, config_listener_keys, PK_ARRAY_LEN(config_listener_keys), KF_INBOUND,
          "Any number, NAME 1 to 48 of A-Z a-z 0-9 _ . - and unique among listeners. Accepts mTLS "
          "from other apps and forwards plain bytes to this app. Each allow_* line adds a rule and "
@@ -251,6 +277,28 @@ int config_parse_bool(const char *text, bool go_forms, bool *out)
         return 0;
     }
     return PK_E_INVALID;
+}
+
+static const char *const mode_names[] = {
+        [PK_AGENT_MODE_AUTO] = "auto",
+        [PK_AGENT_MODE_STANDALONE] = "standalone",
+        [PK_AGENT_MODE_KUBERNETES] = "kubernetes",
+};
+
+int config_parse_mode(const char *text, int *out)
+{
+    for (size_t i = 0; i < PK_ARRAY_LEN(mode_names); i++) {
+        if (strcmp(text, mode_names[i]) == 0) {
+            *out = (int)i;
+            return 0;
+        }
+    }
+    return PK_E_INVALID;
+}
+
+const char *config_mode_name(int mode)
+{
+    return mode >= 0 && (size_t)mode < PK_ARRAY_LEN(mode_names) ? mode_names[mode] : NULL;
 }
 
 /* Digits with at most one '.', nothing else: strtod alone would also take "nan", "1e3", "0x1p-1"
@@ -443,6 +491,41 @@ static int check_spiffe_pattern(const char *text, struct pk_err *err)
 }
 
 /* server_name: a host name for SNI. RFC 6066 §3 forbids IP literals there. */
+/* DNS servers as c-ares takes them: literal addresses with a port, comma-separated. */
+static int check_servers(const char *text, struct pk_err *err)
+{
+    char one[PK_ADDR_HOST_LEN + 16];
+    const char *p = text;
+
+    for (;;) {
+        size_t len = strcspn(p, ",");
+        struct pk_addr addr;
+        char q[QUOTE_LEN];
+        if (len == 0 || len >= sizeof(one)) {
+            return pk_err_set(err, PK_E_INVALID,
+                              "'%s' is not a comma-separated list of IP:PORT or [IPV6]:PORT",
+                              pk_quote(q, sizeof(q), text, strlen(text)));
+        }
+        memcpy(one, p, len);
+        one[len] = '\0';
+        if (strncmp(one, "unix:", 5) == 0) {
+            return pk_err_set(err, PK_E_INVALID, "'%s': a DNS server is IP:PORT, not a unix socket",
+                              pk_quote(q, sizeof(q), one, len));
+        }
+        if (pk_addr_parse(one, 0, &addr, err) != 0) {
+            return PK_E_INVALID;
+        }
+        if (addr.kind != PK_ADDR_INET || strncmp(one, "localhost", 9) == 0) {
+            return pk_err_set(err, PK_E_INVALID, "'%s': a DNS server must be an IP address",
+                              pk_quote(q, sizeof(q), one, len));
+        }
+        if (p[len] == '\0') {
+            return 0;
+        }
+        p += len + 1;
+    }
+}
+
 static int check_server_name(const char *text, struct pk_err *err)
 {
     size_t len = strlen(text);
@@ -499,7 +582,7 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
                               "empty value: an allow rule must name whom it allows (an empty "
                               "one never means \"allow all\")");
         }
-        if (k->type == K_SOCKET) {
+        if (k->type == K_SOCKET || k->type == K_TARGET) {
             return pk_err_set(err, PK_E_INVALID, "empty value: the address is required");
         }
         return pk_err_set(err, PK_E_INVALID, "empty value (leave the key out to get the default)");
@@ -512,8 +595,19 @@ static int check_text(const struct key *k, const char *value, struct pk_err *err
     case K_ADDRESS:
         return pk_addr_parse(value, PK_ADDR_NAMES, &addr, err);
     case K_SOCKET:
-        /* The proxy binds and connects without resolving names. */
+        /* The proxy binds without resolving names. */
         return pk_addr_parse(value, 0, &addr, err);
+    case K_SERVERS:
+        return check_servers(value, err);
+    case K_TARGET:
+        /* A literal address (or localhost), else a DNS name the resolver keeps fresh. A host of
+         * digits and dots is a mistyped IPv4 address, not a name. */
+        if (strncmp(value, "unix:", 5) == 0 || value[0] == '[' ||
+            strspn(value, "0123456789.") == strcspn(value, ":") ||
+            pk_addr_parse(value, 0, &addr, NULL) == 0) {
+            return pk_addr_parse(value, 0, &addr, err);
+        }
+        return pk_addr_parse(value, PK_ADDR_NAMES, &addr, err);
     case K_APP_ID:
         return check_app_id(value, err);
     case K_SPIFFE_ID:
@@ -562,6 +656,8 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
     case K_TRUST_DOMAIN:
     case K_ADDRESS:
     case K_SOCKET:
+    case K_TARGET:
+    case K_SERVERS:
     case K_APP_ID:
     case K_SPIFFE_ID:
     case K_SPIFFE_PATTERN:
@@ -647,6 +743,13 @@ int config_set_value(const struct key *k, const char *value, void *base, struct 
         *(int *)field = (int)level;
         return 0;
     }
+    case K_MODE:
+        if (config_parse_mode(value, &i) != 0) {
+            return pk_err_set(err, PK_E_INVALID, "'%s' is not auto, standalone or kubernetes",
+                              pk_quote(q, sizeof(q), value, strlen(value)));
+        }
+        *(int *)field = i;
+        return 0;
     case K_UNMAPPED:
         if (strcmp(value, "deny") == 0) {
             *(enum pk_unmapped_policy *)field = PK_UNMAPPED_DENY;
@@ -715,6 +818,7 @@ void config_move_field(const struct key *k, void *to, void *from)
         return;
     case K_SIGNAL:
     case K_LOG_LEVEL:
+    case K_MODE:
         memcpy(dst, src, sizeof(int));
         return;
     }

@@ -45,6 +45,9 @@ enum key_type {
     K_SIZE,     /* a size_t in [min, max] */
     K_SIGNAL,   /* a signal name: HUP, SIGUSR1, ... */
     K_LOG_LEVEL,
+    K_MODE,     /* auto, standalone or kubernetes (enum pk_agent_mode) */
+    K_SERVERS,  /* IP:PORT or [IPV6]:PORT, comma-separated: DNS servers */
+    K_TARGET,   /* what K_SOCKET takes, or HOST:PORT with a DNS name (resolved by [dns]) */
     K_DST,      /* CIDR [PORTS] (common/dstmap.h) */
     K_DST_RULE, /* CIDR [PORTS] ACTION (common/dstmap.h) */
     K_PORTS,    /* PORT or LO-HI */
@@ -63,6 +66,8 @@ enum key_type {
     case K_ADDRESS:                                                                                \
     case K_LISTEN:                                                                                 \
     case K_SOCKET:                                                                                 \
+    case K_TARGET:                                                                                 \
+    case K_SERVERS:                                                                                \
     case K_APP_ID:                                                                                 \
     case K_SPIFFE_ID:                                                                              \
     case K_SPIFFE_PATTERN:                                                                         \
@@ -132,7 +137,7 @@ struct section_kind {
 };
 
 /* The sections and keys. The counts are checked against the tables where they are defined. */
-#define CONFIG_N_KINDS         9
+#define CONFIG_N_KINDS         10
 #define CONFIG_N_LISTENER_KEYS 26
 extern const struct key config_agent_keys[];
 extern const struct key config_sentry_keys[];
@@ -140,6 +145,7 @@ extern const struct key config_admin_keys[];
 extern const struct key config_log_keys[];
 extern const struct key config_proxy_keys[];
 extern const struct key config_iptables_keys[];
+extern const struct key config_dns_keys[];
 extern const struct key config_listener_keys[CONFIG_N_LISTENER_KEYS];
 extern const struct section_kind config_kinds[CONFIG_N_KINDS];
 
@@ -157,5 +163,12 @@ void config_listener_init(struct pk_listener_config *lc, enum pk_listener_kind k
 
 /* The name export_signal takes for signal number ("HUP"), or NULL when it takes none. */
 const char *config_signal_name(int number);
+
+/* "auto", "standalone" or "kubernetes" (exactly, as daprd's --mode) into *out (enum
+ * pk_agent_mode); PK_E_INVALID for anything else. */
+int config_parse_mode(const char *text, int *out);
+
+/* The name of an enum pk_agent_mode value. */
+const char *config_mode_name(int mode);
 
 #endif

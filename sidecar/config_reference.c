@@ -34,7 +34,14 @@ static const char help_head[] =
         "connections over mTLS through the listeners of picket.ini.\n"
         "\n"
         "Flags ('--flag value', '--flag=value' and daprd's '-flag value' all work):\n"
-        "  -c, --config FILE                  picket.ini to read (default: none)\n"
+        "  -c, --config-file FILE             picket.ini to read (default: none)\n"
+        "  --config FILE                      daprd's Configuration YAML: spec.mtls.enabled\n"
+        "                                     must not be false; the rest is ignored (in\n"
+        "                                     Kubernetes mode a resource name, not read)\n"
+        "  --mode MODE                        standalone, kubernetes or auto (see [agent] mode)\n"
+        "  --enable-mtls[=BOOL]               accepted as daprd's; false is an error (picket\n"
+        "                                     is mTLS-only)\n"
+        "  --sentry-request-jwt-audiences A   accepted as daprd's and ignored (no JWTs)\n"
         "  --app-id ID                        the app id (required here, in APP_ID or in\n"
         "                                     [agent] app_id)\n"
         "  --sentry-address HOST:PORT         Sentry's gRPC address; \"\" = no Sentry, use a\n"
@@ -64,9 +71,13 @@ static const char help_head[] =
         "  DAPR_TRUST_ANCHORS_FILE            PEM file of the trusted roots\n"
         "  DAPR_CONTROLPLANE_TRUST_DOMAIN     Sentry's trust domain\n"
         "  DAPR_CONTROLPLANE_NAMESPACE        Sentry's namespace\n"
-        "  DAPR_SENTRY_TOKEN_FILE             file holding the JWT sent to Sentry (JWKS\n"
-        "                                     validator), re-read for every request; set but\n"
-        "                                     empty is an error, as in daprd\n"
+        "  DAPR_SENTRY_TOKEN_FILE             file holding the token sent to Sentry (JWKS\n"
+        "                                     validator; KUBERNETES in Kubernetes mode), re-read\n"
+        "                                     for every request; set but empty is an error\n"
+        "  KUBERNETES_SERVICE_HOST            set in every pod: mode auto means kubernetes\n"
+        "  PICKET_MODE                        standalone, kubernetes or auto\n"
+        "  PICKET_TEST_SECRETS_DIR            for tests only: replaces /var/run/secrets, where\n"
+        "                                     Kubernetes mode reads the projected token\n"
         "  DAPR_CERT_CHAIN, DAPR_CERT_KEY     static identity: certificate chain and private key\n"
         "                                     as PEM text; ignored when a Sentry address is set\n"
         "\n"
@@ -74,7 +85,8 @@ static const char help_head[] =
         "' ;' comments after a value. Each key at most once (allow_* may repeat); no empty\n"
         "values; no indented lines; at most 197 bytes per line. Booleans: true/false, yes/no,\n"
         "on/off, 1/0. Durations: 10s, 1m30s, 2h. Addresses: IPV4:PORT, [IPV6]:PORT,\n"
-        "localhost:PORT or unix:/PATH (names other than localhost are not resolved).\n";
+        "localhost:PORT or unix:/PATH; a listener's target and [sentry] address may also be\n"
+        "HOST:PORT with a DNS name, resolved on the event loop (see [dns]).\n";
 
 static const char help_tail[] =
         "\n"
@@ -129,6 +141,8 @@ static const char *default_text(const struct key *k, const void *base, char *buf
         return buf;
     case K_SIGNAL:
         return config_signal_name(*(const int *)field);
+    case K_MODE:
+        return config_mode_name(*(const int *)field);
     case K_LOG_LEVEL: {
         int level = *(const int *)field;
         return level >= 0 && (size_t)level < PK_ARRAY_LEN(levels) ? levels[level] : NULL;

@@ -25,8 +25,8 @@ def localize_ini(text, replacements, switch_on=False):
 
 
 def run_until_ready(binary, ini_path, admin_port, log_path, timeout=30):
-    """Start `picket run --config ini_path`; wait until /readyz answers 200; return the Proc."""
-    proc = Proc([binary, "run", "--config", ini_path], log_path)
+    """Start `picket run --config-file ini_path`; wait until /readyz answers 200; return the Proc."""
+    proc = Proc([binary, "run", "--config-file", ini_path], log_path)
 
     def ready():
         if not proc.alive():

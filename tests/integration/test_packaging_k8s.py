@@ -335,7 +335,7 @@ def test_dockerfile_shape():
     assert 'ENTRYPOINT ["/usr/bin/picket"]' in final
     assert not any(ln.startswith("RUN ") for ln in final)  # no shell in the final image
     # The image's default command is the sidecar on the path sidecar.yaml mounts.
-    assert 'CMD ["run", "--config", "/etc/picket/picket.ini"]' in final
+    assert 'CMD ["run", "--config-file", "/etc/picket/picket.ini"]' in final
 
 
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("chroot") is None,

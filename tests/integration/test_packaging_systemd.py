@@ -132,7 +132,7 @@ def test_unit_settings(unit):
     if unit == "picket.service":
         assert settings["Type"] == ["notify"]
         assert settings["WatchdogSec"] == ["60s"]
-        assert settings["ExecStart"] == ["/usr/bin/picket run --config /etc/picket/picket.ini"]
+        assert settings["ExecStart"] == ["/usr/bin/picket run --config-file /etc/picket/picket.ini"]
     else:
         assert settings["ExecStart"][0].startswith(
             "/usr/bin/picket sentry --issuer-credentials /var/lib/picket-sentry")

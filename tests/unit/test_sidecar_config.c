@@ -18,6 +18,7 @@
 #include "common/err.h"
 #include "common/log.h"
 #include "sidecar/config.h"
+#include "sidecar/daprd_config.h"
 #include "sidecar_config_util.h"
 
 /* ---- defaults ---- */
@@ -858,7 +859,7 @@ static void test_flag_forms(void **state)
 
 static void test_config_flag_forms(void **state)
 {
-    static const char *const forms[] = {"-c", "--config", "-config"};
+    static const char *const forms[] = {"-c", "--config-file", "-config-file"};
     char path[512], arg[600];
     struct pk_sidecar_config *cfg;
     struct pk_err err;
@@ -873,12 +874,135 @@ static void test_config_flag_forms(void **state)
         assert_string_equal(cfg->config_file, path);
         pk_sidecar_config_free(cfg);
     }
-    snprintf(arg, sizeof(arg), "--config=%s", path);
+    snprintf(arg, sizeof(arg), "--config-file=%s", path);
     const char *eq[] = {arg, NULL};
     assert_int_equal(load_full(NULL, base_env, eq, &cfg, &help, &err), 0);
     assert_string_equal(cfg->agent.app_id, "from-file");
     pk_sidecar_config_free(cfg);
+    /* --config is daprd's Configuration YAML: picket.ini there is refused, saying where it goes. */
+    const char *daprd[] = {"--config", path, NULL};
+    assert_int_equal(load_full(NULL, base_env, daprd, &cfg, &help, &err), PK_E_INVALID);
+    assert_non_null(strstr(err.msg, path));
+    assert_non_null(strstr(err.msg, "-c or --config-file"));
     unlink(path);
+}
+
+/* A listener target may be a DNS name; a literal stays a literal; [dns] keys land. */
+static void test_name_targets_and_dns_keys(void **state)
+{
+    static const char ini[] = "[outbound peer]\nlisten = 127.0.0.1:9000\n"
+                              "target = peer.shop.svc.cluster.local:8443\nexpect_app_id = p\n"
+                              "[inbound web]\nlisten = 127.0.0.1:9001\ntarget = localhost:80\n"
+                              "[dns]\nservers = 127.0.0.1:5353,[::1]:53\nttl_min = 2s\n"
+                              "ttl_max = 1m\ntimeout = 300ms\n";
+    struct pk_sidecar_config *cfg = pk_sidecar_config_new();
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(cfg->dns_ttl_min, 1);
+    assert_int_equal(cfg->dns_ttl_max, 300);
+    assert_null(cfg->dns_servers);
+    if (pk_sidecar_config_parse_ini(ini, strlen(ini), "t.ini", cfg, &err) != 0) {
+        fail_msg("%s", err.msg);
+    }
+    assert_int_equal(cfg->listeners[0].target_addr.kind, PK_ADDR_NAME);
+    assert_string_equal(cfg->listeners[0].target_addr.host, "peer.shop.svc.cluster.local");
+    assert_int_equal(cfg->listeners[0].target_addr.port, 8443);
+    assert_int_equal(cfg->listeners[1].target_addr.kind, PK_ADDR_INET);
+    assert_string_equal(cfg->dns_servers, "127.0.0.1:5353,[::1]:53");
+    assert_true(cfg->dns_ttl_min == 2 && cfg->dns_ttl_max == 60 && cfg->dns_timeout == 0.3);
+    pk_sidecar_config_free(cfg);
+}
+
+/* The mode: flag over PICKET_MODE over [agent] mode; auto is kubernetes in a pod. */
+static void test_mode_layers_and_detection(void **state)
+{
+    static const char ini[] = "[agent]\napp_id = a\nmode = standalone\n[sentry]\naddress = h:1\n";
+    const char *pod_env[] = {"DAPR_TRUST_ANCHORS=x", "KUBERNETES_SERVICE_HOST=10.0.0.1", NULL};
+    const char *mode_env[] = {"DAPR_TRUST_ANCHORS=x", "PICKET_MODE=kubernetes", NULL};
+    const char *app[] = {"--app-id", "a", "--sentry-address", "h:1", NULL};
+    const char *flag[] = {"--mode", "standalone", NULL};
+    const char *bad[] = {"--app-id", "a", "--sentry-address", "h:1", "--mode", "pod", NULL};
+    struct pk_sidecar_config *cfg;
+    struct pk_err err;
+
+    (void)state;
+    assert_int_equal(load(NULL, base_env, app, &cfg, &err), 0);
+    assert_int_equal(cfg->agent.mode, PK_AGENT_MODE_STANDALONE);
+    pk_sidecar_config_free(cfg);
+    assert_int_equal(load(NULL, pod_env, app, &cfg, &err), 0);
+    assert_int_equal(cfg->agent.mode, PK_AGENT_MODE_KUBERNETES);
+    pk_sidecar_config_free(cfg);
+    assert_int_equal(load(ini, pod_env, NULL, &cfg, &err), 0);
+    assert_int_equal(cfg->agent.mode, PK_AGENT_MODE_STANDALONE);
+    pk_sidecar_config_free(cfg);
+    assert_int_equal(load(ini, mode_env, NULL, &cfg, &err), 0);
+    assert_int_equal(cfg->agent.mode, PK_AGENT_MODE_KUBERNETES);
+    pk_sidecar_config_free(cfg);
+    assert_int_equal(load(ini, mode_env, flag, &cfg, &err), 0);
+    assert_int_equal(cfg->agent.mode, PK_AGENT_MODE_STANDALONE);
+    pk_sidecar_config_free(cfg);
+    assert_int_equal(load(NULL, base_env, bad, &cfg, &err), PK_E_INVALID);
+    assert_contains(err.msg, "--mode: 'pod' is not auto, standalone or kubernetes");
+}
+
+/* daprd's Configuration YAML: what is read, what is refused and where. */
+static void test_daprd_config_yaml(void **state)
+{
+    static const struct {
+        const char *yaml;
+        const char *error; /* NULL: accepted */
+        const char *ignored;
+    } cases[] = {
+            {"kind: Configuration\nspec:\n  mtls:\n    enabled: true\n", NULL, ""},
+            {"kind: Configuration\nspec:\n  tracing: {samplingRate: \"1\"}\n  mtls:\n"
+             "    enabled: true\n    workloadCertTTL: 1h\n",
+             NULL, "spec.tracing, spec.mtls.workloadCertTTL"},
+            {"kind: Configuration\nspec:\n  accessControl:\n    trustDomain: td\n", NULL,
+             "spec.accessControl"},
+            {"kind: Configuration\nspec:\n  mtls:\n    enabled: false\n",
+             "c.yaml:4:14: spec.mtls.enabled is false", NULL},
+            {"kind: Configuration\nspec:\n  mtls:\n    enabled: \"true\"\n",
+             "c.yaml:4:14: spec.mtls.enabled: a quoted value", NULL},
+            {"kind: Configuration\nspec:\n  mtls:\n    enabled: maybe\n",
+             "'maybe' is not true or false", NULL},
+            {"kind: Component\n", "c.yaml:1:7: kind is 'Component', not Configuration", NULL},
+            {"spec: {}\n", "c.yaml: no 'kind: Configuration'", NULL},
+            {"[agent]\napp_id = a\n", "-c or --config-file", NULL},
+            {"- a\n", "c.yaml:1:1: the file is a list", NULL},
+            {"kind: Configuration\n---\nkind: Configuration\n", "more than one YAML document",
+             NULL},
+    };
+    char deep[200];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct pk_daprd_config dc;
+        struct pk_err err;
+        int r = pk_daprd_config_parse((const uint8_t *)cases[i].yaml, strlen(cases[i].yaml),
+                                      "c.yaml", &dc, &err);
+        if (cases[i].error == NULL) {
+            if (r != 0) {
+                fail_msg("case %zu refused: %s", i, err.msg);
+            }
+            assert_string_equal(dc.ignored, cases[i].ignored);
+        } else {
+            assert_int_equal(r, PK_E_INVALID);
+            assert_contains(err.msg, cases[i].error);
+        }
+    }
+    memset(deep, '[', sizeof(deep) - 1);
+    deep[sizeof(deep) - 1] = '\0';
+    {
+        struct pk_daprd_config dc;
+        struct pk_err err;
+        assert_int_equal(pk_daprd_config_parse((const uint8_t *)"kind: Configuration\nx: ", 23,
+                                               "c.yaml", &dc, &err),
+                         0);
+        assert_int_equal(
+                pk_daprd_config_parse((const uint8_t *)deep, strlen(deep), "c.yaml", &dc, &err),
+                PK_E_INVALID);
+    }
 }
 
 /* SIGHUP's rules: which settings need a restart, and listener copies that compare equal. */
@@ -1008,6 +1132,9 @@ int main(void)
             cmocka_unit_test(test_static_identity_from_env),
             cmocka_unit_test(test_flag_forms),
             cmocka_unit_test(test_config_flag_forms),
+            cmocka_unit_test(test_mode_layers_and_detection),
+            cmocka_unit_test(test_name_targets_and_dns_keys),
+            cmocka_unit_test(test_daprd_config_yaml),
             cmocka_unit_test(test_help),
             cmocka_unit_test(test_help_text),
             cmocka_unit_test(test_restart_changes_and_listener_copies),

@@ -349,6 +349,18 @@ static const struct ini_error ini_errors[] = {
                                                    "the host must be a numeric IPv4"},
         {"[inbound web]\ntarget = 127.1:80\n", "t.ini:2: [inbound web] target: '127.1:80': the "
                                                "host must be"},
+        {"[inbound web]\ntarget = peer .svc:80\n", "t.ini:2: [inbound web] target: "},
+        {"[outbound web]\ntarget = peer.svc:0\n", "t.ini:2: [outbound web] target: "},
+        /* [dns] */
+        {"[dns]\nservers = dns.example:53\n",
+         "t.ini:2: [dns] servers: 'dns.example:53': the host must be"},
+        {"[dns]\nservers = 127.0.0.1:53,\n", "t.ini:2: [dns] servers: '127.0.0.1:53,' is not a "
+                                             "comma-separated list"},
+        {"[dns]\nservers = unix:/run/dns\n", "not a unix socket"},
+        {"[dns]\nservers = localhost:53\n", "a DNS server must be an IP address"},
+        {"[dns]\nttl_min = 10s\nttl_max = 5s\n", "t.ini:3: [dns] ttl_max: ttl_max 5s is less than "
+                                                 "ttl_min"},
+        {"[dns]\nttl_min = 0s\n", "t.ini:2: [dns] ttl_min: "},
         {"[inbound web]\nlisten = LOCALHOST:80\n", "t.ini:2: [inbound web] listen: "
                                                    "'LOCALHOST:80': the host must be"},
         {"[inbound web]\nlisten = 127.0.0.1:0\n",
