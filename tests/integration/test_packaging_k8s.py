@@ -291,6 +291,10 @@ def test_sidecar_container_runs_as_written(tmp_path, py_sentry):
         else:
             env[e["name"]] = pod_field(pod_meta, e["valueFrom"]["fieldRef"]["fieldPath"])
     env["PICKET_TEST_SECRETS_DIR"] = str(secrets)
+    # `--check` accepts it as it is, then it runs.
+    res = subprocess.run([picket_bin(), *args, "--check"], env=env, capture_output=True,
+                         text=True, timeout=60)
+    assert res.returncode == 0, res.stdout + res.stderr
     proc = Proc([os.path.abspath(picket_bin()), *args], tmp_path / "run.log", env=env)
 
     def ready():
