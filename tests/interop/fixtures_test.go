@@ -171,11 +171,18 @@ func (r *picketRun) waitInstalled(t *testing.T, n int, timeout time.Duration) []
 // starts `picket run -c picket.ini`. With wait it returns once /readyz is 200.
 func startPicketRun(t *testing.T, name string, sections []string, wait bool) *picketRun {
 	t.Helper()
+	return startPicketRunWith(t, name, sections, nil, nil, wait)
+}
+
+// startPicketRunWith is startPicketRun with env added to the environment and args after
+// `run -c picket.ini`.
+func startPicketRunWith(t *testing.T, name string, sections, env, args []string, wait bool) *picketRun {
+	t.Helper()
 	r := &picketRun{adminPort: freePort(t)}
 	ini := filepath.Join(t.TempDir(), name+".ini")
 	text := strings.Join(sections, "\n") + fmt.Sprintf("\n[admin]\nlisten = 127.0.0.1:%d\n", r.adminPort)
 	writeFile(t, ini, []byte(text), 0o600)
-	r.p = startProc(t, name, nil, picketBin, "run", "-c", ini)
+	r.p = startProc(t, name, env, picketBin, append([]string{"run", "-c", ini}, args...)...)
 	if wait {
 		waitFor(t, 60*time.Second, name+" /readyz 200", func() bool {
 			if !r.p.alive() {
