@@ -37,9 +37,9 @@ struct pk_agent {
     struct pk_identity_slot *slot;
     struct pk_agent_hooks hooks;
 
-    struct pk_identity *current; /* our reference; NULL until the first identity */
-    time_t trust_refused_at;     /* current's anchor-validity change that retrust() refused */
-    struct pk_certs anchors;     /* the set in force */
+    /* No identity of its own: the slot owns the current one (current_identity()). */
+    time_t trust_refused_at; /* its anchor-validity change that retrust() refused */
+    struct pk_certs anchors; /* the set in force */
     struct pk_buf anchors_pem;
     bool anchors_changed; /* since the last identity from Sentry: a failure may be theirs */
 
@@ -277,10 +277,18 @@ static void export_prepare(const struct pk_agent *a)
     }
 }
 
+/* The current identity, borrowed from the slot, which is its only owner; NULL until the first
+ * one. The agent is the slot's only publisher and runs on one thread, so the pointer holds until
+ * our own next publish(): a caller that publishes must look again afterwards. */
+static struct pk_identity *current_identity(const struct pk_agent *a)
+{
+    return pk_identity_slot_peek(a->slot);
+}
+
 /* Install id (taking its reference) as the current identity. */
 static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
 {
-    bool first = a->current == NULL;
+    bool first = current_identity(a) == NULL;
 
     /* The same certificate with new anchors keeps its renewal time. */
     if (!static_mode(a) && strcmp(why, "trust-anchors") != 0) {
@@ -299,9 +307,9 @@ static void publish(struct pk_agent *a, struct pk_identity *id, const char *why)
                         a->renew_at - now, (long long)pk_identity_not_before(id), now);
         }
     }
-    pk_identity_slot_publish(a->slot, pk_identity_ref(id));
-    pk_identity_unref(a->current);
-    a->current = id;
+    /* The slot takes our reference; from here on id is borrowed from it (valid on this thread
+     * until the next publish), which covers the log line and the hook below. */
+    pk_identity_slot_publish(a->slot, id);
     a->expired_logged = false;
     if (!first && strcmp(why, "trust-anchors") != 0) {
         a->stats.rotations_ok++;
@@ -330,12 +338,13 @@ static const char *anchors_source(const struct pk_agent_config *cfg)
 
 static void fetch_failed(struct pk_agent *a, const char *why)
 {
+    const struct pk_identity *held = current_identity(a);
     double delay;
     char hint[1200] = "";
 
     snprintf(a->stats.last_error, sizeof(a->stats.last_error), "%s", why);
     a->failures++;
-    if (a->current == NULL) {
+    if (held == NULL) {
         a->stats.initial_failures++;
     } else {
         a->stats.rotations_failed++;
@@ -352,9 +361,8 @@ static void fetch_failed(struct pk_agent *a, const char *why)
                  a->anchors_changed ? ", which changed since the last identity from Sentry" : "");
     }
     PK_LOG_ERR("identity fetch failed attempt=%u error=\"%s\" retry_in=%.1fs holding=%s%s",
-               a->failures, why, delay,
-               a->current != NULL ? pk_identity_serial_hex(a->current) : "none", hint);
-    if (a->current == NULL && a->cfg->initial_attempts > 0 &&
+               a->failures, why, delay, held != NULL ? pk_identity_serial_hex(held) : "none", hint);
+    if (held == NULL && a->cfg->initial_attempts > 0 &&
         a->failures >= (unsigned long)a->cfg->initial_attempts) {
         char msg[1200];
         snprintf(msg, sizeof(msg), "no identity after %u attempts; last error: %s", a->failures,
@@ -520,7 +528,7 @@ static void fetch_done(void *ctx, struct pk_sentry_fetch_result *res)
     a->retry_at = 0;
     a->anchors_changed = false;
     a->stats.last_error[0] = '\0';
-    publish(a, id, a->current == NULL ? "initial" : "renewal");
+    publish(a, id, current_identity(a) == NULL ? "initial" : "renewal");
 out:
     pk_certs_clear(&anchors);
     pk_svid_free(res->svid);
@@ -548,6 +556,7 @@ static void start_fetch(struct pk_agent *a)
             .mark = (uint32_t)cfg->mark,
             .resolved = cfg->sentry_slot,
     };
+    const struct pk_identity *held = current_identity(a);
     struct pk_buf token;
     struct pk_err err;
     int r;
@@ -566,7 +575,7 @@ static void start_fetch(struct pk_agent *a)
     sc.token = token.len > 0 ? token.data : NULL;
     sc.token_len = token.len;
     PK_LOG_INFO("identity fetch started sentry=%s attempt=%u holding=%s", cfg->sentry_address,
-                a->failures + 1, a->current != NULL ? pk_identity_serial_hex(a->current) : "none");
+                a->failures + 1, held != NULL ? pk_identity_serial_hex(held) : "none");
     r = a->sentry->start(a->loop, &sc, fetch_done, a, &a->fetch, &err);
     pk_buf_free(&token);
     if (r != 0) {
@@ -582,11 +591,12 @@ static void start_fetch(struct pk_agent *a)
 
 static void update_state(struct pk_agent *a, double now)
 {
+    const struct pk_identity *cur = current_identity(a);
     enum pk_agent_state st;
 
-    if (a->current == NULL) {
+    if (cur == NULL) {
         st = PK_AGENT_STARTING;
-    } else if (now >= (double)pk_identity_not_after(a->current)) {
+    } else if (now >= (double)pk_identity_not_after(cur)) {
         st = PK_AGENT_EXPIRED;
     } else if (static_mode(a) || now < a->renew_at) {
         st = PK_AGENT_FRESH;
@@ -595,8 +605,8 @@ static void update_state(struct pk_agent *a, double now)
     }
     if (st == PK_AGENT_EXPIRED && !a->expired_logged) {
         PK_LOG_ERR("identity expired spiffe_id=%s serial=%s not_after=%lld",
-                   pk_identity_spiffe_id(a->current), pk_identity_serial_hex(a->current),
-                   (long long)pk_identity_not_after(a->current));
+                   pk_identity_spiffe_id(cur), pk_identity_serial_hex(cur),
+                   (long long)pk_identity_not_after(cur));
         a->expired_logged = true;
     }
     a->stats.state = st;
@@ -607,15 +617,17 @@ static void update_state(struct pk_agent *a, double now)
  * the proxy re-checks its connections against them). */
 static void retrust(struct pk_agent *a)
 {
-    const struct pk_certs *anchors = pk_identity_anchors(a->current);
+    /* Borrowed from the slot, and anchors from it: both are done with before publish(). */
+    const struct pk_identity *cur = current_identity(a);
+    const struct pk_certs *anchors = pk_identity_anchors(cur);
     struct pk_identity *id = NULL;
     struct pk_err err;
 
     pk_err_clear(&err);
-    if (pk_identity_with_anchors(a->current, anchors, wall_seconds(a), &id, &err) != 0) {
+    if (pk_identity_with_anchors(cur, anchors, wall_seconds(a), &id, &err) != 0) {
         /* Our own root expired (or nothing is valid any more): the identity stops working
          * anyway; keep it, say so once, and let renewal or an anchor update fix it. */
-        a->trust_refused_at = pk_identity_trust_changes_at(a->current);
+        a->trust_refused_at = pk_identity_trust_changes_at(cur);
         PK_LOG_ERR("trust anchors changed validity, but the identity cannot be rebuilt with "
                    "them error=\"%s\"",
                    err.msg);
@@ -651,7 +663,7 @@ static void reschedule(struct pk_agent *a)
         double due_in;
         if (a->retry_at > 0) {
             due_in = a->retry_at - mono;
-        } else if (a->current == NULL) {
+        } else if (current_identity(a) == NULL) {
             due_in = 0;
         } else {
             due_in = a->renew_at - now;
@@ -668,15 +680,15 @@ static void reschedule(struct pk_agent *a)
             wait = due_in;
         }
     }
-    if (a->current != NULL) {
-        double expires_in = (double)pk_identity_not_after(a->current) - now;
+    if (current_identity(a) != NULL) {
+        double expires_in = (double)pk_identity_not_after(current_identity(a)) - now;
         if (expires_in > 0 && expires_in < wait) {
             wait = expires_in;
         }
-        time_t trust_at = pk_identity_trust_changes_at(a->current);
+        time_t trust_at = pk_identity_trust_changes_at(current_identity(a));
         if (trust_at != 0 && trust_at != a->trust_refused_at && (double)trust_at <= now) {
-            retrust(a);
-            trust_at = pk_identity_trust_changes_at(a->current);
+            retrust(a); /* may publish: look at the slot again */
+            trust_at = pk_identity_trust_changes_at(current_identity(a));
         }
         if (trust_at != 0 && trust_at != a->trust_refused_at && (double)trust_at > now &&
             (double)trust_at - now < wait) {
@@ -796,6 +808,7 @@ out:
 
 static void reload_static(struct pk_agent *a)
 {
+    const struct pk_identity *held = current_identity(a); /* borrowed; not used past publish() */
     struct pk_identity *id = NULL;
     struct pk_err err;
 
@@ -804,12 +817,11 @@ static void reload_static(struct pk_agent *a)
         a->stats.static_refused++;
         PK_LOG_ERR("static identity update refused, keeping the current one serial=%s "
                    "error=\"%s\"",
-                   a->current != NULL ? pk_identity_serial_hex(a->current) : "none", err.msg);
+                   held != NULL ? pk_identity_serial_hex(held) : "none", err.msg);
         return;
     }
-    if (a->current != NULL &&
-        strcmp(pk_identity_serial_hex(id), pk_identity_serial_hex(a->current)) == 0 &&
-        certs_equal(pk_identity_chain(id), pk_identity_chain(a->current))) {
+    if (held != NULL && strcmp(pk_identity_serial_hex(id), pk_identity_serial_hex(held)) == 0 &&
+        certs_equal(pk_identity_chain(id), pk_identity_chain(held))) {
         pk_identity_unref(id); /* unchanged */
         return;
     }
@@ -844,7 +856,7 @@ static void check_anchors(struct pk_agent *a)
         anchors_settled(a);
         goto out;
     }
-    if (a->current == NULL) {
+    if (current_identity(a) == NULL) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
         a->anchors_changed = true;
@@ -852,7 +864,7 @@ static void check_anchors(struct pk_agent *a)
         anchors_settled(a);
         goto out;
     }
-    if (pk_identity_with_anchors(a->current, &anchors, wall_seconds(a), &id, &err) == 0) {
+    if (pk_identity_with_anchors(current_identity(a), &anchors, wall_seconds(a), &id, &err) == 0) {
         set_anchors(a, &anchors, &pem);
         a->stats.anchors_updates++;
         a->anchors_changed = true;
@@ -1044,24 +1056,28 @@ void pk_agent_reload_files(struct pk_agent *a)
 
 void pk_agent_stats(const struct pk_agent *a, struct pk_agent_stats *out)
 {
+    const struct pk_identity *cur = current_identity(a);
+
     *out = a->stats;
     update_state((struct pk_agent *)a, wall_now(a));
     out->state = a->stats.state;
-    out->ready = a->current != NULL && out->state != PK_AGENT_EXPIRED;
+    out->ready = cur != NULL && out->state != PK_AGENT_EXPIRED;
     out->next_attempt_in = a->retry_at > 0 ? a->retry_at - mono_now(a) : -1;
     out->failures = a->failures;
     out->renew_at = static_mode(a) ? 0 : a->renew_at;
-    if (a->current != NULL) {
-        snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", pk_identity_spiffe_id(a->current));
-        snprintf(out->serial, sizeof(out->serial), "%s", pk_identity_serial_hex(a->current));
-        out->not_before = pk_identity_not_before(a->current);
-        out->not_after = pk_identity_not_after(a->current);
+    if (cur != NULL) {
+        snprintf(out->spiffe_id, sizeof(out->spiffe_id), "%s", pk_identity_spiffe_id(cur));
+        snprintf(out->serial, sizeof(out->serial), "%s", pk_identity_serial_hex(cur));
+        out->not_before = pk_identity_not_before(cur);
+        out->not_after = pk_identity_not_after(cur);
     }
 }
 
 const struct pk_certs *pk_agent_anchors(const struct pk_agent *a)
 {
-    return a->current != NULL ? pk_identity_anchors(a->current) : &a->anchors;
+    const struct pk_identity *cur = current_identity(a);
+
+    return cur != NULL ? pk_identity_anchors(cur) : &a->anchors;
 }
 
 void pk_agent_free(struct pk_agent *a)
@@ -1076,7 +1092,6 @@ void pk_agent_free(struct pk_agent *a)
         a->clock->ops->timer_free(a->tick);
     }
     pk_clock_ev_free(a->own_clock);
-    pk_identity_unref(a->current);
     pk_certs_clear(&a->anchors);
     pk_certs_clear(&a->pending_anchors);
     pk_buf_free(&a->anchors_pem);

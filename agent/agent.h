@@ -13,7 +13,9 @@
  * what is left of its life, never in a loop.
  *
  * Every new identity is built complete (common/identity.h: checks and an in-memory handshake)
- * before it is published into the slot; a failure never replaces a good identity.
+ * before it is published into the slot; a failure never replaces a good identity. The slot is the
+ * current identity's only owner: the agent keeps no reference beside it and reads the identity
+ * back from the slot (pk_identity_slot_peek), so it must be the slot's only publisher.
  * Runs on one libev loop (the default loop: export commands are reaped with ev_child). */
 #ifndef PK_AGENT_AGENT_H
 #define PK_AGENT_AGENT_H
@@ -68,8 +70,9 @@ struct pk_agent_stats {
     size_t anchors;
 };
 
-/* Hooks: published runs after each new identity is in the slot (id borrowed); fatal when the
- * agent gives up (first fetch failed initial_attempts times). Either may be NULL. */
+/* Hooks: published runs after each new identity is in the slot (id borrowed from the slot; take a
+ * reference to keep it past the hook); fatal when the agent gives up (first fetch failed
+ * initial_attempts times). Either may be NULL. */
 struct pk_agent_hooks {
     void (*published)(void *ctx, struct pk_identity *id);
     void (*fatal)(void *ctx, const char *why);
@@ -98,9 +101,9 @@ struct pk_agent_deps {
     const struct pk_agent_sentry *sentry;
 };
 
-/* cfg and slot are borrowed and must outlive the agent. Loads the anchors (and, in static mode,
- * the identity); errors there are returned. Nothing is fetched before pk_agent_start. The loop
- * also serves the file watches and the export command. */
+/* cfg and slot are borrowed and must outlive the agent; nothing else publishes to the slot. Loads
+ * the anchors (and, in static mode, the identity); errors there are returned. Nothing is fetched
+ * before pk_agent_start. The loop also serves the file watches and the export command. */
 int pk_agent_new(struct ev_loop *loop, const struct pk_agent_config *cfg,
                  struct pk_identity_slot *slot, const struct pk_agent_hooks *hooks,
                  struct pk_agent **out, struct pk_err *err) PK_MUST_USE;

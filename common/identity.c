@@ -666,6 +666,12 @@ struct pk_identity *pk_identity_slot_get(struct pk_identity_slot *slot)
     return id;
 }
 
+struct pk_identity *pk_identity_slot_peek(const struct pk_identity_slot *slot)
+{
+    /* No lock: the caller is the only thread that writes _current. */
+    return slot->_current;
+}
+
 uint64_t pk_identity_slot_generation(const struct pk_identity_slot *slot)
 {
     /* C11 atomic_load wants a non-const pointer in older compilers; the load does not write. */

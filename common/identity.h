@@ -9,11 +9,12 @@
  * changes afterwards, so any thread may read it without locks while it holds a reference.
  *
  * The agent builds a new identity on every renewal or trust-anchor change and publishes it in a
- * pk_identity_slot, the one place the current identity is read from: when told it changed, the
- * proxy takes it from the slot and hands each worker a generation holding a reference to it;
- * every connection keeps the generation it was accepted under to its end, so the previous
- * identity (and its TLS contexts) is freed with its last connection, never under a live
- * handshake. A bad update never reaches the slot: pk_identity_new fails instead. */
+ * pk_identity_slot, the one place the current identity is kept and read from (the agent holds no
+ * reference of its own and peeks at the slot): when told it changed, the proxy takes it from the
+ * slot and hands each worker a generation holding a reference to it; every connection keeps the
+ * generation it was accepted under to its end, so the previous identity (and its TLS contexts) is
+ * freed with its last connection, never under a live handshake. A bad update never reaches the
+ * slot: pk_identity_new fails instead. */
 #ifndef PK_IDENTITY_H
 #define PK_IDENTITY_H
 
@@ -141,15 +142,16 @@ int pk_identity_key_pem(const struct pk_identity *id, struct pk_buf *out) PK_MUS
  * lower-case hex digits and a NUL, for logs and status. */
 void pk_identity_anchor_fingerprint(const struct pk_identity *id, size_t i, char out[65]);
 
-/* A publication slot: the one current identity, replaced whole by pk_identity_slot_publish.
- * Readers on any thread take their own reference with pk_identity_slot_get and then use the
- * identity without locks. The mutex is held only to load the pointer and take the reference, so
- * the slot's reference cannot be dropped between the two; the proxy takes it once per identity
- * change, never per connection. The old identity is unreferenced outside the lock (freeing it may
- * take a while). Embed the struct; its fields are private. */
+/* A publication slot: the one current identity, replaced whole by pk_identity_slot_publish, and
+ * its only long-lived owner (the publisher keeps no reference of its own; it looks with
+ * pk_identity_slot_peek). Readers on other threads take their own reference with
+ * pk_identity_slot_get and then use the identity without locks. The mutex is held only to load the
+ * pointer and take the reference, so the slot's reference cannot be dropped between the two; the
+ * proxy takes it once per identity change, never per connection. The old identity is unreferenced
+ * outside the lock (freeing it may take a while). Embed the struct; its fields are private. */
 struct pk_identity_slot {
     pthread_mutex_t _lock;
-    struct pk_identity *_current; /* guarded by _lock; the slot's own reference */
+    struct pk_identity *_current; /* written under _lock; the slot's own reference */
     atomic_uint_fast64_t _generation;
 };
 
@@ -168,6 +170,12 @@ void pk_identity_slot_publish(struct pk_identity_slot *slot, struct pk_identity 
 /* A new reference on the current identity (the caller unrefs it), or NULL when the slot is
  * empty. Any thread. */
 struct pk_identity *pk_identity_slot_get(struct pk_identity_slot *slot);
+
+/* The current identity, borrowed (no reference taken), or NULL when the slot is empty. Only on
+ * the thread that publishes: it is the slot's sole writer, so the pointer cannot change under it,
+ * and it stays valid until that thread's next pk_identity_slot_publish (or destroy). Whatever must
+ * outlive a publish takes its own reference with pk_identity_ref. */
+struct pk_identity *pk_identity_slot_peek(const struct pk_identity_slot *slot);
 
 /* How many times pk_identity_slot_publish has run (atomic load; any thread). Lets a worker
  * notice cheaply that a new identity is available. */

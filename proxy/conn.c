@@ -34,7 +34,6 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +54,7 @@
 #include "proxy/proxy_v2.h"
 #include "proxy/recheck.h"
 #include "proxy/ring.h"
+#include "proxy/summary.h"
 
 #define CONN_MAGIC 0x434f4e4eu /* "CONN" */
 
@@ -220,21 +220,8 @@ static void conn_hold(struct pk_conn *c)
 }
 
 /* Record why the connection ends; the first reason wins. The outermost release acts. */
-static void conn_fail(struct pk_conn *c, enum pk_conn_close_reason reason, const char *fmt, ...)
-        PK_PRINTF(3, 4);
-static void conn_fail(struct pk_conn *c, enum pk_conn_close_reason reason, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (c->finishing) {
-        return;
-    }
-    c->finishing = true;
-    c->sum.reason = reason;
-    va_start(ap, fmt);
-    vsnprintf(c->sum.detail, sizeof(c->sum.detail), fmt, ap);
-    va_end(ap);
-}
+#define conn_fail(c, reason, ...)                                                                  \
+    pk_conn_summary_fail(&(c)->sum, &(c)->finishing, (reason), __VA_ARGS__)
 
 static void side_stop(struct pk_conn *c, struct side *s)
 {

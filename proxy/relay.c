@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/mem.h"
+#include "proxy/summary.h"
 
 #define RELAY_MAGIC             0x52454c59u /* "RELY" */
 #define DEFAULT_CONNECT_TIMEOUT 5.0
@@ -59,21 +59,9 @@ struct pk_relay {
     struct pk_live_bytes *live_bytes; /* NULL = none */
 };
 
-static void relay_fail(struct pk_relay *r, enum pk_conn_close_reason reason, const char *fmt, ...)
-        PK_PRINTF(3, 4);
-static void relay_fail(struct pk_relay *r, enum pk_conn_close_reason reason, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (r->finishing) {
-        return;
-    }
-    r->finishing = true;
-    r->sum.reason = reason;
-    va_start(ap, fmt);
-    vsnprintf(r->sum.detail, sizeof(r->sum.detail), fmt, ap);
-    va_end(ap);
-}
+/* Record why the relay ends; the first reason wins. The callback that noticed it tears down. */
+#define relay_fail(r, reason, ...)                                                                 \
+    pk_conn_summary_fail(&(r)->sum, &(r)->finishing, (reason), __VA_ARGS__)
 
 static void relay_destroy(struct pk_relay *r)
 {

@@ -292,12 +292,16 @@ struct harness {
     struct pk_identity_slot slot;
     struct pk_agent *agent;
     unsigned published;
+    const struct pk_identity *last_published; /* as the hook saw it; only compared */
     unsigned fatal;
 };
 
 static void on_published(void *ctx, struct pk_identity *id)
 {
-    ((struct harness *)ctx)->published++;
+    struct harness *h = ctx;
+
+    h->published++;
+    h->last_published = id;
 }
 
 static void on_fatal(void *ctx, const char *why)
@@ -640,6 +644,55 @@ static void test_new_anchors_renewal_backs_off(void **state)
     harness_stop(&h);
 }
 
+/* The identity in the slot (a reference the caller drops), checked to be the very object the
+ * agent works from: its anchors, its status and the one handed to the published hook. */
+static struct pk_identity *slot_identity_seen_by_agent(struct harness *h)
+{
+    struct pk_identity *id = pk_identity_slot_get(&h->slot);
+
+    assert_non_null(id);
+    assert_ptr_equal(pk_agent_anchors(h->agent), pk_identity_anchors(id));
+    assert_ptr_equal(h->last_published, id);
+    struct pk_agent_stats st = stats_of(h);
+    assert_string_equal(st.serial, pk_identity_serial_hex(id));
+    assert_int_equal(st.not_after, pk_identity_not_after(id));
+    return id;
+}
+
+/* The agent keeps no identity beside the slot: after the first install, a renewal and a refused
+ * anchor update, what it reports and works from is the slot's identity itself. */
+static void test_agent_reads_its_identity_from_the_slot(void **state)
+{
+    struct harness h;
+    struct pk_identity *installed, *renewed, *kept;
+
+    harness_config(&h);
+    start_with_identity(&h);
+    installed = slot_identity_seen_by_agent(&h);
+
+    advance((double)(T0 - 60) + 0.5 * LIFETIME - fake.wall + 0.01);
+    assert_int_equal(sentry.starts, 2);
+    sentry_issue(T0, T0 + 2 * LIFETIME);
+    assert_int_equal(h.published, 2);
+    renewed = slot_identity_seen_by_agent(&h);
+    assert_ptr_not_equal(renewed, installed); /* both referenced: distinct objects */
+
+    /* A set that does not verify our certificate, and Sentry does not issue under it either. */
+    h.cfg.trust_anchors_pem = new_anchors_pem;
+    pk_agent_reload_files(h.agent);
+    assert_int_equal(sentry.starts, 3);
+    sentry_fail();
+    assert_int_equal(stats_of(&h).anchors_refused, 1);
+    assert_int_equal(h.published, 2);
+    kept = slot_identity_seen_by_agent(&h);
+    assert_ptr_equal(kept, renewed);
+
+    pk_identity_unref(kept);
+    pk_identity_unref(renewed);
+    pk_identity_unref(installed);
+    harness_stop(&h);
+}
+
 /* A root and an issuer under it, in the Dapr Sentry profile. */
 static int pki_make(struct pki *p, const char *org)
 {
@@ -734,6 +787,7 @@ int main(void)
             cmocka_unit_test_setup(test_wall_clock_jump_forward, test_setup),
             cmocka_unit_test_setup(test_wall_clock_jump_backward, test_setup),
             cmocka_unit_test_setup(test_new_anchors_renewal_backs_off, test_setup),
+            cmocka_unit_test_setup(test_agent_reads_its_identity_from_the_slot, test_setup),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -801,6 +801,7 @@ static void slot_sequences(void **state)
     pk_identity_unref(NULL);
     pk_identity_slot_init(&slot);
     assert_null(pk_identity_slot_get(&slot));
+    assert_null(pk_identity_slot_peek(&slot));
     assert_int_equal(pk_identity_slot_generation(&slot), 0);
 
     /* The slot takes the reference it is given. */
@@ -808,6 +809,7 @@ static void slot_sequences(void **state)
     assert_int_equal(pk_identity_slot_generation(&slot), 1);
     g = pk_identity_slot_get(&slot);
     assert_ptr_equal(g, a);
+    assert_ptr_equal(pk_identity_slot_peek(&slot), a); /* borrowed: the publisher's view */
     /* Replaced while g is held: g stays usable. */
     pk_identity_slot_publish(&slot, b); /* our reference on b moves to the slot */
     assert_int_equal(pk_identity_slot_generation(&slot), 2);
@@ -821,6 +823,7 @@ static void slot_sequences(void **state)
     /* Emptying the slot drops its reference; ours keeps b. */
     pk_identity_slot_publish(&slot, NULL);
     assert_null(pk_identity_slot_get(&slot));
+    assert_null(pk_identity_slot_peek(&slot));
     assert_int_equal(pk_identity_slot_generation(&slot), 3);
     assert_string_equal(pk_identity_spiffe_id(g), BACKEND);
     /* Republish the same identity twice: each publish takes one reference. */
