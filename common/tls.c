@@ -12,6 +12,7 @@
 #include <wolfssl/wolfcrypt/asn_public.h>
 #include <wolfssl/wolfcrypt/ecc.h>
 #include <wolfssl/wolfcrypt/ed25519.h>
+#include <wolfssl/wolfcrypt/error-crypt.h>
 
 #include "log.h"
 #include "mem.h"
@@ -73,10 +74,22 @@ void pk_tls_thread_exit(void)
 
 const char *pk_tls_strerror(int code, char *buf, size_t len)
 {
+    char text[112];
+    long negative = code < 0 ? (long)code : -(long)code;
+
     if (len == 0) {
         return buf;
     }
-    wolfSSL_ERR_error_string_n((unsigned long)(code < 0 ? -code : code), buf, (unsigned long)len);
+    /* wolfSSL's own (negative) code: a build without the OpenSSL compatibility layer (the fast
+     * one) names every positive code "unknown error number"; Debian's takes either form. */
+    wolfSSL_ERR_error_string_n((unsigned long)negative, text, sizeof(text));
+    /* A peer chain our verify callback refused reads the same in both builds: Debian's uses
+     * OpenSSL's words for it, the fast build wolfCrypt's ("ASN no signer ..."). */
+    if (negative == ASN_NO_SIGNER_E && strstr(text, "certificate verify failed") == NULL) {
+        snprintf(buf, len, "certificate verify failed: %s", text);
+    } else {
+        snprintf(buf, len, "%s", text);
+    }
     return buf;
 }
 
