@@ -160,9 +160,9 @@ static void put_hex(struct line *ln, const char *prefix, unsigned char c)
     put_bytes(ln, esc, n);
 }
 
-/* s[0..n) as the body of a JSON string: bytes outside printable ASCII become \u00XX, so the line
- * is valid JSON (and ASCII) whatever a peer sent. */
-static void put_json_str(struct line *ln, const char *s, size_t n)
+/* s[0..n) with \" and \\ escaped and every byte outside printable ASCII as hex_prefix + two hex
+ * digits, so the line stays ASCII and parseable whatever a peer sent. */
+static void put_escaped(struct line *ln, const char *s, size_t n, const char *hex_prefix)
 {
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -170,28 +170,24 @@ static void put_json_str(struct line *ln, const char *s, size_t n)
             char esc[2] = {'\\', (char)c};
             put_bytes(ln, esc, 2);
         } else if (c < 0x20 || c >= 0x7f) {
-            put_hex(ln, "\\u00", c);
+            put_hex(ln, hex_prefix, c);
         } else {
             put_bytes(ln, (const char *)&c, 1);
         }
     }
 }
 
-/* s[0..n) in double quotes, with \" and \\ escaped and bytes outside printable ASCII as \xNN. */
+/* The body of a JSON string: \u00XX keeps it valid JSON. */
+static void put_json_str(struct line *ln, const char *s, size_t n)
+{
+    put_escaped(ln, s, n, "\\u00");
+}
+
+/* A logfmt value in double quotes, odd bytes as \xNN. */
 static void put_logfmt_quoted(struct line *ln, const char *s, size_t n)
 {
     put(ln, "\"");
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            put_bytes(ln, esc, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            put_hex(ln, "\\x", c);
-        } else {
-            put_bytes(ln, (const char *)&c, 1);
-        }
-    }
+    put_escaped(ln, s, n, "\\x");
     put(ln, "\"");
 }
 
